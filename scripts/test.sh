@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine. Sets up what the tests need:
+# PostgreSQL and Redis running (installed from Debian packages where absent),
+# promtool (from Debian's prometheus package, unpacked into .tools/, never
+# started as a service), then runs the tests (cargo nextest when present).
+# Extra arguments go to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+[ -d ../shared/data ] || die "../shared/data is missing: the tests read real logs and rules from it (see README.md)"
+command -v cargo >/dev/null || die "cargo is missing: install the Rust toolchain (rustup)"
+
+apt_updated=
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get is missing: install $* by hand"
+    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_postgres() {
+    if ! command -v pg_isready >/dev/null; then
+        say "installing PostgreSQL"
+        apt_install postgresql
+    fi
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        say "starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+    fi
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && return; sleep 0.2; done
+    die "PostgreSQL does not answer on 127.0.0.1:5432"
+}
+
+ensure_redis() {
+    if ! command -v redis-server >/dev/null; then
+        say "installing Redis"
+        apt_install redis-server
+    fi
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        say "starting Redis"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    fi
+    for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return; sleep 0.2; done
+    die "Redis does not answer on 127.0.0.1:6379"
+}
+
+ensure_promtool() {
+    local tools=.tools
+    if [ ! -x "$tools/usr/bin/promtool" ]; then
+        say "fetching promtool (Debian package prometheus, unpacked into $tools/)"
+        command -v apt-get >/dev/null || die "apt-get is missing: put promtool on PATH by hand"
+        [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+        local tmp; tmp=$(mktemp -d)
+        (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+        mkdir -p "$tools"
+        dpkg -x "$tmp"/prometheus_*.deb "$tools"
+        rm -rf "$tmp"
+    fi
+    export PATH="$PWD/$tools/usr/bin:$PATH"
+    promtool --version >/dev/null || die "promtool does not run"
+}
+
+ensure_postgres
+ensure_redis
+ensure_promtool
+
+say "running the tests"
+export SECMON_REQUIRE_PROMTOOL=1
+if command -v cargo-nextest >/dev/null; then
+    cargo nextest run --no-fail-fast "$@"
+else
+    cargo test --no-fail-fast "$@"
+fi

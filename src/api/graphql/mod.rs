@@ -1,0 +1,101 @@
+//! The GraphQL schema: one file per domain, merged here.
+
+mod events;
+mod system;
+
+use std::sync::Arc;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::Router;
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::ApiState;
+use crate::config::Environment;
+
+pub use events::EventNode;
+
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Highest query complexity accepted (each field counts 1, connections count per node).
+pub const MAX_COMPLEXITY: usize = 5_000;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(events::EventsQuery, system::SystemQuery);
+
+pub type ApiSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+pub fn schema(state: Arc<ApiState>) -> ApiSchema {
+    let production = state.environment == Environment::Production;
+    let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
+    if production {
+        builder.disable_introspection().finish()
+    } else {
+        builder.finish()
+    }
+}
+
+#[derive(Clone)]
+struct GraphqlState {
+    schema: ApiSchema,
+    graphiql: bool,
+}
+
+/// `/graphql`: POST and GET queries; GraphiQL on a bare GET in development.
+pub fn router(schema: ApiSchema, environment: Environment) -> Router {
+    let state = GraphqlState {
+        schema,
+        graphiql: environment == Environment::Development,
+    };
+    Router::new()
+        .route("/graphql", get(get_graphql).post(post_graphql))
+        .with_state(state)
+}
+
+async fn get_graphql(
+    State(state): State<GraphqlState>,
+    RawQuery(query): RawQuery,
+    req: Request,
+) -> Response {
+    if state.graphiql && query.as_deref().is_none_or(str::is_empty) {
+        return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
+    }
+    match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
+        Ok(req) => execute(state.schema, req).await.into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn post_graphql(State(state): State<GraphqlState>, req: GraphQLRequest) -> GraphQLResponse {
+    execute(state.schema, req).await
+}
+
+async fn execute(schema: ApiSchema, req: GraphQLRequest) -> GraphQLResponse {
+    schema.execute(req.into_inner()).await.into()
+}
+
+/// A GraphQL error with a stable `extensions.code`.
+pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+/// Runs blocking store/index work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, async_graphql::Error> + Send + 'static,
+) -> Result<T, async_graphql::Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| coded("INTERNAL", "internal error"))?
+}
+
+fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
+    tracing::error!(error = %e, "request failed");
+    coded("INTERNAL", "internal error")
+}

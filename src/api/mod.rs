@@ -1,0 +1,92 @@
+//! The HTTP surfaces: the API port (GraphQL and ingest), health, metrics.
+
+pub mod graphql;
+pub mod health;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio_util::sync::CancellationToken;
+use ulid::Ulid;
+
+use crate::config::Environment;
+use crate::store::Store;
+use crate::store::index::EventIndex;
+use crate::store::indexer::Progress;
+use crate::telemetry::metric;
+
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(8);
+
+/// What the read side of the API needs. Holds no writer handle: the write
+/// path is owned by the ingest routes, so shutdown can drain it.
+pub struct ApiState {
+    pub store: Store,
+    pub index: Arc<EventIndex>,
+    pub progress: Arc<Progress>,
+    pub node_id: Ulid,
+    pub environment: Environment,
+    pub started: Instant,
+}
+
+/// Serves `router` on `listener` (TLS when `tls` is set) until `shutdown`,
+/// then lets in-flight requests finish for up to [`DRAIN`].
+pub async fn serve(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<RustlsConfig>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stopper.graceful_shutdown(Some(DRAIN));
+    });
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
+}
+
+/// Middleware counting requests by server, route and status.
+pub async fn track(server: &'static str, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    ::metrics::histogram!(metric::HTTP_REQUEST_SECONDS, "server" => server, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    ::metrics::counter!(metric::HTTP_REQUESTS, "server" => server, "route" => route, "status" => status)
+        .increment(1);
+    response
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,342 @@
+//! Builds the pipeline, spawns its tasks and threads, and owns shutdown.
+//!
+//! Start order: health listener (so `/ready` answers 503 while opening),
+//! store, index and indexer, writer, API and metrics listeners. Shutdown
+//! order: listeners stop accepting and finish in-flight requests; that drops
+//! the last writer handle, so the writer drains its queue and stops; the
+//! indexer then indexes what was committed last, commits, and stops.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum_server::tls_rustls::RustlsConfig;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use ulid::Ulid;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, Secret};
+use crate::ingest;
+use crate::store::index::EventIndex;
+use crate::store::indexer::{self, IndexerConfig, Progress};
+use crate::store::{self, Store, writer};
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot listen on {addr} for {service}: {source} (is another process using the port? set {var})"
+    )]
+    Bind {
+        service: &'static str,
+        var: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot load TLS certificate {cert} / key {key}: {source}")]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Index(#[from] store::index::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The addresses the listeners actually bound (ports may have been 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub graphql: SocketAddr,
+    pub metrics: SocketAddr,
+    pub health: SocketAddr,
+}
+
+/// A running secmon node.
+pub struct App {
+    addrs: Addrs,
+    node_id: Ulid,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts every component; returns once all listeners are bound and the
+    /// store is open (the index may still be catching up).
+    pub async fn start(config: Config) -> Result<App, Error> {
+        let started = Instant::now();
+        let prometheus = telemetry::prometheus().map_err(|e| Error::Metrics(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let ip = config.bind_address;
+
+        let health_listener = bind(
+            "health",
+            "HEALTH_PORT",
+            SocketAddr::new(ip, config.ports.health),
+        )?;
+        let graphql_listener = bind(
+            "graphql",
+            "GRAPHQL_PORT",
+            SocketAddr::new(ip, config.ports.graphql),
+        )?;
+        let metrics_listener = bind(
+            "metrics",
+            "METRICS_PORT",
+            SocketAddr::new(ip, config.ports.metrics),
+        )?;
+        let addrs = Addrs {
+            graphql: local_addr(&graphql_listener)?,
+            metrics: local_addr(&metrics_listener)?,
+            health: local_addr(&health_listener)?,
+        };
+
+        let (ready_tx, ready_rx) = watch::channel::<Option<Arc<Progress>>>(None);
+        tasks.spawn(serve(
+            "health",
+            health_listener,
+            api::health::router(ready_rx.clone()),
+            None,
+            &shutdown,
+        ));
+
+        let tls = if config.tls.enabled {
+            let (cert, key) = (&config.tls.cert_path, &config.tls.key_path);
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|source| Error::Tls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source,
+                })?;
+            Some(tls)
+        } else {
+            None
+        };
+
+        let data_dir = config.data_dir.clone();
+        let (store, index, opened, stats) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&data_dir)?;
+            let stats = store.stats()?;
+            let (index, opened) = EventIndex::open(&data_dir.join("index"))?;
+            Ok::<_, Error>((store, index, opened, stats))
+        })
+        .await
+        .map_err(|e| Error::Io {
+            what: "opening the store".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+        let _jwt_secret = match &config.auth.jwt_secret {
+            Some(s) => s.clone(),
+            None => dev_jwt_secret(&config.data_dir)?,
+        };
+
+        let index = Arc::new(index);
+        let progress = Arc::new(Progress::new(stats.last_seq));
+        let indexer_cfg = IndexerConfig {
+            commit_interval: Duration::from_millis(config.index.commit_interval_ms),
+            commit_max_events: config.index.commit_max_events,
+        };
+        let indexer_thread = {
+            let (store, index, progress) = (store.clone(), index.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || {
+                indexer::spawn(store, index, opened, progress, indexer_cfg)
+            })
+            .await
+            .map_err(|e| Error::Io {
+                what: "starting the indexer".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??
+        };
+        let (writer, writer_thread) = writer::spawn(
+            store.clone(),
+            config.ingest.queue_capacity,
+            config.ingest.batch_max_events,
+            progress.clone(),
+        )
+        .map_err(io_err("starting the writer"))?;
+
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            index,
+            progress: progress.clone(),
+            node_id: store.node_id(),
+            environment: config.environment,
+            started,
+        });
+        let schema = api::graphql::schema(state);
+        let api_router = api::graphql::router(schema, config.environment)
+            .merge(ingest::http::router(writer, config.ingest.max_body_bytes))
+            .layer(axum::middleware::from_fn(|req, next| {
+                api::track("api", req, next)
+            }));
+        tasks.spawn(serve(
+            "graphql",
+            graphql_listener,
+            api_router,
+            tls.clone(),
+            &shutdown,
+        ));
+        let metrics_router =
+            api::metrics::router(prometheus, config.auth.metrics_token.clone(), ready_rx);
+        tasks.spawn(serve(
+            "metrics",
+            metrics_listener,
+            metrics_router,
+            tls,
+            &shutdown,
+        ));
+
+        ready_tx.send_replace(Some(progress));
+        write_ports(&config.data_dir, &addrs)?;
+        tracing::info!(
+            node_id = %store.node_id(),
+            environment = %config.environment,
+            graphql = %addrs.graphql,
+            metrics = %addrs.metrics,
+            health = %addrs.health,
+            events = stats.events,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "secmon started"
+        );
+        Ok(App {
+            addrs,
+            node_id: store.node_id(),
+            shutdown,
+            tasks,
+            threads: vec![writer_thread, indexer_thread],
+        })
+    }
+
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    pub fn node_id(&self) -> Ulid {
+        self.node_id
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown is requested, then drains everything: in-flight
+    /// requests finish, queued batches are committed, the index is committed.
+    pub async fn run_until_stopped(self) {
+        self.shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        self.tasks.close();
+        self.tasks.wait().await;
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        tracing::info!("stopped");
+    }
+
+    /// Requests shutdown and waits for it to complete.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.run_until_stopped().await;
+    }
+}
+
+fn bind(service: &'static str, var: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).map_err(|source| Error::Bind {
+        service,
+        var,
+        addr,
+        source,
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
+    listener
+        .local_addr()
+        .map_err(io_err("reading a listener address"))
+}
+
+fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    tls: Option<RustlsConfig>,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let shutdown = shutdown.clone();
+    async move {
+        if let Err(e) = api::serve(listener, router, tls, shutdown.clone()).await {
+            tracing::error!(server = name, error = %e, "server failed; shutting down");
+            shutdown.cancel();
+        }
+    }
+}
+
+/// Writes the bound ports to `data_dir/ports.json` (useful with port 0).
+fn write_ports(data_dir: &Path, addrs: &Addrs) -> Result<(), Error> {
+    let body = json!({
+        "graphql": addrs.graphql.port(),
+        "metrics": addrs.metrics.port(),
+        "health": addrs.health.port(),
+    });
+    let path = data_dir.join("ports.json");
+    std::fs::write(&path, format!("{body:#}\n"))
+        .map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// Development only: a JWT secret generated once and kept in the data dir.
+fn dev_jwt_secret(data_dir: &Path) -> Result<Secret, Error> {
+    let path = data_dir.join("jwt_secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(Secret::new(existing.to_owned()));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Io {
+        what: "generating a JWT secret".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &secret).map_err(io_err(format!("writing {}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated a development JWT secret");
+    Ok(Secret::new(secret))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}

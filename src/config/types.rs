@@ -1,0 +1,655 @@
+//! The typed configuration. Every struct rejects unknown keys, and the
+//! `Default` impls are the development defaults (what `secmon serve` runs with
+//! when there is no config at all).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Which `config/<environment>.yaml` overlay applies and how strict
+/// validation is.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Production => "production",
+        }
+    }
+
+    /// Listeners bind to loopback in development and to all interfaces in
+    /// production, unless `bind_address` is set.
+    pub fn default_bind_address(self) -> IpAddr {
+        match self {
+            Environment::Development => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Environment::Production => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" => Ok(Environment::Development),
+            "production" => Ok(Environment::Production),
+            other => Err(format!(
+                "unknown environment `{other}`: use development or production"
+            )),
+        }
+    }
+}
+
+/// A secret value (password, token, URL with credentials). `Debug` and
+/// `Serialize` print `***`; there is no `Display`, so the only way to the
+/// value is [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SecretVisitor;
+
+        // Numbers and booleans are accepted because `${VAR}` substitution
+        // turns a value such as `12345` into a number; only canonical forms
+        // are converted, so the text is unchanged.
+        impl Visitor<'_> for SecretVisitor {
+            type Value = Secret;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Set by the loader from `--environment` / `ENVIRONMENT`; a file may only
+    /// repeat the selected value.
+    pub environment: Environment,
+    /// Name of this node in the fleet; `None` means the hostname.
+    pub node_name: Option<String>,
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub ports: Ports,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub services: Services,
+    pub ingest: Ingest,
+    pub index: IndexConfig,
+    pub log: Log,
+    pub exposure: Exposure,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            environment: Environment::Development,
+            node_name: None,
+            data_dir: PathBuf::from("./data"),
+            bind_address: Environment::Development.default_bind_address(),
+            ports: Ports::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+            services: Services::default(),
+            ingest: Ingest::default(),
+            index: IndexConfig::default(),
+            log: Log::default(),
+            exposure: Exposure::default(),
+        }
+    }
+}
+
+/// Listener ports. `0` picks a free port at start; `None` (empty variable or
+/// `null`) disables a syslog listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ports {
+    pub graphql: u16,
+    pub websocket: u16,
+    pub metrics: u16,
+    pub health: u16,
+    pub syslog_udp: Option<u16>,
+    pub syslog_tcp: Option<u16>,
+    pub syslog_tls: Option<u16>,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            graphql: 8000,
+            websocket: 8001,
+            metrics: 9090,
+            health: 8080,
+            syslog_udp: Some(5514),
+            syslog_tcp: Some(5601),
+            syslog_tls: Some(6514),
+        }
+    }
+}
+
+impl Ports {
+    /// The enabled listeners as (name, port, protocol), in a fixed order.
+    pub fn enabled(&self) -> Vec<(&'static str, u16, Protocol)> {
+        let all = [
+            ("graphql", Some(self.graphql), Protocol::Tcp),
+            ("websocket", Some(self.websocket), Protocol::Tcp),
+            ("metrics", Some(self.metrics), Protocol::Tcp),
+            ("health", Some(self.health), Protocol::Tcp),
+            ("syslog_udp", self.syslog_udp, Protocol::Udp),
+            ("syslog_tcp", self.syslog_tcp, Protocol::Tcp),
+            ("syslog_tls", self.syslog_tls, Protocol::Tcp),
+        ];
+        all.into_iter()
+            .filter_map(|(name, port, protocol)| port.map(|port| (name, port, protocol)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub enabled: bool,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            enabled: false,
+            cert_path: PathBuf::from("/etc/ssl/certs/server.crt"),
+            key_path: PathBuf::from("/etc/ssl/private/server.key"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    pub jwt_secret: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    pub metrics_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    pub database_url: Option<Secret>,
+    pub redis_url: Option<Secret>,
+    pub vault_addr: Option<String>,
+    pub vault_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Largest HTTP ingest request body.
+    pub max_body_bytes: usize,
+    /// Longest single message (syslog line, JSON event); longer ones are truncated.
+    pub max_message_bytes: usize,
+    /// Batches waiting for the store before ingest applies back-pressure.
+    pub queue_capacity: usize,
+    pub batch_max_events: usize,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_message_bytes: 64 * 1024,
+            queue_capacity: 64,
+            batch_max_events: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    pub commit_interval_ms: u64,
+    pub commit_max_events: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            commit_interval_ms: 1000,
+            commit_max_events: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `tracing_subscriber::EnvFilter` syntax (`RUST_LOG`).
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            filter: "info".to_string(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+// ---------------------------------------------------------------------------
+// Exposure: the port plan checked by `secmon validate-ports` (see
+// config/ports.yaml for the documented schema).
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Reachable only from the host or internal networks.
+    #[default]
+    Internal,
+    /// Reachable from outside: opened in the firewall / ingress.
+    External,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Api,
+    Websocket,
+    Metrics,
+    Health,
+    Syslog,
+    Database,
+    Cache,
+    Debug,
+    Profiler,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Required,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Exposure {
+    pub listeners: Listeners,
+    /// Other services in the deployment (Postgres, Redis, debug ports), by name.
+    pub dependencies: BTreeMap<String, Dependency>,
+    /// Ports opened in the firewall / ingress, per environment.
+    pub firewall: BTreeMap<Environment, Vec<PortSpec>>,
+}
+
+/// The plan of config/ports.yaml: postgres and redis internal; graphql,
+/// websocket and syslog_tls external and open in the firewall.
+impl Default for Exposure {
+    fn default() -> Self {
+        let dependency = |port, kind| Dependency {
+            port,
+            kind,
+            protocol: Protocol::Tcp,
+            scope: Scope::Internal,
+        };
+        let open: Vec<PortSpec> = [8000, 8001, 6514]
+            .into_iter()
+            .map(|port| PortSpec {
+                port,
+                protocol: Protocol::Tcp,
+            })
+            .collect();
+        Exposure {
+            listeners: Listeners::default(),
+            dependencies: BTreeMap::from([
+                ("postgres".to_string(), dependency(5432, Kind::Database)),
+                ("redis".to_string(), dependency(6379, Kind::Cache)),
+            ]),
+            firewall: BTreeMap::from([
+                (Environment::Development, open.clone()),
+                (Environment::Production, open),
+            ]),
+        }
+    }
+}
+
+/// How secmon's own listeners are exposed. Their ports come from `ports:` and
+/// their kind is fixed by the name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    pub graphql: ApiListener,
+    pub websocket: ApiListener,
+    pub metrics: PlainListener,
+    pub health: PlainListener,
+    pub syslog_udp: SyslogListener,
+    pub syslog_tcp: SyslogListener,
+    pub syslog_tls: SyslogListener,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        let external_api = ApiListener {
+            scope: Scope::External,
+            auth: AuthMode::Required,
+        };
+        Listeners {
+            graphql: external_api.clone(),
+            websocket: external_api,
+            metrics: PlainListener::default(),
+            health: PlainListener::default(),
+            syslog_udp: SyslogListener::default(),
+            syslog_tcp: SyslogListener::default(),
+            syslog_tls: SyslogListener {
+                scope: Scope::External,
+                allow_sources: Vec::new(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiListener {
+    pub scope: Scope,
+    pub auth: AuthMode,
+}
+
+/// metrics (its auth is `auth.metrics_token`) and health (never authenticated).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlainListener {
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogListener {
+    pub scope: Scope,
+    /// Networks allowed to send; empty means any.
+    pub allow_sources: Vec<Cidr>,
+}
+
+/// A service that is not secmon itself. `port` and `kind` are required (no
+/// struct default: a declaration without them means nothing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    pub port: u16,
+    pub kind: Kind,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// A port and protocol: written `8000` (tcp) or `"514/udp"`, `"6514/tcp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortSpec {
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+impl FromStr for PortSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (port, protocol) = match s.split_once('/') {
+            Some((port, "tcp")) => (port, Protocol::Tcp),
+            Some((port, "udp")) => (port, Protocol::Udp),
+            None => (s, Protocol::Tcp),
+            Some(_) => {
+                return Err(format!(
+                    "`{s}` is not a port: write 8000, 8000/tcp or 514/udp"
+                ));
+            }
+        };
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{s}` is not a port: write 8000, 8000/tcp or 514/udp"))?;
+        Ok(PortSpec { port, protocol })
+    }
+}
+
+impl Serialize for PortSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortSpecVisitor;
+
+        impl Visitor<'_> for PortSpecVisitor {
+            type Value = PortSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port such as 8000, \"8000/tcp\" or \"514/udp\"")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortSpec, E> {
+                let port = u16::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is not a port (1-65535)")))?;
+                Ok(PortSpec {
+                    port,
+                    protocol: Protocol::Tcp,
+                })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortSpec, E> {
+                let v = u64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is not a port (1-65535)")))?;
+                self.visit_u64(v)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortSpec, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(PortSpecVisitor)
+    }
+}
+
+/// An address block such as `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let bad = || format!("`{s}` is not a network: write it like 10.0.0.0/8 or 2001:db8::/32");
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        format!("{}/{}", c.addr, c.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug_and_serialize() {
+        let auth = Auth {
+            jwt_secret: Some(Secret::new("hunter2-hunter2")),
+            ..Auth::default()
+        };
+        let debug = format!("{auth:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("***"));
+        let json = serde_json::to_string(&auth).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains(r#""jwt_secret":"***""#), "{json}");
+        assert_eq!(
+            auth.jwt_secret.as_ref().map(Secret::expose),
+            Some("hunter2-hunter2")
+        );
+    }
+
+    #[test]
+    fn secret_deserializes_from_string_and_canonical_scalars() {
+        for (input, expected) in [(r#""abc""#, "abc"), ("12345", "12345"), ("true", "true")] {
+            let s: Secret = serde_json::from_str(input).unwrap();
+            assert_eq!(s.expose(), expected);
+        }
+        assert!(serde_json::from_str::<Secret>("[1]").is_err());
+    }
+
+    #[test]
+    fn port_spec_parses_numbers_and_protocols() {
+        let cases: [(&str, Option<PortSpec>); 6] = [
+            (
+                "8000",
+                Some(PortSpec {
+                    port: 8000,
+                    protocol: Protocol::Tcp,
+                }),
+            ),
+            (
+                r#""6514/tcp""#,
+                Some(PortSpec {
+                    port: 6514,
+                    protocol: Protocol::Tcp,
+                }),
+            ),
+            (
+                r#""514/udp""#,
+                Some(PortSpec {
+                    port: 514,
+                    protocol: Protocol::Udp,
+                }),
+            ),
+            (r#""514/sctp""#, None),
+            ("70000", None),
+            (r#""http""#, None),
+        ];
+        for (input, expected) in cases {
+            let got = serde_json::from_str::<PortSpec>(input).ok();
+            assert_eq!(got, expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn cidr_parses_v4_and_v6_and_rejects_bad_prefixes() {
+        for ok in ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"] {
+            let c = Cidr::try_from(ok.to_string()).unwrap();
+            assert_eq!(String::from(c), ok);
+        }
+        for bad in ["10.0.0.0", "10.0.0.0/33", "2001:db8::/129", "ten/8"] {
+            assert!(Cidr::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+}

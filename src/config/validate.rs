@@ -1,0 +1,263 @@
+//! Semantic checks on the effective configuration, run at start-up and by
+//! `secmon config check`. All problems are returned at once.
+
+use std::fs::File;
+use std::path::Path;
+
+use super::Problem;
+use super::types::{Config, Environment};
+
+const SOURCE: &str = "configuration";
+
+/// The shortest `JWT_SECRET` accepted in production (HS256 key).
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+pub fn validate(cfg: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_port_conflicts(cfg, &mut problems);
+    check_sizes(cfg, &mut problems);
+    check_tls(cfg, &mut problems);
+    if cfg.environment == Environment::Production {
+        check_production_secrets(cfg, &mut problems);
+    }
+    problems
+}
+
+fn check_port_conflicts(cfg: &Config, problems: &mut Vec<Problem>) {
+    let listeners = cfg.ports.enabled();
+    for (i, (name, port, protocol)) in listeners.iter().enumerate() {
+        if *port == 0 {
+            continue;
+        }
+        if let Some((other, _, _)) = listeners[..i]
+            .iter()
+            .find(|(_, p, proto)| p == port && proto == protocol)
+        {
+            problems.push(Problem::new(
+                SOURCE,
+                format!("ports.{name}"),
+                format!("port {port}/{protocol} is also used by {other}: give each listener its own port"),
+            ));
+        }
+    }
+}
+
+fn check_sizes(cfg: &Config, problems: &mut Vec<Problem>) {
+    let sizes = [
+        ("ingest.max_body_bytes", cfg.ingest.max_body_bytes),
+        ("ingest.max_message_bytes", cfg.ingest.max_message_bytes),
+        ("ingest.queue_capacity", cfg.ingest.queue_capacity),
+        ("ingest.batch_max_events", cfg.ingest.batch_max_events),
+        ("index.commit_max_events", cfg.index.commit_max_events),
+    ];
+    let interval = usize::try_from(cfg.index.commit_interval_ms).unwrap_or(usize::MAX);
+    for (key, value) in sizes
+        .into_iter()
+        .chain([("index.commit_interval_ms", interval)])
+    {
+        if value == 0 {
+            problems.push(Problem::new(
+                SOURCE,
+                key,
+                "is 0: set a value greater than 0",
+            ));
+        }
+    }
+}
+
+fn check_tls(cfg: &Config, problems: &mut Vec<Problem>) {
+    let production = cfg.environment == Environment::Production;
+    if production && !cfg.tls.enabled {
+        problems.push(Problem::new(
+            SOURCE,
+            "tls.enabled",
+            "TLS is off: production needs it, set TLS_ENABLED=true or tls.enabled: true (see docs/DEPLOYMENT.md)",
+        ));
+    }
+    if production || cfg.tls.enabled {
+        let files = [
+            (
+                "tls.cert_path",
+                "TLS_CERT_PATH",
+                "certificate",
+                &cfg.tls.cert_path,
+            ),
+            (
+                "tls.key_path",
+                "TLS_KEY_PATH",
+                "private key",
+                &cfg.tls.key_path,
+            ),
+        ];
+        for (key, var, what, path) in files {
+            if let Err(reason) = readable(path) {
+                problems.push(Problem::new(
+                    SOURCE,
+                    key,
+                    format!(
+                        "cannot read the TLS {what} {} ({reason}): set {var} to a readable file (see docs/DEPLOYMENT.md)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn readable(path: &Path) -> Result<(), std::io::Error> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("not a file"))
+    }
+}
+
+fn check_production_secrets(cfg: &Config, problems: &mut Vec<Problem>) {
+    match &cfg.auth.jwt_secret {
+        None => problems.push(Problem::new(
+            SOURCE,
+            "auth.jwt_secret",
+            "JWT_SECRET is not set: production needs it (see docs/DEPLOYMENT.md)",
+        )),
+        Some(secret) if secret.expose().len() < MIN_JWT_SECRET_BYTES => {
+            problems.push(Problem::new(
+                SOURCE,
+                "auth.jwt_secret",
+                format!(
+                    "JWT_SECRET is {} bytes: production needs at least {MIN_JWT_SECRET_BYTES}, generate one with `openssl rand -base64 48`",
+                    secret.expose().len()
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    if cfg.auth.metrics_token.is_none() {
+        problems.push(Problem::new(
+            SOURCE,
+            "auth.metrics_token",
+            "METRICS_TOKEN is not set: production protects /metrics with it (see docs/DEPLOYMENT.md)",
+        ));
+    }
+}
+
+/// The effective configuration as YAML, secrets shown as `***`, for
+/// `secmon config check`.
+pub fn redacted_yaml(cfg: &Config) -> String {
+    serde_saphyr::to_string(cfg)
+        .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn keys(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn development_defaults_are_valid() {
+        assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn production_refusal_names_every_missing_item_at_once() {
+        let mut cfg = Config {
+            environment: Environment::Production,
+            ..Config::default()
+        };
+        cfg.tls.cert_path = "/nonexistent/server.crt".into();
+        cfg.tls.key_path = "/nonexistent/server.key".into();
+        let problems = validate(&cfg);
+        assert_eq!(
+            keys(&problems),
+            [
+                "tls.enabled",
+                "tls.cert_path",
+                "tls.key_path",
+                "auth.jwt_secret",
+                "auth.metrics_token"
+            ]
+        );
+        let text: Vec<String> = problems.iter().map(Problem::to_string).collect();
+        assert!(text[1].contains("TLS_CERT_PATH") && text[1].contains("/nonexistent/server.crt"));
+        assert!(text[2].contains("TLS_KEY_PATH"));
+        assert_eq!(
+            text[3],
+            "configuration: auth.jwt_secret: JWT_SECRET is not set: production needs it (see docs/DEPLOYMENT.md)"
+        );
+        assert!(text[4].contains("METRICS_TOKEN is not set"));
+    }
+
+    #[test]
+    fn production_with_everything_set_is_valid_and_short_jwt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("server.crt");
+        let key = dir.path().join("server.key");
+        std::fs::write(&cert, "cert").unwrap();
+        std::fs::write(&key, "key").unwrap();
+        let mut cfg = Config {
+            environment: Environment::Production,
+            ..Config::default()
+        };
+        cfg.tls.enabled = true;
+        cfg.tls.cert_path = cert;
+        cfg.tls.key_path = key;
+        cfg.auth.jwt_secret = Some(Secret::new("x".repeat(32)));
+        cfg.auth.metrics_token = Some(Secret::new("token"));
+        assert_eq!(validate(&cfg), vec![]);
+
+        cfg.auth.jwt_secret = Some(Secret::new("short"));
+        let problems = validate(&cfg);
+        assert_eq!(keys(&problems), ["auth.jwt_secret"]);
+        assert!(problems[0].reason.contains("5 bytes"), "{}", problems[0]);
+        assert!(!problems[0].to_string().contains("short"));
+    }
+
+    #[test]
+    fn tls_files_are_checked_in_development_when_tls_is_on() {
+        let mut cfg = Config::default();
+        cfg.tls.enabled = true;
+        cfg.tls.cert_path = "/nonexistent/a.crt".into();
+        cfg.tls.key_path = "/nonexistent/a.key".into();
+        assert_eq!(keys(&validate(&cfg)), ["tls.cert_path", "tls.key_path"]);
+    }
+
+    #[test]
+    fn port_conflicts_and_zero_sizes_are_reported() {
+        let mut cfg = Config::default();
+        cfg.ports.websocket = 8000; // same as graphql
+        cfg.ports.syslog_udp = Some(8000); // udp: no conflict with tcp 8000
+        cfg.ports.metrics = 0; // 0 picks a free port: never a conflict
+        cfg.ports.health = 0;
+        cfg.ingest.max_body_bytes = 0;
+        cfg.index.commit_interval_ms = 0;
+        let problems = validate(&cfg);
+        assert_eq!(
+            keys(&problems),
+            [
+                "ports.websocket",
+                "ingest.max_body_bytes",
+                "index.commit_interval_ms"
+            ]
+        );
+        assert!(problems[0].reason.contains("graphql"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn redacted_yaml_hides_secrets() {
+        let mut cfg = Config::default();
+        cfg.auth.jwt_secret = Some(Secret::new("super-secret-value"));
+        cfg.services.database_url = Some(Secret::new("postgres://u:pw@db/secmon"));
+        let yaml = redacted_yaml(&cfg);
+        assert!(!yaml.contains("super-secret-value"), "{yaml}");
+        assert!(!yaml.contains("pw@db"), "{yaml}");
+        assert!(
+            yaml.contains("jwt_secret: '***'") || yaml.contains("jwt_secret: \"***\""),
+            "{yaml}"
+        );
+        assert!(yaml.contains("graphql: 8000"), "{yaml}");
+    }
+}

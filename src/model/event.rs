@@ -1,0 +1,376 @@
+//! The normalised, ECS-inspired event (DESIGN.md, "The event").
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use ulid::Ulid;
+
+/// A normalised security event.
+///
+/// `seq` and `id` are assigned by the store when the event is committed; before
+/// that they are zero / nil.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Event {
+    pub seq: u64,
+    pub id: Ulid,
+    pub timestamp: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_target_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_command_line: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_executable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// The raw line as received (`log.original`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Anything else, searchable by path.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub fields: Map<String, Value>,
+}
+
+/// Why a submitted JSON document could not become an event.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EventInputError {
+    #[error("an event must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+}
+
+fn field_err(field: &str, reason: impl Into<String>) -> EventInputError {
+    EventInputError::Field {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Event {
+    /// Builds an event from one submitted JSON document.
+    ///
+    /// Known fields may be given dotted (`"host.name"`) or nested
+    /// (`{"host": {"name": ..}}`); `@timestamp` or `timestamp` sets the event
+    /// time (else the receive time); unknown keys go to `fields`.
+    pub fn from_json(value: Value, received_at: DateTime<Utc>) -> Result<Event, EventInputError> {
+        let Value::Object(object) = value else {
+            return Err(EventInputError::NotAnObject(json_kind(&value)));
+        };
+        let mut flat = Map::new();
+        let mut fields = Map::new();
+        for (key, value) in object {
+            flatten_known(key, value, &mut flat, &mut fields);
+        }
+        let mut event = Event {
+            timestamp: received_at,
+            received_at,
+            fields,
+            ..Event::default()
+        };
+        for (key, value) in flat {
+            event.set_known(&key, value)?;
+        }
+        Ok(event)
+    }
+
+    fn set_known(&mut self, key: &str, value: Value) -> Result<(), EventInputError> {
+        if value.is_null() {
+            return Ok(());
+        }
+        match key {
+            "@timestamp" | "timestamp" => self.timestamp = parse_time(key, &value)?,
+            "message" => self.message = text(key, value)?,
+            "host.name" => self.host_name = Some(text(key, value)?),
+            "host.ip" => self.host_ip = Some(ip(key, &value)?),
+            "source.ip" => self.source_ip = Some(ip(key, &value)?),
+            "source.port" => self.source_port = Some(int(key, &value)?),
+            "destination.ip" => self.destination_ip = Some(ip(key, &value)?),
+            "destination.port" => self.destination_port = Some(int(key, &value)?),
+            "user.name" => self.user_name = Some(text(key, value)?),
+            "user.target.name" => self.user_target_name = Some(text(key, value)?),
+            "process.name" => self.process_name = Some(text(key, value)?),
+            "process.pid" => self.process_pid = Some(int(key, &value)?),
+            "process.command_line" => self.process_command_line = Some(text(key, value)?),
+            "process.executable" => self.process_executable = Some(text(key, value)?),
+            "event.category" => self.category = Some(text(key, value)?),
+            "event.action" => self.action = Some(text(key, value)?),
+            "event.outcome" => self.outcome = Some(text(key, value)?),
+            "event.severity" => self.severity = Some(int(key, &value)?),
+            "event.dataset" => self.dataset = Some(text(key, value)?),
+            "log.original" => self.original = Some(text(key, value)?),
+            "labels" => {
+                let Value::Object(map) = value else {
+                    return Err(field_err(key, "must be an object of strings"));
+                };
+                for (k, v) in map {
+                    let v = match v {
+                        Value::String(s) => s,
+                        Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    self.labels.insert(k, v);
+                }
+            }
+            // `flatten_known` yields only KNOWN keys.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Every dotted key [`Event::set_known`] accepts.
+const KNOWN: &[&str] = &[
+    "@timestamp",
+    "timestamp",
+    "message",
+    "host.name",
+    "host.ip",
+    "source.ip",
+    "source.port",
+    "destination.ip",
+    "destination.port",
+    "user.name",
+    "user.target.name",
+    "process.name",
+    "process.pid",
+    "process.command_line",
+    "process.executable",
+    "event.category",
+    "event.action",
+    "event.outcome",
+    "event.severity",
+    "event.dataset",
+    "log.original",
+    "labels",
+];
+
+/// True when `prefix` is a known key or the start of one (`host`, `user.target`).
+fn is_known_prefix(prefix: &str) -> bool {
+    KNOWN.iter().any(|k| {
+        k.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+/// Splits a submitted key/value into known dotted keys (`flat`) and the rest
+/// (`fields`), descending into nested objects under known prefixes.
+fn flatten_known(
+    key: String,
+    value: Value,
+    flat: &mut Map<String, Value>,
+    fields: &mut Map<String, Value>,
+) {
+    if KNOWN.contains(&key.as_str()) && (key == "labels" || !value.is_object()) {
+        flat.insert(key, value);
+        return;
+    }
+    match value {
+        Value::Object(inner) if is_known_prefix(&key) => {
+            let mut rest = Map::new();
+            for (k, v) in inner {
+                let dotted = format!("{key}.{k}");
+                if is_known_prefix(&dotted) {
+                    flatten_known(dotted, v, flat, fields);
+                } else {
+                    rest.insert(k, v);
+                }
+            }
+            if !rest.is_empty() {
+                fields.insert(key, Value::Object(rest));
+            }
+        }
+        value => {
+            fields.insert(key, value);
+        }
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn text(key: &str, value: Value) -> Result<String, EventInputError> {
+    match value {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(field_err(
+            key,
+            format!("expected a string, got {}", json_kind(&other)),
+        )),
+    }
+}
+
+fn ip(key: &str, value: &Value) -> Result<IpAddr, EventInputError> {
+    let Value::String(s) = value else {
+        return Err(field_err(
+            key,
+            format!("expected an IP address string, got {}", json_kind(value)),
+        ));
+    };
+    s.parse()
+        .map_err(|_| field_err(key, format!("`{s}` is not an IPv4 or IPv6 address")))
+}
+
+fn int<T: TryFrom<u64>>(key: &str, value: &Value) -> Result<T, EventInputError> {
+    let n = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    n.and_then(|n| T::try_from(n).ok()).ok_or_else(|| {
+        field_err(
+            key,
+            format!("expected a non-negative integer in range, got {value}"),
+        )
+    })
+}
+
+fn parse_time(key: &str, value: &Value) -> Result<DateTime<Utc>, EventInputError> {
+    match value {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| field_err(key, format!("`{s}` is not an RFC 3339 time ({e})"))),
+        // Epoch milliseconds, as many shippers send.
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| field_err(key, format!("{n} is not a time in epoch milliseconds"))),
+        other => Err(field_err(
+            key,
+            format!("expected a time, got {}", json_kind(other)),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn plain_message_is_enough() {
+        let e = Event::from_json(json!({"message": "hello"}), now()).unwrap();
+        assert_eq!(e.message, "hello");
+        assert_eq!(e.timestamp, now());
+        assert!(e.fields.is_empty());
+    }
+
+    #[test]
+    fn dotted_and_nested_forms_agree() {
+        let dotted = json!({"host.name": "web1", "source.ip": "10.0.0.1", "source.port": 22,
+            "user.target.name": "root", "event.outcome": "failure", "message": "x"});
+        let nested = json!({"host": {"name": "web1"}, "source": {"ip": "10.0.0.1", "port": "22"},
+            "user": {"target": {"name": "root"}}, "event": {"outcome": "failure"}, "message": "x"});
+        let a = Event::from_json(dotted, now()).unwrap();
+        let b = Event::from_json(nested, now()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.host_name.as_deref(), Some("web1"));
+        assert_eq!(a.source_port, Some(22));
+        assert_eq!(a.user_target_name.as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn unknown_keys_go_to_fields_including_unknown_children_of_known_prefixes() {
+        let e = Event::from_json(
+            json!({"message": "m", "kube": {"pod": "a"}, "host": {"name": "h", "os": "linux"}}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.fields["kube"], json!({"pod": "a"}));
+        assert_eq!(e.fields["host"], json!({"os": "linux"}));
+        assert_eq!(e.host_name.as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn timestamps_in_rfc3339_and_epoch_millis() {
+        let e =
+            Event::from_json(json!({"@timestamp": "2025-05-06T07:08:09.5+02:00"}), now()).unwrap();
+        assert_eq!(e.timestamp.to_rfc3339(), "2025-05-06T05:08:09.500+00:00");
+        assert_eq!(e.received_at, now());
+        let e = Event::from_json(json!({"timestamp": 1_000}), now()).unwrap();
+        assert_eq!(e.timestamp.timestamp_millis(), 1_000);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (json!("str"), "an event must be a JSON object, got a string"),
+            (
+                json!({"source.ip": "999.1.1.1"}),
+                "field `source.ip`: `999.1.1.1` is not an IPv4 or IPv6 address",
+            ),
+            (
+                json!({"source.port": 70000}),
+                "field `source.port`: expected a non-negative integer in range, got 70000",
+            ),
+            (
+                json!({"@timestamp": "yesterday"}),
+                "field `@timestamp`: `yesterday` is not an RFC 3339 time (premature end of input)",
+            ),
+            (
+                json!({"message": ["a"]}),
+                "field `message`: expected a string, got an array",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                Event::from_json(input, now()).unwrap_err().to_string(),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn labels_are_stringified() {
+        let e = Event::from_json(json!({"labels": {"env": "prod", "tier": 2}}), now()).unwrap();
+        assert_eq!(e.labels["env"], "prod");
+        assert_eq!(e.labels["tier"], "2");
+    }
+}

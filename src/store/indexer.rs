@@ -1,0 +1,225 @@
+//! The indexer: keeps the tantivy index caught up with redb.
+//!
+//! It runs on its own thread, pulls committed events from redb by seq (so
+//! start-up replay, rebuild and live indexing are one code path), commits
+//! the index on a timer or every N events, and records the last indexed seq
+//! both in the tantivy commit payload and in redb `meta`. On start-up it
+//! resumes from the lower of the two, after deleting anything above it, so a
+//! crash between the two writes neither loses nor duplicates documents.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tantivy::IndexWriter;
+
+use super::Store;
+use super::index::{EventIndex, Opened};
+use crate::telemetry::metric;
+
+/// Events read from redb per step.
+const SCAN_CHUNK: usize = 4096;
+
+/// Shared progress of the write path, read by the API and `/ready`.
+#[derive(Default)]
+pub struct Progress {
+    /// Highest committed seq in redb.
+    pub stored: AtomicU64,
+    /// Highest seq searchable in the index.
+    pub indexed: AtomicU64,
+    /// The index is open (searches answer, possibly lagging).
+    pub index_ready: AtomicBool,
+    wake: Mutex<Wake>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct Wake {
+    pending: bool,
+    writer_finished: bool,
+}
+
+impl Progress {
+    pub fn new(stored: u64) -> Progress {
+        let p = Progress::default();
+        p.stored.store(stored, Ordering::Release);
+        p
+    }
+
+    /// Events stored but not yet searchable.
+    pub fn index_lag(&self) -> u64 {
+        self.stored
+            .load(Ordering::Acquire)
+            .saturating_sub(self.indexed.load(Ordering::Acquire))
+    }
+
+    pub fn wake_indexer(&self) {
+        if let Ok(mut w) = self.wake.lock() {
+            w.pending = true;
+            self.cv.notify_one();
+        }
+    }
+
+    pub fn writer_finished(&self) {
+        if let Ok(mut w) = self.wake.lock() {
+            w.writer_finished = true;
+            self.cv.notify_one();
+        }
+    }
+
+    /// Waits for new events or the timeout; returns true once the writer has
+    /// finished (no more events will come).
+    fn wait(&self, timeout: Duration) -> bool {
+        let Ok(guard) = self.wake.lock() else {
+            return true;
+        };
+        let Ok((mut w, _)) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |w| !w.pending && !w.writer_finished)
+        else {
+            return true;
+        };
+        w.pending = false;
+        w.writer_finished
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct IndexerConfig {
+    pub commit_interval: Duration,
+    pub commit_max_events: usize,
+}
+
+struct Indexer {
+    store: Store,
+    index: Arc<EventIndex>,
+    writer: IndexWriter,
+    progress: Arc<Progress>,
+    cfg: IndexerConfig,
+    /// Highest seq added to the writer.
+    added: u64,
+    /// Added but not yet committed.
+    pending: usize,
+    last_commit: Instant,
+}
+
+/// Opens the writer, recovers the checkpoint, and starts the indexer thread.
+pub fn spawn(
+    store: Store,
+    index: Arc<EventIndex>,
+    opened: Opened,
+    progress: Arc<Progress>,
+    cfg: IndexerConfig,
+) -> Result<std::thread::JoinHandle<()>, super::index::Error> {
+    let writer = index.writer()?;
+    let checkpoint = match opened {
+        Opened::Fresh => 0,
+        Opened::Existing => {
+            let in_redb = store.index_checkpoint().unwrap_or(0);
+            in_redb.min(index.committed_seq()?)
+        }
+    };
+    // Anything above the checkpoint may be half-done: drop it and redo it.
+    writer.delete_query(index.after_seq(checkpoint))?;
+    progress.indexed.store(checkpoint, Ordering::Release);
+    progress.index_ready.store(true, Ordering::Release);
+    if opened == Opened::Fresh && progress.stored.load(Ordering::Acquire) > 0 {
+        tracing::info!(
+            events = progress.stored.load(Ordering::Acquire),
+            "rebuilding the index from the store in the background"
+        );
+    }
+    let mut indexer = Indexer {
+        store,
+        index,
+        writer,
+        progress,
+        cfg,
+        added: checkpoint,
+        pending: 0,
+        last_commit: Instant::now(),
+    };
+    std::thread::Builder::new()
+        .name("secmon-indexer".into())
+        .spawn(move || indexer.run())
+        .map_err(|e| {
+            super::index::Error::Tantivy(tantivy::TantivyError::SystemError(e.to_string()))
+        })
+}
+
+impl Indexer {
+    fn run(&mut self) {
+        loop {
+            if let Err(e) = self.catch_up() {
+                tracing::error!(error = %e, "indexing failed; retrying");
+                metrics::counter!(metric::INDEX_ERRORS).increment(1);
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            let timeout = if self.pending > 0 {
+                self.cfg
+                    .commit_interval
+                    .saturating_sub(self.last_commit.elapsed())
+            } else {
+                Duration::from_secs(3600)
+            };
+            let finished = self.progress.wait(timeout);
+            if finished {
+                // The writer is gone: index what it committed last, then stop.
+                if let Err(e) = self.catch_up().and_then(|()| self.commit()) {
+                    tracing::error!(error = %e, "final index commit failed; the index catches up at next start");
+                }
+                break;
+            }
+        }
+        tracing::debug!(indexed = self.added, "indexer stopped");
+    }
+
+    /// Adds every stored event not yet added; commits when due.
+    fn catch_up(&mut self) -> Result<(), super::Error> {
+        loop {
+            let stored = self.progress.stored.load(Ordering::Acquire);
+            if self.added >= stored {
+                break;
+            }
+            let events = self.store.scan_from(self.added + 1, SCAN_CHUNK)?;
+            let Some(last) = events.last() else { break };
+            let last = last.seq;
+            for e in &events {
+                self.writer
+                    .add_document(self.index.document(e))
+                    .map_err(|e| super::Error::Index(e.into()))?;
+            }
+            self.added = last;
+            self.pending += events.len();
+            if self.pending >= self.cfg.commit_max_events {
+                self.commit()?;
+            }
+        }
+        if self.pending > 0 && self.last_commit.elapsed() >= self.cfg.commit_interval {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), super::Error> {
+        let started = Instant::now();
+        let seq = self.added;
+        let mut prepared = self
+            .writer
+            .prepare_commit()
+            .map_err(|e| super::Error::Index(e.into()))?;
+        prepared.set_payload(&seq.to_string());
+        prepared
+            .commit()
+            .map_err(|e| super::Error::Index(e.into()))?;
+        self.index.reload().map_err(super::Error::Index)?;
+        self.store.set_index_checkpoint(seq)?;
+        self.progress.indexed.store(seq, Ordering::Release);
+        self.pending = 0;
+        self.last_commit = Instant::now();
+        metrics::histogram!(metric::INDEX_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::gauge!(metric::INDEX_LAG).set(self.progress.index_lag() as f64);
+        Ok(())
+    }
+}

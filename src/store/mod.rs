@@ -1,0 +1,365 @@
+//! The store: redb is the truth ([`Store`]), written by one group-commit
+//! [`writer`]; tantivy is a derived, rebuildable [`index`] fed by the
+//! [`indexer`] from redb.
+
+mod codec;
+pub mod index;
+pub mod indexer;
+pub mod writer;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use ulid::Ulid;
+
+use crate::model::Event;
+
+/// seq -> encoded event.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// (timestamp in microseconds, seq) -> (), for range scans and retention.
+const EVENTS_BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("events_by_time");
+/// Schema version, node id, index checkpoint.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The schema version this binary writes; files up to it are migrated forward.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META_SCHEMA_VERSION: &str = "schema_version";
+const META_NODE_ID: &str = "node_id";
+const META_INDEX_CHECKPOINT: &str = "index_checkpoint";
+
+/// File name of the redb database inside the data dir.
+pub const DB_FILE: &str = "secmon.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "data dir {0} is in use by another secmon process: stop it first, or use another --data-dir"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "{path} has schema version {found}, newer than this binary supports ({supported}): upgrade secmon"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("cannot open {path}: {source} (restore it from a backup, see docs/OPERATIONS.md)")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("cannot create data dir {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage error: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("stored event {seq} cannot be decoded: {reason}")]
+    Corrupt { seq: u64, reason: String },
+    #[error(transparent)]
+    Index(#[from] index::Error),
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Redb(e.into())
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The redb database: events, their time index and metadata.
+///
+/// All methods block; call them from a blocking thread.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    node_id: Ulid,
+}
+
+impl Store {
+    /// Opens (or creates) `data_dir/secmon.redb` and runs migrations.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(data_dir.to_owned()),
+            source => Error::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let node_id = migrate(&db, &path)?;
+        Ok(Store {
+            db: Arc::new(db),
+            node_id,
+        })
+    }
+
+    pub fn node_id(&self) -> Ulid {
+        self.node_id
+    }
+
+    /// Appends events in ONE write transaction and returns their seq range.
+    ///
+    /// Assigns each event its `seq` and `id`. When this returns, the events
+    /// are durable.
+    pub fn append(&self, events: &mut [Event]) -> Result<Range<u64>> {
+        let txn = self.db.begin_write()?;
+        let range;
+        {
+            let mut table = txn.open_table(EVENTS)?;
+            let mut by_time = txn.open_table(EVENTS_BY_TIME)?;
+            let first = match table.last()? {
+                Some((seq, _)) => seq.value() + 1,
+                None => 1,
+            };
+            let mut buf = Vec::with_capacity(1024);
+            for (seq, event) in (first..).zip(events.iter_mut()) {
+                event.seq = seq;
+                event.id = event_id(event, seq);
+                buf.clear();
+                codec::encode(event, &mut buf);
+                table.insert(seq, buf.as_slice())?;
+                by_time.insert((event.timestamp.timestamp_micros(), seq), ())?;
+            }
+            range = first..first + events.len() as u64;
+        }
+        txn.commit()?;
+        Ok(range)
+    }
+
+    pub fn get(&self, seq: u64) -> Result<Option<Event>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        table
+            .get(seq)?
+            .map(|v| codec::decode(seq, v.value()))
+            .transpose()
+    }
+
+    /// Loads the events with the given seqs, in that order, skipping missing ones.
+    pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<Event>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(v) = table.get(seq)? {
+                out.push(codec::decode(seq, v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events with seq in `from..`, at most `limit`, in seq order.
+    pub fn scan_from(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in table.range(from..)?.take(limit) {
+            let (seq, v) = item?;
+            out.push(codec::decode(seq.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Number of stored events and the highest seq (0 when empty).
+    pub fn stats(&self) -> Result<StoreStats> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        let last_seq = table.last()?.map_or(0, |(k, _)| k.value());
+        Ok(StoreStats {
+            events: table.len()?,
+            last_seq,
+        })
+    }
+
+    /// The last seq the full-text index has durably committed.
+    pub fn index_checkpoint(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta
+            .get(META_INDEX_CHECKPOINT)?
+            .map_or(0, |v| read_u64(v.value())))
+    }
+
+    pub fn set_index_checkpoint(&self, seq: u64) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_INDEX_CHECKPOINT, seq.to_be_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    pub events: u64,
+    pub last_seq: u64,
+}
+
+/// The event id: a ULID whose time part is the receive time and whose
+/// random part is the seq, so ids are time-ordered, unique on this node, and
+/// lead back to the stored event without a lookup table.
+fn event_id(event: &Event, seq: u64) -> Ulid {
+    let ms = u64::try_from(event.received_at.timestamp_millis()).unwrap_or(0);
+    Ulid::from_parts(ms, u128::from(seq))
+}
+
+/// The seq an event id points at.
+pub fn seq_of_id(id: Ulid) -> u64 {
+    // The random part holds the seq in its low 64 bits; see `event_id`.
+    (id.random() & u128::from(u64::MAX)) as u64
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(0, u64::from_be_bytes)
+}
+
+/// Creates or migrates the schema; returns the node id.
+fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
+    let txn = db.begin_write()?;
+    let node_id;
+    {
+        let mut meta = txn.open_table(META)?;
+        let version = meta.get(META_SCHEMA_VERSION)?.map(|v| read_u64(v.value()));
+        if let Some(found) = version
+            && found > SCHEMA_VERSION
+        {
+            return Err(Error::TooNew {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Forward migrations go here, one `if version < N` step each.
+        meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+        let existing = meta
+            .get(META_NODE_ID)?
+            .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
+            .map(Ulid::from_bytes);
+        node_id = match existing {
+            Some(id) => id,
+            None => {
+                let id = Ulid::generate();
+                meta.insert(META_NODE_ID, id.to_bytes().as_slice())?;
+                id
+            }
+        };
+        txn.open_table(EVENTS)?;
+        txn.open_table(EVENTS_BY_TIME)?;
+    }
+    txn.commit()?;
+    Ok(node_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(msg: &str) -> Event {
+        Event {
+            message: msg.to_owned(),
+            received_at: chrono::Utc::now(),
+            timestamp: chrono::Utc::now(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn append_assigns_seq_and_id_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let node;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            node = store.node_id();
+            let mut batch = vec![event("a"), event("b")];
+            assert_eq!(store.append(&mut batch).unwrap(), 1..3);
+            let mut batch = vec![event("c")];
+            assert_eq!(store.append(&mut batch).unwrap(), 3..4);
+            assert_eq!(seq_of_id(batch[0].id), 3);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.node_id(), node);
+        assert_eq!(
+            store.stats().unwrap(),
+            StoreStats {
+                events: 3,
+                last_seq: 3
+            }
+        );
+        let got = store.get(2).unwrap().unwrap();
+        assert_eq!(got.message, "b");
+        assert_eq!(seq_of_id(got.id), 2);
+        let msgs: Vec<_> = store
+            .scan_from(2, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(msgs, ["b", "c"]);
+    }
+
+    #[test]
+    fn second_open_of_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(matches!(err, Error::Locked(_)), "{err}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA_VERSION, 99u64.to_be_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("schema version 99, newer than this binary supports (1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_file_gives_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), vec![0xAB; 8192]).unwrap();
+        let err = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("secmon.redb"), "{err}");
+        assert!(err.contains("restore it from a backup"), "{err}");
+    }
+
+    #[test]
+    fn index_checkpoint_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.index_checkpoint().unwrap(), 0);
+        store.set_index_checkpoint(42).unwrap();
+        assert_eq!(store.index_checkpoint().unwrap(), 42);
+    }
+}

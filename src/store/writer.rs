@@ -1,0 +1,199 @@
+//! The group-commit writer: one thread owns redb writes.
+//!
+//! Sources submit batches through a bounded queue and wait for the ack. The
+//! writer drains whatever is queued (up to `batch_max_events`), commits it in
+//! ONE redb transaction, and only then acks each submitter. That is the
+//! durability promise: an ack means the events are on disk.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Error, Store};
+use crate::model::Event;
+use crate::store::indexer::Progress;
+use crate::telemetry::metric;
+
+type Ack = oneshot::Sender<Result<Range<u64>, Arc<Error>>>;
+
+struct WriteRequest {
+    events: Vec<Event>,
+    ack: Ack,
+}
+
+/// Why a batch was not queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the write queue is full: retry later")]
+    Full,
+    #[error("the writer is shut down")]
+    Closed,
+}
+
+/// A cloneable handle to submit batches. The writer stops once every handle
+/// is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<WriteRequest>,
+}
+
+/// What a submitter awaits: the committed seq range, or the storage error.
+pub type Pending = oneshot::Receiver<Result<Range<u64>, Arc<Error>>>;
+
+impl WriterHandle {
+    /// Queues a batch without waiting; fails fast when the queue is full.
+    pub fn try_submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
+        let (ack, pending) = oneshot::channel();
+        self.tx
+            .try_send(WriteRequest { events, ack })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })?;
+        Ok(pending)
+    }
+
+    /// Queues a batch, waiting for room (for sources that apply backpressure
+    /// by not reading, like TCP or offline import).
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
+        let (ack, pending) = oneshot::channel();
+        self.tx
+            .send(WriteRequest { events, ack })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
+        Ok(pending)
+    }
+}
+
+/// Starts the writer thread. `progress.stored` is advanced after each commit
+/// and the indexer is woken through `progress`.
+pub fn spawn(
+    store: Store,
+    queue_capacity: usize,
+    batch_max_events: usize,
+    progress: Arc<Progress>,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+    let thread = std::thread::Builder::new()
+        .name("secmon-writer".into())
+        .spawn(move || run(store, rx, batch_max_events.max(1), progress))?;
+    Ok((WriterHandle { tx }, thread))
+}
+
+fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    batch_max: usize,
+    progress: Arc<Progress>,
+) {
+    let mut events: Vec<Event> = Vec::new();
+    let mut waiting: Vec<(usize, Ack)> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            waiting.push((req.events.len(), req.ack));
+            events.extend(req.events);
+            if events.len() < batch_max {
+                next = rx.try_recv().ok();
+            }
+        }
+        commit(&store, &mut events, &mut waiting, &progress);
+    }
+    progress.writer_finished();
+    tracing::debug!("writer drained and stopped");
+}
+
+fn commit(
+    store: &Store,
+    events: &mut Vec<Event>,
+    waiting: &mut Vec<(usize, Ack)>,
+    progress: &Progress,
+) {
+    let started = Instant::now();
+    let result = store.append(events);
+    metrics::histogram!(metric::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(range) => {
+            metrics::histogram!(metric::BATCH_EVENTS).record(events.len() as f64);
+            metrics::counter!(metric::EVENTS_STORED).increment(events.len() as u64);
+            progress.stored.store(range.end - 1, Ordering::Release);
+            progress.wake_indexer();
+            let mut next = range.start;
+            for (n, ack) in waiting.drain(..) {
+                let end = next + n as u64;
+                // A submitter that went away is fine: its events are stored.
+                let _ = ack.send(Ok(next..end));
+                next = end;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = events.len(), "batch commit failed");
+            metrics::counter!(metric::COMMIT_ERRORS).increment(1);
+            let e = Arc::new(e);
+            for (_, ack) in waiting.drain(..) {
+                let _ = ack.send(Err(Arc::clone(&e)));
+            }
+        }
+    }
+    events.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event {
+                message: format!("e{i}"),
+                ..Event::default()
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn acks_after_commit_and_refuses_when_the_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let progress = Arc::new(Progress::new(0));
+        // Hold redb's write lock so the writer blocks inside its first commit.
+        let blocker = store.db.begin_write().unwrap();
+        let (writer, thread) = spawn(store.clone(), 2, 100, progress.clone()).unwrap();
+
+        let first = writer.try_submit(batch(3)).unwrap();
+        // Wait until the writer has taken the first batch off the queue.
+        while writer.tx.capacity() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let second = writer.try_submit(batch(2)).unwrap();
+        let third = writer.try_submit(batch(1)).unwrap();
+        assert_eq!(writer.try_submit(batch(1)).err(), Some(SubmitError::Full));
+        assert_eq!(
+            store.stats().unwrap().events,
+            0,
+            "nothing is acked before the commit"
+        );
+
+        drop(blocker);
+        assert_eq!(first.await.unwrap().unwrap(), 1..4);
+        // The two queued batches were committed together, in order.
+        assert_eq!(second.await.unwrap().unwrap(), 4..6);
+        assert_eq!(third.await.unwrap().unwrap(), 6..7);
+        assert_eq!(progress.stored.load(Ordering::Acquire), 6);
+
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        let msgs: Vec<_> = store
+            .scan_from(1, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(msgs, ["e0", "e1", "e2", "e0", "e1", "e0"]);
+    }
+}

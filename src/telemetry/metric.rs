@@ -1,0 +1,57 @@
+//! Metric names (`secmon_<thing>_<unit>`) and their descriptions. Labels have
+//! bounded cardinality: a source name, a route, a status code, never an IP.
+
+pub const EVENTS_RECEIVED: &str = "secmon_events_received_total";
+pub const EVENTS_REJECTED: &str = "secmon_events_rejected_total";
+pub const EVENTS_STORED: &str = "secmon_events_stored_total";
+pub const INGEST_THROTTLED: &str = "secmon_ingest_throttled_total";
+pub const BATCH_COMMIT_SECONDS: &str = "secmon_batch_commit_seconds";
+pub const BATCH_EVENTS: &str = "secmon_batch_events";
+pub const COMMIT_ERRORS: &str = "secmon_commit_errors_total";
+pub const INDEX_LAG: &str = "secmon_index_lag_events";
+pub const INDEX_COMMIT_SECONDS: &str = "secmon_index_commit_seconds";
+pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
+pub const EVENTS_STORED_CURRENT: &str = "secmon_store_events";
+pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
+pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
+
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 50_000.0];
+
+pub(super) fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_RECEIVED, "Events received, by source");
+    describe_counter!(EVENTS_REJECTED, "Events rejected as malformed, by source");
+    describe_counter!(EVENTS_STORED, "Events committed to the store");
+    describe_counter!(
+        INGEST_THROTTLED,
+        "Ingest requests refused because the write queue was full, by source"
+    );
+    describe_histogram!(
+        BATCH_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Latency of one group commit"
+    );
+    describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per group commit");
+    describe_counter!(COMMIT_ERRORS, "Failed group commits");
+    describe_gauge!(
+        INDEX_LAG,
+        Unit::Count,
+        "Events stored but not yet searchable"
+    );
+    describe_histogram!(
+        INDEX_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Latency of one index commit"
+    );
+    describe_counter!(INDEX_ERRORS, "Indexing failures (retried)");
+    describe_gauge!(EVENTS_STORED_CURRENT, Unit::Count, "Events in the store");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests, by server, route and status");
+    describe_histogram!(
+        HTTP_REQUEST_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency, by server and route"
+    );
+}

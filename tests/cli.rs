@@ -1,0 +1,216 @@
+//! The real `secmon` binary: start with no configuration, graceful
+//! shutdown on SIGTERM, production refusal, config check, validate-ports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_secmon");
+
+/// A command with a clean environment: no inherited secmon variables, run
+/// from `cwd` (so no ./config is picked up unless the test puts one there).
+fn secmon(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+fn free_ports(cmd: &mut Command) -> &mut Command {
+    cmd.env("GRAPHQL_PORT", "0")
+        .env("WEBSOCKET_PORT", "0")
+        .env("METRICS_PORT", "0")
+        .env("HEALTH_PORT", "0")
+        .env("SYSLOG_UDP_PORT", "")
+        .env("SYSLOG_TCP_PORT", "")
+        .env("SYSLOG_TLS_PORT", "")
+}
+
+struct Daemon {
+    child: Child,
+    api: String,
+}
+
+impl Daemon {
+    fn start(cwd: &Path) -> Daemon {
+        let ports = cwd.join("data/ports.json");
+        let _ = std::fs::remove_file(&ports);
+        let child = free_ports(&mut secmon(cwd))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ports: Value = loop {
+            if let Ok(bytes) = std::fs::read(&ports)
+                && let Ok(v) = serde_json::from_slice(&bytes)
+            {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "daemon did not write ports.json");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Daemon {
+            child,
+            api: format!("http://127.0.0.1:{}", ports["graphql"]),
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long it took.
+    fn terminate(mut self) -> (std::process::ExitStatus, Duration, String) {
+        let started = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        use std::io::Read;
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, started.elapsed(), stderr)
+    }
+}
+
+async fn graphql(api: &str, query: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{api}/graphql"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_with_no_config_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let body: String = (0..1000)
+        .map(|i| json!({"message": format!("event {i}")}).to_string() + "\n")
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/ingest", daemon.api))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        dir.path().join("data/jwt_secret").exists(),
+        "development keeps a generated JWT secret"
+    );
+    let (status, took, stderr) = daemon.terminate();
+    assert!(status.success(), "exit {status:?}\n{stderr}");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    // JSON logs on stderr.
+    let first: Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
+    assert!(first["level"].is_string(), "{first}");
+
+    let daemon = Daemon::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = graphql(
+            &daemon.api,
+            "{ system { eventsStored indexLag } events(query: \"event\") { totalCount } }",
+        )
+        .await;
+        assert_eq!(v["data"]["system"]["eventsStored"], 1000, "{v}");
+        if v["data"]["events"]["totalCount"] == 1000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, _) = daemon.terminate();
+    assert!(status.success());
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn production_refuses_to_start_naming_every_missing_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(free_ports(&mut secmon(dir.path()))
+        .env("ENVIRONMENT", "production")
+        .env("TLS_CERT_PATH", dir.path().join("none.crt"))
+        .env("TLS_KEY_PATH", dir.path().join("none.key"))
+        .arg("serve"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    for needle in ["JWT_SECRET", "none.crt", "none.key", "METRICS_TOKEN"] {
+        assert!(all.contains(needle), "missing {needle} in\n{all}");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created before the config is valid"
+    );
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(secmon(dir.path())
+        .env("JWT_SECRET", "s3cr3t-value-that-must-not-leak-0123456789")
+        .env("GRAPHQL_PORT", "8123")
+        .args(["config", "check"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("8123"), "{all}");
+    assert!(!all.contains("s3cr3t"), "secret leaked:\n{all}");
+    assert!(all.contains("***"), "{all}");
+
+    let out = run(secmon(dir.path())
+        .env("GRAPHQL_PORT", "eighty")
+        .args(["config", "check"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("GRAPHQL_PORT"), "{}", text(&out));
+}
+
+#[test]
+fn validate_ports_on_the_shipped_config() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(secmon(dir.path())
+        .arg("validate-ports")
+        .arg("--config")
+        .arg(&config)
+        .arg("development"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).matches('✓').count(), 5, "{}", text(&out));
+
+    // Production without TLS: HTTPS rule fails, exit 1.
+    let out = run(secmon(dir.path())
+        .env("TLS_ENABLED", "false")
+        .env("METRICS_TOKEN", "0123456789abcdef0123456789abcdef")
+        .arg("validate-ports")
+        .arg("--config")
+        .arg(&config)
+        .arg("production"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains('✗'), "{}", text(&out));
+}

@@ -1,0 +1,118 @@
+//! Test harness: a real App on port 0 in a temp dir, and a small client.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use secmon::App;
+use secmon::config::Config;
+use serde_json::{Value, json};
+
+/// A development config on free ports with its data in `dir`.
+pub fn config(dir: &Path) -> Config {
+    let mut cfg = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    cfg.ports.graphql = 0;
+    cfg.ports.websocket = 0;
+    cfg.ports.metrics = 0;
+    cfg.ports.health = 0;
+    cfg.ports.syslog_udp = None;
+    cfg.ports.syslog_tcp = None;
+    cfg.ports.syslog_tls = None;
+    cfg.index.commit_interval_ms = 100;
+    cfg
+}
+
+pub struct Node {
+    pub app: App,
+    pub http: reqwest::Client,
+}
+
+impl Node {
+    pub async fn start(cfg: Config) -> Node {
+        let app = App::start(cfg).await.expect("app starts");
+        Node {
+            app,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.app.addrs().graphql)
+    }
+
+    pub async fn ingest(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.api("/api/v1/ingest"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Runs a GraphQL query and returns the whole response (data and errors).
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.http
+            .post(self.api("/graphql"))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every stored event is searchable.
+    pub async fn wait_indexed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self
+                .graphql("{ system { indexLag eventsStored } }", json!({}))
+                .await;
+            if v["data"]["system"]["indexLag"] == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "index did not catch up: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn search_total(&self, query: &str) -> u64 {
+        let v = self
+            .graphql(
+                "query($q: String) { events(query: $q, first: 1) { totalCount } }",
+                json!({"q": query}),
+            )
+            .await;
+        v["data"]["events"]["totalCount"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{v}"))
+    }
+}
+
+/// `../shared/data/...` relative to the repository root.
+pub fn shared_data(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
+}
+
+/// One NDJSON line `{"message": line}` per line of a log file.
+pub fn log_as_ndjson(path: &Path) -> (usize, String) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut n = 0;
+    let mut body = String::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        body.push_str(&json!({ "message": line }).to_string());
+        body.push('\n');
+        n += 1;
+    }
+    (n, body)
+}
