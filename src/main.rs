@@ -186,8 +186,6 @@ fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        // rustls: one process-wide crypto provider (ring); an error means one is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let app = secmon::App::start(cfg).await.context("cannot start")?;
         let token = app.shutdown_token();
         tokio::spawn(async move {

@@ -42,6 +42,13 @@ pub fn schema(state: Arc<ApiState>) -> ApiSchema {
     }
 }
 
+/// The schema in SDL, as committed in `docs/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
 #[derive(Clone)]
 struct GraphqlState {
     schema: ApiSchema,
@@ -98,4 +105,22 @@ async fn blocking<T: Send + 'static>(
 fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
     tracing::error!(error = %e, "request failed");
     coded("INTERNAL", "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/schema.graphql` is the live schema; `UPDATE_SCHEMA=1` rewrites it.
+    #[test]
+    fn committed_schema_matches_the_live_schema() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema.graphql");
+        let live = super::sdl();
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &live).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == live,
+            "docs/schema.graphql is out of date: run `UPDATE_SCHEMA=1 cargo test --lib committed_schema`"
+        );
+    }
 }

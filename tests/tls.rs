@@ -1,0 +1,157 @@
+//! Production mode over real TLS (rcgen certificates, rustls on both ends):
+//! HTTPS API, metrics behind a bearer token, introspection and GraphiQL off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use secmon::config::{Environment, Secret};
+use serde_json::{Value, json};
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn client(ca_pem: &str) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn production_serves_https_with_metrics_token_and_no_introspection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    std::fs::write(dir.path().join("server.crt"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
+
+    let mut cfg = common::config(&dir.path().join("data"));
+    cfg.environment = Environment::Production;
+    cfg.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    cfg.tls.enabled = true;
+    cfg.tls.cert_path = dir.path().join("server.crt");
+    cfg.tls.key_path = dir.path().join("server.key");
+    cfg.auth.jwt_secret = Some(Secret::new("j".repeat(40)));
+    cfg.auth.metrics_token = Some(Secret::new("metrics-token-0123456789"));
+    assert!(
+        secmon::config::validate(&cfg).is_empty(),
+        "{:?}",
+        secmon::config::validate(&cfg)
+    );
+    let app = secmon::App::start(cfg).await.unwrap();
+    let addrs = app.addrs();
+    let https = client(&pki.ca_pem);
+    let api = format!("https://localhost:{}", addrs.graphql.port());
+
+    let resp = https
+        .post(format!("{api}/api/v1/ingest"))
+        .body("{\"message\":\"over tls\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = https
+        .post(format!("{api}/graphql"))
+        .json(&json!({"query": "{ system { environment eventsStored } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["data"]["system"],
+        json!({"environment": "production", "eventsStored": 1})
+    );
+
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/graphql", addrs.graphql.port()))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    let v: Value = https
+        .post(format!("{api}/graphql"))
+        .json(&json!({"query": "{ __schema { types { name } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["data"]["__schema"].is_null(),
+        "introspection must be off in production: {v}"
+    );
+    let resp = https.get(format!("{api}/graphql")).send().await.unwrap();
+    assert!(
+        !resp.text().await.unwrap().contains("graphiql"),
+        "GraphiQL must be off in production"
+    );
+
+    let metrics = format!("https://localhost:{}/metrics", addrs.metrics.port());
+    assert_eq!(https.get(&metrics).send().await.unwrap().status(), 401);
+    assert_eq!(
+        https
+            .get(&metrics)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let resp = https
+        .get(&metrics)
+        .bearer_auth("metrics-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("secmon_events_stored_total")
+    );
+
+    // Health stays plain HTTP, no auth, no data.
+    let resp = reqwest::get(format!("http://{}/ready", addrs.health))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    app.stop().await;
+}
