@@ -84,8 +84,7 @@ impl App {
     /// store is open (the index may still be catching up).
     pub async fn start(config: Config) -> Result<App, Error> {
         let started = Instant::now();
-        // One process-wide rustls crypto provider (ring); Err means it is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let prometheus = telemetry::prometheus().map_err(|e| Error::Metrics(e.to_string()))?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();

@@ -82,6 +82,7 @@ pub fn synthetic_event(i: usize, bytes: usize) -> String {
 }
 
 pub async fn run(opts: BenchOptions) -> Result<BenchReport, Error> {
+    crate::install_crypto_provider();
     let client = reqwest::Client::new();
     let base = opts.url.trim_end_matches('/').to_owned();
     let before = system(&client, &base, opts.token.as_deref()).await?;

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: typed configuration, layered loading, validation, port plan.
 //! - [`model`]: the normalised [`model::Event`]; plain data.
+//! - [`parse`]: raw records to events: syslog header, then one parser per program.
 //! - [`ingest`]: sources that turn bytes into events (HTTP NDJSON first).
 //! - [`store`]: redb (the truth), the group-commit writer, the tantivy index.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
@@ -16,7 +17,15 @@ pub mod bench;
 pub mod config;
 pub mod ingest;
 pub mod model;
+pub mod parse;
 pub mod store;
 pub mod telemetry;
 
 pub use app::App;
+
+/// Installs ring as the process-wide rustls crypto provider (servers and
+/// the HTTP client use it). Idempotent.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -73,6 +73,7 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    secmon::install_crypto_provider();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

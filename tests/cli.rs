@@ -85,6 +85,7 @@ impl Daemon {
 }
 
 async fn graphql(api: &str, query: &str) -> Value {
+    secmon::install_crypto_provider();
     reqwest::Client::new()
         .post(format!("{api}/graphql"))
         .json(&json!({ "query": query }))
@@ -99,6 +100,7 @@ async fn graphql(api: &str, query: &str) -> Value {
 #[tokio::test]
 async fn serves_with_no_config_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    secmon::install_crypto_provider();
     let daemon = Daemon::start(dir.path());
     let body: String = (0..1000)
         .map(|i| json!({"message": format!("event {i}")}).to_string() + "\n")
