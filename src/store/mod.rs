@@ -11,16 +11,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use ulid::Ulid;
 
 use crate::model::Event;
 
-/// seq -> encoded event.
+/// Last seq of a block -> the block of events (see [`codec`]).
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// (timestamp in microseconds, seq) -> (), for range scans and retention.
-const EVENTS_BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("events_by_time");
-/// Schema version, node id, index checkpoint.
+/// Schema version, node id, event count, index checkpoint.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The schema version this binary writes; files up to it are migrated forward.
@@ -29,6 +27,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NODE_ID: &str = "node_id";
 const META_INDEX_CHECKPOINT: &str = "index_checkpoint";
+const META_EVENT_COUNT: &str = "event_count";
 
 /// File name of the redb database inside the data dir.
 pub const DB_FILE: &str = "secmon.redb";
@@ -127,21 +126,26 @@ impl Store {
         let range;
         {
             let mut table = txn.open_table(EVENTS)?;
-            let mut by_time = txn.open_table(EVENTS_BY_TIME)?;
+            let mut meta = txn.open_table(META)?;
             let first = match table.last()? {
                 Some((seq, _)) => seq.value() + 1,
                 None => 1,
             };
-            let mut buf = Vec::with_capacity(1024);
             for (seq, event) in (first..).zip(events.iter_mut()) {
                 event.seq = seq;
                 event.id = event_id(event, seq);
-                buf.clear();
-                codec::encode(event, &mut buf);
-                table.insert(seq, buf.as_slice())?;
-                by_time.insert((event.timestamp.timestamp_micros(), seq), ())?;
+            }
+            let (mut scratch, mut block) = (Vec::new(), Vec::new());
+            for run in codec::blocks(events) {
+                let header = codec::encode_block(run, &mut scratch, &mut block)?;
+                table.insert(header.last_seq(), block.as_slice())?;
             }
             range = first..first + events.len() as u64;
+            let count = meta
+                .get(META_EVENT_COUNT)?
+                .map_or(0, |v| read_u64(v.value()));
+            let count = count + events.len() as u64;
+            meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
         }
         txn.commit()?;
         Ok(range)
@@ -150,33 +154,61 @@ impl Store {
     pub fn get(&self, seq: u64) -> Result<Option<Event>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(EVENTS)?;
-        table
-            .get(seq)?
-            .map(|v| codec::decode(seq, v.value()))
-            .transpose()
+        let mut blocks = table.range(seq..)?;
+        match blocks.next() {
+            Some(item) => {
+                let (key, block) = item?;
+                codec::decode_one(key.value(), block.value(), seq)
+            }
+            None => Ok(None),
+        }
     }
 
-    /// Loads the events with the given seqs, in that order, skipping missing ones.
+    /// Loads the events with the given seqs, in that order, skipping missing
+    /// ones. Each block is decoded once.
     pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<Event>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(EVENTS)?;
+        let mut decoded: std::collections::BTreeMap<u64, Vec<Event>> =
+            std::collections::BTreeMap::new();
         let mut out = Vec::with_capacity(seqs.len());
         for &seq in seqs {
-            if let Some(v) = table.get(seq)? {
-                out.push(codec::decode(seq, v.value())?);
+            let cached = decoded.range(seq..).next().map(|(k, _)| *k);
+            let key = match cached {
+                Some(k) if decoded[&k].first().is_some_and(|e| e.seq <= seq) => k,
+                _ => {
+                    let Some(item) = table.range(seq..)?.next() else {
+                        continue;
+                    };
+                    let (key, block) = item?;
+                    let key = key.value();
+                    decoded.insert(key, codec::decode_block(key, block.value())?);
+                    key
+                }
+            };
+            if let Some(e) = decoded[&key].iter().find(|e| e.seq == seq) {
+                out.push(e.clone());
             }
         }
         Ok(out)
     }
 
-    /// Events with seq in `from..`, at most `limit`, in seq order.
+    /// Events with seq in `from..`, at least `limit` when there are that
+    /// many (whole blocks are returned), in seq order.
     pub fn scan_from(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(EVENTS)?;
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for item in table.range(from..)?.take(limit) {
-            let (seq, v) = item?;
-            out.push(codec::decode(seq.value(), v.value())?);
+        let mut out = Vec::with_capacity(limit.min(8192));
+        for item in table.range(from..)? {
+            let (key, block) = item?;
+            out.extend(
+                codec::decode_block(key.value(), block.value())?
+                    .into_iter()
+                    .filter(|e| e.seq >= from),
+            );
+            if out.len() >= limit {
+                break;
+            }
         }
         Ok(out)
     }
@@ -185,11 +217,12 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(EVENTS)?;
+        let meta = txn.open_table(META)?;
         let last_seq = table.last()?.map_or(0, |(k, _)| k.value());
-        Ok(StoreStats {
-            events: table.len()?,
-            last_seq,
-        })
+        let events = meta
+            .get(META_EVENT_COUNT)?
+            .map_or(0, |v| read_u64(v.value()));
+        Ok(StoreStats { events, last_seq })
     }
 
     /// The last seq the full-text index has durably committed.
@@ -265,7 +298,6 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
             }
         };
         txn.open_table(EVENTS)?;
-        txn.open_table(EVENTS_BY_TIME)?;
     }
     txn.commit()?;
     Ok(node_id)
