@@ -1,6 +1,7 @@
 //! The GraphQL schema: one file per domain, merged here.
 
 mod events;
+mod stats;
 mod system;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(events::EventsQuery, system::SystemQuery);
+pub struct QueryRoot(events::EventsQuery, stats::StatsQuery, system::SystemQuery);
 
 pub type ApiSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
 

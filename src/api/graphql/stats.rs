@@ -1,0 +1,126 @@
+//! Counts over the index: `eventStats` (events per field value) and
+//! `eventHistogram` (events per time interval).
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::{blocking, coded, internal};
+use crate::api::ApiState;
+use crate::store::index::{self, DEFAULT_TOP, Interval, SearchQuery};
+
+#[derive(Default)]
+pub struct StatsQuery;
+
+/// Events sharing one value of the grouped field.
+#[derive(SimpleObject)]
+pub struct Bucket {
+    /// The field value (numbers in decimal).
+    key: String,
+    count: u64,
+}
+
+/// Events with `start <= timestamp < start + interval`.
+#[derive(SimpleObject)]
+pub struct TimeBucket {
+    start: DateTime<Utc>,
+    count: u64,
+}
+
+#[Object]
+impl StatsQuery {
+    /// The `top` most frequent values of `groupBy` among the events matching
+    /// `query` (same syntax as `events`) in `[from, to)`, by count descending
+    /// then value. `groupBy` is a keyword field (`source.ip`, `user.name`,
+    /// `host.name`, ...) or `source.port`, `destination.port`, `process.pid`,
+    /// `event.severity`; `top` defaults to 10, at most 1000.
+    async fn event_stats(
+        &self,
+        ctx: &Context<'_>,
+        query: Option<String>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        group_by: String,
+        top: Option<i32>,
+    ) -> async_graphql::Result<Vec<Bucket>> {
+        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let top = match top {
+            None => DEFAULT_TOP,
+            Some(n) => usize::try_from(n).map_err(|_| {
+                coded(
+                    "BAD_REQUEST",
+                    format!("`top` must be between 1 and {}", index::MAX_TOP),
+                )
+            })?,
+        };
+        let search = search_query(query, from, to);
+        let buckets = blocking(move || {
+            state
+                .index
+                .stats(&search, &group_by, top)
+                .map_err(index_error)
+        })
+        .await?;
+        Ok(buckets
+            .into_iter()
+            .map(|b| Bucket {
+                key: b.key,
+                count: b.count,
+            })
+            .collect())
+    }
+
+    /// Events matching `query` in `[from, to)` counted per `interval`
+    /// (`30s`, `1m`, `5m`, `1h`, `1d`: a whole number of s, m, h or d), in
+    /// ascending time. Buckets are aligned to the interval in UTC and run
+    /// from the first non-empty one to the last, empty ones included with
+    /// count 0; at most 10 000 buckets.
+    async fn event_histogram(
+        &self,
+        ctx: &Context<'_>,
+        query: Option<String>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        interval: String,
+    ) -> async_graphql::Result<Vec<TimeBucket>> {
+        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let interval: Interval = interval.parse().map_err(index_error)?;
+        let search = search_query(query, from, to);
+        let buckets = blocking(move || {
+            state
+                .index
+                .histogram(&search, interval)
+                .map_err(index_error)
+        })
+        .await?;
+        Ok(buckets
+            .into_iter()
+            .map(|b| TimeBucket {
+                start: b.start,
+                count: b.count,
+            })
+            .collect())
+    }
+}
+
+fn search_query(
+    text: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> SearchQuery {
+    SearchQuery {
+        text,
+        from,
+        to,
+        ..SearchQuery::default()
+    }
+}
+
+fn index_error(e: index::Error) -> async_graphql::Error {
+    match e {
+        index::Error::Query(e) => coded("BAD_QUERY", format!("invalid search query: {e}")),
+        index::Error::BadRequest(message) => coded("BAD_REQUEST", message),
+        other => internal(other),
+    }
+}
