@@ -51,7 +51,6 @@ pub enum Error {
 /// grouped by; `id` is unique per event, so counting by it says nothing and
 /// its column would only cost disk.
 const KEYWORDS: &[&str] = &[
-    "id",
     "host.name",
     "host.ip",
     "source.ip",
@@ -98,10 +97,13 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let seq = b.add_u64_field("seq", INDEXED | FAST);
+    // `seq` and `@timestamp` are fast fields only: ranges over them run on
+    // the columns, and an inverted index of near-unique values would cost
+    // more disk than everything else.
+    let seq = b.add_u64_field("seq", FAST);
     let timestamp = b.add_date_field(
         "@timestamp",
-        DateOptions::from(INDEXED)
+        DateOptions::default()
             .set_fast()
             .set_precision(DateTimePrecision::Microseconds),
     );
@@ -118,10 +120,7 @@ fn schema() -> (Schema, Fields) {
     let fields = b.add_json_field("fields", TEXT);
     let keywords = KEYWORDS
         .iter()
-        .map(|&name| {
-            let options = if name == "id" { STRING } else { STRING | FAST };
-            b.add_text_field(name, options)
-        })
+        .map(|&name| b.add_text_field(name, STRING | FAST))
         .collect();
     let f = Fields {
         seq,
@@ -315,15 +314,20 @@ impl EventIndex {
             tantivy::DateTime::from_timestamp_micros(e.timestamp.timestamp_micros()),
         );
         doc.add_text(f.message, &e.message);
-        if let Some(v) = &e.original {
+        // The raw line is indexed only when it says more than the message:
+        // a syslog header adds host and program, which have keyword fields.
+        if let Some(v) = e
+            .original
+            .as_ref()
+            .filter(|o| !o.contains(e.message.as_str()))
+        {
             doc.add_text(f.original, v);
         }
         if let Some(v) = &e.process_command_line {
             doc.add_text(f.command_line, v);
         }
         let ip = |v: &Option<std::net::IpAddr>| v.map(|ip| ip.to_string());
-        let keyword_values = [
-            Some(e.id.to_string()),
+        let keyword_values: [Option<String>; KEYWORDS.len()] = [
             e.host_name.clone(),
             ip(&e.host_ip),
             ip(&e.source_ip),
@@ -513,11 +517,7 @@ impl EventIndex {
 
 /// The fields `stats` can group by: the fast keyword and numeric fields.
 fn groupable() -> impl Iterator<Item = &'static str> {
-    KEYWORDS
-        .iter()
-        .chain(NUMBERS.iter())
-        .copied()
-        .filter(|&name| name != "id")
+    KEYWORDS.iter().chain(NUMBERS.iter()).copied()
 }
 
 /// The earliest and latest `@timestamp` (in ms) among the events matching `query`.
@@ -1094,6 +1094,27 @@ mod tests {
         assert_eq!(how, Opened::Fresh);
         let (_, how) = EventIndex::open(&path).unwrap();
         assert_eq!(how, Opened::Existing);
+    }
+
+    #[test]
+    fn delete_after_seq_and_ranges_work_on_fast_only_fields() {
+        let events: Vec<_> = (1..=5).map(|i| event(i, i as i64 * 10, "x")).collect();
+        let (_d, index) = index_with(&events);
+        let mut w = index.writer().unwrap();
+        w.delete_query(index.after_seq(3)).unwrap();
+        w.commit().unwrap();
+        index.reload().unwrap();
+        let all = search(&index, SearchQuery::default());
+        assert_eq!(all.seqs, [3, 2, 1]);
+        let q = "@timestamp:[2023-11-14T22:13:40Z TO *]";
+        let got = search(
+            &index,
+            SearchQuery {
+                text: Some(q.into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(got.seqs, [3, 2]);
     }
 
     #[test]
