@@ -11,17 +11,39 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// HTTP ingest to committed and searchable, events/s.
+    Ingest(BenchOptions),
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Base URL of the API port, e.g. `http://127.0.0.1:8000`.
+    /// Base URL of the node's API port.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
+    #[arg(long, default_value_t = 200_000)]
     pub events: usize,
+    #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Approximate size of each event's message in bytes.
+    /// Approximate message size per event, in bytes.
+    #[arg(long, default_value_t = 200)]
     pub event_bytes: usize,
-    /// Bearer token, when the node requires one.
+    /// Bearer token, when the node requires one (or set SECMON_TOKEN).
+    #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// Runs one benchmark and returns its report as JSON.
+pub async fn run(command: BenchCommand) -> Result<serde_json::Value, Error> {
+    match command {
+        BenchCommand::Ingest(opts) => {
+            let report = ingest(opts).await?;
+            Ok(serde_json::to_value(report).unwrap_or_default())
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,7 +103,7 @@ pub fn synthetic_event(i: usize, bytes: usize) -> String {
     .to_string()
 }
 
-pub async fn run(opts: BenchOptions) -> Result<BenchReport, Error> {
+pub async fn ingest(opts: BenchOptions) -> Result<BenchReport, Error> {
     crate::install_crypto_provider();
     let client = reqwest::Client::new();
     let base = opts.url.trim_end_matches('/').to_owned();

@@ -37,24 +37,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Load generator against a running node: HTTP ingest to committed and indexed.
-    Bench {
-        /// Base URL of the node's API port.
-        #[arg(long, default_value = "http://127.0.0.1:8000")]
-        url: String,
-        #[arg(long, default_value_t = 200_000)]
-        events: usize,
-        #[arg(long, default_value_t = 1_000)]
-        batch: usize,
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Approximate message size per event, in bytes.
-        #[arg(long, default_value_t = 200)]
-        event_bytes: usize,
-        /// Bearer token (or set SECMON_TOKEN).
-        #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-    },
+    /// Load generators and measurements against a running node.
+    #[command(subcommand)]
+    Bench(secmon::bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -125,23 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Bench {
-            url,
-            events,
-            batch,
-            concurrency,
-            event_bytes,
-            token,
-        } => {
+        Command::Bench(command) => {
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            let report = rt.block_on(secmon::bench::run(secmon::bench::BenchOptions {
-                url,
-                events,
-                batch,
-                concurrency,
-                event_bytes,
-                token,
-            }))?;
+            let report = rt.block_on(secmon::bench::run(command))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
