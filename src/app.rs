@@ -207,6 +207,14 @@ impl App {
             &shutdown,
         ));
 
+        let control =
+            crate::control::bind(&config.data_dir).map_err(io_err("binding the control socket"))?;
+        tasks.spawn(crate::control::serve(
+            control,
+            store.clone(),
+            shutdown.clone(),
+        ));
+
         ready_tx.send_replace(Some(progress));
         write_ports(&config.data_dir, &addrs)?;
         tracing::info!(

@@ -9,14 +9,18 @@
 //! - [`store`]: redb (the truth), the group-commit writer, the tantivy index.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
+//! - [`offline`]: import, search, index rebuild without a daemon.
+//! - [`control`]: the control socket through which the CLI reaches a daemon.
 //! - [`app`]: wires the pipeline together and owns shutdown.
 
 pub mod api;
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod ingest;
 pub mod model;
+pub mod offline;
 pub mod parse;
 pub mod store;
 pub mod telemetry;

@@ -37,9 +37,60 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Import log files (syslog lines or NDJSON) into the data dir, without a daemon.
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        format: secmon::offline::Format,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Search the data dir, without a daemon (same query syntax as GraphQL).
+    Search {
+        query: String,
+        /// Inclusive lower bound, RFC 3339.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Exclusive upper bound, RFC 3339.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON event per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the store to PATH (asks the daemon when one runs).
+    Backup {
+        path: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Replace the store by a backup (refused while a daemon uses the data dir); rebuilds the index.
+    Restore {
+        path: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The full-text index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Load generators and measurements against a running node.
     #[command(subcommand)]
     Bench(secmon::bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Drop the index and rebuild it from the store (the daemon must be stopped).
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +106,18 @@ enum ConfigCommand {
 
 /// Exit code for configuration problems.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code when an import rejected some lines (the rest was stored).
+const EXIT_PARTIAL: u8 = 3;
+
+/// `--data-dir`, else the configuration's (SECMON_DATA_DIR, config files, ./data).
+fn resolve_data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    let cfg =
+        config::load(&LoadOptions::from_process(None, None)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(cfg.data_dir)
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -109,6 +172,90 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Ingest {
+            files,
+            format,
+            data_dir,
+        } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let opts = secmon::parse::ParseOptions::default();
+            let report = secmon::offline::ingest(&data_dir, &files, format, &opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.rejected == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_PARTIAL)
+            })
+        }
+        Command::Search {
+            query,
+            from,
+            to,
+            limit,
+            json,
+            data_dir,
+        } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let q = secmon::store::index::SearchQuery {
+                text: Some(query),
+                from,
+                to,
+                offset: 0,
+                limit,
+            };
+            let (total, events) = secmon::offline::search(&data_dir, &q)?;
+            for e in &events {
+                if json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!(
+                        "{} {} {}",
+                        e.timestamp.to_rfc3339(),
+                        e.host_name.as_deref().unwrap_or("-"),
+                        e.message
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} of {total} events", events.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { path, data_dir } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let path = std::path::absolute(&path).context("resolving the backup path")?;
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let request = secmon::control::Request::Backup { path: path.clone() };
+            let report = match rt.block_on(secmon::control::call(&data_dir, &request))? {
+                Some(secmon::control::Response::Ok(report)) => report,
+                Some(secmon::control::Response::Error(e)) => {
+                    anyhow::bail!("the daemon could not back up: {e}")
+                }
+                None => {
+                    let store = secmon::store::Store::open(&data_dir)?;
+                    serde_json::to_value(store.backup_to(&path)?)?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { path, data_dir } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let report = secmon::store::backup::restore(&path, &data_dir)?;
+            let indexed = secmon::offline::rebuild_index(&data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!("index rebuilt up to seq {indexed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Index {
+            command: IndexCommand::Rebuild,
+            data_dir,
+        } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let indexed = secmon::offline::rebuild_index(&data_dir)?;
+            println!("index rebuilt up to seq {indexed}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(command) => {
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;

@@ -216,3 +216,123 @@ fn validate_ports_on_the_shipped_config() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains('✗'), "{}", text(&out));
 }
+
+fn json_out(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+fn data_arg(cwd: &Path) -> [String; 2] {
+    ["--data-dir".into(), cwd.join("data").display().to_string()]
+}
+
+#[tokio::test]
+async fn offline_import_search_backup_while_serving_restore_and_rebuild() {
+    secmon::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let log = common::shared_data("loghub-2.0/2k_dataset/OpenSSH/OpenSSH_2k.log");
+
+    // Offline import parses the syslog lines.
+    let report = json_out(&run(secmon(cwd)
+        .arg("ingest")
+        .arg(&log)
+        .args(data_arg(cwd))));
+    assert_eq!(report["accepted"], 2000, "{report}");
+    assert_eq!(report["indexed_up_to"], 2000, "{report}");
+    let out = run(secmon(cwd)
+        .args(["search", "\"Failed password\"", "--limit", "3"])
+        .args(data_arg(cwd)));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert!(text(&out).contains("3 of 520 events"), "{}", text(&out));
+    let out = run(secmon(cwd)
+        .args([
+            "search",
+            "source.ip:183.62.140.253 AND event.outcome:failure",
+            "--json",
+        ])
+        .args(data_arg(cwd)));
+    let first: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["dataset"], "sshd", "{first}");
+
+    // A daemon holds the data dir: offline commands are refused, backup goes through it.
+    let daemon = Daemon::start(cwd);
+    let out = run(secmon(cwd).args(["search", "x"]).args(data_arg(cwd)));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("in use by another secmon process"),
+        "{}",
+        text(&out)
+    );
+    let body: String = (0..100)
+        .map(|i| json!({"message": format!("while serving {i}")}).to_string() + "\n")
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/ingest", daemon.api))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let backup = cwd.join("backup.redb");
+    let report = json_out(&run(secmon(cwd)
+        .arg("backup")
+        .arg(&backup)
+        .args(data_arg(cwd))));
+    assert_eq!(report["events"], 2100, "{report}");
+    let out = run(secmon(cwd).arg("restore").arg(&backup).args(data_arg(cwd)));
+    assert!(
+        !out.status.success(),
+        "restore must refuse a data dir in use"
+    );
+    assert!(
+        text(&out).contains("in use by another secmon process"),
+        "{}",
+        text(&out)
+    );
+    let (status, _, _) = daemon.terminate();
+    assert!(status.success());
+
+    // More data after the backup, then restore: back to the backup's content.
+    let extra = cwd.join("extra.ndjson");
+    std::fs::write(&extra, "{\"message\":\"after backup\"}\nnot json\n").unwrap();
+    let out = run(secmon(cwd)
+        .arg("ingest")
+        .arg(&extra)
+        .args(["--format", "ndjson"])
+        .args(data_arg(cwd)));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a partial import says so: {}",
+        text(&out)
+    );
+    let report = json_out(&run(secmon(cwd)
+        .arg("restore")
+        .arg(&backup)
+        .args(data_arg(cwd))));
+    assert_eq!(report["events"], 2100, "{report}");
+    let out = run(secmon(cwd)
+        .args(["search", "\"after backup\""])
+        .args(data_arg(cwd)));
+    assert!(text(&out).contains("0 of 0 events"), "{}", text(&out));
+    let out = run(secmon(cwd)
+        .args(["search", "\"while serving\""])
+        .args(data_arg(cwd)));
+    assert!(text(&out).contains("of 100 events"), "{}", text(&out));
+
+    // A lost index is rebuilt on demand.
+    std::fs::remove_dir_all(cwd.join("data/index")).unwrap();
+    let out = run(secmon(cwd).args(["index", "rebuild"]).args(data_arg(cwd)));
+    assert!(
+        text(&out).contains("index rebuilt up to seq 2100"),
+        "{}",
+        text(&out)
+    );
+    let out = run(secmon(cwd)
+        .args(["search", "\"Failed password\""])
+        .args(data_arg(cwd)));
+    assert!(text(&out).contains("of 520 events"), "{}", text(&out));
+}

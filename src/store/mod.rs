@@ -2,6 +2,7 @@
 //! [`writer`]; tantivy is a derived, rebuildable [`index`] fed by the
 //! [`indexer`] from redb.
 
+pub mod backup;
 mod codec;
 pub mod index;
 pub mod indexer;
@@ -62,6 +63,11 @@ pub enum Error {
     Corrupt { seq: u64, reason: String },
     #[error(transparent)]
     Index(#[from] index::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 macro_rules! redb_from {
@@ -215,7 +221,10 @@ impl Store {
 
     /// Number of stored events and the highest seq (0 when empty).
     pub fn stats(&self) -> Result<StoreStats> {
-        let txn = self.db.begin_read()?;
+        self.stats_in(&self.db.begin_read()?)
+    }
+
+    fn stats_in(&self, txn: &redb::ReadTransaction) -> Result<StoreStats> {
         let table = txn.open_table(EVENTS)?;
         let meta = txn.open_table(META)?;
         let last_seq = table.last()?.map_or(0, |(k, _)| k.value());

@@ -1,0 +1,123 @@
+//! Online backup and offline restore of the redb file.
+//!
+//! A backup copies every table from ONE read transaction (a consistent
+//! snapshot; the writer keeps committing meanwhile) into a new redb file.
+//! The index is not backed up: it is derived, and rebuilt after a restore.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+
+use super::{DB_FILE, EVENTS, Error, META, Result, Store};
+
+/// Entries copied per write transaction into the backup file.
+const COPY_CHUNK: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BackupReport {
+    pub path: PathBuf,
+    pub events: u64,
+    pub last_seq: u64,
+    pub bytes: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Store {
+    /// Writes a consistent copy of the store to `path`, which must not exist.
+    pub fn backup_to(&self, path: &Path) -> Result<BackupReport> {
+        if path.exists() {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the backup file already exists",
+                ),
+            });
+        }
+        let partial = path.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        let target = Database::create(&partial).map_err(|source| Error::Open {
+            path: partial.clone(),
+            source,
+        })?;
+        let snapshot = self.db.begin_read()?;
+        copy_table(&snapshot, &target, EVENTS)?;
+        copy_table(&snapshot, &target, META)?;
+        drop(target);
+        std::fs::rename(&partial, path).map_err(io(path))?;
+        let stats = self.stats_in(&snapshot)?;
+        let bytes = std::fs::metadata(path).map_err(io(path))?.len();
+        Ok(BackupReport {
+            path: path.to_owned(),
+            events: stats.events,
+            last_seq: stats.last_seq,
+            bytes,
+        })
+    }
+}
+
+/// Copies one table from the snapshot, in chunks of [`COPY_CHUNK`] entries.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    snapshot: &redb::ReadTransaction,
+    target: &Database,
+    def: TableDefinition<K, V>,
+) -> Result<()> {
+    let source = snapshot.open_table(def)?;
+    let mut iter = source.iter()?.peekable();
+    loop {
+        // Each chunk in its own transaction; an empty table is created too.
+        let txn = target.begin_write()?;
+        {
+            let mut table = txn.open_table(def)?;
+            for item in iter.by_ref().take(COPY_CHUNK) {
+                let (k, v) = item?;
+                table.insert(k.value(), v.value())?;
+            }
+        }
+        txn.commit()?;
+        if iter.peek().is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Replaces the store in `data_dir` by the backup at `backup`, and removes
+/// the index (it is rebuilt). Refuses while the data dir is in use.
+pub fn restore(backup: &Path, data_dir: &Path) -> Result<BackupReport> {
+    // Check the backup opens and is a store this binary can read.
+    let restored = {
+        let scratch = data_dir.join("restore.partial");
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+        std::fs::copy(backup, scratch.join(DB_FILE)).map_err(io(backup))?;
+        let store = Store::open(&scratch)?;
+        let stats = store.stats()?;
+        drop(store);
+        (scratch, stats)
+    };
+    // Holding the live store proves no daemon uses the data dir.
+    let live = Store::open(data_dir)?;
+    drop(live);
+    let (scratch, stats) = restored;
+    let db = data_dir.join(DB_FILE);
+    std::fs::rename(scratch.join(DB_FILE), &db).map_err(io(&db))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let index = data_dir.join("index");
+    if index.exists() {
+        std::fs::remove_dir_all(&index).map_err(io(&index))?;
+    }
+    let bytes = std::fs::metadata(&db).map_err(io(&db))?.len();
+    Ok(BackupReport {
+        path: db,
+        events: stats.events,
+        last_seq: stats.last_seq,
+        bytes,
+    })
+}
