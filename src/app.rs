@@ -207,6 +207,13 @@ impl App {
             &shutdown,
         ));
 
+        tasks.spawn(store::retention::run(
+            store.clone(),
+            config.data_dir.clone(),
+            config.retention.clone(),
+            progress.clone(),
+            shutdown.clone(),
+        ));
         let control =
             crate::control::bind(&config.data_dir).map_err(io_err("binding the control socket"))?;
         tasks.spawn(crate::control::serve(

@@ -18,8 +18,8 @@ pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
     ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Environment, Exposure, IndexConfig,
-    Ingest, Kind, Listeners, Log, LogFormat, PlainListener, PortSpec, Ports, Protocol, Scope,
-    Secret, Services, SyslogListener, Tls,
+    Ingest, Kind, Listeners, Log, LogFormat, PlainListener, PortSpec, Ports, Protocol, Retention,
+    Scope, Secret, Services, Span, SyslogListener, Tls,
 };
 pub use validate::{redacted_yaml, validate};
 

@@ -140,6 +140,7 @@ pub struct Config {
     pub services: Services,
     pub ingest: Ingest,
     pub index: IndexConfig,
+    pub retention: Retention,
     pub log: Log,
     pub exposure: Exposure,
 }
@@ -157,6 +158,7 @@ impl Default for Config {
             services: Services::default(),
             ingest: Ingest::default(),
             index: IndexConfig::default(),
+            retention: Retention::default(),
             log: Log::default(),
             exposure: Exposure::default(),
         }
@@ -280,6 +282,81 @@ impl Default for IndexConfig {
             commit_interval_ms: 1000,
             commit_max_events: 100_000,
         }
+    }
+}
+
+/// How long and how much to keep. Unset limits keep everything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Events received longer ago than this are deleted (`30d`, `12h`).
+    pub events_max_age: Option<Span>,
+    /// Events are deleted oldest first while the store and index use more.
+    pub max_disk_bytes: Option<u64>,
+    /// How often retention runs.
+    pub check_interval_seconds: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            events_max_age: None,
+            max_disk_bytes: None,
+            check_interval_seconds: 60,
+        }
+    }
+}
+
+/// A span of time written as a whole number and a unit: `90s`, `15m`,
+/// `12h`, `30d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub std::time::Duration);
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("`{s}` is not a span of time: use a whole number and s, m, h or d (`30d`)");
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = s.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        let seconds = number
+            .checked_mul(unit)
+            .filter(|&s| s > 0)
+            .ok_or_else(bad)?;
+        Ok(Span(std::time::Duration::from_secs(seconds)))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let (n, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(u, _)| secs % u == 0)
+            .map_or((secs, "s"), |(u, unit)| (secs / u, unit));
+        write!(f, "{n}{unit}")
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(de::Error::custom)
     }
 }
 

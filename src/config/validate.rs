@@ -49,6 +49,10 @@ fn check_sizes(cfg: &Config, problems: &mut Vec<Problem>) {
         ("ingest.queue_capacity", cfg.ingest.queue_capacity),
         ("ingest.batch_max_events", cfg.ingest.batch_max_events),
         ("index.commit_max_events", cfg.index.commit_max_events),
+        (
+            "retention.check_interval_seconds",
+            usize::try_from(cfg.retention.check_interval_seconds).unwrap_or(usize::MAX),
+        ),
     ];
     let interval = usize::try_from(cfg.index.commit_interval_ms).unwrap_or(usize::MAX);
     for (key, value) in sizes

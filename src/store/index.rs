@@ -300,6 +300,14 @@ impl EventIndex {
         ))
     }
 
+    /// A query matching every document with seq <= `seq`.
+    pub fn up_to_seq(&self, seq: u64) -> Box<dyn Query> {
+        Box::new(RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Included(Term::from_field_u64(self.fields.seq, seq)),
+        ))
+    }
+
     /// Makes the last commit visible to searches.
     pub fn reload(&self) -> Result<(), Error> {
         Ok(self.reader.reload()?)

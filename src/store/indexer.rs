@@ -29,6 +29,8 @@ pub struct Progress {
     pub indexed: AtomicU64,
     /// The index is open (searches answer, possibly lagging).
     pub index_ready: AtomicBool,
+    /// Retention deleted every event up to this seq; the index follows.
+    pub purged: AtomicU64,
     wake: Mutex<Wake>,
     cv: Condvar,
 }
@@ -98,6 +100,8 @@ struct Indexer {
     cfg: IndexerConfig,
     /// Highest seq added to the writer.
     added: u64,
+    /// Highest seq deleted from the index after retention.
+    purged: u64,
     /// Added but not yet committed.
     pending: usize,
     last_commit: Instant,
@@ -136,6 +140,7 @@ pub fn spawn(
         progress,
         cfg,
         added: checkpoint,
+        purged: 0,
         pending: 0,
         last_commit: Instant::now(),
     };
@@ -175,8 +180,17 @@ impl Indexer {
         tracing::debug!(indexed = self.added, "indexer stopped");
     }
 
-    /// Adds every stored event not yet added; commits when due.
+    /// Adds every stored event not yet added, drops what retention
+    /// deleted; commits when due.
     fn catch_up(&mut self) -> Result<(), super::Error> {
+        let purged = self.progress.purged.load(Ordering::Acquire);
+        if purged > self.purged {
+            self.writer
+                .delete_query(self.index.up_to_seq(purged))
+                .map_err(|e| super::Error::Index(e.into()))?;
+            self.purged = purged;
+            self.pending += 1;
+        }
         loop {
             let stored = self.progress.stored.load(Ordering::Acquire);
             if self.added >= stored {

@@ -3,9 +3,10 @@
 //! [`indexer`] from redb.
 
 pub mod backup;
-mod codec;
+pub mod codec;
 pub mod index;
 pub mod indexer;
+pub mod retention;
 pub mod writer;
 
 use std::ops::Range;
@@ -234,6 +235,56 @@ impl Store {
         Ok(StoreStats { events, last_seq })
     }
 
+    /// Deletes whole blocks from the oldest on, in ONE write transaction of
+    /// at most `max_blocks` blocks, while `purge(header)` says so.
+    pub fn purge_oldest(
+        &self,
+        max_blocks: usize,
+        mut purge: impl FnMut(&codec::BlockHeader) -> bool,
+    ) -> Result<Purged> {
+        let txn = self.db.begin_write()?;
+        let mut purged = Purged::default();
+        {
+            let mut table = txn.open_table(EVENTS)?;
+            let mut meta = txn.open_table(META)?;
+            while purged.blocks < max_blocks {
+                let (key, header) = {
+                    let Some((key, block)) = table.first()? else {
+                        break;
+                    };
+                    let key = key.value();
+                    (key, codec::decode_header(key, block.value())?)
+                };
+                if !purge(&header) {
+                    break;
+                }
+                table.remove(key)?;
+                purged.blocks += 1;
+                purged.events += u64::from(header.count);
+                purged.up_to_seq = key;
+            }
+            if purged.events > 0 {
+                let count = meta
+                    .get(META_EVENT_COUNT)?
+                    .map_or(0, |v| read_u64(v.value()));
+                let count = count.saturating_sub(purged.events);
+                meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(purged)
+    }
+
+    /// Bytes the store's data takes in its file (freed pages are reused, so
+    /// the file itself does not shrink).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let stats = txn.stats()?;
+        let bytes = stats.allocated_pages() * stats.page_size() as u64;
+        txn.abort()?;
+        Ok(bytes)
+    }
+
     /// The last seq the full-text index has durably committed.
     pub fn index_checkpoint(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
@@ -250,6 +301,15 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// What one purge step deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub blocks: usize,
+    pub events: u64,
+    /// Every event up to this seq is gone (0 when nothing was deleted).
+    pub up_to_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

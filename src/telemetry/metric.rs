@@ -12,6 +12,7 @@ pub const INDEX_LAG: &str = "secmon_index_lag_events";
 pub const INDEX_COMMIT_SECONDS: &str = "secmon_index_commit_seconds";
 pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
 pub const EVENTS_STORED_CURRENT: &str = "secmon_store_events";
+pub const RETENTION_DELETED: &str = "secmon_retention_deleted_events_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
 
@@ -48,6 +49,10 @@ pub(super) fn describe() {
     );
     describe_counter!(INDEX_ERRORS, "Indexing failures (retried)");
     describe_gauge!(EVENTS_STORED_CURRENT, Unit::Count, "Events in the store");
+    describe_counter!(
+        RETENTION_DELETED,
+        "Events deleted by retention, by reason (age, size)"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by server, route and status");
     describe_histogram!(
         HTTP_REQUEST_SECONDS,
