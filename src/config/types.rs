@@ -341,7 +341,7 @@ impl fmt::Display for Span {
         let secs = self.0.as_secs();
         let (n, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
             .into_iter()
-            .find(|(u, _)| secs % u == 0)
+            .find(|(u, _)| secs.is_multiple_of(*u))
             .map_or((secs, "s"), |(u, unit)| (secs / u, unit));
         write!(f, "{n}{unit}")
     }
