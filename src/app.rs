@@ -180,6 +180,7 @@ impl App {
             store: store.clone(),
             index,
             progress: progress.clone(),
+            search_cache: Default::default(),
             node_id: store.node_id(),
             environment: config.environment,
             started,

@@ -31,6 +31,7 @@ pub struct ApiState {
     pub store: Store,
     pub index: Arc<EventIndex>,
     pub progress: Arc<Progress>,
+    pub search_cache: crate::store::cache::SearchCache,
     pub node_id: Ulid,
     pub environment: Environment,
     pub started: Instant,

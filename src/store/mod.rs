@@ -3,6 +3,7 @@
 //! [`indexer`] from redb.
 
 pub mod backup;
+pub mod cache;
 pub mod codec;
 pub mod index;
 pub mod indexer;

@@ -13,6 +13,7 @@ pub const INDEX_COMMIT_SECONDS: &str = "secmon_index_commit_seconds";
 pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
 pub const EVENTS_STORED_CURRENT: &str = "secmon_store_events";
 pub const RETENTION_DELETED: &str = "secmon_retention_deleted_events_total";
+pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
 
@@ -52,6 +53,10 @@ pub(super) fn describe() {
     describe_counter!(
         RETENTION_DELETED,
         "Events deleted by retention, by reason (age, size)"
+    );
+    describe_counter!(
+        CACHE_REQUESTS,
+        "Cache look-ups, by cache and result (hit, miss)"
     );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by server, route and status");
     describe_histogram!(

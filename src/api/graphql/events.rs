@@ -1,6 +1,7 @@
 //! Event search: `events` (Relay connection, newest first) and `event(id)`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use super::{blocking, coded, internal};
 use crate::api::ApiState;
 use crate::model::Event;
+use crate::store::cache::Page;
 use crate::store::index::SearchQuery;
 
 /// Largest page a client may ask for.
@@ -62,17 +64,27 @@ impl EventsQuery {
             offset,
             limit,
         };
-        let (total, events) = blocking(move || {
-            let page = state.index.search(&search).map_err(|e| match e {
-                crate::store::index::Error::Query(e) => {
-                    coded("BAD_QUERY", format!("invalid search query: {e}"))
-                }
-                other => internal(other),
-            })?;
-            let events = state.store.get_many(&page.seqs).map_err(internal)?;
-            Ok((page.total, events))
+        let page = blocking(move || {
+            let indexed = state.progress.indexed.load(Ordering::Acquire);
+            let purged = state.progress.purged.load(Ordering::Acquire);
+            state
+                .search_cache
+                .get_or_search(&search, indexed, purged, || {
+                    let page = state.index.search(&search).map_err(|e| match e {
+                        crate::store::index::Error::Query(e) => {
+                            coded("BAD_QUERY", format!("invalid search query: {e}"))
+                        }
+                        other => internal(other),
+                    })?;
+                    let events = state.store.get_many(&page.seqs).map_err(internal)?;
+                    Ok(Page {
+                        total: page.total,
+                        events,
+                    })
+                })
         })
         .await?;
+        let (total, events) = (page.total, page.events.clone());
         let has_next = offset + events.len() < total;
         let mut connection = Connection::with_additional_fields(
             offset > 0,
