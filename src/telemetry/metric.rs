@@ -11,7 +11,6 @@ pub const COMMIT_ERRORS: &str = "secmon_commit_errors_total";
 pub const INDEX_LAG: &str = "secmon_index_lag_events";
 pub const INDEX_COMMIT_SECONDS: &str = "secmon_index_commit_seconds";
 pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
-pub const EVENTS_STORED_CURRENT: &str = "secmon_store_events";
 pub const RETENTION_DELETED: &str = "secmon_retention_deleted_events_total";
 pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
@@ -49,7 +48,6 @@ pub(super) fn describe() {
         "Latency of one index commit"
     );
     describe_counter!(INDEX_ERRORS, "Indexing failures (retried)");
-    describe_gauge!(EVENTS_STORED_CURRENT, Unit::Count, "Events in the store");
     describe_counter!(
         RETENTION_DELETED,
         "Events deleted by retention, by reason (age, size)"
