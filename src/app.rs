@@ -68,6 +68,9 @@ pub struct Addrs {
     pub graphql: SocketAddr,
     pub metrics: SocketAddr,
     pub health: SocketAddr,
+    pub syslog_udp: Option<SocketAddr>,
+    pub syslog_tcp: Option<SocketAddr>,
+    pub syslog_tls: Option<SocketAddr>,
 }
 
 /// A running secmon node.
@@ -105,10 +108,47 @@ impl App {
             "METRICS_PORT",
             SocketAddr::new(ip, config.ports.metrics),
         )?;
+        let ports = &config.ports;
+        let syslog_udp = match ports.syslog_udp {
+            Some(port) => {
+                let addr = SocketAddr::new(ip, port);
+                let socket = std::net::UdpSocket::bind(addr).map_err(|source| Error::Bind {
+                    service: "syslog_udp",
+                    var: "SYSLOG_UDP_PORT",
+                    addr,
+                    source,
+                })?;
+                Some(socket)
+            }
+            None => None,
+        };
+        let syslog_tcp = ports
+            .syslog_tcp
+            .map(|port| bind("syslog_tcp", "SYSLOG_TCP_PORT", SocketAddr::new(ip, port)))
+            .transpose()?;
+        // TLS syslog needs the server certificate: only with TLS enabled.
+        let syslog_tls = match ports.syslog_tls {
+            Some(port) if config.tls.enabled => Some(bind(
+                "syslog_tls",
+                "SYSLOG_TLS_PORT",
+                SocketAddr::new(ip, port),
+            )?),
+            Some(_) => {
+                tracing::info!("syslog over TLS is off: it needs tls.enabled and a certificate");
+                None
+            }
+            None => None,
+        };
         let addrs = Addrs {
             graphql: local_addr(&graphql_listener)?,
             metrics: local_addr(&metrics_listener)?,
             health: local_addr(&health_listener)?,
+            syslog_udp: syslog_udp
+                .as_ref()
+                .map(|s| s.local_addr().map_err(io_err("reading a listener address")))
+                .transpose()?,
+            syslog_tcp: syslog_tcp.as_ref().map(local_addr).transpose()?,
+            syslog_tls: syslog_tls.as_ref().map(local_addr).transpose()?,
         };
 
         let (ready_tx, ready_rx) = watch::channel::<Option<Arc<Progress>>>(None);
@@ -175,6 +215,62 @@ impl App {
             progress.clone(),
         )
         .map_err(io_err("starting the writer"))?;
+
+        let parse = crate::parse::ParseOptions {
+            max_message_bytes: config.ingest.max_message_bytes,
+            ..Default::default()
+        };
+        let listeners = &config.exposure.listeners;
+        let syslog = |source, allow: &Vec<crate::config::Cidr>| {
+            Arc::new(crate::ingest::syslog::Syslog {
+                writer: writer.clone(),
+                parse: parse.clone(),
+                allow: allow.clone(),
+                source,
+            })
+        };
+        if let Some(socket) = syslog_udp {
+            socket
+                .set_nonblocking(true)
+                .map_err(io_err("configuring the syslog udp socket"))?;
+            let socket = tokio::net::UdpSocket::from_std(socket)
+                .map_err(io_err("configuring the syslog udp socket"))?;
+            let source = syslog("syslog_udp", &listeners.syslog_udp.allow_sources);
+            tasks.spawn(crate::ingest::syslog::serve_udp(
+                socket,
+                source,
+                shutdown.clone(),
+            ));
+        }
+        for (listener, tls_acceptor, source, allow) in [
+            (
+                syslog_tcp,
+                None,
+                "syslog_tcp",
+                &listeners.syslog_tcp.allow_sources,
+            ),
+            (
+                syslog_tls,
+                tls.as_ref()
+                    .map(|t| tokio_rustls::TlsAcceptor::from(t.get_inner())),
+                "syslog_tls",
+                &listeners.syslog_tls.allow_sources,
+            ),
+        ] {
+            let Some(listener) = listener else { continue };
+            listener
+                .set_nonblocking(true)
+                .map_err(io_err("configuring a syslog listener"))?;
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(io_err("configuring a syslog listener"))?;
+            tasks.spawn(crate::ingest::syslog::serve_tcp(
+                listener,
+                tls_acceptor,
+                syslog(source, allow),
+                shutdown.clone(),
+                tasks.clone(),
+            ));
+        }
 
         let state = Arc::new(ApiState {
             store: store.clone(),
@@ -318,6 +414,9 @@ fn write_ports(data_dir: &Path, addrs: &Addrs) -> Result<(), Error> {
         "graphql": addrs.graphql.port(),
         "metrics": addrs.metrics.port(),
         "health": addrs.health.port(),
+        "syslog_udp": addrs.syslog_udp.map(|a| a.port()),
+        "syslog_tcp": addrs.syslog_tcp.map(|a| a.port()),
+        "syslog_tls": addrs.syslog_tls.map(|a| a.port()),
     });
     let path = data_dir.join("ports.json");
     std::fs::write(&path, format!("{body:#}\n"))

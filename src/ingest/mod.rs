@@ -2,3 +2,4 @@
 //! to the store's writer, acknowledging the sender only after the commit.
 
 pub mod http;
+pub mod syslog;

@@ -3,6 +3,9 @@
 
 pub const EVENTS_RECEIVED: &str = "secmon_events_received_total";
 pub const EVENTS_REJECTED: &str = "secmon_events_rejected_total";
+pub const EVENTS_PARSED: &str = "secmon_events_parsed_total";
+pub const EVENTS_TRUNCATED: &str = "secmon_events_truncated_total";
+pub const EVENTS_DROPPED: &str = "secmon_events_dropped_total";
 pub const EVENTS_STORED: &str = "secmon_events_stored_total";
 pub const INGEST_THROTTLED: &str = "secmon_ingest_throttled_total";
 pub const BATCH_COMMIT_SECONDS: &str = "secmon_batch_commit_seconds";
@@ -25,6 +28,18 @@ pub(super) fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(EVENTS_RECEIVED, "Events received, by source");
     describe_counter!(EVENTS_REJECTED, "Events rejected as malformed, by source");
+    describe_counter!(
+        EVENTS_PARSED,
+        "Events a program parser recognised, by source"
+    );
+    describe_counter!(
+        EVENTS_TRUNCATED,
+        "Messages cut to ingest.max_message_bytes, by source"
+    );
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Events lost before the store (UDP with a full queue), by source"
+    );
     describe_counter!(EVENTS_STORED, "Events committed to the store");
     describe_counter!(
         INGEST_THROTTLED,

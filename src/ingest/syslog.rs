@@ -1,0 +1,355 @@
+//! Syslog: UDP (RFC 5426, one message per datagram), TCP (RFC 6587, octet
+//! counting or newline framing, told apart per frame) and TLS (RFC 5425,
+//! rustls, octet counting in practice; both framings are accepted).
+//!
+//! Syslog has no authentication: each listener takes an allow-list of source
+//! networks (`exposure.listeners.syslog_*.allow_sources`, empty = any).
+//! TCP and TLS read a connection's next frames only after the previous batch
+//! is committed, so a slow store slows the sender (backpressure, nothing
+//! dropped); UDP cannot wait, so a full write queue drops the datagrams and
+//! counts them in `secmon_events_dropped_total`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Cidr;
+use crate::model::Event;
+use crate::parse::{self, ParseOptions, RawRecord};
+use crate::store::writer::{SubmitError, WriterHandle};
+use crate::telemetry::metric;
+
+/// Events per store submission.
+const BATCH: usize = 1024;
+/// How long received UDP datagrams wait for more before they are submitted.
+const UDP_FLUSH: Duration = Duration::from_millis(20);
+/// Largest datagram read (the UDP maximum).
+const MAX_DATAGRAM: usize = 65_535;
+/// Digits of an octet-counting length prefix at most.
+const MAX_LEN_DIGITS: usize = 10;
+
+/// What every syslog listener shares.
+pub struct Syslog {
+    pub writer: WriterHandle,
+    pub parse: ParseOptions,
+    pub allow: Vec<Cidr>,
+    /// `syslog_udp`, `syslog_tcp` or `syslog_tls`: the metric label.
+    pub source: &'static str,
+}
+
+impl Syslog {
+    fn allowed(&self, peer: SocketAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(peer.ip()))
+    }
+
+    fn event(&self, bytes: Vec<u8>, peer: SocketAddr) -> Event {
+        let raw = RawRecord {
+            bytes,
+            source: self.source,
+            peer: Some(peer.ip()),
+            received_at: Utc::now(),
+        };
+        let event = parse::parse(&raw, &self.parse);
+        if event.labels.contains_key("truncated") {
+            metrics::counter!(metric::EVENTS_TRUNCATED, "source" => self.source).increment(1);
+        }
+        if event.dataset.is_some() {
+            metrics::counter!(metric::EVENTS_PARSED, "source" => self.source).increment(1);
+        }
+        event
+    }
+
+    fn refuse(&self, peer: SocketAddr) {
+        metrics::counter!(metric::EVENTS_REJECTED, "source" => self.source).increment(1);
+        tracing::debug!(source = self.source, %peer, "sender not in allow_sources");
+    }
+}
+
+/// Receives datagrams until `shutdown`.
+pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Syslog>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+            _ = tokio::time::sleep(UDP_FLUSH), if !batch.is_empty() => {
+                submit_udp(&syslog, &mut batch);
+                continue;
+            }
+        };
+        match received {
+            Ok((n, peer)) => {
+                metrics::counter!(metric::EVENTS_RECEIVED, "source" => syslog.source).increment(1);
+                if !syslog.allowed(peer) {
+                    syslog.refuse(peer);
+                    continue;
+                }
+                batch.push(syslog.event(buf[..n].to_vec(), peer));
+                if batch.len() >= BATCH {
+                    submit_udp(&syslog, &mut batch);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "syslog udp receive failed"),
+        }
+    }
+    submit_udp(&syslog, &mut batch);
+}
+
+fn submit_udp(syslog: &Syslog, batch: &mut Vec<Event>) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len() as u64;
+    match syslog.writer.try_submit(std::mem::take(batch)) {
+        // Nobody to acknowledge: the commit outcome is logged by the writer.
+        Ok(_) => {}
+        Err(SubmitError::Full | SubmitError::Closed) => {
+            metrics::counter!(metric::EVENTS_DROPPED, "source" => syslog.source).increment(n);
+        }
+    }
+}
+
+/// Accepts TCP (or, with `tls`, TLS) connections until `shutdown`.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    syslog: Arc<Syslog>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "syslog accept failed");
+                    continue;
+                }
+            },
+        };
+        if !syslog.allowed(peer) {
+            syslog.refuse(peer);
+            continue;
+        }
+        let (syslog, shutdown, tls) = (syslog.clone(), shutdown.clone(), tls.clone());
+        tasks.spawn(async move {
+            let result = match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => connection(stream, peer, &syslog, &shutdown).await,
+                    Err(e) => Err(e),
+                },
+                None => connection(stream, peer, &syslog, &shutdown).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(source = syslog.source, %peer, error = %e, "syslog connection ended");
+            }
+        });
+    }
+}
+
+async fn connection<S: AsyncRead + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    syslog: &Syslog,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let limit = syslog.parse.max_message_bytes;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            f = read_frame(&mut reader, limit) => f?,
+        };
+        let Some(frame) = frame else { break };
+        metrics::counter!(metric::EVENTS_RECEIVED, "source" => syslog.source).increment(1);
+        if !frame.is_empty() {
+            batch.push(syslog.event(frame, peer));
+        }
+        // Submit when nothing more is buffered: whatever arrived together is
+        // committed together, and the next read waits for that commit.
+        if batch.len() >= BATCH || reader.buffer().is_empty() {
+            submit_tcp(syslog, &mut batch).await?;
+        }
+    }
+    submit_tcp(syslog, &mut batch).await
+}
+
+async fn submit_tcp(syslog: &Syslog, batch: &mut Vec<Event>) -> std::io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let n = batch.len() as u64;
+    let pending = syslog.writer.submit(std::mem::take(batch)).await;
+    let committed = match pending {
+        Ok(pending) => matches!(pending.await, Ok(Ok(_))),
+        Err(_) => false,
+    };
+    if committed {
+        Ok(())
+    } else {
+        metrics::counter!(metric::EVENTS_DROPPED, "source" => syslog.source).increment(n);
+        // Closing the connection tells the sender to resend (rsyslog does).
+        Err(std::io::Error::other(
+            "the store did not commit; closing the connection",
+        ))
+    }
+}
+
+/// Reads one frame: `LEN SP MSG` (octet counting) when the frame starts
+/// with digits followed by a space, else bytes up to `\n`. A frame over
+/// `limit` keeps `limit + 1` bytes (so the parser flags it as truncated) and
+/// the rest is skipped. `None` at a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    limit: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut frame = Vec::new();
+    if reader.fill_buf().await?.is_empty() {
+        return Ok(None);
+    }
+    // A length prefix, read byte by byte so it may span TCP segments.
+    if matches!(reader.buffer().first(), Some(b'1'..=b'9')) {
+        loop {
+            let Ok(b) = reader.read_u8().await else {
+                return Ok(Some(frame));
+            };
+            frame.push(b);
+            if !b.is_ascii_digit() || frame.len() > MAX_LEN_DIGITS {
+                break;
+            }
+        }
+        if frame.last() == Some(&b' ') {
+            let len = std::str::from_utf8(&frame[..frame.len() - 1])
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok());
+            if let Some(len) = len {
+                let keep = len.min(limit + 1);
+                let mut msg = vec![0u8; keep];
+                reader.read_exact(&mut msg).await?;
+                let skip = (len - keep) as u64;
+                if skip > 0 {
+                    tokio::io::copy(&mut reader.take(skip), &mut tokio::io::sink()).await?;
+                }
+                return Ok(Some(msg));
+            }
+        }
+        if frame.last() == Some(&b'\n') {
+            frame.pop();
+            return Ok(Some(frame));
+        }
+    }
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(Some(frame));
+        }
+        let (chunk, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = (limit + 1).saturating_sub(frame.len());
+        frame.extend_from_slice(&buf[..chunk.min(room)]);
+        reader.consume(chunk);
+        if done {
+            if frame.last() == Some(&b'\n') {
+                frame.pop();
+            }
+            return Ok(Some(frame));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8], limit: usize) -> Vec<Vec<u8>> {
+        let mut reader = BufReader::new(input);
+        let mut out = Vec::new();
+        while let Some(f) = read_frame(&mut reader, limit).await.unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn octet_counting_and_newline_framing_mix() {
+        let input = b"11 <13>hello\n x3 <13>second line\n<14>third\n";
+        let got = frames(input, 1024).await;
+        assert_eq!(
+            got,
+            [
+                b"<13>hello\n ".to_vec(),
+                b"x3 <13>second line".to_vec(),
+                b"<14>third".to_vec()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_without_newline_at_the_end_is_kept() {
+        assert_eq!(
+            frames(b"<13>a\n<13>b", 1024).await,
+            [b"<13>a".to_vec(), b"<13>b".to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_keep_limit_plus_one_and_the_stream_goes_on() {
+        let mut input = format!("{} ", 50).into_bytes();
+        input.extend(std::iter::repeat_n(b'a', 50));
+        input.extend(std::iter::repeat_n(b'b', 30));
+        input.extend(b"\n<13>after\n");
+        let got = frames(&input, 10).await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], vec![b'a'; 11]);
+        assert_eq!(got[1], vec![b'b'; 11]);
+        assert_eq!(got[2], b"<13>after".to_vec());
+    }
+
+    #[tokio::test]
+    async fn a_number_that_is_not_a_length_is_a_line() {
+        let got = frames(b"2026-01-01 host app: hi\n12\n", 1024).await;
+        assert_eq!(got, [b"2026-01-01 host app: hi".to_vec(), b"12".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_length_prefix_split_across_reads_is_still_a_length() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let sender = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for part in [&b"1"[..], b"1", b" <13>", b"a\nbcdef"] {
+                tx.write_all(part).await.unwrap();
+                tx.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = BufReader::new(rx);
+        let frame = read_frame(&mut reader, 1024).await.unwrap().unwrap();
+        assert_eq!(frame, b"<13>a\nbcdef".to_vec());
+        sender.await.unwrap();
+    }
+
+    #[test]
+    fn allow_lists_match_networks() {
+        let net: Cidr = "10.0.0.0/8".to_string().try_into().unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".to_string().try_into().unwrap();
+        assert!(v6.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".to_string().try_into().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+    }
+}
