@@ -192,7 +192,12 @@ impl Indexer {
             }
             self.added = last;
             self.pending += events.len();
-            if self.pending >= self.cfg.commit_max_events {
+            // The timer applies inside a long catch-up too: otherwise a rebuild
+            // or a backlog under steady ingest commits (and checkpoints) only
+            // every `commit_max_events`, and a crash loses all of that work.
+            if self.pending >= self.cfg.commit_max_events
+                || self.last_commit.elapsed() >= self.cfg.commit_interval
+            {
                 self.commit()?;
             }
         }
