@@ -98,6 +98,8 @@ async fn graphql(api: &str, query: &str) -> Value {
 
 #[tokio::test]
 async fn serves_with_no_config_and_drains_on_sigterm() {
+    // reqwest is built without a default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
     let body: String = (0..1000)

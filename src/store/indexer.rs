@@ -153,6 +153,7 @@ impl Indexer {
             if let Err(e) = self.catch_up() {
                 tracing::error!(error = %e, "indexing failed; retrying");
                 metrics::counter!(metric::INDEX_ERRORS).increment(1);
+                self.back_to_checkpoint();
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -205,6 +206,25 @@ impl Indexer {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// After a failed step (a full disk, say) the tantivy writer may hold
+    /// half-done work, or be unusable after a failed flush: go back to its
+    /// last commit and redo everything after the checkpoint, as at start-up.
+    fn back_to_checkpoint(&mut self) {
+        let checkpoint = self.progress.indexed.load(Ordering::Acquire);
+        let reset = self.writer.rollback().and_then(|_| {
+            self.writer
+                .delete_query(self.index.after_seq(checkpoint))
+                .map(|_| ())
+        });
+        match reset {
+            Ok(()) => {
+                self.added = checkpoint;
+                self.pending = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot roll the index writer back; retrying"),
+        }
     }
 
     fn commit(&mut self) -> Result<(), super::Error> {

@@ -9,7 +9,8 @@ pub mod writer;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use ulid::Ulid;
@@ -59,6 +60,8 @@ pub enum Error {
     },
     #[error("storage error: {0}")]
     Redb(#[from] redb::Error),
+    #[error("the database is closed after an I/O error and is being reopened: retry later")]
+    Reopening,
     #[error("stored event {seq} cannot be decoded: {reason}")]
     Corrupt { seq: u64, reason: String },
     #[error(transparent)]
@@ -81,15 +84,42 @@ redb_from!(
     redb::CommitError
 );
 
+impl Error {
+    /// An I/O failure (disk full, EIO): redb refuses every later operation
+    /// until the database is closed and opened again.
+    fn is_io(&self) -> bool {
+        matches!(
+            self,
+            Error::Redb(redb::Error::Io(_) | redb::Error::PreviousIo) | Error::Reopening
+        )
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// At most one reopen attempt per this interval while I/O keeps failing.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The redb database: events, their time index and metadata.
 ///
 /// All methods block; call them from a blocking thread.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     node_id: Ulid,
+}
+
+/// The open database, shared by every clone of a [`Store`].
+///
+/// After an I/O error (a full disk) redb answers every operation with
+/// `PreviousIo` until the `Database` is dropped and opened again, so the
+/// first operation that sees one reopens it (see [`Store::with_db`]). Each
+/// operation holds the read lock for its whole transaction; a reopen takes
+/// the write lock, so no transaction of the old database outlives it.
+struct Shared {
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+    last_reopen: Mutex<Option<Instant>>,
 }
 
 impl Store {
@@ -109,7 +139,11 @@ impl Store {
         })?;
         let node_id = migrate(&db, &path)?;
         Ok(Store {
-            db: Arc::new(db),
+            shared: Arc::new(Shared {
+                path,
+                db: RwLock::new(Some(db)),
+                last_reopen: Mutex::new(None),
+            }),
             node_id,
         })
     }
@@ -118,96 +152,168 @@ impl Store {
         self.node_id
     }
 
+    /// Runs `f` on the open database; after an I/O error, reopens it (at
+    /// most once per [`REOPEN_INTERVAL`]) so the store recovers once the
+    /// cause is gone, without a restart.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let result = {
+            let db = self
+                .shared
+                .db
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            match db.as_ref() {
+                Some(db) => f(db),
+                None => Err(Error::Reopening),
+            }
+        };
+        if let Err(e) = &result
+            && e.is_io()
+        {
+            self.reopen();
+        }
+        result
+    }
+
+    fn reopen(&self) {
+        {
+            let mut last = self
+                .shared
+                .last_reopen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut db = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Closes the file and releases its lock; the next open recovers
+        // the file to its last commit.
+        drop(db.take());
+        let path = &self.shared.path;
+        match Database::create(path) {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                tracing::warn!(path = %path.display(), "reopened the database after an I/O error");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot reopen the database after an I/O error; retrying");
+            }
+        }
+    }
+
     /// Appends events in ONE write transaction and returns their seq range.
     ///
     /// Assigns each event its `seq` and `id`. When this returns, the events
     /// are durable.
     pub fn append(&self, events: &mut [Event]) -> Result<Range<u64>> {
-        let txn = self.db.begin_write()?;
-        let range;
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut by_time = txn.open_table(EVENTS_BY_TIME)?;
-            let first = match table.last()? {
-                Some((seq, _)) => seq.value() + 1,
-                None => 1,
-            };
-            let mut buf = Vec::with_capacity(1024);
-            for (seq, event) in (first..).zip(events.iter_mut()) {
-                event.seq = seq;
-                event.id = event_id(event, seq);
-                buf.clear();
-                codec::encode(event, &mut buf);
-                table.insert(seq, buf.as_slice())?;
-                by_time.insert((event.timestamp.timestamp_micros(), seq), ())?;
-            }
-            range = first..first + events.len() as u64;
-        }
-        txn.commit()?;
-        Ok(range)
+        self.with_db(|db| append(db, events))
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<Event>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        table
-            .get(seq)?
-            .map(|v| codec::decode(seq, v.value()))
-            .transpose()
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            table
+                .get(seq)?
+                .map(|v| codec::decode(seq, v.value()))
+                .transpose()
+        })
     }
 
     /// Loads the events with the given seqs, in that order, skipping missing ones.
     pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<Event>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut out = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            if let Some(v) = table.get(seq)? {
-                out.push(codec::decode(seq, v.value())?);
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let mut out = Vec::with_capacity(seqs.len());
+            for &seq in seqs {
+                if let Some(v) = table.get(seq)? {
+                    out.push(codec::decode(seq, v.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Events with seq in `from..`, at most `limit`, in seq order.
     pub fn scan_from(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for item in table.range(from..)?.take(limit) {
-            let (seq, v) = item?;
-            out.push(codec::decode(seq.value(), v.value())?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let mut out = Vec::with_capacity(limit.min(4096));
+            for item in table.range(from..)?.take(limit) {
+                let (seq, v) = item?;
+                out.push(codec::decode(seq.value(), v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// Number of stored events and the highest seq (0 when empty).
     pub fn stats(&self) -> Result<StoreStats> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let last_seq = table.last()?.map_or(0, |(k, _)| k.value());
-        Ok(StoreStats {
-            events: table.len()?,
-            last_seq,
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let last_seq = table.last()?.map_or(0, |(k, _)| k.value());
+            Ok(StoreStats {
+                events: table.len()?,
+                last_seq,
+            })
         })
     }
 
     /// The last seq the full-text index has durably committed.
     pub fn index_checkpoint(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta
-            .get(META_INDEX_CHECKPOINT)?
-            .map_or(0, |v| read_u64(v.value())))
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta
+                .get(META_INDEX_CHECKPOINT)?
+                .map_or(0, |v| read_u64(v.value())))
+        })
     }
 
     pub fn set_index_checkpoint(&self, seq: u64) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_INDEX_CHECKPOINT, seq.to_be_bytes().as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?
+                .insert(META_INDEX_CHECKPOINT, seq.to_be_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
     }
+}
+
+/// See [`Store::append`].
+fn append(db: &Database, events: &mut [Event]) -> Result<Range<u64>> {
+    let txn = db.begin_write()?;
+    let range;
+    {
+        let mut table = txn.open_table(EVENTS)?;
+        let mut by_time = txn.open_table(EVENTS_BY_TIME)?;
+        let first = match table.last()? {
+            Some((seq, _)) => seq.value() + 1,
+            None => 1,
+        };
+        let mut buf = Vec::with_capacity(1024);
+        for (seq, event) in (first..).zip(events.iter_mut()) {
+            event.seq = seq;
+            event.id = event_id(event, seq);
+            buf.clear();
+            codec::encode(event, &mut buf);
+            table.insert(seq, buf.as_slice())?;
+            by_time.insert((event.timestamp.timestamp_micros(), seq), ())?;
+        }
+        range = first..first + events.len() as u64;
+    }
+    txn.commit()?;
+    Ok(range)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
