@@ -84,6 +84,14 @@ impl Daemon {
     }
 }
 
+/// A failing test must not leave the daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn graphql(api: &str, query: &str) -> Value {
     reqwest::Client::new()
         .post(format!("{api}/graphql"))
