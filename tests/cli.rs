@@ -84,6 +84,14 @@ impl Daemon {
     }
 }
 
+/// A failing test must not leave the daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn graphql(api: &str, query: &str) -> Value {
     secmon::install_crypto_provider();
     reqwest::Client::new()
@@ -99,6 +107,8 @@ async fn graphql(api: &str, query: &str) -> Value {
 
 #[tokio::test]
 async fn serves_with_no_config_and_drains_on_sigterm() {
+    // reqwest is built without a default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     secmon::install_crypto_provider();
     let daemon = Daemon::start(dir.path());

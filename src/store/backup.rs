@@ -47,7 +47,7 @@ impl Store {
             path: partial.clone(),
             source,
         })?;
-        let snapshot = self.db.begin_read()?;
+        let snapshot = self.with_db(|db| Ok(db.begin_read()?))?;
         copy_table(&snapshot, &target, EVENTS)?;
         copy_table(&snapshot, &target, META)?;
         drop(target);

@@ -158,6 +158,7 @@ impl Indexer {
             if let Err(e) = self.catch_up() {
                 tracing::error!(error = %e, "indexing failed; retrying");
                 metrics::counter!(metric::INDEX_ERRORS).increment(1);
+                self.back_to_checkpoint();
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -206,7 +207,12 @@ impl Indexer {
             }
             self.added = last;
             self.pending += events.len();
-            if self.pending >= self.cfg.commit_max_events {
+            // The timer applies inside a long catch-up too: otherwise a rebuild
+            // or a backlog under steady ingest commits (and checkpoints) only
+            // every `commit_max_events`, and a crash loses all of that work.
+            if self.pending >= self.cfg.commit_max_events
+                || self.last_commit.elapsed() >= self.cfg.commit_interval
+            {
                 self.commit()?;
             }
         }
@@ -214,6 +220,27 @@ impl Indexer {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// After a failed step (a full disk, say) the tantivy writer may hold
+    /// half-done work, or be unusable after a failed flush: go back to its
+    /// last commit and redo everything after the checkpoint, as at start-up.
+    fn back_to_checkpoint(&mut self) {
+        let checkpoint = self.progress.indexed.load(Ordering::Acquire);
+        let reset = self.writer.rollback().and_then(|_| {
+            self.writer
+                .delete_query(self.index.after_seq(checkpoint))
+                .map(|_| ())
+        });
+        match reset {
+            Ok(()) => {
+                self.added = checkpoint;
+                // Deletes since the last commit were rolled back too.
+                self.purged = 0;
+                self.pending = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot roll the index writer back; retrying"),
+        }
     }
 
     fn commit(&mut self) -> Result<(), super::Error> {

@@ -12,7 +12,8 @@ pub mod writer;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use ulid::Ulid;
@@ -61,6 +62,8 @@ pub enum Error {
     },
     #[error("storage error: {0}")]
     Redb(#[from] redb::Error),
+    #[error("the database is closed after an I/O error and is being reopened: retry later")]
+    Reopening,
     #[error("stored event {seq} cannot be decoded: {reason}")]
     Corrupt { seq: u64, reason: String },
     #[error(transparent)]
@@ -88,15 +91,42 @@ redb_from!(
     redb::CommitError
 );
 
+impl Error {
+    /// An I/O failure (disk full, EIO): redb refuses every later operation
+    /// until the database is closed and opened again.
+    fn is_io(&self) -> bool {
+        matches!(
+            self,
+            Error::Redb(redb::Error::Io(_) | redb::Error::PreviousIo) | Error::Reopening
+        )
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// At most one reopen attempt per this interval while I/O keeps failing.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The redb database: events, their time index and metadata.
 ///
 /// All methods block; call them from a blocking thread.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     node_id: Ulid,
+}
+
+/// The open database, shared by every clone of a [`Store`].
+///
+/// After an I/O error (a full disk) redb answers every operation with
+/// `PreviousIo` until the `Database` is dropped and opened again, so the
+/// first operation that sees one reopens it (see [`Store::with_db`]). Each
+/// operation holds the read lock for its whole transaction; a reopen takes
+/// the write lock, so no transaction of the old database outlives it.
+struct Shared {
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+    last_reopen: Mutex<Option<Instant>>,
 }
 
 impl Store {
@@ -116,7 +146,11 @@ impl Store {
         })?;
         let node_id = migrate(&db, &path)?;
         Ok(Store {
-            db: Arc::new(db),
+            shared: Arc::new(Shared {
+                path,
+                db: RwLock::new(Some(db)),
+                last_reopen: Mutex::new(None),
+            }),
             node_id,
         })
     }
@@ -125,105 +159,168 @@ impl Store {
         self.node_id
     }
 
+    /// Runs `f` on the open database; after an I/O error, reopens it (at
+    /// most once per [`REOPEN_INTERVAL`]) so the store recovers once the
+    /// cause is gone, without a restart.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let result = {
+            let db = self
+                .shared
+                .db
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            match db.as_ref() {
+                Some(db) => f(db),
+                None => Err(Error::Reopening),
+            }
+        };
+        if let Err(e) = &result
+            && e.is_io()
+        {
+            self.reopen();
+        }
+        result
+    }
+
+    fn reopen(&self) {
+        {
+            let mut last = self
+                .shared
+                .last_reopen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < REOPEN_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut db = self
+            .shared
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Closes the file and releases its lock; the next open recovers
+        // the file to its last commit.
+        drop(db.take());
+        let path = &self.shared.path;
+        match Database::create(path) {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                tracing::warn!(path = %path.display(), "reopened the database after an I/O error");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot reopen the database after an I/O error; retrying");
+            }
+        }
+    }
+
     /// Appends events in ONE write transaction and returns their seq range.
     ///
     /// Assigns each event its `seq` and `id`. When this returns, the events
     /// are durable.
     pub fn append(&self, events: &mut [Event]) -> Result<Range<u64>> {
-        let txn = self.db.begin_write()?;
-        let range;
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut meta = txn.open_table(META)?;
-            let first = match table.last()? {
-                Some((seq, _)) => seq.value() + 1,
-                None => 1,
-            };
-            for (seq, event) in (first..).zip(events.iter_mut()) {
-                event.seq = seq;
-                event.id = event_id(event, seq);
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let range;
+            {
+                let mut table = txn.open_table(EVENTS)?;
+                let mut meta = txn.open_table(META)?;
+                let first = match table.last()? {
+                    Some((seq, _)) => seq.value() + 1,
+                    None => 1,
+                };
+                for (seq, event) in (first..).zip(events.iter_mut()) {
+                    event.seq = seq;
+                    event.id = event_id(event, seq);
+                }
+                let (mut scratch, mut block) = (Vec::new(), Vec::new());
+                for run in codec::blocks(events) {
+                    let header = codec::encode_block(run, &mut scratch, &mut block)?;
+                    table.insert(header.last_seq(), block.as_slice())?;
+                }
+                range = first..first + events.len() as u64;
+                let count = meta
+                    .get(META_EVENT_COUNT)?
+                    .map_or(0, |v| read_u64(v.value()));
+                let count = count + events.len() as u64;
+                meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
             }
-            let (mut scratch, mut block) = (Vec::new(), Vec::new());
-            for run in codec::blocks(events) {
-                let header = codec::encode_block(run, &mut scratch, &mut block)?;
-                table.insert(header.last_seq(), block.as_slice())?;
-            }
-            range = first..first + events.len() as u64;
-            let count = meta
-                .get(META_EVENT_COUNT)?
-                .map_or(0, |v| read_u64(v.value()));
-            let count = count + events.len() as u64;
-            meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
-        }
-        txn.commit()?;
-        Ok(range)
+            txn.commit()?;
+            Ok(range)
+        })
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<Event>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut blocks = table.range(seq..)?;
-        match blocks.next() {
-            Some(item) => {
-                let (key, block) = item?;
-                codec::decode_one(key.value(), block.value(), seq)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let mut blocks = table.range(seq..)?;
+            match blocks.next() {
+                Some(item) => {
+                    let (key, block) = item?;
+                    codec::decode_one(key.value(), block.value(), seq)
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        })
     }
 
     /// Loads the events with the given seqs, in that order, skipping missing
     /// ones. Each block is decoded once.
     pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<Event>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut decoded: std::collections::BTreeMap<u64, Vec<Event>> =
-            std::collections::BTreeMap::new();
-        let mut out = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            let cached = decoded.range(seq..).next().map(|(k, _)| *k);
-            let key = match cached {
-                Some(k) if decoded[&k].first().is_some_and(|e| e.seq <= seq) => k,
-                _ => {
-                    let Some(item) = table.range(seq..)?.next() else {
-                        continue;
-                    };
-                    let (key, block) = item?;
-                    let key = key.value();
-                    decoded.insert(key, codec::decode_block(key, block.value())?);
-                    key
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let mut decoded: std::collections::BTreeMap<u64, Vec<Event>> =
+                std::collections::BTreeMap::new();
+            let mut out = Vec::with_capacity(seqs.len());
+            for &seq in seqs {
+                let cached = decoded.range(seq..).next().map(|(k, _)| *k);
+                let key = match cached {
+                    Some(k) if decoded[&k].first().is_some_and(|e| e.seq <= seq) => k,
+                    _ => {
+                        let Some(item) = table.range(seq..)?.next() else {
+                            continue;
+                        };
+                        let (key, block) = item?;
+                        let key = key.value();
+                        decoded.insert(key, codec::decode_block(key, block.value())?);
+                        key
+                    }
+                };
+                if let Some(e) = decoded[&key].iter().find(|e| e.seq == seq) {
+                    out.push(e.clone());
                 }
-            };
-            if let Some(e) = decoded[&key].iter().find(|e| e.seq == seq) {
-                out.push(e.clone());
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Events with seq in `from..`, at least `limit` when there are that
     /// many (whole blocks are returned), in seq order.
     pub fn scan_from(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EVENTS)?;
-        let mut out = Vec::with_capacity(limit.min(8192));
-        for item in table.range(from..)? {
-            let (key, block) = item?;
-            out.extend(
-                codec::decode_block(key.value(), block.value())?
-                    .into_iter()
-                    .filter(|e| e.seq >= from),
-            );
-            if out.len() >= limit {
-                break;
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let mut out = Vec::with_capacity(limit.min(8192));
+            for item in table.range(from..)? {
+                let (key, block) = item?;
+                out.extend(
+                    codec::decode_block(key.value(), block.value())?
+                        .into_iter()
+                        .filter(|e| e.seq >= from),
+                );
+                if out.len() >= limit {
+                    break;
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Number of stored events and the highest seq (0 when empty).
     pub fn stats(&self) -> Result<StoreStats> {
-        self.stats_in(&self.db.begin_read()?)
+        self.with_db(|db| self.stats_in(&db.begin_read()?))
     }
 
     fn stats_in(&self, txn: &redb::ReadTransaction) -> Result<StoreStats> {
@@ -243,64 +340,72 @@ impl Store {
         max_blocks: usize,
         mut purge: impl FnMut(&codec::BlockHeader) -> bool,
     ) -> Result<Purged> {
-        let txn = self.db.begin_write()?;
-        let mut purged = Purged::default();
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut meta = txn.open_table(META)?;
-            while purged.blocks < max_blocks {
-                let (key, header) = {
-                    let Some((key, block)) = table.first()? else {
-                        break;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let mut purged = Purged::default();
+            {
+                let mut table = txn.open_table(EVENTS)?;
+                let mut meta = txn.open_table(META)?;
+                while purged.blocks < max_blocks {
+                    let (key, header) = {
+                        let Some((key, block)) = table.first()? else {
+                            break;
+                        };
+                        let key = key.value();
+                        (key, codec::decode_header(key, block.value())?)
                     };
-                    let key = key.value();
-                    (key, codec::decode_header(key, block.value())?)
-                };
-                if !purge(&header) {
-                    break;
+                    if !purge(&header) {
+                        break;
+                    }
+                    table.remove(key)?;
+                    purged.blocks += 1;
+                    purged.events += u64::from(header.count);
+                    purged.up_to_seq = key;
                 }
-                table.remove(key)?;
-                purged.blocks += 1;
-                purged.events += u64::from(header.count);
-                purged.up_to_seq = key;
+                if purged.events > 0 {
+                    let count = meta
+                        .get(META_EVENT_COUNT)?
+                        .map_or(0, |v| read_u64(v.value()));
+                    let count = count.saturating_sub(purged.events);
+                    meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
+                }
             }
-            if purged.events > 0 {
-                let count = meta
-                    .get(META_EVENT_COUNT)?
-                    .map_or(0, |v| read_u64(v.value()));
-                let count = count.saturating_sub(purged.events);
-                meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(purged)
+            txn.commit()?;
+            Ok(purged)
+        })
     }
 
     /// Bytes the store's data takes in its file (freed pages are reused, so
     /// the file itself does not shrink).
     pub fn used_bytes(&self) -> Result<u64> {
-        let txn = self.db.begin_write()?;
-        let stats = txn.stats()?;
-        let bytes = stats.allocated_pages() * stats.page_size() as u64;
-        txn.abort()?;
-        Ok(bytes)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let stats = txn.stats()?;
+            let bytes = stats.allocated_pages() * stats.page_size() as u64;
+            txn.abort()?;
+            Ok(bytes)
+        })
     }
 
     /// The last seq the full-text index has durably committed.
     pub fn index_checkpoint(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta
-            .get(META_INDEX_CHECKPOINT)?
-            .map_or(0, |v| read_u64(v.value())))
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta
+                .get(META_INDEX_CHECKPOINT)?
+                .map_or(0, |v| read_u64(v.value())))
+        })
     }
 
     pub fn set_index_checkpoint(&self, seq: u64) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_INDEX_CHECKPOINT, seq.to_be_bytes().as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?
+                .insert(META_INDEX_CHECKPOINT, seq.to_be_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 }
 

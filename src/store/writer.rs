@@ -160,7 +160,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let progress = Arc::new(Progress::new(0));
         // Hold redb's write lock so the writer blocks inside its first commit.
-        let blocker = store.db.begin_write().unwrap();
+        let blocker = store.with_db(|db| Ok(db.begin_write()?)).unwrap();
         let (writer, thread) = spawn(store.clone(), 2, 100, progress.clone()).unwrap();
 
         let first = writer.try_submit(batch(3)).unwrap();

@@ -1,6 +1,8 @@
 //! Test harness: a real App on port 0 in a temp dir, and a small client.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
