@@ -121,3 +121,64 @@ pub fn restore(backup: &Path, data_dir: &Path) -> Result<BackupReport> {
         bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Event;
+
+    #[test]
+    fn backup_then_restore_gives_back_every_event_and_the_node_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let store = Store::open(&live).unwrap();
+        let mut events: Vec<Event> = (0..1000)
+            .map(|i| Event {
+                message: format!("event {i}"),
+                received_at: chrono::Utc::now(),
+                timestamp: chrono::Utc::now(),
+                user_name: Some(format!("u{}", i % 7)),
+                ..Event::default()
+            })
+            .collect();
+        store.append(&mut events).unwrap();
+        store.set_index_checkpoint(1000).unwrap();
+        let backup = dir.path().join("b.redb");
+        let report = store.backup_to(&backup).unwrap();
+        assert_eq!((report.events, report.last_seq), (1000, 1000));
+        assert!(
+            store.backup_to(&backup).is_err(),
+            "never overwrites a backup"
+        );
+
+        // Diverge after the backup, then restore over it.
+        let mut more = vec![Event {
+            message: "later".into(),
+            ..Event::default()
+        }];
+        store.append(&mut more).unwrap();
+        let node_id = store.node_id();
+        drop(store);
+        std::fs::create_dir_all(live.join("index")).unwrap();
+        let restored = restore(&backup, &live).unwrap();
+        assert_eq!(restored.events, 1000);
+        assert!(
+            !live.join("index").exists(),
+            "the index is removed, to be rebuilt"
+        );
+
+        let store = Store::open(&live).unwrap();
+        assert_eq!(store.node_id(), node_id);
+        assert_eq!(store.scan_from(1, 5000).unwrap(), events);
+        assert_eq!(store.stats().unwrap().events, 1000);
+    }
+
+    #[test]
+    fn restore_refuses_a_data_dir_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("live")).unwrap();
+        store.backup_to(&dir.path().join("b.redb")).unwrap();
+        let err = restore(&dir.path().join("b.redb"), &dir.path().join("live")).unwrap_err();
+        assert!(matches!(err, Error::Locked(_)), "{err}");
+    }
+}
