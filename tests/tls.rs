@@ -155,3 +155,70 @@ async fn production_serves_https_with_metrics_token_and_no_introspection() {
     assert_eq!(resp.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn syslog_over_tls_with_octet_counting() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    std::fs::write(dir.path().join("server.crt"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
+    let mut cfg = common::config(&dir.path().join("data"));
+    cfg.tls.enabled = true;
+    cfg.tls.cert_path = dir.path().join("server.crt");
+    cfg.tls.key_path = dir.path().join("server.key");
+    cfg.ports.syslog_tls = Some(0);
+    let app = secmon::App::start(cfg).await.unwrap();
+    let addr = app
+        .addrs()
+        .syslog_tls
+        .expect("TLS syslog listens when TLS is enabled");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let msg = "<38>1 2026-11-28T01:02:03Z web1 sshd 4242 - - Accepted publickey for deploy from 192.0.2.10 port 50000 ssh2";
+    stream
+        .write_all(format!("{} {msg}", msg.len()).as_bytes())
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+
+    let https = client(&pki.ca_pem);
+    let api = format!("https://localhost:{}/graphql", app.addrs().graphql.port());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v: Value = https
+            .post(&api)
+            .json(&json!({"query": "{ events(query: \"event.dataset:sshd\") { totalCount edges { node { hostName userName sourceIp outcome } } } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["data"]["events"]["totalCount"] == 1 {
+            let e = &v["data"]["events"]["edges"][0]["node"];
+            assert_eq!(
+                e,
+                &json!({"hostName": "web1", "userName": "deploy", "sourceIp": "192.0.2.10", "outcome": "success"})
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
