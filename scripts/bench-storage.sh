@@ -155,6 +155,7 @@ INDEX_AFTER_INGEST=$(du_b "$DATA/index")
 
 # 4. restart on the full store
 stop_node
+FIRST_STOP_MS=$STOP_MS
 log "stopped in $STOP_MS ms; restarting"
 start_node
 RESTART_MS=$START_MS
@@ -216,7 +217,7 @@ per_event() { echo "scale=1; $1 / $N" | bc; }
         done
     echo
     echo "search: $REQUESTS requests per kind, $SEARCH_CONCURRENCY clients; queries in $WORK/search.json"
-    echo "after ingest, before restart: secmon.redb $REDB_AFTER_INGEST B, index/ $INDEX_AFTER_INGEST B; stop took $STOP_MS ms"
+    echo "after ingest, before restart: secmon.redb $REDB_AFTER_INGEST B, index/ $INDEX_AFTER_INGEST B; SIGTERM to exit: $FIRST_STOP_MS ms after ingest, $STOP_MS ms after search"
 } | tee "$WORK/summary.txt"
 [[ $KEEP == 1 ]] && echo "reports in $WORK" >&2
 exit 0
