@@ -1,20 +1,40 @@
-//! `secmon bench`: a load generator against a running node.
+//! `secmon bench`: load generators against a running node, and the test
+//! data they use.
 //!
-//! It posts NDJSON batches of synthetic sshd-like events to
-//! `/api/v1/ingest` from several concurrent clients, and measures:
-//! - acknowledged (committed) events/s: every ack means a redb commit;
-//! - searchable events/s: time until `system { indexLag }` reaches zero
-//!   for all of them, from the first request.
+//! - `bench ingest` posts NDJSON batches to `/api/v1/ingest` from several
+//!   concurrent clients (synthetic sshd-like events, or the lines of a file)
+//!   and measures acknowledged (committed) events/s, every ack meaning a redb
+//!   commit, and searchable events/s: the time until `system { indexLag }`
+//!   reaches zero for all of them, from the first request.
+//! - `bench search` runs each kind of query (term, bare word, phrase, time
+//!   range, `eventStats`, `eventHistogram`) N times from C concurrent clients
+//!   over GraphQL and reports latency percentiles and requests/s per kind.
+//! - `bench generate` writes a realistic syslog stream of N lines from real
+//!   log lines (Loghub OpenSSH), varying times, hosts, pids, IPs, users and
+//!   ports, so a big store is not the same few lines over and over.
+//!
+//! `scripts/bench-storage.sh` puts them together into the end-to-end storage
+//! measurement.
 
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+use crate::model::Event;
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BenchCommand {
     /// HTTP ingest to committed and searchable, events/s.
-    Ingest(BenchOptions),
+    Ingest(Box<BenchOptions>),
+    /// GraphQL search latency (p50/p99/max) and requests/s per query kind.
+    Search(Box<SearchOptions>),
+    /// Write a realistic syslog stream of N lines made from real log lines.
+    Generate(Box<GenerateOptions>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -22,28 +42,56 @@ pub struct BenchOptions {
     /// Base URL of the node's API port.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
-    #[arg(long, default_value_t = 200_000)]
-    pub events: usize,
+    /// Events to send [default: 200000 synthetic ones, or every line of --from-file].
+    #[arg(long)]
+    pub events: Option<usize>,
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Approximate message size per event, in bytes.
+    /// Approximate message size per synthetic event, in bytes.
     #[arg(long, default_value_t = 200)]
     pub event_bytes: usize,
+    /// Send the lines of this file instead of synthetic events, one event per line.
+    #[arg(long)]
+    pub from_file: Option<PathBuf>,
+    /// How --from-file lines become events: `message` sends `{"message": line}`;
+    /// `syslog` parses each line as the syslog source does (`secmon::parse`)
+    /// and sends the normalised event; `ndjson` sends the lines as they are.
+    #[arg(long, value_enum, default_value_t = LineFormat::Message)]
+    pub line_format: LineFormat,
+    /// Year of RFC 3164 timestamps (which have none) with `--line-format syslog`.
+    #[arg(long)]
+    pub year: Option<i32>,
+    /// Give up waiting for the index to catch up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub index_timeout_secs: u64,
     /// Bearer token, when the node requires one (or set SECMON_TOKEN).
     #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineFormat {
+    Message,
+    Syslog,
+    Ndjson,
+}
+
 /// Runs one benchmark and returns its report as JSON.
 pub async fn run(command: BenchCommand) -> Result<serde_json::Value, Error> {
-    match command {
-        BenchCommand::Ingest(opts) => {
-            let report = ingest(opts).await?;
-            Ok(serde_json::to_value(report).unwrap_or_default())
+    let value = match command {
+        BenchCommand::Ingest(opts) => serde_json::to_value(ingest(*opts).await?),
+        BenchCommand::Search(opts) => serde_json::to_value(search(*opts).await?),
+        BenchCommand::Generate(opts) => {
+            let report = tokio::task::spawn_blocking(move || generate(&opts))
+                .await
+                .map_err(|e| Error::Io(e.to_string()))??;
+            serde_json::to_value(report)
         }
-    }
+    };
+    Ok(value.unwrap_or_default())
 }
 
 #[derive(Debug, Serialize)]
@@ -51,7 +99,14 @@ pub struct BenchReport {
     pub events: usize,
     pub batch: usize,
     pub concurrency: usize,
+    /// Synthetic events: their message size; from a file: its mean line size.
     pub event_bytes: usize,
+    pub source: String,
+    pub line_format: Option<LineFormat>,
+    /// Bytes of the lines read from --from-file (newlines included).
+    pub raw_bytes: u64,
+    /// Bytes of NDJSON posted.
+    pub posted_bytes: u64,
     pub committed_seconds: f64,
     pub committed_events_per_second: f64,
     pub searchable_seconds: f64,
@@ -59,6 +114,9 @@ pub struct BenchReport {
     pub request_p50_ms: f64,
     pub request_p99_ms: f64,
     pub throttled_requests: u64,
+    /// CPU time this client used (user + system), to judge how much of the
+    /// machine it took from the node.
+    pub client_cpu_seconds: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +133,10 @@ pub enum Error {
     Answer(String, String),
     #[error("the node did not index all events within {0:?}")]
     Timeout(Duration),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    BadOption(String),
 }
 
 /// One synthetic event line of about `bytes` bytes (at least one sshd line).
@@ -103,24 +165,189 @@ pub fn synthetic_event(i: usize, bytes: usize) -> String {
     .to_string()
 }
 
+/// The ingest JSON for a normalised event: dotted known keys, the rest of
+/// `fields` at the top level, so `Event::from_json` gives the event back.
+pub fn ingest_json(e: &Event) -> Value {
+    let mut o = Map::new();
+    o.insert(
+        "@timestamp".into(),
+        Value::String(
+            e.timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        ),
+    );
+    o.insert("message".into(), Value::String(e.message.clone()));
+    let mut text = |key: &str, v: Option<String>| {
+        if let Some(v) = v {
+            o.insert(key.into(), Value::String(v));
+        }
+    };
+    let ip = |v: Option<std::net::IpAddr>| v.map(|ip| ip.to_string());
+    text("host.name", e.host_name.clone());
+    text("host.ip", ip(e.host_ip));
+    text("source.ip", ip(e.source_ip));
+    text("destination.ip", ip(e.destination_ip));
+    text("user.name", e.user_name.clone());
+    text("user.target.name", e.user_target_name.clone());
+    text("process.name", e.process_name.clone());
+    text("process.command_line", e.process_command_line.clone());
+    text("process.executable", e.process_executable.clone());
+    text("event.category", e.category.clone());
+    text("event.action", e.action.clone());
+    text("event.outcome", e.outcome.clone());
+    text("event.dataset", e.dataset.clone());
+    text("log.original", e.original.clone());
+    let numbers = [
+        ("source.port", e.source_port.map(u64::from)),
+        ("destination.port", e.destination_port.map(u64::from)),
+        ("process.pid", e.process_pid.map(u64::from)),
+        ("event.severity", e.severity.map(u64::from)),
+    ];
+    for (key, v) in numbers {
+        if let Some(v) = v {
+            o.insert(key.into(), Value::from(v));
+        }
+    }
+    if !e.labels.is_empty() {
+        o.insert("labels".into(), json!(e.labels));
+    }
+    for (k, v) in &e.fields {
+        o.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Value::Object(o)
+}
+
+/// Where `bench ingest` gets its NDJSON batches.
+enum Batches {
+    Synthetic(std::vec::IntoIter<String>),
+    File {
+        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        format: LineFormat,
+        year: Option<i32>,
+        left: usize,
+        batch: usize,
+        raw_bytes: Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
+impl Iterator for Batches {
+    type Item = Result<(String, usize), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Batches::Synthetic(batches) => batches.next().map(|b| {
+                let n = b.lines().count();
+                Ok((b, n))
+            }),
+            Batches::File {
+                lines,
+                format,
+                year,
+                left,
+                batch,
+                raw_bytes,
+            } => {
+                let mut body = String::new();
+                let mut n = 0;
+                let opts = crate::parse::ParseOptions {
+                    year_hint: *year,
+                    ..crate::parse::ParseOptions::default()
+                };
+                let now = Utc::now();
+                while n < *batch && *left > 0 {
+                    let line = match lines.next()? {
+                        Ok(line) => line,
+                        Err(e) => return Some(Err(Error::Io(format!("reading --from-file: {e}")))),
+                    };
+                    raw_bytes
+                        .fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::Relaxed);
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match format {
+                        LineFormat::Ndjson => body.push_str(&line),
+                        LineFormat::Message => {
+                            body.push_str(&json!({ "message": line }).to_string())
+                        }
+                        LineFormat::Syslog => {
+                            let raw = crate::parse::RawRecord {
+                                bytes: line.into_bytes(),
+                                source: "file",
+                                peer: None,
+                                received_at: now,
+                            };
+                            let event = crate::parse::parse(&raw, &opts);
+                            body.push_str(&ingest_json(&event).to_string());
+                        }
+                    }
+                    body.push('\n');
+                    n += 1;
+                    *left -= 1;
+                }
+                (n > 0).then_some(Ok((body, n)))
+            }
+        }
+    }
+}
+
 pub async fn ingest(opts: BenchOptions) -> Result<BenchReport, Error> {
     crate::install_crypto_provider();
     let client = reqwest::Client::new();
     let base = opts.url.trim_end_matches('/').to_owned();
     let before = system(&client, &base, opts.token.as_deref()).await?;
-    let batches: Vec<String> = (0..opts.events.div_ceil(opts.batch.max(1)))
-        .map(|b| {
-            let start = b * opts.batch;
-            let end = (start + opts.batch).min(opts.events);
-            (start..end)
-                .map(|i| synthetic_event(i, opts.event_bytes) + "\n")
-                .collect()
+    let raw_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let batch = opts.batch.max(1);
+    let (batches, source) = match &opts.from_file {
+        None => {
+            let events = opts.events.unwrap_or(200_000);
+            let bodies: Vec<String> = (0..events.div_ceil(batch))
+                .map(|b| {
+                    let start = b * batch;
+                    let end = (start + batch).min(events);
+                    (start..end)
+                        .map(|i| synthetic_event(i, opts.event_bytes) + "\n")
+                        .collect()
+                })
+                .collect();
+            (
+                Batches::Synthetic(bodies.into_iter()),
+                "synthetic".to_owned(),
+            )
+        }
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
+            let batches = Batches::File {
+                lines: std::io::BufReader::with_capacity(1 << 20, file).lines(),
+                format: opts.line_format,
+                year: opts.year,
+                left: opts.events.unwrap_or(usize::MAX),
+                batch,
+                raw_bytes: raw_bytes.clone(),
+            };
+            (batches, path.display().to_string())
+        }
+    };
+    // One producer thread makes the bodies (reading, parsing) while the
+    // clients send; the queue keeps it a few batches ahead.
+    let concurrency = opts.concurrency.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<(String, usize)>(concurrency * 2);
+    let producer = std::thread::Builder::new()
+        .name("bench-producer".into())
+        .spawn(move || {
+            for item in batches {
+                let item = item?;
+                if tx.blocking_send(item).is_err() {
+                    break;
+                }
+            }
+            Ok::<(), Error>(())
         })
-        .collect();
-    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(batches));
+        .map_err(|e| Error::Io(e.to_string()))?;
+    let queue = Arc::new(tokio::sync::Mutex::new(rx));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..opts.concurrency.max(1) {
+    for _ in 0..concurrency {
         let (client, queue, url, token) = (
             client.clone(),
             queue.clone(),
@@ -129,9 +356,9 @@ pub async fn ingest(opts: BenchOptions) -> Result<BenchReport, Error> {
         );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut throttled = 0u64;
+            let (mut throttled, mut sent, mut bytes) = (0u64, 0usize, 0u64);
             loop {
-                let Some(body) = queue.lock().await.pop() else {
+                let Some((body, n)) = queue.lock().await.recv().await else {
                     break;
                 };
                 loop {
@@ -167,22 +394,29 @@ pub async fn ingest(opts: BenchOptions) -> Result<BenchReport, Error> {
                     latencies.push(t.elapsed());
                     break;
                 }
+                sent += n;
+                bytes += body.len() as u64;
             }
-            Ok::<_, Error>((latencies, throttled))
+            Ok::<_, Error>((latencies, throttled, sent, bytes))
         }));
     }
     let mut latencies = Vec::new();
-    let mut throttled = 0;
+    let (mut throttled, mut events, mut posted_bytes) = (0, 0, 0);
     for w in workers {
-        let (l, t) = w
+        let (l, t, n, b) = w
             .await
             .map_err(|e| Error::Answer(e.to_string(), base.clone()))??;
         latencies.extend(l);
         throttled += t;
+        events += n;
+        posted_bytes += b;
     }
+    producer
+        .join()
+        .map_err(|_| Error::Io("the producer thread panicked".into()))??;
     let committed = started.elapsed();
-    let target = before.last_seq + opts.events as u64;
-    let deadline = Duration::from_secs(600);
+    let target = before.last_seq + events as u64;
+    let deadline = Duration::from_secs(opts.index_timeout_secs);
     loop {
         let now = system(&client, &base, opts.token.as_deref()).await?;
         if now.last_seq >= target && now.index_lag == 0 {
@@ -195,24 +429,47 @@ pub async fn ingest(opts: BenchOptions) -> Result<BenchReport, Error> {
     }
     let searchable = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
+    let raw_bytes = raw_bytes.load(std::sync::atomic::Ordering::Relaxed);
     Ok(BenchReport {
-        events: opts.events,
-        batch: opts.batch,
-        concurrency: opts.concurrency,
-        event_bytes: opts.event_bytes,
+        events,
+        batch,
+        concurrency,
+        event_bytes: match opts.from_file {
+            None => opts.event_bytes,
+            Some(_) => (raw_bytes as usize).checked_div(events).unwrap_or(0),
+        },
+        source,
+        line_format: opts.from_file.as_ref().map(|_| opts.line_format),
+        raw_bytes,
+        posted_bytes,
         committed_seconds: committed.as_secs_f64(),
-        committed_events_per_second: opts.events as f64 / committed.as_secs_f64(),
+        committed_events_per_second: events as f64 / committed.as_secs_f64(),
         searchable_seconds: searchable.as_secs_f64(),
-        searchable_events_per_second: opts.events as f64 / searchable.as_secs_f64(),
-        request_p50_ms: pct(0.50),
-        request_p99_ms: pct(0.99),
+        searchable_events_per_second: events as f64 / searchable.as_secs_f64(),
+        request_p50_ms: percentile_ms(&latencies, 0.50),
+        request_p99_ms: percentile_ms(&latencies, 0.99),
         throttled_requests: throttled,
+        client_cpu_seconds: own_cpu_seconds(),
     })
+}
+
+/// The `p` quantile of sorted latencies, in ms (nearest rank).
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// User + system CPU seconds of this process (Linux; `None` elsewhere).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the `(comm)`, which may hold spaces: state is field 3,
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // Clock ticks are 100 per second on every Linux this runs on.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 struct SystemNow {
@@ -225,10 +482,26 @@ async fn system(
     base: &str,
     token: Option<&str>,
 ) -> Result<SystemNow, Error> {
+    let body = graphql(client, base, token, "{ system { lastSeq indexLag } }").await?;
+    let field = |name: &str| body["data"]["system"][name].as_u64();
+    match (field("lastSeq"), field("indexLag")) {
+        (Some(last_seq), Some(index_lag)) => Ok(SystemNow {
+            last_seq,
+            index_lag,
+        }),
+        _ => Err(Error::Answer(body.to_string(), format!("{base}/graphql"))),
+    }
+}
+
+/// Posts one GraphQL query; an answer with `errors` is an error.
+async fn graphql(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    query: &str,
+) -> Result<Value, Error> {
     let url = format!("{base}/graphql");
-    let mut req = client
-        .post(&url)
-        .json(&json!({"query": "{ system { lastSeq indexLag } }"}));
+    let mut req = client.post(&url).json(&json!({ "query": query }));
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
@@ -236,18 +509,446 @@ async fn system(
         url: url.clone(),
         source,
     })?;
+    let status = resp.status().as_u16();
     let body: Value = resp.json().await.map_err(|source| Error::Http {
         url: url.clone(),
         source,
     })?;
-    let field = |name: &str| body["data"]["system"][name].as_u64();
-    match (field("lastSeq"), field("indexLag")) {
-        (Some(last_seq), Some(index_lag)) => Ok(SystemNow {
-            last_seq,
-            index_lag,
-        }),
-        _ => Err(Error::Answer(body.to_string(), url)),
+    if status != 200 || body.get("errors").is_some() {
+        return Err(Error::Answer(body.to_string(), url));
     }
+    Ok(body)
+}
+
+// ---------------------------------------------------------------- search
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SearchOptions {
+    /// Base URL of the node's API port.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Query kinds to run, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "term,word,phrase,range,stats,histogram"
+    )]
+    pub kinds: Vec<SearchKind>,
+    /// Timed requests per kind.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Untimed requests per kind first (warms caches and connections).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Page size of the `events` queries.
+    #[arg(long, default_value_t = 20)]
+    pub first: usize,
+    /// The `term` kind's query.
+    #[arg(long, default_value = "user.name:root")]
+    pub term: String,
+    /// The `word` kind's query (a bare word searches the message).
+    #[arg(long, default_value = "invalid")]
+    pub word: String,
+    /// The `phrase` kind's query.
+    #[arg(long, default_value = "\"failed password\"")]
+    pub phrase: String,
+    /// Start of the `range` kind (inclusive) [default: a day before the newest event].
+    #[arg(long)]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the `range` kind (exclusive) [default: just after the newest event].
+    #[arg(long)]
+    pub to: Option<DateTime<Utc>>,
+    /// `eventStats` groups by this field.
+    #[arg(long, default_value = "source.ip")]
+    pub group_by: String,
+    /// `eventHistogram` interval.
+    #[arg(long, default_value = "1h")]
+    pub interval: String,
+    /// Query of `eventStats` and `eventHistogram` [default: none, every event].
+    #[arg(long)]
+    pub agg_query: Option<String>,
+    /// Bearer token, when the node requires one (or set SECMON_TOKEN).
+    #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    /// `events(query: <term>)`, a keyword field term.
+    Term,
+    /// `events(query: <word>)`, a bare word.
+    Word,
+    /// `events(query: <phrase>)`.
+    Phrase,
+    /// `events(from:, to:)`.
+    Range,
+    /// `eventStats(groupBy:)`.
+    Stats,
+    /// `eventHistogram(interval:)`.
+    Histogram,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchReport {
+    pub requests: usize,
+    pub concurrency: usize,
+    pub events_stored: u64,
+    pub kinds: Vec<KindReport>,
+    pub client_cpu_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KindReport {
+    pub kind: SearchKind,
+    pub query: String,
+    /// `totalCount` of the `events` kinds, the number of buckets of the others.
+    pub matched: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    pub requests_per_second: f64,
+}
+
+/// A GraphQL string literal.
+fn gql_string(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+pub async fn search(opts: SearchOptions) -> Result<SearchReport, Error> {
+    crate::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let base = opts.url.trim_end_matches('/').to_owned();
+    let token = opts.token.as_deref();
+    let stored = graphql(&client, &base, token, "{ system { eventsStored } }").await?["data"]
+        ["system"]["eventsStored"]
+        .as_u64()
+        .unwrap_or(0);
+    let (from, to) = match (opts.from, opts.to) {
+        (Some(from), Some(to)) => (from, to),
+        (from, to) => {
+            let newest = graphql(
+                &client,
+                &base,
+                token,
+                "{ events(first: 1) { edges { node { timestamp } } } }",
+            )
+            .await?;
+            let newest = newest["data"]["events"]["edges"][0]["node"]["timestamp"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or_else(|| Error::BadOption("no events to search: ingest some first".into()))?;
+            (
+                from.unwrap_or(newest - chrono::Duration::days(1)),
+                to.unwrap_or(newest + chrono::Duration::seconds(1)),
+            )
+        }
+    };
+    let rfc =
+        |t: DateTime<Utc>| gql_string(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    let page = format!(
+        "first: {}) {{ totalCount edges {{ node {{ id timestamp message }} }} }} }}",
+        opts.first
+    );
+    let agg_query = opts
+        .agg_query
+        .as_deref()
+        .map(|q| format!("query: {}, ", gql_string(q)))
+        .unwrap_or_default();
+    let mut kinds = Vec::new();
+    for &kind in &opts.kinds {
+        let query = match kind {
+            SearchKind::Term => format!("{{ events(query: {}, {page}", gql_string(&opts.term)),
+            SearchKind::Word => format!("{{ events(query: {}, {page}", gql_string(&opts.word)),
+            SearchKind::Phrase => format!("{{ events(query: {}, {page}", gql_string(&opts.phrase)),
+            SearchKind::Range => format!("{{ events(from: {}, to: {}, {page}", rfc(from), rfc(to)),
+            SearchKind::Stats => format!(
+                "{{ eventStats({agg_query}groupBy: {}, top: 10) {{ key count }} }}",
+                gql_string(&opts.group_by)
+            ),
+            SearchKind::Histogram => format!(
+                "{{ eventHistogram({agg_query}interval: {}) {{ start count }} }}",
+                gql_string(&opts.interval)
+            ),
+        };
+        kinds.push(run_kind(&client, &base, token, kind, query, &opts).await?);
+    }
+    Ok(SearchReport {
+        requests: opts.requests,
+        concurrency: opts.concurrency,
+        events_stored: stored,
+        kinds,
+        client_cpu_seconds: own_cpu_seconds(),
+    })
+}
+
+async fn run_kind(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    kind: SearchKind,
+    query: String,
+    opts: &SearchOptions,
+) -> Result<KindReport, Error> {
+    let matched = |body: &Value| -> u64 {
+        let data = &body["data"];
+        match kind {
+            SearchKind::Stats => data["eventStats"].as_array().map_or(0, |a| a.len() as u64),
+            SearchKind::Histogram => data["eventHistogram"]
+                .as_array()
+                .map_or(0, |a| a.len() as u64),
+            _ => data["events"]["totalCount"].as_u64().unwrap_or(0),
+        }
+    };
+    let mut answer = Value::Null;
+    for _ in 0..opts.warmup.max(1) {
+        answer = graphql(client, base, token, &query).await?;
+    }
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(opts.requests));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..opts.concurrency.max(1) {
+        let (client, base, token, query, left) = (
+            client.clone(),
+            base.to_owned(),
+            token.map(str::to_owned),
+            query.clone(),
+            left.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while left
+                .fetch_update(
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
+                let t = Instant::now();
+                graphql(&client, &base, token.as_deref(), &query).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(
+            w.await
+                .map_err(|e| Error::Answer(e.to_string(), base.to_owned()))??,
+        );
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let total: Duration = latencies.iter().sum();
+    Ok(KindReport {
+        kind,
+        matched: matched(&answer),
+        query,
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p90_ms: percentile_ms(&latencies, 0.90),
+        p99_ms: percentile_ms(&latencies, 0.99),
+        max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        mean_ms: (total.as_secs_f64() * 1000.0) / latencies.len().max(1) as f64,
+        requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+// ---------------------------------------------------------------- generate
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateOptions {
+    /// Real syslog lines to vary (RFC 3164 `Mon dd hh:mm:ss host prog[pid]: msg`).
+    #[arg(
+        long,
+        default_value = "../shared/data/loghub-2.0/2k_dataset/OpenSSH/OpenSSH_2k.log"
+    )]
+    pub source: PathBuf,
+    /// Lines to write.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: usize,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Time of the first line; the lines are spread evenly over --days.
+    #[arg(long, default_value = "2025-11-01T00:00:00Z")]
+    pub start: DateTime<Utc>,
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Distinct hosts.
+    #[arg(long, default_value_t = 16)]
+    pub hosts: u32,
+    /// Distinct remote IPs (at most).
+    #[arg(long, default_value_t = 50_000)]
+    pub ips: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GenerateReport {
+    pub out: String,
+    pub lines: usize,
+    pub bytes: u64,
+    pub source_lines: usize,
+    pub first: String,
+    pub last: String,
+}
+
+/// A source line cut into the parts that get varied.
+struct Template {
+    host: String,
+    program: String,
+    pid: Option<u32>,
+    msg: String,
+}
+
+fn template(line: &str) -> Option<Template> {
+    // `Dec 10 06:55:46 LabSZ sshd[24200]: msg`: the time is 15 characters.
+    let rest = line.get(16..)?;
+    let (host, rest) = rest.split_once(' ')?;
+    let (tag, msg) = rest.split_once(": ")?;
+    let (program, pid) = match tag.split_once('[') {
+        Some((p, pid)) => (p, pid.trim_end_matches(']').parse().ok()),
+        None => (tag, None),
+    };
+    Some(Template {
+        host: host.to_owned(),
+        program: program.to_owned(),
+        pid,
+        msg: msg.to_owned(),
+    })
+}
+
+/// A cheap, stable 64-bit mix (splitmix64).
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn hash_str(s: &str, salt: u64) -> u64 {
+    s.bytes().fold(mix(salt), |h, b| mix(h ^ u64::from(b)))
+}
+
+/// Writes `msg` varied for `round` (each pass over the source is a round):
+/// IPv4 addresses, user names (root stays root) and ports change, the
+/// wording does not.
+fn vary(msg: &str, round: u64, i: u64, opts: &GenerateOptions, out: &mut String) {
+    let mut prev = "";
+    for (n, token) in msg.split(' ').enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        let core =
+            token.trim_matches(|c: char| matches!(c, '[' | ']' | ',' | ';' | ':' | '(' | ')'));
+        let lead = token.find(core).unwrap_or(0);
+        let (before, after) = (&token[..lead], &token[lead + core.len()..]);
+        if !core.is_empty() && core.parse::<std::net::Ipv4Addr>().is_ok() {
+            let h = hash_str(core, round) % u64::from(opts.ips.max(1));
+            let h = mix(h);
+            out.push_str(before);
+            out.push_str(&format!(
+                "{}.{}.{}.{}",
+                1 + (h % 223),
+                (h >> 8) & 255,
+                (h >> 16) & 255,
+                1 + ((h >> 24) % 254)
+            ));
+            out.push_str(after);
+        } else if prev == "port" && !core.is_empty() && core.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(before);
+            out.push_str(&(1024 + mix(i) % 64_000).to_string());
+            out.push_str(after);
+        } else if let Some(user) = core.strip_prefix("user=").filter(|u| !u.is_empty()) {
+            out.push_str(before);
+            out.push_str("user=");
+            out.push_str(&vary_user(user, round));
+            out.push_str(after);
+        } else if prev == "user" && !matches!(core, "" | "from" | "unknown") {
+            out.push_str(before);
+            out.push_str(&vary_user(core, round));
+            out.push_str(after);
+        } else {
+            out.push_str(token);
+        }
+        prev = token;
+    }
+}
+
+fn vary_user(user: &str, round: u64) -> String {
+    if user == "root" {
+        return user.to_owned();
+    }
+    format!("{user}{}", hash_str(user, round) % 100)
+}
+
+pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, Error> {
+    let source = std::fs::read_to_string(&opts.source)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", opts.source.display())))?;
+    let templates: Vec<Template> = source.lines().filter_map(template).collect();
+    if templates.is_empty() {
+        return Err(Error::BadOption(format!(
+            "{} has no `Mon dd hh:mm:ss host prog[pid]: msg` lines",
+            opts.source.display()
+        )));
+    }
+    let file = std::fs::File::create(&opts.out)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.out.display())))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let span_micros = i64::from(opts.days.max(1)) * 86_400_000_000;
+    let start = opts.start.timestamp_micros();
+    let step = span_micros / opts.events.max(1) as i64;
+    let (mut line, mut bytes) = (String::new(), 0u64);
+    let (mut first, mut last) = (String::new(), String::new());
+    for i in 0..opts.events {
+        let t = &templates[i % templates.len()];
+        let round = (i / templates.len()) as u64;
+        let at = Utc
+            .timestamp_micros(start + step * i as i64)
+            .single()
+            .unwrap_or(opts.start);
+        line.clear();
+        line.push_str(&at.format("%b %e %H:%M:%S").to_string());
+        line.push(' ');
+        let host = mix(hash_str(&t.host, 0) ^ (i as u64 / 10_000)) % u64::from(opts.hosts.max(1));
+        line.push_str(&format!("{}{host}", t.host));
+        line.push(' ');
+        line.push_str(&t.program);
+        if let Some(pid) = t.pid {
+            let pid = 1000 + (u64::from(pid) + round * 7919) % 60_000;
+            line.push_str(&format!("[{pid}]"));
+        }
+        line.push_str(": ");
+        vary(&t.msg, round, i as u64, opts, &mut line);
+        line.push('\n');
+        bytes += line.len() as u64;
+        w.write_all(line.as_bytes())
+            .map_err(|e| Error::Io(format!("writing {}: {e}", opts.out.display())))?;
+        if i == 0 {
+            first = line.trim_end().to_owned();
+        }
+        if i + 1 == opts.events {
+            last = line.trim_end().to_owned();
+        }
+    }
+    w.flush()
+        .map_err(|e| Error::Io(format!("writing {}: {e}", opts.out.display())))?;
+    Ok(GenerateReport {
+        out: opts.out.display().to_string(),
+        lines: opts.events,
+        bytes,
+        source_lines: templates.len(),
+        first,
+        last,
+    })
 }
 
 #[cfg(test)]
@@ -262,6 +963,83 @@ mod tests {
             let msg = v["message"].as_str().unwrap();
             assert!(msg.len() >= size && msg.len() < size + 16, "{}", msg.len());
             assert!(crate::model::Event::from_json(v, chrono::Utc::now()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_parsed_line_survives_the_trip_through_ingest_json() {
+        let raw = crate::parse::RawRecord {
+            bytes: b"Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root from 173.234.31.186 port 38926 ssh2".to_vec(),
+            source: "file",
+            peer: None,
+            received_at: Utc::now(),
+        };
+        let event = crate::parse::parse(&raw, &crate::parse::ParseOptions::default());
+        assert_eq!(event.user_name.as_deref(), Some("root"));
+        let back = Event::from_json(ingest_json(&event), event.received_at).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn generated_lines_vary_but_keep_their_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src.log");
+        std::fs::write(
+            &source,
+            "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186\n\
+             Dec 10 06:55:48 LabSZ sshd[24200]: Failed password for root from 173.234.31.186 port 38926 ssh2\n\
+             Dec 10 06:55:48 LabSZ sshd[24201]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4  user=admin\n",
+        )
+        .unwrap();
+        let out = dir.path().join("out.log");
+        let opts = GenerateOptions {
+            source,
+            events: 3000,
+            out: out.clone(),
+            start: "2025-11-01T00:00:00Z".parse().unwrap(),
+            days: 30,
+            hosts: 16,
+            ips: 50_000,
+        };
+        let report = generate(&opts).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3000);
+        assert_eq!(report.bytes, text.len() as u64);
+        assert!(
+            lines[0].starts_with("Nov  1 00:00:00 LabSZ"),
+            "{}",
+            lines[0]
+        );
+        let distinct: std::collections::HashSet<&str> = lines.iter().map(|l| &l[16..]).collect();
+        assert!(distinct.len() > 2500, "{}", distinct.len());
+        // Every line still parses as the sshd event it was made from.
+        let opts = crate::parse::ParseOptions::default();
+        for (i, line) in lines.iter().enumerate() {
+            let e = crate::parse::parse(
+                &crate::parse::RawRecord {
+                    bytes: line.as_bytes().to_vec(),
+                    source: "file",
+                    peer: None,
+                    received_at: Utc::now(),
+                },
+                &opts,
+            );
+            assert_eq!(e.process_name.as_deref(), Some("sshd"), "{line}");
+            match i % 3 {
+                0 => assert!(
+                    e.user_name.as_deref().unwrap().starts_with("webmaster"),
+                    "{line}"
+                ),
+                1 => assert_eq!(e.user_name.as_deref(), Some("root"), "{line}"),
+                _ => assert!(
+                    e.user_name.as_deref().unwrap().starts_with("admin"),
+                    "{line}"
+                ),
+            }
+            if i % 3 != 2 {
+                assert!(e.source_ip.is_some(), "{line}");
+            }
         }
     }
 }
