@@ -16,8 +16,8 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, JsonObjectOptions, STRING, Schema, TEXT,
-    TextFieldIndexing,
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions,
+    Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
@@ -107,20 +107,36 @@ fn schema() -> (Schema, Fields) {
             .set_fast()
             .set_precision(DateTimePrecision::Microseconds),
     );
-    let message = b.add_text_field("message", TEXT);
-    let original = b.add_text_field("log.original", TEXT);
-    let command_line = b.add_text_field("process.command_line", TEXT);
+    // No field norms anywhere: results are ordered by time, never scored
+    // by relevance, and norms cost about a byte per field per event.
+    let words = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+        .set_fieldnorms(false);
+    let exact = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    let text = TextOptions::default().set_indexing_options(words.clone());
+    let message = b.add_text_field("message", text.clone());
+    let original = b.add_text_field("log.original", text.clone());
+    let command_line = b.add_text_field("process.command_line", text);
     let [source_port, destination_port, pid, severity] =
         NUMBERS.map(|name| b.add_u64_field(name, INDEXED | FAST));
     let labels = b.add_json_field(
         "labels",
-        JsonObjectOptions::default()
-            .set_indexing_options(TextFieldIndexing::default().set_tokenizer("raw")),
+        JsonObjectOptions::default().set_indexing_options(exact.clone()),
     );
-    let fields = b.add_json_field("fields", TEXT);
+    let fields = b.add_json_field(
+        "fields",
+        JsonObjectOptions::default().set_indexing_options(words),
+    );
+    let keyword = TextOptions::default()
+        .set_indexing_options(exact)
+        .set_fast("raw");
     let keywords = KEYWORDS
         .iter()
-        .map(|&name| b.add_text_field(name, STRING | FAST))
+        .map(|&name| b.add_text_field(name, keyword.clone()))
         .collect();
     let f = Fields {
         seq,
@@ -1096,7 +1112,7 @@ mod tests {
         std::fs::create_dir_all(&path).unwrap();
         let mut old = Schema::builder();
         old.add_u64_field("seq", INDEXED | FAST);
-        old.add_text_field("user.name", STRING);
+        old.add_text_field("user.name", tantivy::schema::STRING);
         Index::create_in_dir(&path, old.build()).unwrap();
         let (_index, how) = EventIndex::open(&path).unwrap();
         assert_eq!(how, Opened::Fresh);

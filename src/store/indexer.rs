@@ -15,10 +15,14 @@ use tantivy::IndexWriter;
 
 use super::Store;
 use super::index::{EventIndex, Opened};
+use crate::model::Event;
 use crate::telemetry::metric;
 
 /// Events read from redb per step.
 const SCAN_CHUNK: usize = 4096;
+/// Committed events held in memory for the indexer at most; beyond that
+/// (the indexer is behind) it reads them back from redb.
+const HANDOFF_MAX_EVENTS: usize = 100_000;
 
 /// Shared progress of the write path, read by the API and `/ready`.
 #[derive(Default)]
@@ -33,6 +37,14 @@ pub struct Progress {
     pub purged: AtomicU64,
     wake: Mutex<Wake>,
     cv: Condvar,
+    /// Batches the writer committed, in seq order, not yet indexed.
+    handoff: Mutex<Handoff>,
+}
+
+#[derive(Default)]
+struct Handoff {
+    batches: std::collections::VecDeque<Vec<Event>>,
+    events: usize,
 }
 
 #[derive(Default)]
@@ -53,6 +65,37 @@ impl Progress {
         self.stored
             .load(Ordering::Acquire)
             .saturating_sub(self.indexed.load(Ordering::Acquire))
+    }
+
+    /// Offers a just-committed batch to the indexer (dropped when too much
+    /// is waiting already: the indexer then reads it from redb).
+    pub fn hand_over(&self, batch: Vec<Event>) {
+        if let Ok(mut h) = self.handoff.lock()
+            && h.events + batch.len() <= HANDOFF_MAX_EVENTS
+        {
+            h.events += batch.len();
+            h.batches.push_back(batch);
+        }
+    }
+
+    /// The handed-over events that follow `after` directly, if the next
+    /// batch in memory starts there; batches already indexed are dropped.
+    fn take_after(&self, after: u64) -> Option<Vec<Event>> {
+        let mut h = self.handoff.lock().ok()?;
+        while let Some(front) = h.batches.front() {
+            let first = front.first().map_or(0, |e| e.seq);
+            let last = front.last().map_or(0, |e| e.seq);
+            if first > after + 1 {
+                return None;
+            }
+            let mut batch = h.batches.pop_front()?;
+            h.events -= batch.len();
+            if last > after {
+                batch.retain(|e| e.seq > after);
+                return Some(batch);
+            }
+        }
+        None
     }
 
     pub fn wake_indexer(&self) {
@@ -83,6 +126,53 @@ impl Progress {
         };
         w.pending = false;
         w.writer_finished
+    }
+}
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::*;
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<Event> {
+        seqs.map(|seq| Event {
+            seq,
+            ..Event::default()
+        })
+        .collect()
+    }
+
+    fn seqs(events: Option<Vec<Event>>) -> Option<Vec<u64>> {
+        events.map(|b| b.into_iter().map(|e| e.seq).collect())
+    }
+
+    #[test]
+    fn hands_over_in_order_skipping_what_is_indexed_and_stopping_at_gaps() {
+        let p = Progress::new(0);
+        p.hand_over(batch(1..=3));
+        p.hand_over(batch(4..=6));
+        p.hand_over(batch(9..=10));
+        assert_eq!(seqs(p.take_after(0)), Some(vec![1, 2, 3]));
+        // Already indexed up to 5 (from redb): the rest of the batch.
+        assert_eq!(seqs(p.take_after(5)), Some(vec![6]));
+        // 7 and 8 were never handed over: read them from redb.
+        assert_eq!(seqs(p.take_after(6)), None);
+        assert_eq!(seqs(p.take_after(8)), Some(vec![9, 10]));
+        assert_eq!(seqs(p.take_after(10)), None);
+    }
+
+    #[test]
+    fn holds_a_bounded_number_of_events() {
+        let p = Progress::new(0);
+        p.hand_over(batch(1..=HANDOFF_MAX_EVENTS as u64));
+        p.hand_over(batch(
+            HANDOFF_MAX_EVENTS as u64 + 1..=HANDOFF_MAX_EVENTS as u64 + 1,
+        ));
+        assert_eq!(p.take_after(0).map(|b| b.len()), Some(HANDOFF_MAX_EVENTS));
+        assert_eq!(
+            seqs(p.take_after(HANDOFF_MAX_EVENTS as u64)),
+            None,
+            "the overflow was not kept"
+        );
     }
 }
 
@@ -197,7 +287,10 @@ impl Indexer {
             if self.added >= stored {
                 break;
             }
-            let events = self.store.scan_from(self.added + 1, SCAN_CHUNK)?;
+            let events = match self.progress.take_after(self.added) {
+                Some(events) => events,
+                None => self.store.scan_from(self.added + 1, SCAN_CHUNK)?,
+            };
             let Some(last) = events.last() else { break };
             let last = last.seq;
             for e in &events {

@@ -137,7 +137,7 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|source| match source {
+        let db = builder().create(&path).map_err(|source| match source {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked(data_dir.to_owned()),
             source => Error::Open {
                 path: path.clone(),
@@ -203,7 +203,7 @@ impl Store {
         // the file to its last commit.
         drop(db.take());
         let path = &self.shared.path;
-        match Database::create(path) {
+        match builder().create(path) {
             Ok(reopened) => {
                 *db = Some(reopened);
                 tracing::warn!(path = %path.display(), "reopened the database after an I/O error");
@@ -422,6 +422,15 @@ pub struct Purged {
 pub struct StoreStats {
     pub events: u64,
     pub last_seq: u64,
+}
+
+/// redb's page cache; its default (1 GiB) would make it most of the RSS.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
 }
 
 /// The event id: a ULID whose time part is the receive time and whose

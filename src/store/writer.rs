@@ -120,6 +120,9 @@ fn commit(
             metrics::histogram!(metric::BATCH_EVENTS).record(events.len() as f64);
             metrics::counter!(metric::EVENTS_STORED).increment(events.len() as u64);
             progress.stored.store(range.end - 1, Ordering::Release);
+            // The indexer takes the committed events from memory when it
+            // can, and reads them back from redb when it cannot.
+            progress.hand_over(std::mem::take(events));
             progress.wake_indexer();
             let mut next = range.start;
             for (n, ack) in waiting.drain(..) {
