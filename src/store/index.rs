@@ -500,7 +500,7 @@ impl EventIndex {
         let query = self.query(q)?;
         // One searcher, so the span checked is the span aggregated.
         let searcher = self.reader.searcher();
-        let Some((first, last)) = time_span(&searcher, &*query)? else {
+        let Some((first, last)) = time_span(&searcher, q)? else {
             return Ok(Vec::new());
         };
         let width = interval.millis();
@@ -544,19 +544,33 @@ fn groupable() -> impl Iterator<Item = &'static str> {
     KEYWORDS.iter().chain(NUMBERS.iter()).copied()
 }
 
-/// The earliest and latest `@timestamp` (in ms) among the events matching `query`.
-fn time_span(searcher: &Searcher, query: &dyn Query) -> Result<Option<(i64, i64)>, Error> {
-    let by_time = |order| {
-        TopDocs::with_limit(1).order_by_fast_field::<tantivy::DateTime>("@timestamp", order)
+/// The time span (ms) a histogram of `q` can cover: the `@timestamp`
+/// range of the indexed events (read from the columns' min and max, no
+/// search), narrowed by the query's `from`/`to`. It bounds the bucket count
+/// before the aggregation runs.
+fn time_span(searcher: &Searcher, q: &SearchQuery) -> Result<Option<(i64, i64)>, Error> {
+    let mut range: Option<(i64, i64)> = None;
+    for segment in searcher.segment_readers() {
+        if segment.num_docs() == 0 {
+            continue;
+        }
+        let column = segment.fast_fields().date("@timestamp")?;
+        let (lo, hi) = (
+            column.min_value().into_timestamp_micros(),
+            column.max_value().into_timestamp_micros(),
+        );
+        range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+    }
+    let Some((mut lo, mut hi)) = range else {
+        return Ok(None);
     };
-    let (oldest, newest) = searcher.search(query, &(by_time(Order::Asc), by_time(Order::Desc)))?;
-    // Every document has a `@timestamp`.
-    let millis = |hits: Vec<(Option<tantivy::DateTime>, DocAddress)>| {
-        hits.first()
-            .and_then(|(t, _)| *t)
-            .map(|t| t.into_timestamp_micros().div_euclid(1_000))
-    };
-    Ok(millis(oldest).zip(millis(newest)))
+    if let Some(from) = q.from {
+        lo = lo.max(from.timestamp_micros());
+    }
+    if let Some(to) = q.to {
+        hi = hi.min(to.timestamp_micros() - 1);
+    }
+    Ok((lo <= hi).then(|| (lo.div_euclid(1_000), hi.div_euclid(1_000))))
 }
 
 /// Runs one bucket aggregation over the events matching `query`.

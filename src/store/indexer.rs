@@ -22,7 +22,7 @@ use crate::telemetry::metric;
 const SCAN_CHUNK: usize = 4096;
 /// Committed events held in memory for the indexer at most; beyond that
 /// (the indexer is behind) it reads them back from redb.
-const HANDOFF_MAX_EVENTS: usize = 100_000;
+const HANDOFF_MAX_EVENTS: usize = 16_384;
 
 /// Shared progress of the write path, read by the API and `/ready`.
 #[derive(Default)]
