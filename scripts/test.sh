@@ -62,9 +62,19 @@ ensure_promtool() {
     promtool --version >/dev/null || die "promtool does not run"
 }
 
+ensure_es_client() {
+    # The real Elasticsearch client library, to test the _bulk surface.
+    if ! python3 -c 'import elasticsearch' 2>/dev/null; then
+        say "installing the elasticsearch Python client"
+        python3 -m pip install --quiet --disable-pip-version-check 'elasticsearch>=8,<9' \
+            || die "cannot install the elasticsearch Python client (pip)"
+    fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_promtool
+ensure_es_client
 
 say "running the tests"
 export SECMON_REQUIRE_PROMTOOL=1

@@ -283,6 +283,12 @@ impl App {
         });
         let schema = api::graphql::schema(state);
         let api_router = api::graphql::router(schema, config.environment)
+            .merge(ingest::bulk::router(
+                writer.clone(),
+                parse.clone(),
+                store.node_id(),
+                config.ingest.max_body_bytes,
+            ))
             .merge(ingest::http::router(writer, config.ingest.max_body_bytes))
             .layer(axum::middleware::from_fn(|req, next| {
                 api::track("api", req, next)
