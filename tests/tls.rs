@@ -33,19 +33,33 @@ fn pki() -> Pki {
     }
 }
 
-fn client(ca_pem: &str) -> reqwest::Client {
+/// Writes the server certificate and key into `dir` and returns a config
+/// with TLS enabled on them (data in `dir/data`).
+fn tls_config(dir: &std::path::Path, pki: &Pki) -> secmon::config::Config {
+    std::fs::write(dir.join("server.crt"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &pki.key_pem).unwrap();
+    let mut cfg = common::config(&dir.join("data"));
+    cfg.tls.enabled = true;
+    cfg.tls.cert_path = dir.join("server.crt");
+    cfg.tls.key_path = dir.join("server.key");
+    cfg
+}
+
+/// A rustls client configuration that trusts only the test CA.
+fn client_tls(ca_pem: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).unwrap();
     roots.add(der).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+fn client(ca_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(client_tls(ca_pem))
         .build()
         .unwrap()
 }
@@ -54,15 +68,9 @@ fn client(ca_pem: &str) -> reqwest::Client {
 async fn production_serves_https_with_metrics_token_and_no_introspection() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
-    std::fs::write(dir.path().join("server.crt"), &pki.cert_pem).unwrap();
-    std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
-
-    let mut cfg = common::config(&dir.path().join("data"));
+    let mut cfg = tls_config(dir.path(), &pki);
     cfg.environment = Environment::Production;
     cfg.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    cfg.tls.enabled = true;
-    cfg.tls.cert_path = dir.path().join("server.crt");
-    cfg.tls.key_path = dir.path().join("server.key");
     cfg.auth.jwt_secret = Some(Secret::new("j".repeat(40)));
     cfg.auth.metrics_token = Some(Secret::new("metrics-token-0123456789"));
     assert!(
@@ -161,12 +169,7 @@ async fn syslog_over_tls_with_octet_counting() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
-    std::fs::write(dir.path().join("server.crt"), &pki.cert_pem).unwrap();
-    std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
-    let mut cfg = common::config(&dir.path().join("data"));
-    cfg.tls.enabled = true;
-    cfg.tls.cert_path = dir.path().join("server.crt");
-    cfg.tls.key_path = dir.path().join("server.key");
+    let mut cfg = tls_config(dir.path(), &pki);
     cfg.ports.syslog_tls = Some(0);
     let app = secmon::App::start(cfg).await.unwrap();
     let addr = app
@@ -174,18 +177,7 @@ async fn syslog_over_tls_with_octet_counting() {
         .syslog_tls
         .expect("TLS syslog listens when TLS is enabled");
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::pem::PemObject::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls(&pki.ca_pem)));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut stream = connector.connect(name, tcp).await.unwrap();
