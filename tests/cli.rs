@@ -5,12 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_secmon");
+use common::daemon::{BIN, Daemon};
 
 /// A command with a clean environment: no inherited secmon variables, run
 /// from `cwd` (so no ./config is picked up unless the test puts one there).
@@ -32,66 +32,6 @@ fn free_ports(cmd: &mut Command) -> &mut Command {
         .env("SYSLOG_TLS_PORT", "")
 }
 
-struct Daemon {
-    child: Child,
-    api: String,
-}
-
-impl Daemon {
-    fn start(cwd: &Path) -> Daemon {
-        let ports = cwd.join("data/ports.json");
-        let _ = std::fs::remove_file(&ports);
-        let child = free_ports(&mut secmon(cwd))
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ports: Value = loop {
-            if let Ok(bytes) = std::fs::read(&ports)
-                && let Ok(v) = serde_json::from_slice(&bytes)
-            {
-                break v;
-            }
-            assert!(Instant::now() < deadline, "daemon did not write ports.json");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Daemon {
-            child,
-            api: format!("http://127.0.0.1:{}", ports["graphql"]),
-        }
-    }
-
-    /// SIGTERM, then the exit status and how long it took.
-    fn terminate(mut self) -> (std::process::ExitStatus, Duration, String) {
-        let started = Instant::now();
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        use std::io::Read;
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (status, started.elapsed(), stderr)
-    }
-}
-
-/// A failing test must not leave the daemon running.
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn graphql(api: &str, query: &str) -> Value {
     secmon::install_crypto_provider();
     reqwest::Client::new()
@@ -111,7 +51,7 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     secmon::install_crypto_provider();
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir.path()).await;
     let body: String = (0..1000)
         .map(|i| json!({"message": format!("event {i}")}).to_string() + "\n")
         .collect();
@@ -126,14 +66,17 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
         dir.path().join("data/jwt_secret").exists(),
         "development keeps a generated JWT secret"
     );
-    let (status, took, stderr) = daemon.terminate();
+    let started = Instant::now();
+    let status = daemon.terminate();
+    let took = started.elapsed();
+    let stderr = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert!(status.success(), "exit {status:?}\n{stderr}");
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
     // JSON logs on stderr.
     let first: Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
     assert!(first["level"].is_string(), "{first}");
 
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir.path()).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = graphql(
@@ -148,7 +91,7 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
         assert!(Instant::now() < deadline, "{v}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, _, _) = daemon.terminate();
+    let status = daemon.terminate();
     assert!(status.success());
 }
 
@@ -268,7 +211,7 @@ async fn offline_import_search_backup_while_serving_restore_and_rebuild() {
     assert_eq!(first["dataset"], "sshd", "{first}");
 
     // A daemon holds the data dir: offline commands are refused, backup goes through it.
-    let daemon = Daemon::start(cwd);
+    let daemon = Daemon::start(cwd).await;
     let out = run(secmon(cwd).args(["search", "x"]).args(data_arg(cwd)));
     assert!(!out.status.success());
     assert!(
@@ -302,7 +245,7 @@ async fn offline_import_search_backup_while_serving_restore_and_rebuild() {
         "{}",
         text(&out)
     );
-    let (status, _, _) = daemon.terminate();
+    let status = daemon.terminate();
     assert!(status.success());
 
     // More data after the backup, then restore: back to the backup's content.
