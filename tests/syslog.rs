@@ -168,15 +168,19 @@ async fn senders_outside_the_allow_list_are_refused_and_counted() {
         .graphql("{ events(query: \"refused\") { totalCount } }", json!({}))
         .await;
     assert_eq!(v["data"]["events"]["totalCount"], 0, "{v}");
-    let metrics = reqwest::get(format!("http://{}/metrics", addrs.metrics))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("secmon_events_rejected_total{source=\"syslog_udp\"}"),
-        "{metrics}"
-    );
+    let needle = "secmon_events_rejected_total{source=\"syslog_udp\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let url = format!("http://{}/metrics", addrs.metrics);
+        let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+        if metrics.contains(needle) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle} in\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     node.app.stop().await;
 }

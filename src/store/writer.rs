@@ -164,7 +164,9 @@ mod tests {
         let progress = Arc::new(Progress::new(0));
         // Hold redb's write lock so the writer blocks inside its first commit.
         let blocker = store.with_db(|db| Ok(db.begin_write()?)).unwrap();
-        let (writer, thread) = spawn(store.clone(), 2, 100, progress.clone()).unwrap();
+        // batch_max 3: the first batch of 3 fills a commit on its own, so the
+        // writer takes nothing more off the queue before it blocks.
+        let (writer, thread) = spawn(store.clone(), 2, 3, progress.clone()).unwrap();
 
         let first = writer.try_submit(batch(3)).unwrap();
         // Wait until the writer has taken the first batch off the queue.
