@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use ulid::Ulid;
 
 use crate::parse::{self, ParseOptions, RawRecord};
-use crate::store::writer::{SubmitError, WriterHandle};
+use crate::store::writer::WriterHandle;
 use crate::telemetry::metric;
 
 const SOURCE: &str = "bulk";
@@ -119,26 +119,15 @@ async fn run(bulk: Bulk, default_index: Option<String>, body: Bytes) -> Response
 
     let mut seqs = std::ops::Range { start: 0, end: 0 };
     if !events.is_empty() {
-        let pending = match bulk.writer.try_submit(events) {
-            Ok(p) => p,
-            Err(SubmitError::Full) => {
-                metrics::counter!(metric::INGEST_THROTTLED, "source" => SOURCE).increment(1);
-                return too_busy(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "es_rejected_execution_exception",
-                );
-            }
-            Err(SubmitError::Closed) => {
-                return too_busy(StatusCode::SERVICE_UNAVAILABLE, "node_closed_exception");
-            }
-        };
-        seqs = match pending.await {
-            Ok(Ok(range)) => range,
-            _ => {
-                return too_busy(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable_exception",
-                );
+        seqs = match super::commit(&bulk.writer, events, SOURCE).await {
+            Ok(range) => range,
+            Err(refused) => {
+                let kind = match refused {
+                    super::Refused::Busy => "es_rejected_execution_exception",
+                    super::Refused::Closed => "node_closed_exception",
+                    super::Refused::NotCommitted => "store_unavailable_exception",
+                };
+                return too_busy(refused.status(), kind);
             }
         };
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::model::Event;
-use crate::store::writer::{SubmitError, WriterHandle};
+use crate::store::writer::WriterHandle;
 use crate::telemetry::metric;
 
 const SOURCE: &str = "http";
@@ -97,39 +97,15 @@ async fn ingest(State(writer): State<WriterHandle>, body: Bytes) -> Response {
     metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE)
         .increment(parsed.rejected as u64);
     let accepted = parsed.events.len();
-    if accepted > 0 {
-        let pending = match writer.try_submit(parsed.events) {
-            Ok(p) => p,
-            Err(SubmitError::Full) => {
-                metrics::counter!(metric::INGEST_THROTTLED, "source" => SOURCE).increment(1);
-                return unavailable(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "the write queue is full: retry later",
-                );
-            }
-            Err(SubmitError::Closed) => {
-                return unavailable(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting down: retry later",
-                );
-            }
+    if accepted > 0
+        && let Err(refused) = super::commit(&writer, parsed.events, SOURCE).await
+    {
+        let reason = match refused {
+            super::Refused::Busy => "the write queue is full: retry later",
+            super::Refused::Closed => "shutting down: retry later",
+            super::Refused::NotCommitted => "the store cannot commit: retry later",
         };
-        match pending.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "ingest batch not committed");
-                return unavailable(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the store cannot commit: retry later",
-                );
-            }
-            Err(_) => {
-                return unavailable(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting down: retry later",
-                );
-            }
-        }
+        return unavailable(refused.status(), reason);
     }
     Json(json!({
         "accepted": accepted,
