@@ -71,6 +71,8 @@ pub struct Addrs {
     pub syslog_udp: Option<SocketAddr>,
     pub syslog_tcp: Option<SocketAddr>,
     pub syslog_tls: Option<SocketAddr>,
+    pub gelf_udp: Option<SocketAddr>,
+    pub gelf_tcp: Option<SocketAddr>,
 }
 
 /// A running secmon node.
@@ -109,22 +111,21 @@ impl App {
             SocketAddr::new(ip, config.ports.metrics),
         )?;
         let ports = &config.ports;
-        let syslog_udp = match ports.syslog_udp {
-            Some(port) => {
-                let addr = SocketAddr::new(ip, port);
-                let socket = std::net::UdpSocket::bind(addr).map_err(|source| Error::Bind {
-                    service: "syslog_udp",
-                    var: "SYSLOG_UDP_PORT",
-                    addr,
-                    source,
-                })?;
-                Some(socket)
-            }
-            None => None,
-        };
+        let syslog_udp = ports
+            .syslog_udp
+            .map(|port| bind_udp("syslog_udp", "SYSLOG_UDP_PORT", SocketAddr::new(ip, port)))
+            .transpose()?;
         let syslog_tcp = ports
             .syslog_tcp
             .map(|port| bind("syslog_tcp", "SYSLOG_TCP_PORT", SocketAddr::new(ip, port)))
+            .transpose()?;
+        let gelf_udp = ports
+            .gelf_udp
+            .map(|port| bind_udp("gelf_udp", "GELF_UDP_PORT", SocketAddr::new(ip, port)))
+            .transpose()?;
+        let gelf_tcp = ports
+            .gelf_tcp
+            .map(|port| bind("gelf_tcp", "GELF_TCP_PORT", SocketAddr::new(ip, port)))
             .transpose()?;
         // TLS syslog needs the server certificate: only with TLS enabled.
         let syslog_tls = match ports.syslog_tls {
@@ -143,12 +144,11 @@ impl App {
             graphql: local_addr(&graphql_listener)?,
             metrics: local_addr(&metrics_listener)?,
             health: local_addr(&health_listener)?,
-            syslog_udp: syslog_udp
-                .as_ref()
-                .map(|s| s.local_addr().map_err(io_err("reading a listener address")))
-                .transpose()?,
+            syslog_udp: syslog_udp.as_ref().map(local_udp_addr).transpose()?,
             syslog_tcp: syslog_tcp.as_ref().map(local_addr).transpose()?,
             syslog_tls: syslog_tls.as_ref().map(local_addr).transpose()?,
+            gelf_udp: gelf_udp.as_ref().map(local_udp_addr).transpose()?,
+            gelf_tcp: gelf_tcp.as_ref().map(local_addr).transpose()?,
         };
 
         let (ready_tx, ready_rx) = watch::channel::<Option<Arc<Progress>>>(None);
@@ -221,28 +221,28 @@ impl App {
             ..Default::default()
         };
         let listeners = &config.exposure.listeners;
-        let syslog = |source, allow: &Vec<crate::config::Cidr>| {
-            Arc::new(crate::ingest::syslog::Syslog {
+        let listener = |source, allow: &Vec<crate::config::Cidr>| {
+            Arc::new(ingest::Listener {
                 writer: writer.clone(),
                 parse: parse.clone(),
                 allow: allow.clone(),
                 source,
             })
         };
-        if let Some(socket) = syslog_udp {
-            socket
-                .set_nonblocking(true)
-                .map_err(io_err("configuring the syslog udp socket"))?;
-            let socket = tokio::net::UdpSocket::from_std(socket)
-                .map_err(io_err("configuring the syslog udp socket"))?;
-            let source = syslog("syslog_udp", &listeners.syslog_udp.allow_sources);
-            tasks.spawn(crate::ingest::syslog::serve_udp(
-                socket,
-                source,
-                shutdown.clone(),
-            ));
+        for (socket, source, allow) in [
+            (syslog_udp, "syslog_udp", &listeners.syslog_udp.allow_sources),
+            (gelf_udp, "gelf_udp", &listeners.gelf_udp.allow_sources),
+        ] {
+            let Some(socket) = socket else { continue };
+            let socket = tokio_udp(socket)?;
+            let listener = listener(source, allow);
+            if source == "gelf_udp" {
+                tasks.spawn(ingest::gelf::serve_udp(socket, listener, shutdown.clone()));
+            } else {
+                tasks.spawn(ingest::syslog::serve_udp(socket, listener, shutdown.clone()));
+            }
         }
-        for (listener, tls_acceptor, source, allow) in [
+        for (tcp, tls_acceptor, source, allow) in [
             (
                 syslog_tcp,
                 None,
@@ -257,18 +257,44 @@ impl App {
                 &listeners.syslog_tls.allow_sources,
             ),
         ] {
-            let Some(listener) = listener else { continue };
-            listener
-                .set_nonblocking(true)
-                .map_err(io_err("configuring a syslog listener"))?;
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(io_err("configuring a syslog listener"))?;
-            tasks.spawn(crate::ingest::syslog::serve_tcp(
-                listener,
+            let Some(tcp) = tcp else { continue };
+            tasks.spawn(ingest::syslog::serve_tcp(
+                tokio_tcp(tcp)?,
                 tls_acceptor,
-                syslog(source, allow),
+                listener(source, allow),
                 shutdown.clone(),
                 tasks.clone(),
+            ));
+        }
+        if let Some(tcp) = gelf_tcp {
+            tasks.spawn(ingest::gelf::serve_tcp(
+                tokio_tcp(tcp)?,
+                listener("gelf_tcp", &listeners.gelf_tcp.allow_sources),
+                shutdown.clone(),
+                tasks.clone(),
+            ));
+        }
+        if !config.ingest.files.paths.is_empty() {
+            tasks.spawn(ingest::file::run(
+                ingest::file::FileSource {
+                    config: config.ingest.files.clone(),
+                    writer: writer.clone(),
+                    store: store.clone(),
+                    parse: parse.clone(),
+                    host_name: node_name(&config),
+                },
+                shutdown.clone(),
+            ));
+        }
+        if config.ingest.journald.enabled {
+            tasks.spawn(ingest::journald::run(
+                ingest::journald::JournaldSource {
+                    config: config.ingest.journald.clone(),
+                    writer: writer.clone(),
+                    store: store.clone(),
+                    parse: parse.clone(),
+                },
+                shutdown.clone(),
             ));
         }
 
@@ -392,10 +418,54 @@ fn bind(service: &'static str, var: &'static str, addr: SocketAddr) -> Result<Tc
     })
 }
 
+fn bind_udp(
+    service: &'static str,
+    var: &'static str,
+    addr: SocketAddr,
+) -> Result<std::net::UdpSocket, Error> {
+    std::net::UdpSocket::bind(addr).map_err(|source| Error::Bind {
+        service,
+        var,
+        addr,
+        source,
+    })
+}
+
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
     listener
         .local_addr()
         .map_err(io_err("reading a listener address"))
+}
+
+fn local_udp_addr(socket: &std::net::UdpSocket) -> Result<SocketAddr, Error> {
+    socket
+        .local_addr()
+        .map_err(io_err("reading a listener address"))
+}
+
+fn tokio_tcp(listener: TcpListener) -> Result<tokio::net::TcpListener, Error> {
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(io_err("configuring a listener"))
+}
+
+fn tokio_udp(socket: std::net::UdpSocket) -> Result<tokio::net::UdpSocket, Error> {
+    socket
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UdpSocket::from_std(socket))
+        .map_err(io_err("configuring a udp socket"))
+}
+
+/// This node's name: `node_name`, else the host name.
+pub fn node_name(config: &Config) -> String {
+    config.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    })
 }
 
 fn serve(
@@ -423,6 +493,8 @@ fn write_ports(data_dir: &Path, addrs: &Addrs) -> Result<(), Error> {
         "syslog_udp": addrs.syslog_udp.map(|a| a.port()),
         "syslog_tcp": addrs.syslog_tcp.map(|a| a.port()),
         "syslog_tls": addrs.syslog_tls.map(|a| a.port()),
+        "gelf_udp": addrs.gelf_udp.map(|a| a.port()),
+        "gelf_tcp": addrs.gelf_tcp.map(|a| a.port()),
     });
     let path = data_dir.join("ports.json");
     std::fs::write(&path, format!("{body:#}\n"))

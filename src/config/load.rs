@@ -444,6 +444,8 @@ const VARIABLES: &[(&str, &str, VarKind)] = &[
         "ports.syslog_tls",
         VarKind::OptionalScalar,
     ),
+    ("GELF_UDP_PORT", "ports.gelf_udp", VarKind::OptionalScalar),
+    ("GELF_TCP_PORT", "ports.gelf_tcp", VarKind::OptionalScalar),
     ("DATABASE_URL", "services.database_url", VarKind::Secret),
     ("REDIS_URL", "services.redis_url", VarKind::Secret),
     ("VAULT_ADDR", "services.vault_addr", VarKind::OptionalText),

@@ -17,9 +17,9 @@ mod validate;
 pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
-    ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Environment, Exposure, IndexConfig,
-    Ingest, Kind, Listeners, Log, LogFormat, PlainListener, PortSpec, Ports, Protocol, Retention,
-    Scope, Secret, Services, Span, SyslogListener, Tls,
+    ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Environment, Exposure, Files,
+    IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, PlainListener, PortSpec, Ports,
+    Protocol, Retention, Scope, Secret, Services, Span, StartAt, SyslogListener, Tls,
 };
 pub use validate::{redacted_yaml, validate};
 

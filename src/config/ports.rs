@@ -81,24 +81,21 @@ fn endpoints(cfg: &Config) -> Vec<Endpoint<'_>> {
                 ),
                 "metrics" => (Kind::Metrics, l.metrics.scope, None, &[]),
                 "health" => (Kind::Health, l.health.scope, None, &[]),
-                "syslog_udp" => (
-                    Kind::Syslog,
-                    l.syslog_udp.scope,
-                    None,
-                    &l.syslog_udp.allow_sources,
-                ),
-                "syslog_tcp" => (
-                    Kind::Syslog,
-                    l.syslog_tcp.scope,
-                    None,
-                    &l.syslog_tcp.allow_sources,
-                ),
-                _ => (
-                    Kind::Syslog,
-                    l.syslog_tls.scope,
-                    None,
-                    &l.syslog_tls.allow_sources,
-                ),
+                _ => {
+                    let listener = match name {
+                        "syslog_udp" => &l.syslog_udp,
+                        "syslog_tcp" => &l.syslog_tcp,
+                        "syslog_tls" => &l.syslog_tls,
+                        "gelf_udp" => &l.gelf_udp,
+                        _ => &l.gelf_tcp,
+                    };
+                    (
+                        Kind::Syslog,
+                        listener.scope,
+                        None,
+                        &listener.allow_sources,
+                    )
+                }
             };
         out.push(Endpoint {
             name,

@@ -177,6 +177,10 @@ pub struct Ports {
     pub syslog_udp: Option<u16>,
     pub syslog_tcp: Option<u16>,
     pub syslog_tls: Option<u16>,
+    /// GELF (Graylog) over UDP, chunked and compressed; off unless set.
+    pub gelf_udp: Option<u16>,
+    /// GELF over TCP, null-byte framed; off unless set.
+    pub gelf_tcp: Option<u16>,
 }
 
 impl Default for Ports {
@@ -189,6 +193,8 @@ impl Default for Ports {
             syslog_udp: Some(5514),
             syslog_tcp: Some(5601),
             syslog_tls: Some(6514),
+            gelf_udp: None,
+            gelf_tcp: None,
         }
     }
 }
@@ -204,6 +210,8 @@ impl Ports {
             ("syslog_udp", self.syslog_udp, Protocol::Udp),
             ("syslog_tcp", self.syslog_tcp, Protocol::Tcp),
             ("syslog_tls", self.syslog_tls, Protocol::Tcp),
+            ("gelf_udp", self.gelf_udp, Protocol::Udp),
+            ("gelf_tcp", self.gelf_tcp, Protocol::Tcp),
         ];
         all.into_iter()
             .filter_map(|(name, port, protocol)| port.map(|port| (name, port, protocol)))
@@ -256,6 +264,8 @@ pub struct Ingest {
     /// Batches waiting for the store before ingest applies back-pressure.
     pub queue_capacity: usize,
     pub batch_max_events: usize,
+    pub files: Files,
+    pub journald: Journald,
 }
 
 impl Default for Ingest {
@@ -265,6 +275,63 @@ impl Default for Ingest {
             max_message_bytes: 64 * 1024,
             queue_capacity: 64,
             batch_max_events: 8192,
+            files: Files::default(),
+            journald: Journald::default(),
+        }
+    }
+}
+
+/// Where a source with no checkpoint yet starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Everything already there, then what comes.
+    #[default]
+    Beginning,
+    /// Only what is written from now on.
+    End,
+}
+
+/// Log files to tail: paths and globs, followed across rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Files {
+    /// Paths or globs (`/var/log/nginx/*.log`); empty: no file source.
+    pub paths: Vec<String>,
+    pub start_at: StartAt,
+    /// How often files are checked for new lines, rotation and new matches.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Files {
+            paths: Vec::new(),
+            start_at: StartAt::Beginning,
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+/// The systemd journal, read through `journalctl -o json --follow`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Journald {
+    pub enabled: bool,
+    /// The journalctl program.
+    pub journalctl: PathBuf,
+    /// More journalctl arguments (`--directory=...`, `--unit=sshd.service`).
+    pub args: Vec<String>,
+    pub start_at: StartAt,
+}
+
+impl Default for Journald {
+    fn default() -> Self {
+        Journald {
+            enabled: false,
+            journalctl: PathBuf::from("journalctl"),
+            args: Vec::new(),
+            start_at: StartAt::Beginning,
         }
     }
 }
@@ -491,6 +558,8 @@ pub struct Listeners {
     pub syslog_udp: SyslogListener,
     pub syslog_tcp: SyslogListener,
     pub syslog_tls: SyslogListener,
+    pub gelf_udp: SyslogListener,
+    pub gelf_tcp: SyslogListener,
 }
 
 impl Default for Listeners {
@@ -510,6 +579,8 @@ impl Default for Listeners {
                 scope: Scope::External,
                 allow_sources: Vec::new(),
             },
+            gelf_udp: SyslogListener::default(),
+            gelf_tcp: SyslogListener::default(),
         }
     }
 }

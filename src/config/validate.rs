@@ -17,6 +17,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     check_port_conflicts(cfg, &mut problems);
     check_sizes(cfg, &mut problems);
     check_tls(cfg, &mut problems);
+    check_sources(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
     }
@@ -49,6 +50,10 @@ fn check_sizes(cfg: &Config, problems: &mut Vec<Problem>) {
         ("ingest.queue_capacity", cfg.ingest.queue_capacity),
         ("ingest.batch_max_events", cfg.ingest.batch_max_events),
         ("index.commit_max_events", cfg.index.commit_max_events),
+        (
+            "ingest.files.poll_interval_ms",
+            usize::try_from(cfg.ingest.files.poll_interval_ms).unwrap_or(usize::MAX),
+        ),
         (
             "retention.check_interval_seconds",
             usize::try_from(cfg.retention.check_interval_seconds).unwrap_or(usize::MAX),
@@ -104,6 +109,24 @@ fn check_tls(cfg: &Config, problems: &mut Vec<Problem>) {
                     ),
                 ));
             }
+        }
+    }
+}
+
+fn check_sources(cfg: &Config, problems: &mut Vec<Problem>) {
+    for (i, pattern) in cfg.ingest.files.paths.iter().enumerate() {
+        if let Err(e) = glob::Pattern::new(pattern) {
+            problems.push(Problem::new(
+                SOURCE,
+                format!("ingest.files.paths[{i}]"),
+                format!("`{pattern}` is not a valid path or glob: {e}"),
+            ));
+        } else if !Path::new(pattern).is_absolute() {
+            problems.push(Problem::new(
+                SOURCE,
+                format!("ingest.files.paths[{i}]"),
+                format!("`{pattern}` is relative: give an absolute path, the daemon's working directory is not yours"),
+            ));
         }
     }
 }
@@ -248,6 +271,23 @@ mod tests {
             ]
         );
         assert!(problems[0].reason.contains("graphql"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn file_patterns_must_be_absolute_globs() {
+        let mut cfg = Config::default();
+        cfg.ingest.files.paths = vec![
+            "/var/log/auth.log".into(),
+            "/var/log/[nginx/*.log".into(),
+            "logs/*.log".into(),
+        ];
+        let problems = validate(&cfg);
+        assert_eq!(
+            keys(&problems),
+            ["ingest.files.paths[1]", "ingest.files.paths[2]"]
+        );
+        assert!(problems[0].reason.contains("not a valid path or glob"));
+        assert!(problems[1].reason.contains("relative"));
     }
 
     #[test]

@@ -13,18 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Cidr;
-use crate::model::Event;
-use crate::parse::{self, ParseOptions, RawRecord};
-use crate::store::writer::{SubmitError, WriterHandle};
-use crate::telemetry::metric;
+use super::Listener;
 
 /// Events per store submission.
 const BATCH: usize = 1024;
@@ -35,45 +30,8 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Digits of an octet-counting length prefix at most.
 const MAX_LEN_DIGITS: usize = 10;
 
-/// What every syslog listener shares.
-pub struct Syslog {
-    pub writer: WriterHandle,
-    pub parse: ParseOptions,
-    pub allow: Vec<Cidr>,
-    /// `syslog_udp`, `syslog_tcp` or `syslog_tls`: the metric label.
-    pub source: &'static str,
-}
-
-impl Syslog {
-    fn allowed(&self, peer: SocketAddr) -> bool {
-        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(peer.ip()))
-    }
-
-    fn event(&self, bytes: Vec<u8>, peer: SocketAddr) -> Event {
-        let raw = RawRecord {
-            bytes,
-            source: self.source,
-            peer: Some(peer.ip()),
-            received_at: Utc::now(),
-        };
-        let event = parse::parse(&raw, &self.parse);
-        if event.labels.contains_key("truncated") {
-            metrics::counter!(metric::EVENTS_TRUNCATED, "source" => self.source).increment(1);
-        }
-        if event.dataset.is_some() {
-            metrics::counter!(metric::EVENTS_PARSED, "source" => self.source).increment(1);
-        }
-        event
-    }
-
-    fn refuse(&self, peer: SocketAddr) {
-        metrics::counter!(metric::EVENTS_REJECTED, "source" => self.source).increment(1);
-        tracing::debug!(source = self.source, %peer, "sender not in allow_sources");
-    }
-}
-
 /// Receives datagrams until `shutdown`.
-pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Syslog>, shutdown: CancellationToken) {
+pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Listener>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -81,47 +39,32 @@ pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Syslog>, shutdown: Cancell
             _ = shutdown.cancelled() => break,
             r = socket.recv_from(&mut buf) => r,
             _ = tokio::time::sleep(UDP_FLUSH), if !batch.is_empty() => {
-                submit_udp(&syslog, &mut batch);
+                syslog.submit_nowait(&mut batch);
                 continue;
             }
         };
         match received {
             Ok((n, peer)) => {
-                metrics::counter!(metric::EVENTS_RECEIVED, "source" => syslog.source).increment(1);
                 if !syslog.allowed(peer) {
                     syslog.refuse(peer);
                     continue;
                 }
                 batch.push(syslog.event(buf[..n].to_vec(), peer));
                 if batch.len() >= BATCH {
-                    submit_udp(&syslog, &mut batch);
+                    syslog.submit_nowait(&mut batch);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "syslog udp receive failed"),
         }
     }
-    submit_udp(&syslog, &mut batch);
-}
-
-fn submit_udp(syslog: &Syslog, batch: &mut Vec<Event>) {
-    if batch.is_empty() {
-        return;
-    }
-    let n = batch.len() as u64;
-    match syslog.writer.try_submit(std::mem::take(batch)) {
-        // Nobody to acknowledge: the commit outcome is logged by the writer.
-        Ok(_) => {}
-        Err(SubmitError::Full | SubmitError::Closed) => {
-            metrics::counter!(metric::EVENTS_DROPPED, "source" => syslog.source).increment(n);
-        }
-    }
+    syslog.submit_nowait(&mut batch);
 }
 
 /// Accepts TCP (or, with `tls`, TLS) connections until `shutdown`.
 pub async fn serve_tcp(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    syslog: Arc<Syslog>,
+    syslog: Arc<Listener>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -159,7 +102,7 @@ pub async fn serve_tcp(
 async fn connection<S: AsyncRead + Unpin>(
     stream: S,
     peer: SocketAddr,
-    syslog: &Syslog,
+    syslog: &Listener,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
@@ -171,38 +114,16 @@ async fn connection<S: AsyncRead + Unpin>(
             f = read_frame(&mut reader, limit) => f?,
         };
         let Some(frame) = frame else { break };
-        metrics::counter!(metric::EVENTS_RECEIVED, "source" => syslog.source).increment(1);
         if !frame.is_empty() {
             batch.push(syslog.event(frame, peer));
         }
         // Submit when nothing more is buffered: whatever arrived together is
         // committed together, and the next read waits for that commit.
         if batch.len() >= BATCH || reader.buffer().is_empty() {
-            submit_tcp(syslog, &mut batch).await?;
+            syslog.submit_wait(&mut batch).await?;
         }
     }
-    submit_tcp(syslog, &mut batch).await
-}
-
-async fn submit_tcp(syslog: &Syslog, batch: &mut Vec<Event>) -> std::io::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let n = batch.len() as u64;
-    let pending = syslog.writer.submit(std::mem::take(batch)).await;
-    let committed = match pending {
-        Ok(pending) => matches!(pending.await, Ok(Ok(_))),
-        Err(_) => false,
-    };
-    if committed {
-        Ok(())
-    } else {
-        metrics::counter!(metric::EVENTS_DROPPED, "source" => syslog.source).increment(n);
-        // Closing the connection tells the sender to resend (rsyslog does).
-        Err(std::io::Error::other(
-            "the store did not commit; closing the connection",
-        ))
-    }
+    syslog.submit_wait(&mut batch).await
 }
 
 /// Reads one frame: `LEN SP MSG` (octet counting) when the frame starts
@@ -272,6 +193,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Cidr;
 
     async fn frames(input: &[u8], limit: usize) -> Vec<Vec<u8>> {
         let mut reader = BufReader::new(input);

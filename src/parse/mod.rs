@@ -52,6 +52,8 @@ pub mod accounts;
 pub mod auditd;
 pub mod cron;
 pub mod firewall;
+pub mod gelf;
+pub mod journald;
 pub mod pam;
 pub mod sshd;
 pub mod su;
@@ -105,29 +107,7 @@ pub fn parse(raw: &RawRecord, opts: &ParseOptions) -> Event {
     };
     event.labels.insert("input".into(), raw.source.into());
 
-    let mut bytes = raw.bytes.as_slice();
-    if bytes.len() > opts.max_message_bytes {
-        event.labels.insert("truncated".into(), "true".into());
-        event
-            .labels
-            .insert("original_length".into(), bytes.len().to_string());
-        bytes = cut_at_char_boundary(&bytes[..opts.max_message_bytes]);
-    }
-    while let [rest @ .., b'\n' | b'\r'] = bytes {
-        bytes = rest;
-    }
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => {
-            event.labels.insert("invalid_utf8".into(), "true".into());
-            set_field(
-                &mut event,
-                "log.original_base64",
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            );
-            String::from_utf8_lossy(bytes)
-        }
-    };
+    let text = decode(&raw.bytes, opts, &mut event);
     let text: &str = &text;
 
     if text.trim_start().starts_with('{') {
@@ -163,6 +143,38 @@ pub fn parse(raw: &RawRecord, opts: &ParseOptions) -> Event {
         }
     }
     event
+}
+
+/// Steps 1 to 3 of [`parse`]: `bytes` cut to the size limit, without
+/// trailing line ends, as text; what was cut or not UTF-8 is flagged on
+/// `event`, and invalid bytes are kept in `fields.log.original_base64`.
+pub fn decode<'a>(
+    mut bytes: &'a [u8],
+    opts: &ParseOptions,
+    event: &mut Event,
+) -> std::borrow::Cow<'a, str> {
+    if bytes.len() > opts.max_message_bytes {
+        event.labels.insert("truncated".into(), "true".into());
+        event
+            .labels
+            .insert("original_length".into(), bytes.len().to_string());
+        bytes = cut_at_char_boundary(&bytes[..opts.max_message_bytes]);
+    }
+    while let [rest @ .., b'\n' | b'\r'] = bytes {
+        bytes = rest;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => {
+            event.labels.insert("invalid_utf8".into(), "true".into());
+            set_field(
+                event,
+                "log.original_base64",
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            );
+            String::from_utf8_lossy(bytes)
+        }
+    }
 }
 
 /// Runs the parser for `program` on `msg`; true when a parser recognised it.

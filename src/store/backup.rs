@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
-use super::{DB_FILE, EVENTS, Error, META, Result, Store};
+use super::{CHECKPOINTS, DB_FILE, EVENTS, Error, META, Result, Store};
 
 /// Entries copied per write transaction into the backup file.
 const COPY_CHUNK: usize = 1024;
@@ -50,6 +50,7 @@ impl Store {
         let snapshot = self.with_db(|db| Ok(db.begin_read()?))?;
         copy_table(&snapshot, &target, EVENTS)?;
         copy_table(&snapshot, &target, META)?;
+        copy_table(&snapshot, &target, CHECKPOINTS)?;
         drop(target);
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;

@@ -24,6 +24,9 @@ use crate::model::Event;
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Schema version, node id, event count, index checkpoint.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Where each source stopped (a file's offset, journald's cursor), written in
+/// the same transaction as the events read up to there.
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("source_checkpoints");
 
 /// The schema version this binary writes; files up to it are migrated forward.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -219,10 +222,26 @@ impl Store {
     /// Assigns each event its `seq` and `id`. When this returns, the events
     /// are durable.
     pub fn append(&self, events: &mut [Event]) -> Result<Range<u64>> {
+        self.append_with(events, &[])
+    }
+
+    /// [`Store::append`], also writing source checkpoints in the same
+    /// transaction: a checkpoint advances exactly when its events commit.
+    pub fn append_with(
+        &self,
+        events: &mut [Event],
+        checkpoints: &[Checkpoint],
+    ) -> Result<Range<u64>> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
             let range;
             {
+                if !checkpoints.is_empty() {
+                    let mut table = txn.open_table(CHECKPOINTS)?;
+                    for c in checkpoints {
+                        table.insert(c.key.as_str(), c.value.as_slice())?;
+                    }
+                }
                 let mut table = txn.open_table(EVENTS)?;
                 let mut meta = txn.open_table(META)?;
                 let first = match table.last()? {
@@ -247,6 +266,15 @@ impl Store {
             }
             txn.commit()?;
             Ok(range)
+        })
+    }
+
+    /// The checkpoint a source last committed under `key`.
+    pub fn checkpoint(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHECKPOINTS)?;
+            Ok(table.get(key)?.map(|v| v.value().to_vec()))
         })
     }
 
@@ -409,6 +437,14 @@ impl Store {
     }
 }
 
+/// A source's position, committed with the events read up to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// `file:/var/log/auth.log`, `journald`, ...
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
 /// What one purge step deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -482,6 +518,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
             }
         };
         txn.open_table(EVENTS)?;
+        txn.open_table(CHECKPOINTS)?;
     }
     txn.commit()?;
     Ok(node_id)

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Error, Store};
+use super::{Checkpoint, Error, Store};
 use crate::model::Event;
 use crate::store::indexer::Progress;
 use crate::telemetry::metric;
@@ -21,6 +21,7 @@ type Ack = oneshot::Sender<Result<Range<u64>, Arc<Error>>>;
 
 struct WriteRequest {
     events: Vec<Event>,
+    checkpoint: Option<Checkpoint>,
     ack: Ack,
 }
 
@@ -48,7 +49,11 @@ impl WriterHandle {
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
         let (ack, pending) = oneshot::channel();
         self.tx
-            .try_send(WriteRequest { events, ack })
+            .try_send(WriteRequest {
+                events,
+                checkpoint: None,
+                ack,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::Full,
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
@@ -59,9 +64,23 @@ impl WriterHandle {
     /// Queues a batch, waiting for room (for sources that apply backpressure
     /// by not reading, like TCP or offline import).
     pub async fn submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
+        self.submit_with(events, None).await
+    }
+
+    /// [`WriterHandle::submit`], committing `checkpoint` in the same
+    /// transaction as the events.
+    pub async fn submit_with(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Pending, SubmitError> {
         let (ack, pending) = oneshot::channel();
         self.tx
-            .send(WriteRequest { events, ack })
+            .send(WriteRequest {
+                events,
+                checkpoint,
+                ack,
+            })
             .await
             .map_err(|_| SubmitError::Closed)?;
         Ok(pending)
@@ -89,31 +108,40 @@ fn run(
     batch_max: usize,
     progress: Arc<Progress>,
 ) {
-    let mut events: Vec<Event> = Vec::new();
-    let mut waiting: Vec<(usize, Ack)> = Vec::new();
+    let mut batch = Batch::default();
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(req) = next.take() {
-            waiting.push((req.events.len(), req.ack));
-            events.extend(req.events);
-            if events.len() < batch_max {
+            batch.waiting.push((req.events.len(), req.ack));
+            batch.events.extend(req.events);
+            batch.checkpoints.extend(req.checkpoint);
+            if batch.events.len() < batch_max {
                 next = rx.try_recv().ok();
             }
         }
-        commit(&store, &mut events, &mut waiting, &progress);
+        commit(&store, &mut batch, &progress);
     }
     progress.writer_finished();
     tracing::debug!("writer drained and stopped");
 }
 
-fn commit(
-    store: &Store,
-    events: &mut Vec<Event>,
-    waiting: &mut Vec<(usize, Ack)>,
-    progress: &Progress,
-) {
+/// What one transaction commits, and who waits for it.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    checkpoints: Vec<Checkpoint>,
+    /// Each submitter's event count, in order, and its ack.
+    waiting: Vec<(usize, Ack)>,
+}
+
+fn commit(store: &Store, batch: &mut Batch, progress: &Progress) {
+    let Batch {
+        events,
+        checkpoints,
+        waiting,
+    } = batch;
     let started = Instant::now();
-    let result = store.append(events);
+    let result = store.append_with(events, checkpoints);
     metrics::histogram!(metric::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(range) => {
@@ -142,6 +170,7 @@ fn commit(
         }
     }
     events.clear();
+    checkpoints.clear();
 }
 
 #[cfg(test)]
