@@ -2,7 +2,9 @@
 # Runs the whole test suite on a fresh machine. Sets up what the tests need:
 # PostgreSQL and Redis running (installed from Debian packages where absent),
 # promtool (from Debian's prometheus package, unpacked into .tools/, never
-# started as a service), then runs the tests (cargo nextest when present).
+# started as a service), the log senders the ingest tests drive (rsyslog,
+# systemd-journal-remote, graypy; none is started as a service), then runs
+# the tests (cargo nextest when present).
 # Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,10 +73,31 @@ ensure_es_client() {
     fi
 }
 
+ensure_senders() {
+    # Real log senders the ingest tests drive: util-linux logger, rsyslog
+    # (omfwd), systemd-journal-remote (writes the journal files journalctl
+    # reads) and graypy (a GELF client library).
+    local missing=()
+    command -v logger >/dev/null || missing+=(bsdutils)
+    [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+    [ -x /lib/systemd/systemd-journal-remote ] || missing+=(systemd-journal-remote)
+    command -v journalctl >/dev/null || missing+=(systemd)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    if ! python3 -c 'import graypy' 2>/dev/null; then
+        say "installing the graypy GELF client"
+        python3 -m pip install --quiet --disable-pip-version-check 'graypy>=2,<3' \
+            || die "cannot install graypy (pip)"
+    fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_promtool
 ensure_es_client
+ensure_senders
 
 say "running the tests"
 export SECMON_REQUIRE_PROMTOOL=1

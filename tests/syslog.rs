@@ -184,3 +184,93 @@ async fn senders_outside_the_allow_list_are_refused_and_counted() {
     }
     node.app.stop().await;
 }
+
+/// rsyslog, the syslog daemon most servers run, forwarding with omfwd over
+/// TCP twice: RFC 5424 with octet counting, and its traditional format with
+/// newline framing. `logger` feeds rsyslog's UDP input.
+#[tokio::test]
+async fn rsyslog_omfwd_forwards_in_both_framings() {
+    let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("rsyslogd is missing: install rsyslog (scripts/test.sh does)");
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(syslog_config(&dir.path().join("data"))).await;
+    let tcp = node.app.addrs().syslog_tcp.unwrap().port();
+    // A free UDP port for rsyslog's input (released just before rsyslog binds it).
+    let input = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let work = dir.path().join("rsyslog");
+    std::fs::create_dir(&work).unwrap();
+    let conf = work.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{input}")
+action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
+       TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
+       template="RSYSLOG_ForwardFormat")
+"#,
+            work = work.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(rsyslogd)
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("rsyslogd.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // rsyslog needs a moment to bind its input: resend until both copies of
+    // one probe message arrive, then send the real messages once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        logger(&["--udp", "-t", "probe"], input, "rsyslog probe");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let n = node.search_total("\"rsyslog probe\"").await;
+        if n >= 2 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("rsyslogd exited ({status}): {err}");
+        }
+        assert!(std::time::Instant::now() < deadline, "rsyslog forwarded nothing");
+    }
+    logger(
+        &["--udp", "-t", "sshd", "-i"],
+        input,
+        "Invalid user rsyslogtest from 10.7.7.7 port 5555",
+    );
+    let both = wait_for(&node, "user.name:rsyslogtest", 2).await;
+    let mut versions: Vec<Value> = both
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let e = &e["node"];
+            assert_eq!(e["dataset"], "sshd", "{e}");
+            assert_eq!(e["sourceIp"], "10.7.7.7", "{e}");
+            assert_eq!(e["processName"], "sshd", "{e}");
+            assert!(e["processPid"].is_u64(), "{e}");
+            e["fields"]["log"]["syslog"]["version"].clone()
+        })
+        .collect();
+    versions.sort_by_key(|v| v.to_string());
+    assert_eq!(versions, [json!(1), Value::Null], "one RFC 5424, one RFC 3164");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    node.app.stop().await;
+}

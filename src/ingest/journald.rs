@@ -57,6 +57,9 @@ impl JournaldSource {
         let mut args = vec![
             "--output=json".to_owned(),
             "--follow".to_owned(),
+            // Without it, --follow keeps to the current boot: entries written
+            // after the checkpoint but before a reboot would be skipped.
+            "--merge".to_owned(),
             "--no-pager".to_owned(),
             "--quiet".to_owned(),
         ];
