@@ -17,6 +17,8 @@ pub struct Daemon {
     pub api: String,
     /// Base URL of the health port.
     pub health: String,
+    /// `data/ports.json`: every bound port by listener name.
+    pub ports: Value,
     log: PathBuf,
 }
 
@@ -24,6 +26,11 @@ impl Daemon {
     /// Starts `secmon serve` in `cwd` and waits until it has written
     /// `data/ports.json` (the last step of start-up: everything is listening).
     pub async fn start(cwd: &Path) -> Daemon {
+        Daemon::start_with(cwd, &[]).await
+    }
+
+    /// [`Daemon::start`] with more environment variables (`SYSLOG_TCP_PORT=0`).
+    pub async fn start_with(cwd: &Path, env: &[(&str, &str)]) -> Daemon {
         let ports_file = cwd.join("data/ports.json");
         let _ = std::fs::remove_file(&ports_file);
         let log = cwd.join("daemon.log");
@@ -43,6 +50,7 @@ impl Daemon {
             .env("SYSLOG_UDP_PORT", "")
             .env("SYSLOG_TCP_PORT", "")
             .env("SYSLOG_TLS_PORT", "")
+            .envs(env.iter().copied())
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -53,6 +61,7 @@ impl Daemon {
             child: Some(child),
             api: String::new(),
             health: String::new(),
+            ports: Value::Null,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -79,6 +88,7 @@ impl Daemon {
         };
         daemon.api = format!("http://127.0.0.1:{}", ports["graphql"]);
         daemon.health = format!("http://127.0.0.1:{}", ports["health"]);
+        daemon.ports = ports;
         daemon
     }
 
