@@ -1,6 +1,12 @@
-//! Parse throughput on real lines (Loghub OpenSSH_2k for sshd), reported by
-//! criterion as elements (lines) per second, next to a baseline measured in
-//! the same run: splitting the same bytes into lines with memchr.
+//! Parse throughput on real lines, reported by criterion as elements (lines)
+//! per second, next to a baseline measured in the same run: splitting the
+//! same bytes into lines with memchr.
+//!
+//! - `sshd`: Loghub OpenSSH_2k, the sshd parser alone, the syslog header
+//!   alone, and the whole `parse`.
+//! - `per_dataset`: the whole `parse` on the real lines of the shared data
+//!   (Loghub Linux and Apache, the Beats samples, the CrowdSec hub tests),
+//!   grouped by the dataset they parse into: lines/s per program parser.
 
 use std::hint::black_box;
 
@@ -72,5 +78,68 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The real log files of the shared data that hold lines of our datasets.
+fn corpus() -> Vec<String> {
+    let data = "../shared/data";
+    let mut files: Vec<String> = [
+        "loghub/Linux/Linux_2k.log",
+        "loghub/Apache/Apache_2k.log",
+        "elastic-beats/filebeat/module/system/auth/test/test.log",
+        "elastic-beats/filebeat/module/auditd/log/test/test.log",
+        "elastic-beats/filebeat/module/auditd/log/test/useradd.log",
+        "elastic-beats/filebeat/module/auditd/log/test/execve-hex-arg.log",
+        "elastic-beats/filebeat/module/nginx/access/test/test.log",
+        "elastic-beats/filebeat/module/apache/access/test/test.log",
+    ]
+    .iter()
+    .map(|f| format!("{data}/{f}"))
+    .collect();
+    if let Ok(tests) = std::fs::read_dir(format!("{data}/crowdsec-hub/.tests")) {
+        for dir in tests.flatten() {
+            for f in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if f.file_name().to_string_lossy().ends_with(".log") {
+                    files.push(f.path().display().to_string());
+                }
+            }
+        }
+    }
+    files.sort();
+    files.iter().flat_map(|f| load(f)).collect()
+}
+
+fn per_dataset(c: &mut Criterion) {
+    let now: DateTime<Utc> = DateTime::from_timestamp(1_770_000_000, 0).unwrap_or_default();
+    let opts = ParseOptions::default();
+    let raw = |l: &String| RawRecord {
+        bytes: l.clone().into_bytes(),
+        source: "bench",
+        peer: None,
+        received_at: now,
+    };
+    let mut by_dataset: std::collections::BTreeMap<String, Vec<RawRecord>> = Default::default();
+    for line in corpus() {
+        let r = raw(&line);
+        if let Some(d) = parse(&r, &opts).dataset {
+            by_dataset.entry(d).or_default().push(r);
+        }
+    }
+    let mut g = c.benchmark_group("per_dataset");
+    for (dataset, raws) in &by_dataset {
+        g.throughput(Throughput::Elements(raws.len() as u64));
+        g.bench_function(format!("{dataset}_{}_lines", raws.len()), |b| {
+            b.iter(|| {
+                for r in raws {
+                    black_box(parse(black_box(r), &opts));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, per_dataset);
 criterion_main!(benches);

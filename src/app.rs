@@ -230,7 +230,11 @@ impl App {
             })
         };
         for (socket, source, allow) in [
-            (syslog_udp, "syslog_udp", &listeners.syslog_udp.allow_sources),
+            (
+                syslog_udp,
+                "syslog_udp",
+                &listeners.syslog_udp.allow_sources,
+            ),
             (gelf_udp, "gelf_udp", &listeners.gelf_udp.allow_sources),
         ] {
             let Some(socket) = socket else { continue };
@@ -239,7 +243,11 @@ impl App {
             if source == "gelf_udp" {
                 tasks.spawn(ingest::gelf::serve_udp(socket, listener, shutdown.clone()));
             } else {
-                tasks.spawn(ingest::syslog::serve_udp(socket, listener, shutdown.clone()));
+                tasks.spawn(ingest::syslog::serve_udp(
+                    socket,
+                    listener,
+                    shutdown.clone(),
+                ));
             }
         }
         for (tcp, tls_acceptor, source, allow) in [

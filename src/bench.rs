@@ -6,6 +6,10 @@
 //!   and measures acknowledged (committed) events/s, every ack meaning a redb
 //!   commit, and searchable events/s: the time until `system { indexLag }`
 //!   reaches zero for all of them, from the first request.
+//! - `bench syslog` sends syslog over TCP (octet counting) from several
+//!   connections, as fast as the node reads (it reads only what it has
+//!   committed), and measures committed and searchable events/s: the time
+//!   until `system { lastSeq }` and then `indexLag` show all of them.
 //! - `bench search` runs each kind of query (term, bare word, phrase, time
 //!   range, `eventStats`, `eventHistogram`) N times from C concurrent clients
 //!   over GraphQL and reports latency percentiles and requests/s per kind.
@@ -31,6 +35,8 @@ use crate::model::Event;
 pub enum BenchCommand {
     /// HTTP ingest to committed and searchable, events/s.
     Ingest(Box<BenchOptions>),
+    /// Syslog over TCP to committed and searchable, events/s.
+    Syslog(Box<SyslogOptions>),
     /// GraphQL search latency (p50/p99/max) and requests/s per query kind.
     Search(Box<SearchOptions>),
     /// Write a realistic syslog stream of N lines made from real log lines.
@@ -83,6 +89,7 @@ pub enum LineFormat {
 pub async fn run(command: BenchCommand) -> Result<serde_json::Value, Error> {
     let value = match command {
         BenchCommand::Ingest(opts) => serde_json::to_value(ingest(*opts).await?),
+        BenchCommand::Syslog(opts) => serde_json::to_value(syslog(*opts).await?),
         BenchCommand::Search(opts) => serde_json::to_value(search(*opts).await?),
         BenchCommand::Generate(opts) => {
             let report = tokio::task::spawn_blocking(move || generate(&opts))
@@ -759,6 +766,151 @@ async fn run_kind(
         max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         mean_ms: (total.as_secs_f64() * 1000.0) / latencies.len().max(1) as f64,
         requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+    })
+}
+
+// ---------------------------------------------------------------- syslog
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyslogOptions {
+    /// Base URL of the node's API port (progress is read there).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// The node's syslog TCP listener.
+    #[arg(long, default_value = "127.0.0.1:5601")]
+    pub target: String,
+    /// Lines to send [default: 1000000, or every line of --from-file].
+    #[arg(long)]
+    pub events: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Send the lines of this file (e.g. from `bench generate`) instead of
+    /// synthetic sshd lines.
+    #[arg(long)]
+    pub from_file: Option<PathBuf>,
+    /// Give up waiting for the node after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+    /// Bearer token for the API, when the node requires one (or set SECMON_TOKEN).
+    #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyslogReport {
+    pub events: usize,
+    pub connections: usize,
+    pub source: String,
+    /// Bytes sent, framing included.
+    pub bytes: u64,
+    pub sent_seconds: f64,
+    pub committed_seconds: f64,
+    pub committed_events_per_second: f64,
+    pub searchable_seconds: f64,
+    pub searchable_events_per_second: f64,
+    pub client_cpu_seconds: Option<f64>,
+}
+
+/// A synthetic RFC 3164 sshd line.
+fn synthetic_syslog(i: usize) -> String {
+    format!(
+        "<38>Mar  1 10:{:02}:{:02} host{} sshd[{}]: Failed password for invalid user user{} from 10.{}.{}.{} port {} ssh2",
+        (i / 60) % 60,
+        i % 60,
+        i % 16,
+        1000 + i % 30_000,
+        i % 1000,
+        (i >> 16) & 255,
+        (i >> 8) & 255,
+        i & 255,
+        1024 + i % 60_000
+    )
+}
+
+pub async fn syslog(opts: SyslogOptions) -> Result<SyslogReport, Error> {
+    use tokio::io::AsyncWriteExt;
+
+    crate::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let base = opts.url.trim_end_matches('/').to_owned();
+    let connections = opts.connections.max(1);
+    // Every frame is made before the clock starts; connection c sends lines
+    // c, c + connections, ...
+    let lines: Vec<String> = match &opts.from_file {
+        None => (0..opts.events.unwrap_or(1_000_000))
+            .map(synthetic_syslog)
+            .collect(),
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
+            std::io::BufReader::with_capacity(1 << 20, file)
+                .lines()
+                .take(opts.events.unwrap_or(usize::MAX))
+                .collect::<Result<_, _>>()
+                .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?
+        }
+    };
+    let events = lines.len();
+    let mut streams: Vec<Vec<u8>> = vec![Vec::new(); connections];
+    for (i, line) in lines.iter().enumerate() {
+        let out = &mut streams[i % connections];
+        out.extend_from_slice(format!("{} ", line.len()).as_bytes());
+        out.extend_from_slice(line.as_bytes());
+    }
+    drop(lines);
+    let bytes = streams.iter().map(|s| s.len() as u64).sum();
+    let before = system(&client, &base, opts.token.as_deref()).await?;
+
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for stream in streams {
+        let target = opts.target.clone();
+        senders.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(&target)
+                .await
+                .map_err(|e| Error::Io(format!("cannot connect to {target}: {e}")))?;
+            s.write_all(&stream)
+                .await
+                .and(s.shutdown().await)
+                .map_err(|e| Error::Io(format!("sending to {target}: {e}")))
+        }));
+    }
+    for s in senders {
+        s.await.map_err(|e| Error::Io(e.to_string()))??;
+    }
+    let sent = started.elapsed();
+    let target = before.last_seq + events as u64;
+    let deadline = Duration::from_secs(opts.timeout_secs);
+    let mut committed = None;
+    loop {
+        let now = system(&client, &base, opts.token.as_deref()).await?;
+        if now.last_seq >= target {
+            committed.get_or_insert(started.elapsed());
+            if now.index_lag == 0 {
+                break;
+            }
+        }
+        if started.elapsed() > deadline {
+            return Err(Error::Timeout(deadline));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let searchable = started.elapsed();
+    let committed = committed.unwrap_or(searchable);
+    Ok(SyslogReport {
+        events,
+        connections,
+        source: opts
+            .from_file
+            .as_ref()
+            .map_or("synthetic sshd".to_owned(), |p| p.display().to_string()),
+        bytes,
+        sent_seconds: sent.as_secs_f64(),
+        committed_seconds: committed.as_secs_f64(),
+        committed_events_per_second: events as f64 / committed.as_secs_f64(),
+        searchable_seconds: searchable.as_secs_f64(),
+        searchable_events_per_second: events as f64 / searchable.as_secs_f64(),
+        client_cpu_seconds: own_cpu_seconds(),
     })
 }
 

@@ -41,9 +41,7 @@ fn sshd_lines(tag: &str, range: std::ops::Range<u32>) -> Vec<String> {
 async fn wait_stored(node: &Node, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = node
-            .graphql("{ system { eventsStored } }", json!({}))
-            .await;
+        let v = node.graphql("{ system { eventsStored } }", json!({})).await;
         let stored = v["data"]["system"]["eventsStored"].as_u64().unwrap();
         assert!(stored <= n, "more events than lines: {stored} > {n}");
         if stored == n {
@@ -71,8 +69,14 @@ async fn globs_rotation_and_bad_lines() {
     // Lines appended in several writes, one of them without its newline yet.
     append(&auth, sshd_lines("more", 0..10));
     {
-        let mut f = std::fs::OpenOptions::new().append(true).open(&auth).unwrap();
-        f.write_all(b"Mar  1 10:00:01 web1 sshd[7]: Accepted password for alice from 10.0.0.8 port 1 ssh2").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&auth)
+            .unwrap();
+        f.write_all(
+            b"Mar  1 10:00:01 web1 sshd[7]: Accepted password for alice from 10.0.0.8 port 1 ssh2",
+        )
+        .unwrap();
         f.sync_all().unwrap();
     }
     wait_stored(&node, 40).await;
@@ -81,7 +85,9 @@ async fn globs_rotation_and_bad_lines() {
 
     // A new file matching the glob; an overlong line, invalid UTF-8.
     let nginx = logs.join("access.log");
-    let mut bad = b"10.0.0.1 - - [01/Mar/2026:10:00:00 +0000] \"GET /\xff HTTP/1.1\" 200 5 \"-\" \"x\"\n".to_vec();
+    let mut bad =
+        b"10.0.0.1 - - [01/Mar/2026:10:00:00 +0000] \"GET /\xff HTTP/1.1\" 200 5 \"-\" \"x\"\n"
+            .to_vec();
     bad.extend(vec![b'x'; 500]);
     bad.extend(b"\nafter the long line\n");
     std::fs::write(&nginx, &bad).unwrap();
@@ -130,7 +136,10 @@ async fn globs_rotation_and_bad_lines() {
         .await;
     let e = &v["data"]["events"]["edges"][0]["node"];
     assert_eq!(e["labels"]["original_length"], "500", "{e}");
-    assert_eq!(e["fields"]["log"]["file"]["path"], nginx.display().to_string());
+    assert_eq!(
+        e["fields"]["log"]["file"]["path"],
+        nginx.display().to_string()
+    );
     assert_eq!(node.search_total("\"after the long line\"").await, 1);
     node.app.stop().await;
 }

@@ -46,7 +46,11 @@ async fn graypy_over_udp_and_tcp_and_gzip_datagrams() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gelf_send.py");
     let out = std::process::Command::new("python3")
         .arg(&script)
-        .args(["127.0.0.1", &udp.port().to_string(), &tcp.port().to_string()])
+        .args([
+            "127.0.0.1",
+            &udp.port().to_string(),
+            &tcp.port().to_string(),
+        ])
         .output()
         .unwrap();
     assert!(
@@ -58,8 +62,10 @@ async fn graypy_over_udp_and_tcp_and_gzip_datagrams() {
     // A gzip datagram, a malformed chunk and garbage compressed data.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(br#"{"version":"1.1","host":"gz-host","short_message":"gelf gzip datagram","level":3}"#)
-        .unwrap();
+    gz.write_all(
+        br#"{"version":"1.1","host":"gz-host","short_message":"gelf gzip datagram","level":3}"#,
+    )
+    .unwrap();
     sock.send_to(&gz.finish().unwrap(), udp).unwrap();
     sock.send_to(&[0x1e, 0x0f, 1, 2, 3], udp).unwrap();
     sock.send_to(&[0x1f, 0x8b, 0, 0, 0, 0], udp).unwrap();

@@ -48,7 +48,11 @@ fn journal_append(path: &Path, entries: &[(&str, String)]) {
         .write_all(export.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn failures(from: u32, to: u32) -> Vec<(&'static str, String)> {
@@ -117,7 +121,11 @@ async fn the_journal_is_followed_parsed_and_resumed_at_its_cursor() {
     wait_stored(&node, 8).await;
     node.wait_indexed().await;
     for i in 0..8 {
-        assert_eq!(node.search_total(&format!("user.name:j{i}")).await, 1, "j{i}");
+        assert_eq!(
+            node.search_total(&format!("user.name:j{i}")).await,
+            1,
+            "j{i}"
+        );
     }
     node.app.stop().await;
 }

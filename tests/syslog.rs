@@ -247,7 +247,10 @@ action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
             std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
             panic!("rsyslogd exited ({status}): {err}");
         }
-        assert!(std::time::Instant::now() < deadline, "rsyslog forwarded nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsyslog forwarded nothing"
+        );
     }
     logger(
         &["--udp", "-t", "sshd", "-i"],
@@ -269,7 +272,11 @@ action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
         })
         .collect();
     versions.sort_by_key(|v| v.to_string());
-    assert_eq!(versions, [json!(1), Value::Null], "one RFC 5424, one RFC 3164");
+    assert_eq!(
+        versions,
+        [json!(1), Value::Null],
+        "one RFC 5424, one RFC 3164"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     node.app.stop().await;

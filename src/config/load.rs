@@ -786,8 +786,8 @@ mod tests {
             lines[1],
             format!(
                 "{config_yaml}: ingest.max_body_byte: unknown key `max_body_byte`, expected one of \
-                 `max_body_bytes`, `max_message_bytes`, `queue_capacity`, `batch_max_events`: \
-                 remove it or fix its spelling"
+                 `max_body_bytes`, `max_message_bytes`, `queue_capacity`, `batch_max_events`, \
+                 `files`, `journald`: remove it or fix its spelling"
             )
         );
         assert!(

@@ -89,12 +89,7 @@ fn endpoints(cfg: &Config) -> Vec<Endpoint<'_>> {
                         "gelf_udp" => &l.gelf_udp,
                         _ => &l.gelf_tcp,
                     };
-                    (
-                        Kind::Syslog,
-                        listener.scope,
-                        None,
-                        &listener.allow_sources,
-                    )
+                    (Kind::Syslog, listener.scope, None, &listener.allow_sources)
                 }
             };
         out.push(Endpoint {

@@ -116,6 +116,9 @@ async fn run(bulk: Bulk, default_index: Option<String>, body: Bytes) -> Response
         .count() as u64;
     metrics::counter!(metric::EVENTS_RECEIVED, "source" => SOURCE).increment(received);
     metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE).increment(refused);
+    for event in &events {
+        super::count_parsed(event, SOURCE);
+    }
 
     let mut seqs = std::ops::Range { start: 0, end: 0 };
     if !events.is_empty() {

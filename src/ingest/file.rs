@@ -81,14 +81,18 @@ pub async fn run(source: FileSource, shutdown: CancellationToken) {
     let interval = Duration::from_millis(source.config.poll_interval_ms.max(10));
     loop {
         for path in expand(&source.config.paths) {
-            if !tails.contains_key(&path) {
-                match source.open(&path).await {
-                    Ok(Some(tail)) => {
-                        tracing::info!(path = %path.display(), offset = tail.committed, "tailing file");
-                        tails.insert(path, tail);
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open file to tail"),
+            let std::collections::btree_map::Entry::Vacant(slot) = tails.entry(path) else {
+                continue;
+            };
+            let path = slot.key();
+            match source.open(path).await {
+                Ok(Some(tail)) => {
+                    tracing::info!(path = %path.display(), offset = tail.committed, "tailing file");
+                    slot.insert(tail);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot open file to tail")
                 }
             }
         }

@@ -350,7 +350,10 @@ mod tests {
     fn a_compression_bomb_stops_at_the_cap() {
         let bomb = zlib(&vec![b'a'; MAX_PAYLOAD + 10]);
         assert!(bomb.len() < 10_000);
-        assert_eq!(Chunks::default().datagram(&bomb), Err(DatagramError::TooLarge));
+        assert_eq!(
+            Chunks::default().datagram(&bomb),
+            Err(DatagramError::TooLarge)
+        );
         assert!(matches!(
             Chunks::default().datagram(&[0x1f, 0x8b, 0, 1, 2]),
             Err(DatagramError::Decompress(_))
@@ -366,7 +369,11 @@ mod tests {
         }
         assert_eq!(
             frames,
-            [b"{\"a\":1}".to_vec(), b"{\"b\":2}\n".to_vec(), b"tail".to_vec()]
+            [
+                b"{\"a\":1}".to_vec(),
+                b"{\"b\":2}\n".to_vec(),
+                b"tail".to_vec()
+            ]
         );
     }
 }

@@ -176,6 +176,9 @@ mod tests {
         let e = parse(json.as_bytes(), None, Utc::now(), &opts);
         assert_eq!(e.message, "ééééé");
         assert_eq!(e.labels.get("truncated").map(String::as_str), Some("true"));
-        assert_eq!(e.labels.get("original_length").map(String::as_str), Some("80"));
+        assert_eq!(
+            e.labels.get("original_length").map(String::as_str),
+            Some("80")
+        );
     }
 }

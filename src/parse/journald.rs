@@ -57,7 +57,9 @@ pub fn parse(entry: &Map<String, Value>, received_at: DateTime<Utc>, opts: &Pars
         appname: program,
         program,
         tag_module: None,
-        procid: text("_PID").or_else(|| text("SYSLOG_PID")).map(str::to_owned),
+        procid: text("_PID")
+            .or_else(|| text("SYSLOG_PID"))
+            .map(str::to_owned),
         msgid: None,
         structured_data: Vec::new(),
         msg: &msg,
