@@ -55,6 +55,8 @@ pub enum Error {
     },
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(String),
+    #[error("detection: {0}")]
+    Detection(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -208,11 +210,22 @@ impl App {
                 source: std::io::Error::other(e.to_string()),
             })??
         };
+        let detection = if config.detection.enabled {
+            let (cfg, store) = (config.detection.clone(), store.clone());
+            Some(
+                tokio::task::spawn_blocking(move || start_detection(&cfg, &store))
+                    .await
+                    .map_err(|e| Error::Detection(e.to_string()))??,
+            )
+        } else {
+            None
+        };
         let (writer, writer_thread) = writer::spawn(
             store.clone(),
             config.ingest.queue_capacity,
             config.ingest.batch_max_events,
             progress.clone(),
+            detection,
         )
         .map_err(io_err("starting the writer"))?;
 
@@ -463,6 +476,91 @@ fn tokio_udp(socket: std::net::UdpSocket) -> Result<tokio::net::UdpSocket, Error
         .set_nonblocking(true)
         .and_then(|()| tokio::net::UdpSocket::from_std(socket))
         .map_err(io_err("configuring a udp socket"))
+}
+
+/// Loads and compiles the rules, then rebuilds the correlation windows from
+/// the stored events of the longest timespan. Rules that do not load are
+/// logged and left out; the others run.
+fn start_detection(
+    cfg: &crate::config::Detection,
+    store: &Store,
+) -> Result<writer::Detection, Error> {
+    use crate::detect::{Detector, rules};
+    let mut sources = if cfg.builtin {
+        rules::builtin()
+    } else {
+        Vec::new()
+    };
+    let (more, unreadable) = rules::read_paths(&cfg.rules);
+    sources.extend(more);
+    let mapping = rules::FieldMapping::shipped(&cfg.field_mapping).map_err(Error::Detection)?;
+    let pipeline = mapping
+        .pipeline(&cfg.placeholders)
+        .map_err(Error::Detection)?;
+    let set = rules::load(&sources, &mapping, &pipeline);
+    for problem in unreadable.iter().chain(&set.rejected) {
+        tracing::warn!(problem = %problem, "rule not loaded");
+    }
+    for problem in &set.warnings {
+        tracing::info!(problem = %problem, "rule loaded with a warning");
+    }
+    let mut detector = Detector::new(&set).map_err(Error::Detection)?;
+    let replayed = replay(&mut detector, store)?;
+    tracing::info!(
+        rules = detector.rules,
+        correlations = detector.correlations,
+        rejected = set.rejected.len() + unreadable.len(),
+        replayed,
+        "detection rules loaded"
+    );
+    Ok(writer::Detection {
+        detector,
+        dedup_window: chrono::Duration::from_std(cfg.dedup_window.0)
+            .unwrap_or(chrono::Duration::hours(1)),
+    })
+}
+
+/// Most events replayed into the correlation windows at start-up.
+const MAX_REPLAY: u64 = 1_000_000;
+
+/// Feeds the stored events of the last `longest_timespan` (by event time,
+/// newest `MAX_REPLAY` at most) to the correlation windows, in order.
+fn replay(detector: &mut crate::detect::Detector, store: &Store) -> Result<u64, Error> {
+    if detector.longest_timespan == 0 {
+        return Ok(0);
+    }
+    let since = chrono::Utc::now()
+        - chrono::Duration::seconds(
+            i64::try_from(detector.longest_timespan).unwrap_or(i64::MAX / 2),
+        );
+    let last = store.stats()?.last_seq;
+    const CHUNK: u64 = 8192;
+    // Walk back a chunk at a time until a whole chunk is older than `since`.
+    let mut from = last + 1;
+    while from > 1 && last + 1 - from < MAX_REPLAY {
+        let start = from.saturating_sub(CHUNK).max(1);
+        let chunk = store.scan_from(start, (from - start) as usize)?;
+        from = start;
+        if chunk.iter().all(|e| e.timestamp < since) {
+            break;
+        }
+    }
+    let mut replayed = 0;
+    let mut next = from;
+    while next <= last {
+        let events = store.scan_from(next, CHUNK as usize)?;
+        let Some(end) = events.last().map(|e| e.seq) else {
+            break;
+        };
+        let recent: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.timestamp >= since)
+            .collect();
+        replayed += recent.len() as u64;
+        detector.replay(&recent);
+        next = end + 1;
+    }
+    Ok(replayed)
 }
 
 /// This node's name: `node_name`, else the host name.

@@ -3,9 +3,10 @@
 //! Module map, in data-flow order (see ARCHITECTURE.md):
 //!
 //! - [`config`]: typed configuration, layered loading, validation, port plan.
-//! - [`model`]: the normalised [`model::Event`]; plain data.
+//! - [`model`]: the normalised [`model::Event`] and [`model::Alert`]; plain data.
 //! - [`parse`]: raw records to events: syslog header, then one parser per program.
-//! - [`ingest`]: sources that turn bytes into events (HTTP NDJSON first).
+//! - [`ingest`]: sources that turn bytes into events: syslog, GELF, HTTP, `_bulk`, files, journald.
+//! - [`detect`]: Sigma rules (rsigma) evaluated on every event before its commit.
 //! - [`store`]: redb (the truth), the group-commit writer, the tantivy index.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
@@ -18,6 +19,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod control;
+pub mod detect;
 pub mod ingest;
 pub mod model;
 pub mod offline;

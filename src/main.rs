@@ -82,9 +82,46 @@ enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Sigma rules: check them, back-test them.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Load generators and measurements against a running node.
     #[command(subcommand)]
     Bench(secmon::bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load rule files and folders as the daemon would; list what is rejected and why (exit 1 if any).
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also list warnings (fields no mapping knows).
+        #[arg(long)]
+        warnings: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a rule file over events (an NDJSON or syslog file, or the stored
+    /// events of a time range) and list its hits; raises no alert.
+    Test {
+        rule: PathBuf,
+        /// Events to test on, one per line (JSON or syslog).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        events: Option<PathBuf>,
+        /// Stored events from this time (RFC 3339, inclusive).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Stored events before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +292,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data_dir = resolve_data_dir(data_dir)?;
             let indexed = secmon::offline::rebuild_index(&data_dir)?;
             println!("index rebuilt up to seq {indexed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules {
+            command:
+                RulesCommand::Check {
+                    paths,
+                    warnings,
+                    config,
+                },
+        } => {
+            let cfg = match load(config, None, false) {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            let report = secmon::detect::tools::check(&paths, &cfg.detection)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            for line in &report.rejected {
+                println!("rejected: {line}");
+            }
+            if warnings {
+                for line in &report.warnings {
+                    println!("warning: {line}");
+                }
+            }
+            println!(
+                "{} files: {} rules, {} correlations, {} filters loaded; {} rejected; {} warnings",
+                report.files,
+                report.rules,
+                report.correlations,
+                report.filters,
+                report.rejected.len(),
+                report.warnings.len()
+            );
+            for (reason, n) in &report.reasons {
+                println!("  {n} x {reason}");
+            }
+            Ok(if report.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    rule,
+                    events,
+                    from,
+                    to,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let cfg = match load(config, None, false) {
+                Ok(cfg) => cfg,
+                Err(code) => return Ok(code),
+            };
+            let events = match events {
+                Some(path) => secmon::detect::tools::read_events(&path),
+                None => secmon::detect::tools::stored_events(
+                    &data_dir.unwrap_or(cfg.data_dir.clone()),
+                    from,
+                    to,
+                ),
+            }
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let hits = secmon::detect::tools::backtest(&rule, &events, &cfg.detection)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            for hit in &hits {
+                println!("{}", serde_json::to_string(hit)?);
+            }
+            eprintln!("{} hits in {} events", hits.len(), events.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(command) => {

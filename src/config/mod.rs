@@ -17,7 +17,7 @@ mod validate;
 pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
-    ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Environment, Exposure, Files,
+    ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Detection, Environment, Exposure, Files,
     IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, PlainListener, PortSpec, Ports,
     Protocol, Retention, Scope, Secret, Services, Span, StartAt, SyslogListener, Tls,
 };

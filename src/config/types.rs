@@ -141,6 +141,7 @@ pub struct Config {
     pub ingest: Ingest,
     pub index: IndexConfig,
     pub retention: Retention,
+    pub detection: Detection,
     pub log: Log,
     pub exposure: Exposure,
 }
@@ -159,6 +160,7 @@ impl Default for Config {
             ingest: Ingest::default(),
             index: IndexConfig::default(),
             retention: Retention::default(),
+            detection: Detection::default(),
             log: Log::default(),
             exposure: Exposure::default(),
         }
@@ -348,6 +350,38 @@ impl Default for IndexConfig {
         IndexConfig {
             commit_interval_ms: 1000,
             commit_max_events: 100_000,
+        }
+    }
+}
+
+/// Sigma rules run on every event before it is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detection {
+    pub enabled: bool,
+    /// Load the built-in Linux pack (docs/RULES.md).
+    pub builtin: bool,
+    /// Folders (or files) of Sigma rules, e.g. SigmaHQ's `rules/linux`; a
+    /// rule with the id of a built-in one replaces it.
+    pub rules: Vec<PathBuf>,
+    /// A firing within this time of an active alert's last one counts on it.
+    pub dedup_window: Span,
+    /// Values of `%name%` placeholders (the `expand` modifier).
+    pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Sigma field -> secmon fields, over the shipped table
+    /// (`rules/field-mapping.yml`).
+    pub field_mapping: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection {
+            enabled: true,
+            builtin: true,
+            rules: Vec::new(),
+            dedup_window: Span(std::time::Duration::from_secs(3600)),
+            placeholders: BTreeMap::new(),
+            field_mapping: BTreeMap::new(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Plain data: the normalised [`Event`]. No I/O here.
+//! Plain data: the normalised [`Event`] and the [`Alert`]. No I/O here.
 
+mod alert;
 mod event;
 
+pub use alert::{Alert, AlertStatus, AlertUpdate, MAX_LINKED_EVENTS};
 pub use event::{Event, EventInputError};

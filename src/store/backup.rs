@@ -51,6 +51,8 @@ impl Store {
         copy_table(&snapshot, &target, EVENTS)?;
         copy_table(&snapshot, &target, META)?;
         copy_table(&snapshot, &target, CHECKPOINTS)?;
+        copy_table(&snapshot, &target, super::alerts::ALERTS)?;
+        copy_table(&snapshot, &target, super::alerts::ALERT_GROUPS)?;
         drop(target);
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;

@@ -2,6 +2,7 @@
 //! [`writer`]; tantivy is a derived, rebuildable [`index`] fed by the
 //! [`indexer`] from redb.
 
+pub mod alerts;
 pub mod backup;
 pub mod cache;
 pub mod codec;
@@ -232,6 +233,18 @@ impl Store {
         events: &mut [Event],
         checkpoints: &[Checkpoint],
     ) -> Result<Range<u64>> {
+        self.commit_batch(events, checkpoints, &[], chrono::Duration::zero())
+    }
+
+    /// Appends events, writes source checkpoints and applies the alert
+    /// updates the events raised, all in ONE transaction.
+    pub fn commit_batch(
+        &self,
+        events: &mut [Event],
+        checkpoints: &[Checkpoint],
+        updates: &[crate::model::AlertUpdate],
+        dedup_window: chrono::Duration,
+    ) -> Result<Range<u64>> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
             let range;
@@ -264,6 +277,7 @@ impl Store {
                 let count = count + events.len() as u64;
                 meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
             }
+            alerts::apply(&txn, events, updates, dedup_window)?;
             txn.commit()?;
             Ok(range)
         })
@@ -519,6 +533,8 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         };
         txn.open_table(EVENTS)?;
         txn.open_table(CHECKPOINTS)?;
+        txn.open_table(alerts::ALERTS)?;
+        txn.open_table(alerts::ALERT_GROUPS)?;
     }
     txn.commit()?;
     Ok(node_id)

@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Checkpoint, Error, Store};
+use crate::detect::Detector;
 use crate::model::Event;
 use crate::store::indexer::Progress;
 use crate::telemetry::metric;
@@ -87,6 +88,13 @@ impl WriterHandle {
     }
 }
 
+/// Rules evaluated on each batch before its commit.
+pub struct Detection {
+    pub detector: Detector,
+    /// A repeat within this time of an active alert's last firing counts on it.
+    pub dedup_window: chrono::Duration,
+}
+
 /// Starts the writer thread. `progress.stored` is advanced after each commit
 /// and the indexer is woken through `progress`.
 pub fn spawn(
@@ -94,11 +102,12 @@ pub fn spawn(
     queue_capacity: usize,
     batch_max_events: usize,
     progress: Arc<Progress>,
+    detection: Option<Detection>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(queue_capacity.max(1));
     let thread = std::thread::Builder::new()
         .name("secmon-writer".into())
-        .spawn(move || run(store, rx, batch_max_events.max(1), progress))?;
+        .spawn(move || run(store, rx, batch_max_events.max(1), progress, detection))?;
     Ok((WriterHandle { tx }, thread))
 }
 
@@ -107,6 +116,7 @@ fn run(
     mut rx: mpsc::Receiver<WriteRequest>,
     batch_max: usize,
     progress: Arc<Progress>,
+    mut detection: Option<Detection>,
 ) {
     let mut batch = Batch::default();
     while let Some(first) = rx.blocking_recv() {
@@ -119,7 +129,7 @@ fn run(
                 next = rx.try_recv().ok();
             }
         }
-        commit(&store, &mut batch, &progress);
+        commit(&store, &mut batch, &progress, detection.as_mut());
     }
     progress.writer_finished();
     tracing::debug!("writer drained and stopped");
@@ -134,14 +144,28 @@ struct Batch {
     waiting: Vec<(usize, Ack)>,
 }
 
-fn commit(store: &Store, batch: &mut Batch, progress: &Progress) {
+fn commit(
+    store: &Store,
+    batch: &mut Batch,
+    progress: &Progress,
+    detection: Option<&mut Detection>,
+) {
     let Batch {
         events,
         checkpoints,
         waiting,
     } = batch;
+    let (updates, dedup_window) = match detection {
+        Some(d) => {
+            let started = Instant::now();
+            let updates = d.detector.evaluate(events);
+            metrics::histogram!(metric::RULE_EVAL_SECONDS).record(started.elapsed().as_secs_f64());
+            (updates, d.dedup_window)
+        }
+        None => (Vec::new(), chrono::Duration::zero()),
+    };
     let started = Instant::now();
-    let result = store.append_with(events, checkpoints);
+    let result = store.commit_batch(events, checkpoints, &updates, dedup_window);
     metrics::histogram!(metric::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(range) => {
@@ -195,7 +219,7 @@ mod tests {
         let blocker = store.with_db(|db| Ok(db.begin_write()?)).unwrap();
         // batch_max 3: the first batch of 3 fills a commit on its own, so the
         // writer takes nothing more off the queue before it blocks.
-        let (writer, thread) = spawn(store.clone(), 2, 3, progress.clone()).unwrap();
+        let (writer, thread) = spawn(store.clone(), 2, 3, progress.clone(), None).unwrap();
 
         let first = writer.try_submit(batch(3)).unwrap();
         // Wait until the writer has taken the first batch off the queue.

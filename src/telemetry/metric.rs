@@ -16,6 +16,8 @@ pub const INDEX_COMMIT_SECONDS: &str = "secmon_index_commit_seconds";
 pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
 pub const RETENTION_DELETED: &str = "secmon_retention_deleted_events_total";
 pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
+pub const ALERTS_RAISED: &str = "secmon_alerts_raised_total";
+pub const RULE_EVAL_SECONDS: &str = "secmon_rule_evaluation_seconds";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
 
@@ -41,6 +43,12 @@ pub(super) fn describe() {
         "Events lost before the store (UDP with a full queue), by source"
     );
     describe_counter!(EVENTS_STORED, "Events committed to the store");
+    describe_counter!(ALERTS_RAISED, "New alerts (not repeats), by severity");
+    describe_histogram!(
+        RULE_EVAL_SECONDS,
+        Unit::Seconds,
+        "Rule evaluation time of one write batch"
+    );
     describe_counter!(
         INGEST_THROTTLED,
         "Ingest requests refused because the write queue was full, by source"

@@ -1,5 +1,6 @@
 //! The GraphQL schema: one file per domain, merged here.
 
+mod alerts;
 mod events;
 mod stats;
 mod system;
@@ -26,7 +27,12 @@ pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(events::EventsQuery, stats::StatsQuery, system::SystemQuery);
+pub struct QueryRoot(
+    events::EventsQuery,
+    alerts::AlertsQuery,
+    stats::StatsQuery,
+    system::SystemQuery,
+);
 
 pub type ApiSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
 

@@ -1,0 +1,221 @@
+//! Alerts: `alerts` (Relay connection, newest first, filtered) and
+//! `alert(id)` with the events behind it.
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, Json, Object};
+use chrono::{DateTime, Utc};
+
+use super::events::{EventNode, MAX_PAGE};
+use super::{blocking, coded, internal};
+use crate::api::ApiState;
+use crate::model::{Alert, AlertStatus};
+use crate::store::alerts::AlertFilter;
+
+const DEFAULT_PAGE: usize = 50;
+
+#[derive(Default)]
+pub struct AlertsQuery;
+
+/// The alert lifecycle: open -> acknowledged -> resolved | false_positive.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "AlertStatus")]
+pub enum Status {
+    Open,
+    Acknowledged,
+    Resolved,
+    FalsePositive,
+}
+
+impl From<Status> for AlertStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Open => AlertStatus::Open,
+            Status::Acknowledged => AlertStatus::Acknowledged,
+            Status::Resolved => AlertStatus::Resolved,
+            Status::FalsePositive => AlertStatus::FalsePositive,
+        }
+    }
+}
+
+impl From<AlertStatus> for Status {
+    fn from(s: AlertStatus) -> Self {
+        match s {
+            AlertStatus::Open => Status::Open,
+            AlertStatus::Acknowledged => Status::Acknowledged,
+            AlertStatus::Resolved => Status::Resolved,
+            AlertStatus::FalsePositive => Status::FalsePositive,
+        }
+    }
+}
+
+/// A rule's level.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Informational => "informational",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    fn parse(s: &str) -> Severity {
+        match s {
+            "informational" => Severity::Informational,
+            "low" => Severity::Low,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => Severity::Medium,
+        }
+    }
+}
+
+pub type AlertConnection = Connection<String, AlertNode, EmptyFields, EmptyFields>;
+
+#[Object]
+impl AlertsQuery {
+    /// Alerts, newest first. `from`/`to` bound `lastSeen` (`to` exclusive).
+    #[allow(clippy::too_many_arguments)]
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<Status>,
+        severity: Option<Severity>,
+        rule_id: Option<String>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        #[graphql(validator(minimum = 0))] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AlertConnection> {
+        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let limit = first.map_or(DEFAULT_PAGE, |n| n as usize);
+        if limit > MAX_PAGE {
+            return Err(coded(
+                "BAD_REQUEST",
+                format!("`first` is at most {MAX_PAGE}"),
+            ));
+        }
+        let before = match after {
+            Some(cursor) => Some(
+                cursor
+                    .parse::<u64>()
+                    .map_err(|_| coded("BAD_REQUEST", "`after` is not a cursor from this API"))?,
+            ),
+            None => None,
+        };
+        let filter = AlertFilter {
+            status: status.map(Into::into),
+            severity: severity.map(|s| s.as_str().to_owned()),
+            rule_id,
+            from,
+            to,
+        };
+        let (alerts, more) =
+            blocking(move || state.store.alerts(&filter, before, limit).map_err(internal)).await?;
+        let mut connection = Connection::new(before.is_some(), more);
+        connection.edges.extend(
+            alerts
+                .into_iter()
+                .map(|a| Edge::new(a.id.to_string(), AlertNode(a))),
+        );
+        Ok(connection)
+    }
+
+    /// One alert by id.
+    async fn alert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<AlertNode>> {
+        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let Ok(id) = id.parse::<u64>() else {
+            return Err(coded("BAD_REQUEST", "`id` is not an alert id"));
+        };
+        let alert = blocking(move || state.store.alert(id).map_err(internal)).await?;
+        Ok(alert.map(AlertNode))
+    }
+}
+
+pub struct AlertNode(pub Alert);
+
+#[Object(name = "Alert")]
+impl AlertNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn rule_id(&self) -> &str {
+        &self.0.rule_id
+    }
+    async fn rule_title(&self) -> &str {
+        &self.0.rule_title
+    }
+    async fn severity(&self) -> Severity {
+        Severity::parse(&self.0.severity)
+    }
+    async fn status(&self) -> Status {
+        self.0.status.into()
+    }
+    /// How many times the rule fired for this group.
+    async fn count(&self) -> u64 {
+        self.0.count
+    }
+    /// Event time of the first firing.
+    async fn first_seen(&self) -> DateTime<Utc> {
+        self.0.first_seen
+    }
+    /// Event time of the latest firing.
+    async fn last_seen(&self) -> DateTime<Utc> {
+        self.0.last_seen
+    }
+    /// What the alert is grouped by (field name -> value).
+    async fn group_key(&self) -> Json<std::collections::BTreeMap<String, String>> {
+        Json(self.0.group_key.iter().cloned().collect())
+    }
+    async fn host_name(&self) -> Option<&str> {
+        self.0.key_value("host.name")
+    }
+    async fn source_ip(&self) -> Option<&str> {
+        self.0.key_value("source.ip")
+    }
+    async fn user_name(&self) -> Option<&str> {
+        self.0.key_value("user.name")
+    }
+    /// Raised by a correlation rule (a count, a sequence) rather than one event.
+    async fn correlation(&self) -> bool {
+        self.0.correlation
+    }
+    /// The rule's tags (MITRE ATT&CK).
+    async fn tags(&self) -> &[String] {
+        &self.0.tags
+    }
+    async fn assignee(&self) -> Option<&str> {
+        self.0.assignee.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// An `events` query (with `from: firstSeen`, `to` just after
+    /// `lastSeen`) that finds every event of the group, beyond the newest
+    /// ones linked here.
+    async fn events_query(&self) -> String {
+        self.0.events_query()
+    }
+    /// The newest events behind the alert (at most 100 are linked).
+    async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<EventNode>> {
+        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let seqs = self.0.events.clone();
+        let events = blocking(move || state.store.get_many(&seqs).map_err(internal)).await?;
+        Ok(events.into_iter().map(EventNode).collect())
+    }
+}

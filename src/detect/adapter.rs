@@ -1,0 +1,165 @@
+//! secmon's [`Event`] as the Sigma engine sees it, without copying it into
+//! JSON: rule field names are secmon's dotted names (the field mapping has
+//! already renamed Sigma's taxonomy to them when the rules were compiled),
+//! resolved here straight to the struct's fields, `labels.*` and `fields.*`.
+
+use std::borrow::Cow;
+
+use rsigma_eval::EventValue;
+use serde_json::Value;
+
+use crate::model::Event;
+
+/// A borrowed view of one event for rule evaluation.
+pub struct SigmaEvent<'a>(pub &'a Event);
+
+fn text(s: &str) -> Option<EventValue<'_>> {
+    Some(EventValue::Str(Cow::Borrowed(s)))
+}
+
+fn opt(s: &Option<String>) -> Option<EventValue<'_>> {
+    s.as_deref().and_then(text)
+}
+
+fn owned<'a>(s: String) -> Option<EventValue<'a>> {
+    Some(EventValue::Str(Cow::Owned(s)))
+}
+
+fn json(value: &Value) -> EventValue<'_> {
+    match value {
+        Value::Null => EventValue::Null,
+        Value::Bool(b) => EventValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => EventValue::Int(i),
+            None => EventValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => EventValue::Str(Cow::Borrowed(s)),
+        Value::Array(items) => EventValue::Array(items.iter().map(json).collect()),
+        Value::Object(map) => EventValue::Map(
+            map.iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A dotted path in `fields`; through arrays every member is followed, and
+/// several hits come back as an array (matched when any member matches).
+fn lookup<'a>(fields: &'a serde_json::Map<String, Value>, path: &str) -> Option<EventValue<'a>> {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let value = fields.get(head)?;
+    let mut hits = Vec::new();
+    descend(value, rest, &mut hits);
+    match hits.len() {
+        0 => None,
+        1 => hits.pop(),
+        _ => Some(EventValue::Array(hits)),
+    }
+}
+
+fn descend<'a>(value: &'a Value, rest: Option<&str>, hits: &mut Vec<EventValue<'a>>) {
+    match (value, rest) {
+        (Value::Array(items), Some(_)) => {
+            for item in items {
+                descend(item, rest, hits);
+            }
+        }
+        (Value::Object(map), Some(rest)) => {
+            let (head, tail) = match rest.split_once('.') {
+                Some((h, t)) => (h, Some(t)),
+                None => (rest, None),
+            };
+            if let Some(v) = map.get(head) {
+                descend(v, tail, hits);
+            }
+        }
+        (_, Some(_)) => {}
+        (v, None) => hits.push(json(v)),
+    }
+}
+
+impl rsigma_eval::Event for SigmaEvent<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        let e = self.0;
+        match path {
+            "message" => text(&e.message),
+            "log.original" => opt(&e.original),
+            "host.name" => opt(&e.host_name),
+            "host.ip" => e.host_ip.and_then(|ip| owned(ip.to_string())),
+            "source.ip" => e.source_ip.and_then(|ip| owned(ip.to_string())),
+            "source.port" => e.source_port.map(|p| EventValue::Int(p.into())),
+            "destination.ip" => e.destination_ip.and_then(|ip| owned(ip.to_string())),
+            "destination.port" => e.destination_port.map(|p| EventValue::Int(p.into())),
+            "user.name" => opt(&e.user_name),
+            "user.target.name" => opt(&e.user_target_name),
+            "process.name" => opt(&e.process_name),
+            "process.pid" => e.process_pid.map(|p| EventValue::Int(p.into())),
+            "process.command_line" => opt(&e.process_command_line),
+            "process.executable" => opt(&e.process_executable),
+            "event.category" => opt(&e.category),
+            "event.action" => opt(&e.action),
+            "event.outcome" => opt(&e.outcome),
+            "event.severity" => e.severity.map(|s| EventValue::Int(s.into())),
+            "event.dataset" => opt(&e.dataset),
+            // Seconds: what the correlation windows count in.
+            "@timestamp" | "timestamp" => Some(EventValue::Int(e.timestamp.timestamp())),
+            _ => {
+                if let Some(label) = path.strip_prefix("labels.") {
+                    return e.labels.get(label).and_then(|v| text(v));
+                }
+                let path = path.strip_prefix("fields.").unwrap_or(path);
+                lookup(&e.fields, path)
+            }
+        }
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        let mut found = false;
+        self.visit_string_values(&mut |s| found = found || pred(s));
+        found
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        let mut out = Vec::new();
+        let e = self.0;
+        for s in [
+            Some(&e.message),
+            e.original.as_ref(),
+            e.host_name.as_ref(),
+            e.user_name.as_ref(),
+            e.user_target_name.as_ref(),
+            e.process_name.as_ref(),
+            e.process_command_line.as_ref(),
+            e.process_executable.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            out.push(Cow::Borrowed(s.as_str()));
+        }
+        out.extend(e.labels.values().map(|v| Cow::Borrowed(v.as_str())));
+        fn walk<'a>(v: &'a Value, out: &mut Vec<Cow<'a, str>>) {
+            match v {
+                Value::String(s) => out.push(Cow::Borrowed(s)),
+                Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+                Value::Object(map) => map.values().for_each(|i| walk(i, out)),
+                _ => {}
+            }
+        }
+        e.fields.values().for_each(|v| walk(v, &mut out));
+        out
+    }
+
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        for s in self.all_string_values() {
+            visit(&s);
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self.0).unwrap_or(Value::Null)
+    }
+}

@@ -1,0 +1,554 @@
+//! Loading Sigma rules: the built-in pack shipped in the binary and rule
+//! files from folders, each parsed on its own so that every rejection names
+//! its file, a line and the reason. Rules are renamed through the field
+//! mapping (a pySigma-style processing pipeline built from
+//! `rules/field-mapping.yml` and the config) once, when they are loaded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rsigma_eval::Pipeline;
+use rsigma_parser::{CorrelationRule, FilterRule, SigmaCollection, SigmaRule};
+use serde::Deserialize;
+
+/// The built-in Linux pack (docs/RULES.md): (file name, YAML).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "account_changes.yml",
+        include_str!("../../rules/builtin/account_changes.yml"),
+    ),
+    (
+        "auditd_suspicious_exec.yml",
+        include_str!("../../rules/builtin/auditd_suspicious_exec.yml"),
+    ),
+    (
+        "cron_modification.yml",
+        include_str!("../../rules/builtin/cron_modification.yml"),
+    ),
+    (
+        "firewall_port_scan.yml",
+        include_str!("../../rules/builtin/firewall_port_scan.yml"),
+    ),
+    (
+        "ssh_authorized_keys_modification.yml",
+        include_str!("../../rules/builtin/ssh_authorized_keys_modification.yml"),
+    ),
+    (
+        "ssh_bruteforce.yml",
+        include_str!("../../rules/builtin/ssh_bruteforce.yml"),
+    ),
+    (
+        "ssh_root_login.yml",
+        include_str!("../../rules/builtin/ssh_root_login.yml"),
+    ),
+    (
+        "sudo_su_failures.yml",
+        include_str!("../../rules/builtin/sudo_su_failures.yml"),
+    ),
+    (
+        "sudoers_modification.yml",
+        include_str!("../../rules/builtin/sudoers_modification.yml"),
+    ),
+    (
+        "web_scanning.yml",
+        include_str!("../../rules/builtin/web_scanning.yml"),
+    ),
+];
+
+/// The shipped Sigma taxonomy -> secmon field table.
+const FIELD_MAPPING: &str = include_str!("../../rules/field-mapping.yml");
+
+/// A rule file's text and where it came from.
+pub struct Source {
+    /// The file path, or `builtin:<name>`.
+    pub name: String,
+    pub text: String,
+}
+
+/// Why a rule (or a whole file) was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// The rule's title, when the file held several.
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, " ({rule})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// One loaded rule and its file.
+#[derive(Debug, Clone)]
+pub struct Loaded<T> {
+    pub file: String,
+    pub rule: T,
+}
+
+/// The rules that loaded (already renamed by the field mapping), and why
+/// the others did not.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Loaded<SigmaRule>>,
+    pub correlations: Vec<Loaded<CorrelationRule>>,
+    pub filters: Vec<Loaded<FilterRule>>,
+    pub files: usize,
+    pub rejected: Vec<Problem>,
+    /// Loaded, but something deserves a look (a field no mapping knows).
+    pub warnings: Vec<Problem>,
+}
+
+impl RuleSet {
+    /// All loaded rules as one collection, for the engines.
+    pub fn collection(&self) -> SigmaCollection {
+        SigmaCollection {
+            rules: self.rules.iter().map(|l| l.rule.clone()).collect(),
+            correlations: self.correlations.iter().map(|l| l.rule.clone()).collect(),
+            filters: self.filters.iter().map(|l| l.rule.clone()).collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The longest correlation timespan, in seconds (0 without correlations).
+    pub fn longest_timespan(&self) -> u64 {
+        self.correlations
+            .iter()
+            .map(|c| c.rule.timespan.seconds)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The field mapping: Sigma field name -> secmon field names (alternatives).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FieldMapping {
+    pub fields: BTreeMap<String, Vec<String>>,
+    /// Sigma fields with no secmon equivalent (documented, not mapped).
+    #[serde(default)]
+    pub unmapped: Vec<String>,
+}
+
+impl FieldMapping {
+    /// The shipped table, with `overrides` (from the config) replacing
+    /// entries of the same name.
+    pub fn shipped(overrides: &BTreeMap<String, Vec<String>>) -> Result<FieldMapping, String> {
+        let mut mapping: FieldMapping = serde_saphyr::from_str(FIELD_MAPPING)
+            .map_err(|e| format!("the shipped field mapping is invalid: {e}"))?;
+        for (k, v) in overrides {
+            mapping.fields.insert(k.clone(), v.clone());
+        }
+        Ok(mapping)
+    }
+
+    /// A processing pipeline renaming Sigma fields to secmon's, and
+    /// expanding `%placeholder%` values (the `expand` modifier).
+    pub fn pipeline(
+        &self,
+        placeholders: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Pipeline, String> {
+        // JSON is YAML: the crate's own pipeline parser builds it.
+        let doc = serde_json::json!({
+            "name": "secmon",
+            "vars": placeholders,
+            "transformations": [
+                {"id": "placeholders", "type": "value_placeholders"},
+                {"id": "field_mapping", "type": "field_name_mapping", "mapping": self.fields},
+            ],
+        });
+        rsigma_eval::parse_pipeline(&doc.to_string()).map_err(|e| format!("field mapping: {e}"))
+    }
+
+    /// The first secmon name of a Sigma field (for correlation group-by and
+    /// value fields, which the pipeline does not rename).
+    fn rename(&self, field: &str) -> String {
+        self.fields
+            .get(field)
+            .and_then(|v| v.first())
+            .cloned()
+            .unwrap_or_else(|| field.to_owned())
+    }
+}
+
+/// secmon's own field names (what a rule may use without a mapping); any
+/// `labels.*` and `fields.*` path is accepted too.
+pub const EVENT_FIELDS: &[&str] = &[
+    "message",
+    "log.original",
+    "host.name",
+    "host.ip",
+    "source.ip",
+    "source.port",
+    "destination.ip",
+    "destination.port",
+    "user.name",
+    "user.target.name",
+    "process.name",
+    "process.pid",
+    "process.command_line",
+    "process.executable",
+    "event.category",
+    "event.action",
+    "event.outcome",
+    "event.severity",
+    "event.dataset",
+    "@timestamp",
+    "timestamp",
+];
+
+/// The rule files under `paths` (files or folders, recursively; `.yml` and
+/// `.yaml`), in a stable order. Unreadable paths are problems.
+pub fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<Problem>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files, &mut problems);
+    }
+    files.sort();
+    let mut sources = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => sources.push(Source {
+                name: file.display().to_string(),
+                text,
+            }),
+            Err(e) => problems.push(Problem {
+                file: file.display().to_string(),
+                line: None,
+                rule: None,
+                reason: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    (sources, problems)
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    let problem = |reason: String| Problem {
+        file: path.display().to_string(),
+        line: None,
+        rule: None,
+        reason,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let p = entry.path();
+                    if p.is_dir() {
+                        collect_files(&p, out, problems);
+                    } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+                    {
+                        out.push(p);
+                    }
+                }
+            }
+            Err(e) => problems.push(problem(format!("cannot list: {e}"))),
+        },
+        Ok(_) => out.push(path.to_owned()),
+        Err(e) => problems.push(problem(format!("cannot read: {e}"))),
+    }
+}
+
+/// The built-in pack as sources.
+pub fn builtin() -> Vec<Source> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| Source {
+            name: format!("builtin:{name}"),
+            text: (*text).to_owned(),
+        })
+        .collect()
+}
+
+/// Parses and compiles every source; what does not load is in `rejected`.
+/// A rule with the same id as an earlier one replaces it (so a rule folder
+/// can override a built-in rule).
+pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> RuleSet {
+    let mut set = RuleSet {
+        files: sources.len(),
+        ..RuleSet::default()
+    };
+    let pipelines = std::slice::from_ref(pipeline);
+    for source in sources {
+        let collection = match rsigma_parser::parse_sigma_yaml(&source.text) {
+            Ok(c) => c,
+            Err(e) => {
+                set.rejected.push(file_problem(source, &e.to_string()));
+                continue;
+            }
+        };
+        let loaded =
+            collection.rules.len() + collection.correlations.len() + collection.filters.len();
+        for error in &collection.errors {
+            let problem = file_problem(source, error);
+            // The parser also reports non-fatal findings for rules it keeps.
+            if loaded == 0 {
+                set.rejected.push(problem);
+            } else {
+                set.warnings.push(problem);
+            }
+        }
+        for mut rule in collection.rules {
+            let title = rule.title.clone();
+            let compiled = rsigma_eval::apply_pipelines(pipelines, &mut rule)
+                .and_then(|()| rsigma_eval::compile_rule(&rule));
+            match compiled {
+                Ok(_) => {
+                    lint(source, &rule, &mut set.warnings);
+                    replace_or_push(&mut set.rules, &source.name, rule, |r| r.id.clone());
+                }
+                Err(e) => set.rejected.push(Problem {
+                    line: line_of(&source.text, &title),
+                    rule: Some(title),
+                    ..file_problem(source, &e.to_string())
+                }),
+            }
+        }
+        for mut corr in collection.correlations {
+            corr.group_by = corr.group_by.iter().map(|f| mapping.rename(f)).collect();
+            if let rsigma_parser::CorrelationCondition::Threshold {
+                field: Some(fields),
+                ..
+            } = &mut corr.condition
+            {
+                *fields = fields.iter().map(|f| mapping.rename(f)).collect();
+            }
+            replace_or_push(&mut set.correlations, &source.name, corr, |c| c.id.clone());
+        }
+        for filter in collection.filters {
+            set.filters.push(Loaded {
+                file: source.name.clone(),
+                rule: filter,
+            });
+        }
+    }
+    check_correlations(&mut set);
+    set
+}
+
+fn replace_or_push<T>(
+    list: &mut Vec<Loaded<T>>,
+    file: &str,
+    rule: T,
+    id: impl Fn(&T) -> Option<String>,
+) {
+    let loaded = Loaded {
+        file: file.to_owned(),
+        rule,
+    };
+    match id(&loaded.rule)
+        .and_then(|i| list.iter().position(|l| id(&l.rule).as_deref() == Some(&i)))
+    {
+        Some(at) => list[at] = loaded,
+        None => list.push(loaded),
+    }
+}
+
+/// Rejects correlations whose rule references resolve to nothing (the
+/// engine would refuse the whole set) or that the engine cannot compile.
+fn check_correlations(set: &mut RuleSet) {
+    let mut known: HashSet<String> = HashSet::new();
+    for r in &set.rules {
+        known.extend(r.rule.id.clone());
+        known.extend(r.rule.name.clone());
+    }
+    for c in &set.correlations {
+        known.extend(c.rule.id.clone());
+        known.extend(c.rule.name.clone());
+    }
+    let mut kept = Vec::new();
+    for c in std::mem::take(&mut set.correlations) {
+        let missing: Vec<&String> = c
+            .rule
+            .rules
+            .iter()
+            .filter(|r| !known.contains(*r))
+            .collect();
+        let mut scratch = rsigma_eval::CorrelationEngine::new(Default::default());
+        let problem = if !missing.is_empty() {
+            Some(format!(
+                "refers to rules that did not load or do not exist: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else {
+            scratch
+                .add_correlation(&c.rule)
+                .err()
+                .map(|e| e.to_string())
+        };
+        match problem {
+            Some(reason) => set.rejected.push(Problem {
+                file: c.file.clone(),
+                line: None,
+                rule: Some(c.rule.title.clone()),
+                reason,
+            }),
+            None => kept.push(c),
+        }
+    }
+    set.correlations = kept;
+}
+
+/// Warns about fields that neither the mapping nor secmon's event knows.
+fn lint(source: &Source, rule: &SigmaRule, warnings: &mut Vec<Problem>) {
+    let collection = SigmaCollection {
+        rules: vec![rule.clone()],
+        correlations: Vec::new(),
+        filters: Vec::new(),
+        errors: Vec::new(),
+    };
+    let fields = rsigma_eval::RuleFieldSet::collect(&collection, &[], false);
+    let unknown: Vec<&str> = fields
+        .names()
+        .filter(|f| {
+            !EVENT_FIELDS.contains(f)
+                && !f.starts_with("labels.")
+                && !f.starts_with("fields.")
+                && !f.contains('.')
+        })
+        .collect();
+    if !unknown.is_empty() {
+        warnings.push(Problem {
+            file: source.name.clone(),
+            line: line_of(&source.text, &rule.title),
+            rule: Some(rule.title.clone()),
+            reason: format!(
+                "uses fields no mapping knows (they match nothing): {}",
+                unknown.join(", ")
+            ),
+        });
+    }
+}
+
+/// A problem with the whole file; the line and a clearer reason where the
+/// parser's message allows.
+fn file_problem(source: &Source, error: &str) -> Problem {
+    let mut line = yaml_line(error);
+    let mut reason = first_line(error).to_owned();
+    if error.contains("Condition parse error") {
+        line = condition_line(&source.text).or(line);
+        if source.text.lines().any(|l| {
+            l.contains("condition:")
+                && (l.contains("| count(") || l.contains("| near") || l.contains("|count("))
+        }) {
+            reason = "unsupported: the condition uses the old Sigma aggregation syntax \
+                      (`| count() by ...` / `| near ...`), which the Sigma 2 specification \
+                      replaced with correlation rules; rewrite it as a correlation rule"
+                .to_owned();
+        } else {
+            reason = format!("invalid condition: {}", condition_reason(error));
+        }
+    }
+    Problem {
+        file: source.name.clone(),
+        line,
+        rule: None,
+        reason,
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s).trim()
+}
+
+/// The pest message's last line says what was expected.
+fn condition_reason(error: &str) -> String {
+    let at = first_line(error);
+    let expected = error
+        .lines()
+        .rev()
+        .find(|l| l.contains('='))
+        .and_then(|l| l.split_once('='))
+        .map(|(_, e)| e.trim());
+    match expected {
+        Some(e) => format!("{at}: {e}"),
+        None => at.to_owned(),
+    }
+}
+
+/// `line N` in a YAML error message.
+fn yaml_line(error: &str) -> Option<usize> {
+    let at = error.find("line ")?;
+    let digits: String = error[at + 5..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+fn condition_line(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.trim_start().starts_with("condition:"))
+        .map(|i| i + 1)
+}
+
+/// The line that holds `needle` (a rule's title), 1-based.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// Per-rule routing: the datasets whose events a rule can match, from its
+/// logsource. `None` means any event.
+pub fn route(rule: &SigmaRule) -> Option<Vec<&'static str>> {
+    let ls = &rule.logsource;
+    let product = ls.product.as_deref();
+    if product.is_some_and(|p| p != "linux") && ls.category.as_deref() != Some("webserver") {
+        return Some(Vec::new());
+    }
+    if let Some(service) = ls.service.as_deref() {
+        return Some(match service {
+            "sshd" | "ssh" => vec!["sshd"],
+            "auth" => vec!["sshd", "pam", "sudo", "su", "accounts"],
+            "sudo" => vec!["sudo"],
+            "su" => vec!["su"],
+            "pam" => vec!["pam"],
+            "auditd" => vec!["auditd"],
+            "cron" => vec!["cron"],
+            "systemd" => vec!["systemd"],
+            "syslog" => return None,
+            // nginx / apache services of web rules.
+            "nginx" | "apache" | "apache2" | "httpd" => vec!["web"],
+            _ => Vec::new(),
+        });
+    }
+    if let Some(category) = ls.category.as_deref() {
+        return Some(match category {
+            "webserver" | "proxy" => vec!["web"],
+            "firewall" => vec!["firewall"],
+            "process_creation" | "file_event" | "file_change" | "file_access" | "file_delete"
+            | "file_rename" | "network_connection" => vec!["auditd"],
+            _ => Vec::new(),
+        });
+    }
+    None
+}
+
+/// Rules by dataset (and `""` for events without one), for the per-dataset
+/// engines: each rule appears under every dataset it can match.
+pub fn routes(rules: &[Loaded<SigmaRule>]) -> HashMap<&'static str, Vec<usize>> {
+    let mut by: HashMap<&'static str, Vec<usize>> = HashMap::new();
+    let all: Vec<&'static str> = crate::parse::DATASETS.iter().copied().chain([""]).collect();
+    for (i, r) in rules.iter().enumerate() {
+        let targets = route(&r.rule).unwrap_or_else(|| all.clone());
+        for d in targets {
+            by.entry(d).or_default().push(i);
+        }
+    }
+    by
+}
