@@ -155,3 +155,125 @@ async fn loghub_openssh_raises_brute_force_alerts_for_every_source_over_the_thre
     assert_eq!(got, expected, "alerts against the independent count");
     node.app.stop().await;
 }
+
+fn secmon(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_secmon"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rules_check_loads_sigmahq_and_rejects_the_old_aggregation_syntax_with_reasons() {
+    for (dir, n) in [
+        ("sigma/rules/linux", 210),
+        ("sigma/rules-threat-hunting/linux", 4),
+        ("sigma/rules/web", 16),
+    ] {
+        let path = shared_data(dir);
+        let out = secmon(&["rules", "check", path.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{dir}: {text}");
+        assert!(
+            text.contains(&format!(
+                "{n} files: {n} rules, 0 correlations, 0 filters loaded; 0 rejected"
+            )),
+            "{dir}: {text}"
+        );
+    }
+    let unsupported = shared_data("sigma/unsupported");
+    let out = secmon(&["rules", "check", unsupported.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let rejected: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
+        .collect();
+    assert_eq!(rejected.len(), 7, "{text}");
+    for line in rejected {
+        // file:line: reason
+        let (file, reason) = line.split_once(".yml:").unwrap();
+        assert!(file.contains("/unsupported/"), "{line}");
+        let (line_no, reason) = reason.split_once(": ").unwrap();
+        assert!(line_no.parse::<usize>().is_ok(), "{line}");
+        assert!(
+            reason.contains("old Sigma aggregation syntax"),
+            "every unsupported rule says why: {line}"
+        );
+    }
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/builtin");
+    let out = secmon(&["rules", "check", builtin.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The built-in pack flags the sources CrowdSec's own scenario tests expect
+/// (`Sources["IP"]` in their scenario.assert), run through `secmon rules test`.
+#[test]
+fn the_builtin_pack_flags_the_sources_crowdsec_scenarios_expect() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/builtin");
+    for (test, log, file, rule) in [
+        ("ssh-bf", "ssh-bf.log", "ssh_bruteforce.yml", BRUTE_FORCE),
+        (
+            "ssh-slow-bf",
+            "ssh-slow-bf.log",
+            "ssh_bruteforce.yml",
+            "70a53d23-a571-44c5-a374-5514eb521702",
+        ),
+        (
+            "iptables-scan-multi-port",
+            "iptables-scan-multi-port.log",
+            "firewall_port_scan.yml",
+            "0a65e3a3-c289-4fec-9ea1-47bba68cb3f5",
+        ),
+        (
+            "apache-http-probing",
+            "apache-http-probing.log",
+            "web_scanning.yml",
+            "b6641147-a162-4fd5-ae5e-e28d744e061f",
+        ),
+        (
+            "nginx-http-malformed",
+            "nginx_http-logs.log",
+            "web_scanning.yml",
+            "b6641147-a162-4fd5-ae5e-e28d744e061f",
+        ),
+    ] {
+        let dir = shared_data(&format!("crowdsec-hub/.tests/{test}"));
+        let assert = std::fs::read_to_string(dir.join("scenario.assert")).unwrap();
+        let mut expected: Vec<String> = assert
+            .split("Sources[\"")
+            .skip(1)
+            .filter_map(|s| s.split_once('"').map(|(ip, _)| ip.to_owned()))
+            .collect();
+        expected.sort();
+        expected.dedup();
+        let out = secmon(&[
+            "rules",
+            "test",
+            rules.join(file).to_str().unwrap(),
+            "--events",
+            dir.join(log).to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut flagged: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|h| h["rule_id"] == rule)
+            .filter_map(|h| h["group_key"]["source.ip"].as_str().map(str::to_owned))
+            .collect();
+        flagged.sort();
+        flagged.dedup();
+        assert_eq!(flagged, expected, "{test}");
+    }
+}

@@ -443,10 +443,11 @@ fn file_problem(source: &Source, error: &str) -> Problem {
     let mut reason = first_line(error).to_owned();
     if error.contains("Condition parse error") {
         line = condition_line(&source.text).or(line);
-        if source.text.lines().any(|l| {
-            l.contains("condition:")
-                && (l.contains("| count(") || l.contains("| near") || l.contains("|count("))
-        }) {
+        let old_syntax = source.text.lines().any(|l| {
+            let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            l.contains("condition:") && (l.contains("|count(") || l.contains("|near"))
+        });
+        if old_syntax {
             reason = "unsupported: the condition uses the old Sigma aggregation syntax \
                       (`| count() by ...` / `| near ...`), which the Sigma 2 specification \
                       replaced with correlation rules; rewrite it as a correlation rule"

@@ -1,0 +1,102 @@
+//! Rule evaluation throughput: events/s through the detector (routing,
+//! the rsigma engines, correlation windows), next to a baseline measured in
+//! the same run (a memchr scan of the same events' messages).
+//!
+//! - `sigmahq_linux`: the SigmaHQ `rules/linux` folder (210 rules) plus the
+//!   built-in pack, through the shipped field mapping;
+//! - `rules_1000`: the same SigmaHQ rules five times over with distinct ids
+//!   (1050 rules) plus the pack;
+//! on real lines (Loghub OpenSSH and Linux, the Beats auditd samples) parsed
+//! as ingest parses them.
+
+use std::hint::black_box;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use secmon::detect::Detector;
+use secmon::detect::rules::{self, FieldMapping, Source};
+use secmon::model::Event;
+use secmon::parse::{ParseOptions, RawRecord, parse};
+
+const DATA: &str = "../shared/data";
+
+fn events() -> Vec<Event> {
+    let now: DateTime<Utc> = DateTime::from_timestamp(1_770_000_000, 0).unwrap_or_default();
+    let mut out = Vec::new();
+    for f in [
+        "loghub/OpenSSH/OpenSSH_2k.log",
+        "loghub/Linux/Linux_2k.log",
+        "elastic-beats/filebeat/module/auditd/log/test/test.log",
+        "elastic-beats/filebeat/module/auditd/log/test/execve-hex-arg.log",
+        "elastic-beats/filebeat/module/nginx/access/test/test.log",
+    ] {
+        let text = std::fs::read_to_string(format!("{DATA}/{f}")).unwrap_or_default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            out.push(parse(
+                &RawRecord {
+                    bytes: line.as_bytes().to_vec(),
+                    source: "bench",
+                    peer: None,
+                    received_at: now,
+                },
+                &ParseOptions::default(),
+            ));
+        }
+    }
+    out
+}
+
+fn detector(copies: usize) -> Detector {
+    let (sigmahq, _) = rules::read_paths(&[format!("{DATA}/sigma/rules/linux").into()]);
+    let mut sources = rules::builtin();
+    for copy in 0..copies {
+        for s in &sigmahq {
+            // A distinct id per copy, so each copy is its own rule.
+            let text = s
+                .text
+                .lines()
+                .map(|l| match l.strip_prefix("id: ") {
+                    Some(id) if copy > 0 => format!("id: {}{copy:04}", &id[..id.len().min(32)]),
+                    _ => l.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            sources.push(Source {
+                name: format!("{}#{copy}", s.name),
+                text,
+            });
+        }
+    }
+    let mapping = FieldMapping::shipped(&Default::default()).unwrap_or_default();
+    let pipeline = mapping
+        .pipeline(&Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set = rules::load(&sources, &mapping, &pipeline);
+    assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+    Detector::new(&set).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn bench(c: &mut Criterion) {
+    let events = events();
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("baseline_memchr_messages", |b| {
+        b.iter(|| {
+            events
+                .iter()
+                .map(|e| memchr::memchr_iter(b' ', black_box(e.message.as_bytes())).count())
+                .sum::<usize>()
+        })
+    });
+    for (name, copies) in [("sigmahq_linux_210", 1), ("rules_1050", 5)] {
+        let mut d = detector(copies);
+        println!("{name}: {} rules, {} correlations", d.rules, d.correlations);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(d.evaluate(black_box(&events))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
