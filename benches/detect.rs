@@ -5,9 +5,10 @@
 //! - `sigmahq_linux`: the SigmaHQ `rules/linux` folder (210 rules) plus the
 //!   built-in pack, through the shipped field mapping;
 //! - `rules_1000`: the same SigmaHQ rules five times over with distinct ids
-//!   (1050 rules) plus the pack;
-//! on real lines (Loghub OpenSSH and Linux, the Beats auditd samples) parsed
-//! as ingest parses them.
+//!   (1050 rules) plus the pack.
+//!
+//! The events are real lines (Loghub OpenSSH and Linux, the Beats auditd
+//! and nginx samples) parsed as ingest parses them.
 
 use std::hint::black_box;
 
