@@ -81,6 +81,40 @@ fn descend<'a>(value: &'a Value, rest: Option<&str>, hits: &mut Vec<EventValue<'
     }
 }
 
+/// Every string of the event (keyword detections search them), without
+/// collecting them.
+fn strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
+    for s in [
+        Some(&e.message),
+        e.original.as_ref(),
+        e.host_name.as_ref(),
+        e.user_name.as_ref(),
+        e.user_target_name.as_ref(),
+        e.process_name.as_ref(),
+        e.process_command_line.as_ref(),
+        e.process_executable.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        visit(s);
+    }
+    for v in e.labels.values() {
+        visit(v);
+    }
+    fn walk<'a>(v: &'a Value, visit: &mut dyn FnMut(&'a str)) {
+        match v {
+            Value::String(s) => visit(s),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, visit)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, visit)),
+            _ => {}
+        }
+    }
+    for v in e.fields.values() {
+        walk(v, visit);
+    }
+}
+
 impl rsigma_eval::Event for SigmaEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
         let e = self.0;
@@ -124,39 +158,49 @@ impl rsigma_eval::Event for SigmaEvent<'_> {
 
     fn all_string_values(&self) -> Vec<Cow<'_, str>> {
         let mut out = Vec::new();
-        let e = self.0;
-        for s in [
-            Some(&e.message),
-            e.original.as_ref(),
-            e.host_name.as_ref(),
-            e.user_name.as_ref(),
-            e.user_target_name.as_ref(),
-            e.process_name.as_ref(),
-            e.process_command_line.as_ref(),
-            e.process_executable.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            out.push(Cow::Borrowed(s.as_str()));
-        }
-        out.extend(e.labels.values().map(|v| Cow::Borrowed(v.as_str())));
-        fn walk<'a>(v: &'a Value, out: &mut Vec<Cow<'a, str>>) {
-            match v {
-                Value::String(s) => out.push(Cow::Borrowed(s)),
-                Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-                Value::Object(map) => map.values().for_each(|i| walk(i, out)),
-                _ => {}
-            }
-        }
-        e.fields.values().for_each(|v| walk(v, &mut out));
+        strings(self.0, &mut |s| out.push(Cow::Borrowed(s)));
         out
     }
 
     fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
-        for s in self.all_string_values() {
-            visit(&s);
+        strings(self.0, visit);
+    }
+
+    /// The roots of the fields this event has: the engine's candidate index
+    /// then skips rules about fields the event cannot have.
+    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+        let e = self.0;
+        let mut keys: Vec<Cow<'_, str>> = ["message", "event", "@timestamp", "timestamp", "fields"]
+            .into_iter()
+            .map(Cow::Borrowed)
+            .collect();
+        for (root, present) in [
+            ("log", e.original.is_some()),
+            ("host", e.host_name.is_some() || e.host_ip.is_some()),
+            ("source", e.source_ip.is_some() || e.source_port.is_some()),
+            (
+                "destination",
+                e.destination_ip.is_some() || e.destination_port.is_some(),
+            ),
+            (
+                "user",
+                e.user_name.is_some() || e.user_target_name.is_some(),
+            ),
+            (
+                "process",
+                e.process_name.is_some()
+                    || e.process_pid.is_some()
+                    || e.process_command_line.is_some()
+                    || e.process_executable.is_some(),
+            ),
+            ("labels", !e.labels.is_empty()),
+        ] {
+            if present {
+                keys.push(Cow::Borrowed(root));
+            }
         }
+        keys.extend(e.fields.keys().map(|k| Cow::Borrowed(k.as_str())));
+        Some(keys)
     }
 
     fn to_json(&self) -> Value {

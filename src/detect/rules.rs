@@ -318,6 +318,7 @@ pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> 
         }
         for mut corr in collection.correlations {
             corr.group_by = corr.group_by.iter().map(|f| mapping.rename(f)).collect();
+            require_every_rule(&mut corr);
             if let rsigma_parser::CorrelationCondition::Threshold {
                 field: Some(fields),
                 ..
@@ -336,6 +337,29 @@ pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> 
     }
     check_correlations(&mut set);
     set
+}
+
+/// The specification: a `temporal` correlation without a condition fires
+/// when ALL its rules matched within the timespan. rsigma defaults the
+/// condition to `gte: 1` (any one rule), so a missing or default condition
+/// becomes `gte: <number of rules>`.
+fn require_every_rule(corr: &mut CorrelationRule) {
+    use rsigma_parser::{ConditionOperator, CorrelationCondition, CorrelationType};
+    if !matches!(
+        corr.correlation_type,
+        CorrelationType::Temporal | CorrelationType::TemporalOrdered
+    ) {
+        return;
+    }
+    if let CorrelationCondition::Threshold {
+        predicates,
+        field: None,
+        ..
+    } = &mut corr.condition
+        && predicates.as_slice() == [(ConditionOperator::Gte, 1)]
+    {
+        predicates[0].1 = corr.rules.len() as u64;
+    }
 }
 
 fn replace_or_push<T>(
