@@ -229,6 +229,14 @@ impl App {
         )
         .map_err(io_err("starting the writer"))?;
 
+        if config.detection.enabled {
+            tasks.spawn(watch_rules(
+                config.detection.clone(),
+                writer.clone(),
+                shutdown.clone(),
+            ));
+        }
+
         let parse = crate::parse::ParseOptions {
             max_message_bytes: config.ingest.max_message_bytes,
             ..Default::default()
@@ -479,12 +487,20 @@ fn tokio_udp(socket: std::net::UdpSocket) -> Result<tokio::net::UdpSocket, Error
 }
 
 /// Loads and compiles the rules, then rebuilds the correlation windows from
-/// the stored events of the longest timespan. Rules that do not load are
-/// logged and left out; the others run.
+/// the stored events of the longest timespan.
 fn start_detection(
     cfg: &crate::config::Detection,
     store: &Store,
 ) -> Result<writer::Detection, Error> {
+    let mut detection = load_detection(cfg)?;
+    let replayed = replay(&mut detection.detector, store)?;
+    tracing::info!(replayed, "correlation windows rebuilt");
+    Ok(detection)
+}
+
+/// Loads and compiles the rules. Rules that do not load are logged and left
+/// out; the others run.
+fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, Error> {
     use crate::detect::{Detector, rules};
     let mut sources = if cfg.builtin {
         rules::builtin()
@@ -504,13 +520,11 @@ fn start_detection(
     for problem in &set.warnings {
         tracing::info!(problem = %problem, "rule loaded with a warning");
     }
-    let mut detector = Detector::new(&set).map_err(Error::Detection)?;
-    let replayed = replay(&mut detector, store)?;
+    let detector = Detector::new(&set).map_err(Error::Detection)?;
     tracing::info!(
         rules = detector.rules,
         correlations = detector.correlations,
         rejected = set.rejected.len() + unreadable.len(),
-        replayed,
         "detection rules loaded"
     );
     Ok(writer::Detection {
@@ -518,6 +532,73 @@ fn start_detection(
         dedup_window: chrono::Duration::from_std(cfg.dedup_window.0)
             .unwrap_or(chrono::Duration::hours(1)),
     })
+}
+
+/// What the rule files look like now (path, length, modification time).
+fn rules_fingerprint(
+    cfg: &crate::config::Detection,
+) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let (sources, _) = crate::detect::rules::read_paths(&cfg.rules);
+    sources
+        .iter()
+        .map(|s| {
+            let meta = std::fs::metadata(&s.name).ok();
+            (
+                s.name.clone(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect()
+}
+
+/// Reloads the rules on SIGHUP and when a rule file changes, keeping the
+/// correlation windows; a reload that fails keeps the running rules.
+async fn watch_rules(
+    cfg: crate::config::Detection,
+    writer: writer::WriterHandle,
+    shutdown: CancellationToken,
+) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: rules reload on file changes only");
+            None
+        }
+    };
+    let interval = Duration::from_secs(cfg.watch_interval_seconds.max(1));
+    let mut seen = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || rules_fingerprint(&cfg))
+            .await
+            .unwrap_or_default()
+    };
+    loop {
+        let why = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(()) = async { match &mut hangup { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+            _ = tokio::time::sleep(interval), if cfg.watch_interval_seconds > 0 => "a rule file changed",
+        };
+        let cfg2 = cfg.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || rules_fingerprint(&cfg2)).await else {
+            continue;
+        };
+        if why != "SIGHUP" && now == seen {
+            continue;
+        }
+        seen = now;
+        let cfg2 = cfg.clone();
+        match tokio::task::spawn_blocking(move || load_detection(&cfg2)).await {
+            Ok(Ok(detection)) => {
+                tracing::info!(reason = why, "reloading detection rules");
+                if writer.reload(detection).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "rules not reloaded; the running rules stay"),
+            Err(e) => tracing::error!(error = %e, "rules not reloaded; the running rules stay"),
+        }
+    }
 }
 
 /// Most events replayed into the correlation windows at start-up.

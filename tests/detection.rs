@@ -438,3 +438,75 @@ fn the_specification_correlation_examples_fire_as_specified() {
         .collect();
     assert_eq!(run("value_avg.yml", &rule_a, events), [1]);
 }
+
+/// Rule files reload when they change, and correlation windows survive the
+/// reload: three failures before it and three after make a brute force.
+#[tokio::test]
+async fn rules_reload_on_change_and_keep_correlation_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).unwrap();
+    let custom = |title: &str, word: &str| {
+        format!(
+            "title: {title}\nid: 7e1d0c2a-5b8e-4c1e-9f3a-2d6b8a4c0e11\nlogsource:\n    product: linux\n\
+             detection:\n    keywords:\n        - {word}\n    condition: keywords\nlevel: high\n"
+        )
+    };
+    std::fs::write(
+        rules_dir.join("custom.yml"),
+        custom("Marker One", "marker-one"),
+    )
+    .unwrap();
+    let mut cfg = config(&dir.path().join("data"));
+    cfg.detection.rules = vec![rules_dir.clone()];
+    cfg.detection.watch_interval_seconds = 1;
+    let node = Node::start(cfg).await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let failure = json!({"event.dataset": "sshd", "event.category": "authentication",
+        "event.outcome": "failure", "event.action": "ssh_login", "source.ip": "10.5.5.5",
+        "message": "Failed password for root from 10.5.5.5", "@timestamp": now});
+    let send = |events: Vec<Value>| {
+        let body: String = events.iter().map(|e| format!("{e}\n")).collect();
+        async { assert_eq!(node.ingest(body).await.0, 200) }
+    };
+    send(vec![
+        failure.clone(),
+        failure.clone(),
+        failure.clone(),
+        json!({"message": "a marker-one here"}),
+    ])
+    .await;
+    let custom_alerts = alerts(&node, "7e1d0c2a-5b8e-4c1e-9f3a-2d6b8a4c0e11").await;
+    assert_eq!(custom_alerts.len(), 1);
+    assert_eq!(custom_alerts[0]["ruleTitle"], "Marker One");
+
+    std::fs::write(
+        rules_dir.join("custom.yml"),
+        custom("Marker Two", "marker-two"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        send(vec![json!({"message": "a marker-two here"})]).await;
+        // The same rule id and group: the firing counts on the alert.
+        let found = alerts(&node, "7e1d0c2a-5b8e-4c1e-9f3a-2d6b8a4c0e11").await;
+        if found[0]["count"].as_u64() >= Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the changed rule was not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(alerts(&node, BRUTE_FORCE).await.is_empty());
+    send(vec![failure.clone(), failure.clone(), failure]).await;
+    let bf = alerts(&node, BRUTE_FORCE).await;
+    assert_eq!(
+        bf.len(),
+        1,
+        "3 failures before the reload + 3 after: {bf:?}"
+    );
+    assert_eq!(bf[0]["sourceIp"], "10.5.5.5");
+    node.app.stop().await;
+}

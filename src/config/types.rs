@@ -371,6 +371,9 @@ pub struct Detection {
     /// Sigma field -> secmon fields, over the shipped table
     /// (`rules/field-mapping.yml`).
     pub field_mapping: BTreeMap<String, Vec<String>>,
+    /// How often the rule files are checked for changes (they reload, as on
+    /// SIGHUP); 0: only on SIGHUP.
+    pub watch_interval_seconds: u64,
 }
 
 impl Default for Detection {
@@ -382,6 +385,7 @@ impl Default for Detection {
             dedup_window: Span(std::time::Duration::from_secs(3600)),
             placeholders: BTreeMap::new(),
             field_mapping: BTreeMap::new(),
+            watch_interval_seconds: 5,
         }
     }
 }

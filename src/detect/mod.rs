@@ -96,6 +96,16 @@ impl Detector {
         hits
     }
 
+    /// Takes over the correlation windows of `old` (a reload): windows of
+    /// correlations that kept their id carry on; the others start empty.
+    pub fn take_state_of(&mut self, old: &Detector) {
+        if let (Some(new), Some(old)) = (&mut self.correlation, &old.correlation)
+            && !new.import_state(old.export_state())
+        {
+            tracing::warn!("correlation state could not be carried over the reload");
+        }
+    }
+
     /// Feeds stored events to the correlation windows without raising
     /// anything: how the windows are rebuilt after a restart.
     pub fn replay(&mut self, events: &[Event]) {

@@ -26,6 +26,14 @@ struct WriteRequest {
     ack: Ack,
 }
 
+/// What the writer's queue carries.
+enum Request {
+    Write(WriteRequest),
+    /// New rules: they take over the correlation windows and apply from the
+    /// next batch on.
+    Reload(Box<Detection>),
+}
+
 /// Why a batch was not queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
@@ -39,7 +47,7 @@ pub enum SubmitError {
 /// is dropped and the queue is drained.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<WriteRequest>,
+    tx: mpsc::Sender<Request>,
 }
 
 /// What a submitter awaits: the committed seq range, or the storage error.
@@ -50,11 +58,11 @@ impl WriterHandle {
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
         let (ack, pending) = oneshot::channel();
         self.tx
-            .try_send(WriteRequest {
+            .try_send(Request::Write(WriteRequest {
                 events,
                 checkpoint: None,
                 ack,
-            })
+            }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::Full,
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
@@ -77,14 +85,25 @@ impl WriterHandle {
     ) -> Result<Pending, SubmitError> {
         let (ack, pending) = oneshot::channel();
         self.tx
-            .send(WriteRequest {
+            .send(Request::Write(WriteRequest {
                 events,
                 checkpoint,
                 ack,
-            })
+            }))
             .await
             .map_err(|_| SubmitError::Closed)?;
         Ok(pending)
+    }
+}
+
+impl WriterHandle {
+    /// Swaps in new rules between two batches, keeping the correlation
+    /// windows of correlations that kept their id.
+    pub async fn reload(&self, detection: Detection) -> Result<(), SubmitError> {
+        self.tx
+            .send(Request::Reload(Box::new(detection)))
+            .await
+            .map_err(|_| SubmitError::Closed)
     }
 }
 
@@ -113,7 +132,7 @@ pub fn spawn(
 
 fn run(
     store: Store,
-    mut rx: mpsc::Receiver<WriteRequest>,
+    mut rx: mpsc::Receiver<Request>,
     batch_max: usize,
     progress: Arc<Progress>,
     mut detection: Option<Detection>,
@@ -121,15 +140,34 @@ fn run(
     let mut batch = Batch::default();
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
+        let mut reload = None;
         while let Some(req) = next.take() {
-            batch.waiting.push((req.events.len(), req.ack));
-            batch.events.extend(req.events);
-            batch.checkpoints.extend(req.checkpoint);
-            if batch.events.len() < batch_max {
-                next = rx.try_recv().ok();
+            match req {
+                Request::Write(req) => {
+                    batch.waiting.push((req.events.len(), req.ack));
+                    batch.events.extend(req.events);
+                    batch.checkpoints.extend(req.checkpoint);
+                    if batch.events.len() < batch_max {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                // What was queued before the reload is evaluated by the
+                // old rules.
+                Request::Reload(new) => reload = Some(new),
             }
         }
         commit(&store, &mut batch, &progress, detection.as_mut());
+        if let Some(mut new) = reload {
+            if let Some(old) = &detection {
+                new.detector.take_state_of(&old.detector);
+            }
+            tracing::info!(
+                rules = new.detector.rules,
+                correlations = new.detector.correlations,
+                "detection rules reloaded"
+            );
+            detection = Some(*new);
+        }
     }
     progress.writer_finished();
     tracing::debug!("writer drained and stopped");
@@ -150,6 +188,9 @@ fn commit(
     progress: &Progress,
     detection: Option<&mut Detection>,
 ) {
+    if batch.waiting.is_empty() {
+        return;
+    }
     let Batch {
         events,
         checkpoints,
