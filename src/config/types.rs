@@ -398,6 +398,9 @@ pub struct Retention {
     pub events_max_age: Option<Span>,
     /// Events are deleted oldest first while the store and index use more.
     pub max_disk_bytes: Option<u64>,
+    /// Alerts last seen longer ago than this are deleted; they outlive
+    /// their events by default (`180d`).
+    pub alerts_max_age: Option<Span>,
     /// How often retention runs.
     pub check_interval_seconds: u64,
 }
@@ -407,6 +410,7 @@ impl Default for Retention {
         Retention {
             events_max_age: None,
             max_disk_bytes: None,
+            alerts_max_age: None,
             check_interval_seconds: 60,
         }
     }

@@ -53,6 +53,11 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The dedup key it was raised under (see [`AlertUpdate::dedup_key`]).
+    pub fn dedup_key(&self) -> String {
+        dedup_key(&self.rule_id, &self.group_key)
+    }
+
     pub fn key_value(&self, name: &str) -> Option<&str> {
         self.group_key
             .iter()
@@ -88,13 +93,18 @@ pub struct AlertUpdate {
 impl AlertUpdate {
     /// The dedup key: one active alert per (rule, group key).
     pub fn dedup_key(&self) -> String {
-        let mut key = self.rule_id.clone();
-        for (k, v) in &self.group_key {
-            key.push('\x1f');
-            key.push_str(k);
-            key.push('=');
-            key.push_str(v);
-        }
-        key
+        dedup_key(&self.rule_id, &self.group_key)
     }
+}
+
+/// `rule_id` and the group key's pairs, separated by a unit separator.
+fn dedup_key(rule_id: &str, group_key: &[(String, String)]) -> String {
+    let mut key = rule_id.to_owned();
+    for (k, v) in group_key {
+        key.push('\x1f');
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+    }
+    key
 }

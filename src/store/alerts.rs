@@ -162,11 +162,154 @@ impl Store {
         })
     }
 
+    /// Deletes up to `limit` alerts last seen before `cutoff` (oldest ids
+    /// first), with their dedup entries; returns how many.
+    pub fn purge_alerts(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64> {
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let mut purged = 0;
+            {
+                let mut alerts = txn.open_table(ALERTS)?;
+                let mut groups = txn.open_table(ALERT_GROUPS)?;
+                let mut old = Vec::new();
+                for item in alerts.iter()? {
+                    let (id, bytes) = item?;
+                    let alert = decode(id.value(), bytes.value())?;
+                    if alert.last_seen < cutoff {
+                        old.push(alert);
+                        if old.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                for alert in old {
+                    alerts.remove(alert.id)?;
+                    let key = alert.dedup_key();
+                    if groups.get(key.as_str())?.map(|v| v.value()) == Some(alert.id) {
+                        groups.remove(key.as_str())?;
+                    }
+                    purged += 1;
+                }
+            }
+            txn.commit()?;
+            Ok(purged)
+        })
+    }
+
     /// How many alerts are stored.
     pub fn alert_count(&self) -> Result<u64> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             Ok(txn.open_table(ALERTS)?.len()?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, ts: &str) -> Event {
+        Event {
+            seq,
+            timestamp: DateTime::parse_from_rfc3339(ts)
+                .unwrap()
+                .with_timezone(&Utc),
+            ..Event::default()
+        }
+    }
+
+    fn update(ip: &str) -> AlertUpdate {
+        AlertUpdate {
+            event: 0,
+            rule_id: "r1".into(),
+            rule_title: "Rule one".into(),
+            severity: "high",
+            tags: Vec::new(),
+            group_key: vec![("source.ip".into(), ip.into())],
+            correlation: false,
+        }
+    }
+
+    fn apply_one(store: &Store, e: Event, u: AlertUpdate, window: chrono::Duration) {
+        store
+            .with_db(|db| {
+                let txn = db.begin_write()?;
+                apply(&txn, &[e], &[u], window)?;
+                txn.commit()?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn repeats_count_within_the_window_and_a_new_alert_opens_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = chrono::Duration::hours(1);
+        apply_one(
+            &store,
+            event(1, "2026-03-01T10:00:00Z"),
+            update("10.0.0.1"),
+            hour,
+        );
+        apply_one(
+            &store,
+            event(2, "2026-03-01T10:30:00Z"),
+            update("10.0.0.1"),
+            hour,
+        );
+        apply_one(
+            &store,
+            event(3, "2026-03-01T10:31:00Z"),
+            update("10.0.0.2"),
+            hour,
+        );
+        apply_one(
+            &store,
+            event(4, "2026-03-01T12:00:00Z"),
+            update("10.0.0.1"),
+            hour,
+        );
+        let (all, more) = store.alerts(&AlertFilter::default(), None, 10).unwrap();
+        assert!(!more);
+        let summary: Vec<(u64, &str, u64, Vec<u64>)> = all
+            .iter()
+            .map(|a| {
+                (
+                    a.id,
+                    a.key_value("source.ip").unwrap(),
+                    a.count,
+                    a.events.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (3, "10.0.0.1", 1, vec![4]),
+                (2, "10.0.0.2", 1, vec![3]),
+                (1, "10.0.0.1", 2, vec![1, 2]),
+            ]
+        );
+
+        // Retention: alerts last seen before the cutoff go, with their
+        // dedup entry; a later firing opens a new alert.
+        let cutoff = DateTime::parse_from_rfc3339("2026-03-01T11:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(store.purge_alerts(cutoff, 100).unwrap(), 2);
+        assert_eq!(store.alert_count().unwrap(), 1);
+        apply_one(
+            &store,
+            event(5, "2026-03-01T12:10:00Z"),
+            update("10.0.0.2"),
+            hour,
+        );
+        let (all, _) = store.alerts(&AlertFilter::default(), None, 10).unwrap();
+        assert_eq!(
+            all.iter().map(|a| (a.id, a.count)).collect::<Vec<_>>(),
+            [(4, 1), (3, 1)]
+        );
     }
 }

@@ -24,6 +24,7 @@ const STEP_PAUSE: Duration = Duration::from_millis(5);
 pub struct Report {
     pub by_age: u64,
     pub by_size: u64,
+    pub alerts: u64,
 }
 
 /// One retention pass as of `now`. Blocks; run it on a blocking thread.
@@ -77,6 +78,20 @@ pub fn run_once(
             }
         }
     }
+    if let Some(max_age) = cfg.alerts_max_age {
+        let age = chrono::Duration::from_std(max_age.0).unwrap_or(chrono::Duration::MAX);
+        let cutoff = now
+            .checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        loop {
+            let purged = store.purge_alerts(cutoff, STEP_BLOCKS * 16)?;
+            report.alerts += purged;
+            if purged < (STEP_BLOCKS * 16) as u64 {
+                break;
+            }
+            std::thread::sleep(STEP_PAUSE);
+        }
+    }
     metrics::counter!(metric::RETENTION_DELETED, "reason" => "age").increment(report.by_age);
     metrics::counter!(metric::RETENTION_DELETED, "reason" => "size").increment(report.by_size);
     Ok(report)
@@ -112,7 +127,8 @@ pub async fn run(
     progress: Arc<Progress>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    if cfg.events_max_age.is_none() && cfg.max_disk_bytes.is_none() {
+    if cfg.events_max_age.is_none() && cfg.max_disk_bytes.is_none() && cfg.alerts_max_age.is_none()
+    {
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.check_interval_seconds.max(1)));
@@ -250,7 +266,7 @@ mod tests {
             report,
             Report {
                 by_age: 300,
-                by_size: 0
+                ..Report::default()
             }
         );
         assert_eq!(f.store.stats().unwrap().events, 50);
