@@ -10,6 +10,11 @@
 //!   connections, as fast as the node reads (it reads only what it has
 //!   committed), and measures committed and searchable events/s: the time
 //!   until `system { lastSeq }` and then `indexLag` show all of them.
+//! - `bench alert` keeps a steady syslog load on the node (lines that raise
+//!   nothing) and sends marker lines (a root login from a new address each,
+//!   which the built-in "SSH Login As Root" rule turns into a new alert);
+//!   it reports the latency from sending a marker to its alert's creation
+//!   (stamped inside the commit) and to the alert being visible over GraphQL.
 //! - `bench search` runs each kind of query (term, bare word, phrase, time
 //!   range, `eventStats`, `eventHistogram`) N times from C concurrent clients
 //!   over GraphQL and reports latency percentiles and requests/s per kind.
@@ -37,6 +42,8 @@ pub enum BenchCommand {
     Ingest(Box<BenchOptions>),
     /// Syslog over TCP to committed and searchable, events/s.
     Syslog(Box<SyslogOptions>),
+    /// Event-to-alert latency under a steady syslog load.
+    Alert(Box<AlertOptions>),
     /// GraphQL search latency (p50/p99/max) and requests/s per query kind.
     Search(Box<SearchOptions>),
     /// Write a realistic syslog stream of N lines made from real log lines.
@@ -90,6 +97,7 @@ pub async fn run(command: BenchCommand) -> Result<serde_json::Value, Error> {
     let value = match command {
         BenchCommand::Ingest(opts) => serde_json::to_value(ingest(*opts).await?),
         BenchCommand::Syslog(opts) => serde_json::to_value(syslog(*opts).await?),
+        BenchCommand::Alert(opts) => serde_json::to_value(alert(*opts).await?),
         BenchCommand::Search(opts) => serde_json::to_value(search(*opts).await?),
         BenchCommand::Generate(opts) => {
             let report = tokio::task::spawn_blocking(move || generate(&opts))
@@ -911,6 +919,181 @@ pub async fn syslog(opts: SyslogOptions) -> Result<SyslogReport, Error> {
         searchable_seconds: searchable.as_secs_f64(),
         searchable_events_per_second: events as f64 / searchable.as_secs_f64(),
         client_cpu_seconds: own_cpu_seconds(),
+    })
+}
+
+// ---------------------------------------------------------------- alert
+
+/// The built-in rule the markers raise.
+const ROOT_LOGIN_RULE: &str = "045518a7-693f-4f27-82e8-c64d66a9b2fb";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlertOptions {
+    /// Base URL of the node's API port.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// The node's syslog TCP listener.
+    #[arg(long, default_value = "127.0.0.1:5601")]
+    pub target: String,
+    /// Background lines per second.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Markers per second.
+    #[arg(long, default_value_t = 20)]
+    pub markers_per_second: u64,
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Bearer token for the API (or set SECMON_TOKEN).
+    #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AlertReport {
+    pub background_events: u64,
+    pub background_events_per_second: f64,
+    pub markers: usize,
+    pub alerts_seen: usize,
+    /// Marker sent -> alert created (inside the commit transaction).
+    pub created_p50_ms: f64,
+    pub created_p99_ms: f64,
+    pub created_max_ms: f64,
+    /// Marker sent -> alert visible to a GraphQL poll (every 5 ms).
+    pub visible_p50_ms: f64,
+    pub visible_p99_ms: f64,
+    pub visible_max_ms: f64,
+}
+
+pub async fn alert(opts: AlertOptions) -> Result<AlertReport, Error> {
+    use std::collections::HashMap;
+    use tokio::io::AsyncWriteExt;
+
+    crate::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let base = opts.url.trim_end_matches('/').to_owned();
+    let connect = |target: String| async move {
+        tokio::net::TcpStream::connect(&target)
+            .await
+            .map_err(|e| Error::Io(format!("cannot connect to {target}: {e}")))
+    };
+    let frame = |line: String| format!("{} {line}", line.len());
+    let duration = Duration::from_secs(opts.seconds.max(1));
+
+    // Background: lines no rule alerts on, paced every 10 ms.
+    let mut bg = connect(opts.target.clone()).await?;
+    let per_tick = (opts.rate / 100).max(1);
+    let background = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut sent = 0u64;
+        while started.elapsed() < duration {
+            tick.tick().await;
+            let mut buf = String::new();
+            for _ in 0..per_tick {
+                buf.push_str(&frame(format!(
+                    "<30>Mar  1 10:00:00 bench{} systemd[1]: Started Session {sent} of user bench.",
+                    sent % 8
+                )));
+                sent += 1;
+            }
+            if bg.write_all(buf.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = bg.shutdown().await;
+        (sent, started.elapsed())
+    });
+
+    // Markers: each a root login from its own address, timed at send.
+    let mut marker = connect(opts.target.clone()).await?;
+    let markers = (opts.seconds * opts.markers_per_second).max(1) as usize;
+    let gap = Duration::from_secs_f64(1.0 / opts.markers_per_second.max(1) as f64);
+    let sent_at: Arc<std::sync::Mutex<HashMap<String, DateTime<Utc>>>> = Default::default();
+    let (sent_at2, markers_done) = (
+        sent_at.clone(),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let done = markers_done.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..markers {
+            let ip = format!("10.250.{}.{}", (i >> 8) & 255, i & 255);
+            let line = frame(format!(
+                "<38>Mar  1 10:00:00 benchhost sshd[{}]: Accepted password for root from {ip} port 22 ssh2",
+                1000 + i
+            ));
+            sent_at2
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(ip, Utc::now());
+            if marker.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(gap).await;
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+    });
+
+    // Poll the alerts; note when each marker's alert is first visible.
+    let mut created = Vec::new();
+    let mut visible = Vec::new();
+    let mut seen: std::collections::HashSet<String> = Default::default();
+    let query = format!(
+        "{{ alerts(ruleId: \"{ROOT_LOGIN_RULE}\", first: 100) {{ edges {{ node {{ sourceIp createdAt }} }} }} }}"
+    );
+    let deadline = Instant::now() + duration + Duration::from_secs(30);
+    while seen.len() < markers && Instant::now() < deadline {
+        let body = graphql(&client, &base, opts.token.as_deref(), &query).await?;
+        let now = Utc::now();
+        for edge in body["data"]["alerts"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let node = &edge["node"];
+            let Some(ip) = node["sourceIp"].as_str() else {
+                continue;
+            };
+            if seen.contains(ip) {
+                continue;
+            }
+            let sent = sent_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(ip)
+                .copied();
+            let (Some(sent), Some(at)) = (
+                sent,
+                node["createdAt"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+            ) else {
+                continue;
+            };
+            seen.insert(ip.to_owned());
+            created.push((at.with_timezone(&Utc) - sent).to_std().unwrap_or_default());
+            visible.push((now - sent).to_std().unwrap_or_default());
+        }
+        if markers_done.load(std::sync::atomic::Ordering::Acquire) && seen.len() >= markers {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sender.await.map_err(|e| Error::Io(e.to_string()))?;
+    let (background_events, elapsed) = background.await.map_err(|e| Error::Io(e.to_string()))?;
+    created.sort();
+    visible.sort();
+    let max = |v: &[Duration]| v.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Ok(AlertReport {
+        background_events,
+        background_events_per_second: background_events as f64 / elapsed.as_secs_f64(),
+        markers,
+        alerts_seen: seen.len(),
+        created_p50_ms: percentile_ms(&created, 0.50),
+        created_p99_ms: percentile_ms(&created, 0.99),
+        created_max_ms: max(&created),
+        visible_p50_ms: percentile_ms(&visible, 0.50),
+        visible_p99_ms: percentile_ms(&visible, 0.99),
+        visible_max_ms: max(&visible),
     })
 }
 
