@@ -211,9 +211,9 @@ impl App {
             })??
         };
         let detection = if config.detection.enabled {
-            let (cfg, store) = (config.detection.clone(), store.clone());
+            let cfg = config.detection.clone();
             Some(
-                tokio::task::spawn_blocking(move || start_detection(&cfg, &store))
+                tokio::task::spawn_blocking(move || load_detection(&cfg))
                     .await
                     .map_err(|e| Error::Detection(e.to_string()))??,
             )
@@ -486,18 +486,6 @@ fn tokio_udp(socket: std::net::UdpSocket) -> Result<tokio::net::UdpSocket, Error
         .map_err(io_err("configuring a udp socket"))
 }
 
-/// Loads and compiles the rules, then rebuilds the correlation windows from
-/// the stored events of the longest timespan.
-fn start_detection(
-    cfg: &crate::config::Detection,
-    store: &Store,
-) -> Result<writer::Detection, Error> {
-    let mut detection = load_detection(cfg)?;
-    let replayed = replay(&mut detection.detector, store)?;
-    tracing::info!(replayed, "correlation windows rebuilt");
-    Ok(detection)
-}
-
 /// Loads and compiles the rules. Rules that do not load are logged and left
 /// out; the others run.
 fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, Error> {
@@ -599,49 +587,6 @@ async fn watch_rules(
             Err(e) => tracing::error!(error = %e, "rules not reloaded; the running rules stay"),
         }
     }
-}
-
-/// Most events replayed into the correlation windows at start-up.
-const MAX_REPLAY: u64 = 1_000_000;
-
-/// Feeds the stored events of the last `longest_timespan` (by event time,
-/// newest `MAX_REPLAY` at most) to the correlation windows, in order.
-fn replay(detector: &mut crate::detect::Detector, store: &Store) -> Result<u64, Error> {
-    if detector.longest_timespan == 0 {
-        return Ok(0);
-    }
-    let since = chrono::Utc::now()
-        - chrono::Duration::seconds(
-            i64::try_from(detector.longest_timespan).unwrap_or(i64::MAX / 2),
-        );
-    let last = store.stats()?.last_seq;
-    const CHUNK: u64 = 8192;
-    // Walk back a chunk at a time until a whole chunk is older than `since`.
-    let mut from = last + 1;
-    while from > 1 && last + 1 - from < MAX_REPLAY {
-        let start = from.saturating_sub(CHUNK).max(1);
-        let chunk = store.scan_from(start, (from - start) as usize)?;
-        from = start;
-        if chunk.iter().all(|e| e.timestamp < since) {
-            break;
-        }
-    }
-    let mut replayed = 0;
-    let mut next = from;
-    while next <= last {
-        let events = store.scan_from(next, CHUNK as usize)?;
-        let Some(end) = events.last().map(|e| e.seq) else {
-            break;
-        };
-        let recent: Vec<_> = events
-            .into_iter()
-            .filter(|e| e.timestamp >= since)
-            .collect();
-        replayed += recent.len() as u64;
-        detector.replay(&recent);
-        next = end + 1;
-    }
-    Ok(replayed)
 }
 
 /// This node's name: `node_name`, else the host name.

@@ -10,7 +10,9 @@
 //! - [`adapter`] shows an [`Event`] to the engine without copying it.
 //! - Correlation rules run in the crate's correlation engine, fed with the
 //!   detections; their windows live in memory and are rebuilt after a
-//!   restart by replaying the stored events of the longest timespan.
+//!   restart by replaying the stored events of the longest timespan (on the
+//!   writer thread, before its first batch: start-up does not wait for it,
+//!   ingest does).
 
 pub mod adapter;
 pub mod rules;
@@ -21,6 +23,10 @@ use std::collections::HashMap;
 use rsigma_eval::{CorrelationConfig, CorrelationEngine, Engine, EvaluationResult, ResultBody};
 
 use crate::model::{AlertUpdate, Event};
+use crate::store::Store;
+
+/// Most events replayed into the correlation windows at start-up.
+pub const MAX_REPLAY: u64 = 1_000_000;
 use adapter::SigmaEvent;
 use rules::RuleSet;
 
@@ -104,6 +110,47 @@ impl Detector {
         {
             tracing::warn!("correlation state could not be carried over the reload");
         }
+    }
+
+    /// Rebuilds the correlation windows after a restart: feeds the stored
+    /// events of the last `longest_timespan` (by event time, the newest
+    /// [`MAX_REPLAY`] at most) to them, in order, raising nothing.
+    pub fn rebuild_windows(&mut self, store: &Store) -> Result<u64, crate::store::Error> {
+        if self.longest_timespan == 0 || self.correlation.is_none() {
+            return Ok(0);
+        }
+        let since = chrono::Utc::now()
+            - chrono::Duration::seconds(
+                i64::try_from(self.longest_timespan).unwrap_or(i64::MAX / 2),
+            );
+        let last = store.stats()?.last_seq;
+        const CHUNK: u64 = 8192;
+        // Walk back a chunk at a time until a whole chunk is older than `since`.
+        let mut from = last + 1;
+        while from > 1 && last + 1 - from < MAX_REPLAY {
+            let start = from.saturating_sub(CHUNK).max(1);
+            let chunk = store.scan_from(start, (from - start) as usize)?;
+            from = start;
+            if chunk.iter().all(|e| e.timestamp < since) {
+                break;
+            }
+        }
+        let mut replayed = 0;
+        let mut next = from;
+        while next <= last {
+            let events = store.scan_from(next, CHUNK as usize)?;
+            let Some(end) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let recent: Vec<_> = events
+                .into_iter()
+                .filter(|e| e.timestamp >= since)
+                .collect();
+            replayed += recent.len() as u64;
+            self.replay(&recent);
+            next = end + 1;
+        }
+        Ok(replayed)
     }
 
     /// Feeds stored events to the correlation windows without raising

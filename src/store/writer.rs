@@ -137,6 +137,15 @@ fn run(
     progress: Arc<Progress>,
     mut detection: Option<Detection>,
 ) {
+    // Correlation windows first: no new event is evaluated before them.
+    if let Some(d) = &mut detection {
+        match d.detector.rebuild_windows(&store) {
+            Ok(replayed) => tracing::info!(replayed, "correlation windows rebuilt"),
+            Err(e) => {
+                tracing::error!(error = %e, "correlation windows not rebuilt; they start empty")
+            }
+        }
+    }
     let mut batch = Batch::default();
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
