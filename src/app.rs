@@ -522,20 +522,19 @@ fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, E
     })
 }
 
-/// What the rule files look like now (path, length, modification time).
+/// What the rule files look like now (path, length, modification time),
+/// from their metadata only.
 fn rules_fingerprint(
     cfg: &crate::config::Detection,
-) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
-    let (sources, _) = crate::detect::rules::read_paths(&cfg.rules);
-    sources
-        .iter()
-        .map(|s| {
-            let meta = std::fs::metadata(&s.name).ok();
-            (
-                s.name.clone(),
-                meta.as_ref().map_or(0, |m| m.len()),
-                meta.and_then(|m| m.modified().ok()),
-            )
+) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let (files, _) = crate::detect::rules::rule_files(&cfg.rules);
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
         })
         .collect()
 }

@@ -70,15 +70,7 @@ async fn loghub_openssh_raises_brute_force_alerts_for_every_source_over_the_thre
     cfg.ingest.files.paths = vec![logs.join("auth.log").display().to_string()];
     cfg.ingest.files.poll_interval_ms = 20;
     let node = Node::start(cfg).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = node.graphql("{ system { eventsStored } }", json!({})).await;
-        if v["data"]["system"]["eventsStored"] == 2000 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the log was not stored: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node.wait_stored(2000).await;
     node.wait_indexed().await;
 
     // The failures, as the base rule selects them, in event order.

@@ -38,20 +38,6 @@ fn sshd_lines(tag: &str, range: std::ops::Range<u32>) -> Vec<String> {
         .collect()
 }
 
-async fn wait_stored(node: &Node, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = node.graphql("{ system { eventsStored } }", json!({})).await;
-        let stored = v["data"]["system"]["eventsStored"].as_u64().unwrap();
-        assert!(stored <= n, "more events than lines: {stored} > {n}");
-        if stored == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{stored} of {n} lines stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn globs_rotation_and_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +50,7 @@ async fn globs_rotation_and_bad_lines() {
     cfg.ingest.files.poll_interval_ms = 20;
     cfg.ingest.max_message_bytes = 200;
     let node = Node::start(cfg).await;
-    wait_stored(&node, 30).await;
+    node.wait_stored(30).await;
 
     // Lines appended in several writes, one of them without its newline yet.
     append(&auth, sshd_lines("more", 0..10));
@@ -79,9 +65,9 @@ async fn globs_rotation_and_bad_lines() {
         .unwrap();
         f.sync_all().unwrap();
     }
-    wait_stored(&node, 40).await;
+    node.wait_stored(40).await;
     append(&auth, [String::new()]); // completes the line
-    wait_stored(&node, 41).await;
+    node.wait_stored(41).await;
 
     // A new file matching the glob; an overlong line, invalid UTF-8.
     let nginx = logs.join("access.log");
@@ -91,14 +77,14 @@ async fn globs_rotation_and_bad_lines() {
     bad.extend(vec![b'x'; 500]);
     bad.extend(b"\nafter the long line\n");
     std::fs::write(&nginx, &bad).unwrap();
-    wait_stored(&node, 44).await;
+    node.wait_stored(44).await;
 
     // Rename + create: the old file's last lines, then the new file.
     let rotated = logs.join("auth.log.1");
     std::fs::rename(&auth, &rotated).unwrap();
     append(&rotated, sshd_lines("late", 0..5));
     append(&auth, sshd_lines("after", 0..20));
-    wait_stored(&node, 69).await;
+    node.wait_stored(69).await;
 
     // copytruncate: the copy is not tailed; the truncated file starts over.
     std::fs::copy(&auth, logs.join("auth.log.2")).unwrap();
@@ -112,7 +98,7 @@ async fn globs_rotation_and_bad_lines() {
     // past its old size again.
     tokio::time::sleep(Duration::from_millis(200)).await;
     append(&auth, sshd_lines("truncated", 0..25));
-    wait_stored(&node, 94).await;
+    node.wait_stored(94).await;
 
     node.wait_indexed().await;
     for (query, n) in [

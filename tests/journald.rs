@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Node, config};
 use serde_json::json;
@@ -66,20 +66,6 @@ fn failures(from: u32, to: u32) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-async fn wait_stored(node: &Node, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = node.graphql("{ system { eventsStored } }", json!({})).await;
-        let stored = v["data"]["system"]["eventsStored"].as_u64().unwrap();
-        assert!(stored <= n, "more events than entries: {stored} > {n}");
-        if stored == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{stored} of {n} entries stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_journal_is_followed_parsed_and_resumed_at_its_cursor() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,10 +76,10 @@ async fn the_journal_is_followed_parsed_and_resumed_at_its_cursor() {
     cfg.ingest.journald.args = vec![format!("--file={}", journal.display())];
 
     let node = Node::start(cfg.clone()).await;
-    wait_stored(&node, 3).await;
+    node.wait_stored(3).await;
     // Entries appended while it follows.
     journal_append(&journal, &failures(3, 5));
-    wait_stored(&node, 5).await;
+    node.wait_stored(5).await;
     node.wait_indexed().await;
     let v = node
         .graphql(
@@ -115,10 +101,10 @@ async fn the_journal_is_followed_parsed_and_resumed_at_its_cursor() {
     // Written while secmon is down: read after the restart, nothing twice.
     journal_append(&journal, &failures(5, 8));
     let node = Node::start(cfg).await;
-    wait_stored(&node, 8).await;
+    node.wait_stored(8).await;
     // A moment more: a repeat of earlier entries would show up now.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    wait_stored(&node, 8).await;
+    node.wait_stored(8).await;
     node.wait_indexed().await;
     for i in 0..8 {
         assert_eq!(

@@ -181,41 +181,10 @@ impl FieldMapping {
     }
 }
 
-/// secmon's own field names (what a rule may use without a mapping); any
-/// `labels.*` and `fields.*` path is accepted too.
-pub const EVENT_FIELDS: &[&str] = &[
-    "message",
-    "log.original",
-    "host.name",
-    "host.ip",
-    "source.ip",
-    "source.port",
-    "destination.ip",
-    "destination.port",
-    "user.name",
-    "user.target.name",
-    "process.name",
-    "process.pid",
-    "process.command_line",
-    "process.executable",
-    "event.category",
-    "event.action",
-    "event.outcome",
-    "event.severity",
-    "event.dataset",
-    "@timestamp",
-    "timestamp",
-];
-
 /// The rule files under `paths` (files or folders, recursively; `.yml` and
 /// `.yaml`), in a stable order. Unreadable paths are problems.
 pub fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<Problem>) {
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
-    for path in paths {
-        collect_files(path, &mut files, &mut problems);
-    }
-    files.sort();
+    let (files, mut problems) = rule_files(paths);
     let mut sources = Vec::new();
     for file in files {
         match std::fs::read_to_string(&file) {
@@ -232,6 +201,18 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<Problem>) {
         }
     }
     (sources, problems)
+}
+
+/// The rule files under `paths` (files or folders, recursively; `.yml` and
+/// `.yaml`), sorted, without reading them.
+pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files, &mut problems);
+    }
+    files.sort();
+    (files, problems)
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
@@ -440,12 +421,10 @@ fn lint(source: &Source, rule: &SigmaRule, warnings: &mut Vec<Problem>) {
     let fields = rsigma_eval::RuleFieldSet::collect(&collection, &[], false);
     let unknown: Vec<&str> = fields
         .names()
-        .filter(|f| {
-            !EVENT_FIELDS.contains(f)
-                && !f.starts_with("labels.")
-                && !f.starts_with("fields.")
-                && !f.contains('.')
-        })
+        // A dotted name is a path into the event (`fields.*`, `labels.*`);
+        // a bare name that is not an event field is a Sigma name no mapping
+        // renamed.
+        .filter(|f| !f.contains('.') && !crate::model::KNOWN_FIELDS.contains(f))
         .collect();
     if !unknown.is_empty() {
         warnings.push(Problem {

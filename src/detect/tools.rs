@@ -103,24 +103,36 @@ pub fn backtest(
     events: &[Event],
     cfg: &Detection,
 ) -> Result<Vec<TestHit>, String> {
-    let (mut sources, unreadable) = rules::read_paths(&[rule_file.to_owned()]);
+    let (own, unreadable) = rules::read_paths(&[rule_file.to_owned()]);
     if let Some(p) = unreadable.first() {
         return Err(p.to_string());
     }
+    let files: Vec<String> = own.iter().map(|s| s.name.clone()).collect();
+    let mut sources = if cfg.builtin {
+        rules::builtin()
+    } else {
+        Vec::new()
+    };
+    sources.extend(own);
     let (mapping, pipeline) = mapping(cfg)?;
-    let own = rules::load(&sources, &mapping, &pipeline);
-    if let Some(p) = own.rejected.first() {
+    let set = rules::load(&sources, &mapping, &pipeline);
+    if let Some(p) = set.rejected.iter().find(|p| files.contains(&p.file)) {
         return Err(p.to_string());
     }
-    let mut ids: Vec<String> = own.rules.iter().filter_map(|r| r.rule.id.clone()).collect();
-    ids.extend(own.correlations.iter().filter_map(|c| c.rule.id.clone()));
-    ids.extend(own.rules.iter().map(|r| r.rule.title.clone()));
-    if cfg.builtin {
-        let mut all = rules::builtin();
-        all.append(&mut sources);
-        sources = all;
-    }
-    let set = rules::load(&sources, &mapping, &pipeline);
+    // The rule ids as hits carry them (the title when there is no id).
+    let own = |file: &String| files.contains(file);
+    let ids: Vec<String> = set
+        .rules
+        .iter()
+        .filter(|r| own(&r.file))
+        .map(|r| r.rule.id.clone().unwrap_or_else(|| r.rule.title.clone()))
+        .chain(
+            set.correlations
+                .iter()
+                .filter(|c| own(&c.file))
+                .map(|c| c.rule.id.clone().unwrap_or_else(|| c.rule.title.clone())),
+        )
+        .collect();
     let mut detector = Detector::new(&set)?;
     let mut hits = Vec::new();
     for chunk in events.chunks(4096) {

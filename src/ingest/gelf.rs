@@ -221,28 +221,10 @@ pub async fn serve_tcp(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "gelf accept failed");
-                    continue;
-                }
-            },
-        };
-        if !gelf.allowed(peer) {
-            gelf.refuse(peer);
-            continue;
-        }
-        let (gelf, shutdown) = (gelf.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            if let Err(e) = connection(stream, peer, &gelf, &shutdown).await {
-                tracing::debug!(%peer, error = %e, "gelf connection ended");
-            }
-        });
-    }
+    gelf.accept(listener, shutdown, tasks, |stream, peer, gelf, shutdown| async move {
+        connection(stream, peer, &gelf, &shutdown).await
+    })
+    .await;
 }
 
 async fn connection<S: AsyncRead + Unpin>(

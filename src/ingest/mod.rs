@@ -10,6 +10,7 @@ pub mod syslog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -19,6 +20,9 @@ use crate::model::Event;
 use crate::parse::{self, ParseOptions, RawRecord};
 use crate::store::writer::{SubmitError, WriterHandle};
 use crate::telemetry::metric;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Why a request's events were not committed; nothing was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +122,43 @@ impl Listener {
         metrics::counter!(metric::EVENTS_RECEIVED, "source" => self.source).increment(1);
         metrics::counter!(metric::EVENTS_REJECTED, "source" => self.source).increment(1);
         tracing::debug!(source = self.source, %peer, "sender not in allow_sources");
+    }
+
+    /// Accepts connections until `shutdown`; each allowed one runs
+    /// `connection` on its own task (refused senders are counted).
+    pub async fn accept<F, Fut>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        connection: F,
+    ) where
+        F: Fn(TcpStream, SocketAddr, Arc<Listener>, CancellationToken) -> Fut,
+        Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(source = self.source, error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            if !self.allowed(peer) {
+                self.refuse(peer);
+                continue;
+            }
+            let source = self.source;
+            let done = connection(stream, peer, self.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = done.await {
+                    tracing::debug!(source, %peer, error = %e, "connection ended");
+                }
+            });
+        }
     }
 
     /// Queues `batch` without waiting, for datagram sources that cannot

@@ -68,35 +68,25 @@ pub async fn serve_tcp(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "syslog accept failed");
-                    continue;
+    syslog
+        .accept(
+            listener,
+            shutdown,
+            tasks,
+            move |stream, peer, syslog, shutdown| {
+                let tls = tls.clone();
+                async move {
+                    match tls {
+                        Some(tls) => {
+                            let stream = tls.accept(stream).await?;
+                            connection(stream, peer, &syslog, &shutdown).await
+                        }
+                        None => connection(stream, peer, &syslog, &shutdown).await,
+                    }
                 }
             },
-        };
-        if !syslog.allowed(peer) {
-            syslog.refuse(peer);
-            continue;
-        }
-        let (syslog, shutdown, tls) = (syslog.clone(), shutdown.clone(), tls.clone());
-        tasks.spawn(async move {
-            let result = match tls {
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => connection(stream, peer, &syslog, &shutdown).await,
-                    Err(e) => Err(e),
-                },
-                None => connection(stream, peer, &syslog, &shutdown).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(source = syslog.source, %peer, error = %e, "syslog connection ended");
-            }
-        });
-    }
+        )
+        .await;
 }
 
 async fn connection<S: AsyncRead + Unpin>(

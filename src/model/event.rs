@@ -144,15 +144,16 @@ impl Event {
                     self.labels.insert(k, v);
                 }
             }
-            // `flatten_known` yields only KNOWN keys.
+            // `flatten_known` yields only KNOWN_FIELDS keys.
             _ => {}
         }
         Ok(())
     }
 }
 
-/// Every dotted key [`Event::set_known`] accepts.
-const KNOWN: &[&str] = &[
+/// Every dotted key [`Event::set_known`] accepts: the event's own fields by
+/// their DESIGN.md names.
+pub const KNOWN_FIELDS: &[&str] = &[
     "@timestamp",
     "timestamp",
     "message",
@@ -179,7 +180,7 @@ const KNOWN: &[&str] = &[
 
 /// True when `prefix` is a known key or the start of one (`host`, `user.target`).
 fn is_known_prefix(prefix: &str) -> bool {
-    KNOWN.iter().any(|k| {
+    KNOWN_FIELDS.iter().any(|k| {
         k.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
     })
@@ -193,7 +194,7 @@ fn flatten_known(
     flat: &mut Map<String, Value>,
     fields: &mut Map<String, Value>,
 ) {
-    if KNOWN.contains(&key.as_str()) && (key == "labels" || !value.is_object()) {
+    if KNOWN_FIELDS.contains(&key.as_str()) && (key == "labels" || !value.is_object()) {
         flat.insert(key, value);
         return;
     }

@@ -4,4 +4,4 @@ mod alert;
 mod event;
 
 pub use alert::{Alert, AlertStatus, AlertUpdate, MAX_LINKED_EVENTS};
-pub use event::{Event, EventInputError};
+pub use event::{Event, EventInputError, KNOWN_FIELDS};

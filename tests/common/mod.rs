@@ -86,6 +86,24 @@ impl Node {
         }
     }
 
+    /// Waits until exactly `n` events are stored; more is a failure (a
+    /// source stored something twice).
+    pub async fn wait_stored(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.graphql("{ system { eventsStored } }", json!({})).await;
+            let stored = v["data"]["system"]["eventsStored"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{v}"));
+            assert!(stored <= n, "more events than sent: {stored} > {n}");
+            if stored == n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{stored} of {n} events stored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn search_total(&self, query: &str) -> u64 {
         let v = self
             .graphql(

@@ -7,13 +7,11 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Json, Object};
 use chrono::{DateTime, Utc};
 
-use super::events::{EventNode, MAX_PAGE};
+use super::events::EventNode;
 use super::{blocking, coded, internal};
 use crate::api::ApiState;
 use crate::model::{Alert, AlertStatus};
 use crate::store::alerts::AlertFilter;
-
-const DEFAULT_PAGE: usize = 50;
 
 #[derive(Default)]
 pub struct AlertsQuery;
@@ -100,13 +98,7 @@ impl AlertsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<AlertConnection> {
         let state = ctx.data::<Arc<ApiState>>()?.clone();
-        let limit = first.map_or(DEFAULT_PAGE, |n| n as usize);
-        if limit > MAX_PAGE {
-            return Err(coded(
-                "BAD_REQUEST",
-                format!("`first` is at most {MAX_PAGE}"),
-            ));
-        }
+        let limit = super::page_size(first)?;
         let before = match after {
             Some(cursor) => Some(
                 cursor

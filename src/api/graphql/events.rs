@@ -15,10 +15,6 @@ use crate::model::Event;
 use crate::store::cache::Page;
 use crate::store::index::SearchQuery;
 
-/// Largest page a client may ask for.
-pub const MAX_PAGE: usize = 1_000;
-const DEFAULT_PAGE: usize = 50;
-
 #[derive(Default)]
 pub struct EventsQuery;
 
@@ -46,13 +42,7 @@ impl EventsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
         let state = ctx.data::<Arc<ApiState>>()?.clone();
-        let limit = first.map_or(DEFAULT_PAGE, |n| n as usize);
-        if limit > MAX_PAGE {
-            return Err(coded(
-                "BAD_REQUEST",
-                format!("`first` is at most {MAX_PAGE}"),
-            ));
-        }
+        let limit = super::page_size(first)?;
         let offset = match after {
             Some(cursor) => decode_cursor(&cursor)? + 1,
             None => 0,

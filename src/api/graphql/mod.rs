@@ -100,6 +100,22 @@ pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::E
     async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
 }
 
+/// Largest page a client may ask for.
+pub const MAX_PAGE: usize = 1_000;
+const DEFAULT_PAGE: usize = 50;
+
+/// The page size of a Relay connection's `first` argument.
+fn page_size(first: Option<i32>) -> async_graphql::Result<usize> {
+    let limit = first.map_or(DEFAULT_PAGE, |n| n as usize);
+    if limit > MAX_PAGE {
+        return Err(coded(
+            "BAD_REQUEST",
+            format!("`first` is at most {MAX_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
 /// Runs blocking store/index work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, async_graphql::Error> + Send + 'static,
