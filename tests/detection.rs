@@ -502,3 +502,178 @@ async fn rules_reload_on_change_and_keep_correlation_windows() {
     assert_eq!(bf[0]["sourceIp"], "10.5.5.5");
     node.app.stop().await;
 }
+
+/// Triage over GraphQL: each change is checked against the lifecycle,
+/// stamped with who and when, and a closed alert takes no more repeats.
+#[tokio::test]
+async fn alerts_go_through_the_lifecycle_with_who_and_when() {
+    const ROOT_LOGIN: &str = "045518a7-693f-4f27-82e8-c64d66a9b2fb";
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(&dir.path().join("data"))).await;
+    let root_login = |ip: &str| {
+        json!({"event.dataset": "sshd", "event.category": "authentication",
+            "event.outcome": "success", "event.action": "ssh_login", "user.name": "root",
+            "source.ip": ip, "message": format!("Accepted password for root from {ip}"),
+            "@timestamp": chrono::Utc::now().to_rfc3339()})
+        .to_string()
+            + "\n"
+    };
+    let body: String = ["10.9.0.1", "10.9.0.2", "10.9.0.3"]
+        .iter()
+        .map(|ip| root_login(ip))
+        .collect();
+    assert_eq!(node.ingest(body).await.0, 200);
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for a in alerts(&node, ROOT_LOGIN).await {
+        ids.insert(
+            a["sourceIp"].as_str().unwrap().to_owned(),
+            a["id"].as_str().unwrap().to_owned(),
+        );
+    }
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let first = ids["10.9.0.1"].clone();
+
+    const FIELDS: &str = "id status assignee count history { at actor action status assignee comment } comments { actor comment }";
+    let mutate = |op: &str, args: &str| {
+        format!("mutation($id: ID!) {{ {op}(id: $id{args}) {{ {FIELDS} }} }}")
+    };
+    let ok = |v: Value, op: &str| -> Value {
+        assert!(v["errors"].is_null(), "{op}: {v}");
+        v["data"][op].clone()
+    };
+    let id = json!({ "id": first });
+    let a = ok(
+        node.graphql(&mutate("assignAlert", ", username: \"alice\""), id.clone())
+            .await,
+        "assignAlert",
+    );
+    assert_eq!(
+        (a["status"].as_str(), a["assignee"].as_str()),
+        (Some("OPEN"), Some("alice"))
+    );
+    let a = ok(
+        node.graphql(
+            &mutate("acknowledgeAlert", ", comment: \"looking\""),
+            id.clone(),
+        )
+        .await,
+        "acknowledgeAlert",
+    );
+    assert_eq!(a["status"], "ACKNOWLEDGED");
+    ok(
+        node.graphql(
+            &mutate("commentAlert", ", text: \"a known admin host\""),
+            id.clone(),
+        )
+        .await,
+        "commentAlert",
+    );
+
+    // The lifecycle refuses what it does not allow, with a stable code.
+    let v = node
+        .graphql(&mutate("acknowledgeAlert", ""), id.clone())
+        .await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "INVALID_TRANSITION",
+        "{v}"
+    );
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot acknowledge an alert that is acknowledged"),
+        "{v}"
+    );
+    let v = node
+        .graphql(&mutate("resolveAlert", ""), json!({ "id": "999999" }))
+        .await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "NOT_FOUND", "{v}");
+    let v = node
+        .graphql(&mutate("commentAlert", ", text: \"\""), id.clone())
+        .await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "INVALID_TRANSITION",
+        "{v}"
+    );
+
+    let a = ok(
+        node.graphql(
+            &mutate("markFalsePositive", ", comment: \"admin\""),
+            id.clone(),
+        )
+        .await,
+        "markFalsePositive",
+    );
+    assert_eq!(a["status"], "FALSE_POSITIVE");
+    let history = a["history"].as_array().unwrap();
+    let trail: Vec<(&str, &str, Option<&str>)> = history
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["comment"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("ASSIGN", "OPEN", None),
+            ("ACKNOWLEDGE", "ACKNOWLEDGED", Some("looking")),
+            ("COMMENT", "ACKNOWLEDGED", Some("a known admin host")),
+            ("MARK_FALSE_POSITIVE", "FALSE_POSITIVE", Some("admin")),
+        ]
+    );
+    for c in history {
+        assert_eq!(c["actor"], "anonymous@127.0.0.1", "{c}");
+        let at = chrono::DateTime::parse_from_rfc3339(c["at"].as_str().unwrap()).unwrap();
+        assert!((chrono::Utc::now() - at.to_utc()).num_seconds() < 60, "{c}");
+    }
+    assert_eq!(a["comments"].as_array().unwrap().len(), 3);
+
+    // A closed alert takes no repeats: the same login opens a new alert.
+    assert_eq!(node.ingest(root_login("10.9.0.1")).await.0, 200);
+    let raised = alerts(&node, ROOT_LOGIN).await;
+    let for_ip: Vec<&Value> = raised
+        .iter()
+        .filter(|a| a["sourceIp"] == "10.9.0.1")
+        .collect();
+    assert_eq!(for_ip.len(), 2, "{raised:?}");
+    assert!(
+        for_ip
+            .iter()
+            .any(|a| a["status"] == "OPEN" && a["count"] == 1)
+    );
+
+    // Bulk: all or nothing.
+    let bulk = "mutation($ids: [ID!]!) { setAlertsStatus(ids: $ids, status: RESOLVED, comment: \"closed\") { id status } }";
+    let v = node
+        .graphql(bulk, json!({ "ids": [ids["10.9.0.2"], first] }))
+        .await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "INVALID_TRANSITION",
+        "{v}"
+    );
+    let v = node.graphql(&mutate("reopenAlert", ""), id.clone()).await;
+    assert_eq!(ok(v, "reopenAlert")["status"], "OPEN");
+    let v = node
+        .graphql(
+            bulk,
+            json!({ "ids": [ids["10.9.0.2"], ids["10.9.0.3"], first] }),
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    let v = node
+        .graphql(
+            "{ alerts(status: RESOLVED, first: 10) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["alerts"]["edges"].as_array().unwrap().len(),
+        3,
+        "{v}"
+    );
+    node.app.stop().await;
+}

@@ -3,5 +3,7 @@
 mod alert;
 mod event;
 
-pub use alert::{Alert, AlertStatus, AlertUpdate, MAX_LINKED_EVENTS};
+pub use alert::{
+    Alert, AlertAction, AlertChange, AlertStatus, AlertUpdate, MAX_HISTORY, MAX_LINKED_EVENTS,
+};
 pub use event::{Event, EventInputError, KNOWN_FIELDS};

@@ -12,7 +12,7 @@ use redb::{
 };
 
 use super::{Error, Result, Store};
-use crate::model::{Alert, AlertStatus, AlertUpdate, Event, MAX_LINKED_EVENTS};
+use crate::model::{Alert, AlertChange, AlertStatus, AlertUpdate, Event, MAX_LINKED_EVENTS};
 use crate::telemetry::metric;
 
 pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
@@ -69,11 +69,7 @@ pub(super) fn apply(
                 new_alert(id, update, event, now)
             }
         };
-        let bytes = serde_json::to_vec(&alert).map_err(|e| Error::Corrupt {
-            seq: alert.id,
-            reason: e.to_string(),
-        })?;
-        alerts.insert(alert.id, bytes.as_slice())?;
+        alerts.insert(alert.id, encode(&alert)?.as_slice())?;
     }
     Ok(())
 }
@@ -93,9 +89,17 @@ fn new_alert(id: u64, u: &AlertUpdate, event: &Event, now: DateTime<Utc>) -> Ale
         tags: u.tags.clone(),
         events: vec![event.seq],
         assignee: None,
+        history: Vec::new(),
         created_at: now,
         updated_at: now,
     }
+}
+
+fn encode(alert: &Alert) -> Result<Vec<u8>> {
+    serde_json::to_vec(alert).map_err(|e| Error::Corrupt {
+        seq: alert.id,
+        reason: e.to_string(),
+    })
 }
 
 fn decode(id: u64, bytes: &[u8]) -> Result<Alert> {
@@ -127,7 +131,51 @@ impl AlertFilter {
     }
 }
 
+/// Why an analyst's change was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no alert {0}")]
+    NotFound(u64),
+    #[error("alert {id}: {reason}")]
+    Invalid { id: u64, reason: String },
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
 impl Store {
+    /// Applies `change` to every alert of `ids` in one transaction: all of
+    /// them change, or (one is missing, one cannot make the transition)
+    /// none. Returns the changed alerts in the order of `ids`.
+    pub fn change_alerts(
+        &self,
+        ids: &[u64],
+        change: &AlertChange,
+    ) -> std::result::Result<Vec<Alert>, ChangeError> {
+        let result = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let changed = {
+                let mut alerts = txn.open_table(ALERTS)?;
+                let mut changed = Vec::with_capacity(ids.len());
+                for &id in ids {
+                    let Some(mut alert) =
+                        alerts.get(id)?.map(|v| decode(id, v.value())).transpose()?
+                    else {
+                        return Ok(Err(ChangeError::NotFound(id)));
+                    };
+                    if let Err(reason) = alert.change(change.clone()) {
+                        return Ok(Err(ChangeError::Invalid { id, reason }));
+                    }
+                    alerts.insert(id, encode(&alert)?.as_slice())?;
+                    changed.push(alert);
+                }
+                changed
+            };
+            txn.commit()?;
+            Ok(Ok(changed))
+        });
+        result?
+    }
+
     /// Alerts matching `filter`, newest (highest id) first, with ids below
     /// `before`; at most `limit`, and whether there are more.
     pub fn alerts(
@@ -311,5 +359,46 @@ mod tests {
             all.iter().map(|a| (a.id, a.count)).collect::<Vec<_>>(),
             [(4, 1), (3, 1)]
         );
+    }
+
+    #[test]
+    fn a_bulk_change_applies_to_all_or_none() {
+        use crate::model::AlertAction;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = chrono::Duration::hours(1);
+        for (seq, ip) in [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.3")] {
+            apply_one(&store, event(seq, "2026-03-01T10:00:00Z"), update(ip), hour);
+        }
+        let ack = AlertChange::new("alice", AlertAction::Acknowledge);
+        let changed = store.change_alerts(&[2], &ack).unwrap();
+        assert_eq!(changed[0].status, AlertStatus::Acknowledged);
+
+        // Alert 2 is already acknowledged: nothing changes.
+        let err = store.change_alerts(&[1, 2, 3], &ack).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "alert 2: cannot acknowledge an alert that is acknowledged"
+        );
+        assert!(matches!(
+            store.change_alerts(&[1, 99], &ack),
+            Err(ChangeError::NotFound(99))
+        ));
+        assert_eq!(store.alert(1).unwrap().unwrap().status, AlertStatus::Open);
+        assert!(store.alert(1).unwrap().unwrap().history.is_empty());
+
+        let resolve = AlertChange::new("bob", AlertAction::Resolve);
+        let changed = store.change_alerts(&[1, 2, 3], &resolve).unwrap();
+        assert!(changed.iter().all(|a| a.status == AlertStatus::Resolved));
+        assert_eq!(store.alert(2).unwrap().unwrap().history.len(), 2);
+
+        // A resolved alert takes no repeats: the next firing opens a new one.
+        apply_one(
+            &store,
+            event(4, "2026-03-01T10:05:00Z"),
+            update("10.0.0.1"),
+            hour,
+        );
+        assert_eq!(store.alert_count().unwrap(), 4);
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::events::EventNode;
 use super::{blocking, coded, internal};
 use crate::api::ApiState;
-use crate::model::{Alert, AlertStatus};
+use crate::model::{Alert, AlertAction, AlertChange, AlertStatus};
 use crate::store::alerts::AlertFilter;
 
 #[derive(Default)]
@@ -128,12 +128,19 @@ impl AlertsQuery {
     /// One alert by id.
     async fn alert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<AlertNode>> {
         let state = ctx.data::<Arc<ApiState>>()?.clone();
-        let Ok(id) = id.parse::<u64>() else {
-            return Err(coded("BAD_REQUEST", "`id` is not an alert id"));
-        };
+        let id = parse_id(&id)?;
         let alert = blocking(move || state.store.alert(id).map_err(internal)).await?;
         Ok(alert.map(AlertNode))
     }
+}
+
+pub fn parse_id(id: &ID) -> async_graphql::Result<u64> {
+    id.parse::<u64>().map_err(|_| {
+        coded(
+            "BAD_REQUEST",
+            format!("`{}` is not an alert id", id.as_str()),
+        )
+    })
 }
 
 pub struct AlertNode(pub Alert);
@@ -191,6 +198,19 @@ impl AlertNode {
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()
     }
+    /// What analysts did to it, oldest first.
+    async fn history(&self) -> Vec<AlertChangeNode<'_>> {
+        self.0.history.iter().map(AlertChangeNode).collect()
+    }
+    /// The history's comments (with a status change or on their own).
+    async fn comments(&self) -> Vec<AlertChangeNode<'_>> {
+        self.0
+            .history
+            .iter()
+            .filter(|c| c.comment.is_some())
+            .map(AlertChangeNode)
+            .collect()
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -209,5 +229,58 @@ impl AlertNode {
         let seqs = self.0.events.clone();
         let events = blocking(move || state.store.get_many(&seqs).map_err(internal)).await?;
         Ok(events.into_iter().map(EventNode).collect())
+    }
+}
+
+/// What an analyst did.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "AlertAction")]
+pub enum Action {
+    Acknowledge,
+    Resolve,
+    MarkFalsePositive,
+    Reopen,
+    Assign,
+    Comment,
+}
+
+impl From<AlertAction> for Action {
+    fn from(a: AlertAction) -> Self {
+        match a {
+            AlertAction::Acknowledge => Action::Acknowledge,
+            AlertAction::Resolve => Action::Resolve,
+            AlertAction::MarkFalsePositive => Action::MarkFalsePositive,
+            AlertAction::Reopen => Action::Reopen,
+            AlertAction::Assign => Action::Assign,
+            AlertAction::Comment => Action::Comment,
+        }
+    }
+}
+
+pub struct AlertChangeNode<'a>(&'a AlertChange);
+
+/// One entry of an alert's history.
+#[Object(name = "AlertChange")]
+impl AlertChangeNode<'_> {
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// Who made the change.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    async fn action(&self) -> Action {
+        self.0.action.into()
+    }
+    /// The status after the change.
+    async fn status(&self) -> Status {
+        self.0.status.into()
+    }
+    /// The assignee after an assignment.
+    async fn assignee(&self) -> Option<&str> {
+        self.0.assignee.as_deref()
+    }
+    async fn comment(&self) -> Option<&str> {
+        self.0.comment.as_deref()
     }
 }

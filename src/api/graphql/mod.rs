@@ -4,15 +4,17 @@ mod alerts;
 mod events;
 mod stats;
 mod system;
+mod triage;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, RawQuery, Request, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
@@ -20,6 +22,7 @@ use super::ApiState;
 use crate::config::Environment;
 
 pub use events::EventNode;
+pub use triage::Actor;
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -34,14 +37,21 @@ pub struct QueryRoot(
     system::SystemQuery,
 );
 
-pub type ApiSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(triage::TriageMutation);
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 pub fn schema(state: Arc<ApiState>) -> ApiSchema {
     let production = state.environment == Environment::Production;
-    let builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
-        .data(state)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY);
+    let builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(state)
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY);
     if production {
         builder.disable_introspection().finish()
     } else {
@@ -51,9 +61,13 @@ pub fn schema(state: Arc<ApiState>) -> ApiSchema {
 
 /// The schema in SDL, as committed in `docs/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .finish()
+    .sdl()
 }
 
 #[derive(Clone)]
@@ -75,6 +89,7 @@ pub fn router(schema: ApiSchema, environment: Environment) -> Router {
 
 async fn get_graphql(
     State(state): State<GraphqlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
@@ -82,17 +97,24 @@ async fn get_graphql(
         return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
     }
     match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
-        Ok(req) => execute(state.schema, req).await.into_response(),
+        Ok(req) => execute(state.schema, peer, req).await.into_response(),
         Err(rejection) => rejection.into_response(),
     }
 }
 
-async fn post_graphql(State(state): State<GraphqlState>, req: GraphQLRequest) -> GraphQLResponse {
-    execute(state.schema, req).await
+async fn post_graphql(
+    State(state): State<GraphqlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: GraphQLRequest,
+) -> GraphQLResponse {
+    execute(state.schema, peer, req).await
 }
 
-async fn execute(schema: ApiSchema, req: GraphQLRequest) -> GraphQLResponse {
-    schema.execute(req.into_inner()).await.into()
+/// Runs a request. Until accounts exist, the actor recorded in alert
+/// histories is the client's address.
+async fn execute(schema: ApiSchema, peer: SocketAddr, req: GraphQLRequest) -> GraphQLResponse {
+    let actor = Actor(format!("anonymous@{}", peer.ip()));
+    schema.execute(req.into_inner().data(actor)).await.into()
 }
 
 /// A GraphQL error with a stable `extensions.code`.
