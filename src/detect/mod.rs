@@ -15,26 +15,60 @@
 //!   ingest does).
 
 pub mod adapter;
+pub mod prefilter;
 pub mod rules;
 pub mod tools;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use rsigma_eval::{CorrelationConfig, CorrelationEngine, Engine, EvaluationResult, ResultBody};
+use rsigma_parser::SigmaCollection;
 
 use crate::model::{AlertUpdate, Event};
 use crate::store::Store;
 
 /// Most events replayed into the correlation windows at start-up.
 pub const MAX_REPLAY: u64 = 1_000_000;
+/// Most entries one group's correlation window keeps (the newest); a rule
+/// may set its own with the `rsigma.max_group_entries` attribute.
+pub const MAX_GROUP_ENTRIES: usize = 10_000;
 use adapter::SigmaEvent;
 use rules::RuleSet;
+
+/// The rules routed to one dataset.
+struct DatasetRules {
+    /// Rules the prefilter cannot skip, in the crate's engine (its own
+    /// candidate index skips rules about fields an event lacks).
+    always: Engine,
+    /// Rules evaluated only when one of their literals occurs in the event.
+    prefiltered: prefilter::Prefiltered,
+}
+
+/// An engine with the rules `indexes` of `set`, and its filters.
+fn engine(set: &RuleSet, indexes: &[usize]) -> Result<Engine, String> {
+    let mut engine = Engine::new();
+    let failed = engine.add_rules(indexes.iter().map(|&i| &set.rules[i].rule));
+    if let Some((i, e)) = failed.first() {
+        return Err(format!("rule {}: {e}", set.rules[indexes[*i]].rule.title));
+    }
+    for filter in &set.filters {
+        engine
+            .apply_filter(&filter.rule)
+            .map_err(|e| format!("filter {}: {e}", filter.rule.title))?;
+    }
+    Ok(engine)
+}
 
 /// The compiled rules and the correlation state.
 pub struct Detector {
     /// Per dataset (`""`: events without a known one).
-    engines: HashMap<&'static str, Engine>,
+    engines: HashMap<&'static str, DatasetRules>,
+    /// The prefilter's scratch buffer.
+    scratch: RefCell<String>,
     correlation: Option<CorrelationEngine>,
+    /// What `correlation` was built from, to start it over.
+    collection: SigmaCollection,
     pub rules: usize,
     pub correlations: usize,
     /// The longest correlation window, in seconds.
@@ -44,44 +78,60 @@ pub struct Detector {
 impl Detector {
     /// Compiles `set` (already validated by [`rules::load`]).
     pub fn new(set: &RuleSet) -> Result<Detector, String> {
+        let literals: Vec<Option<Vec<String>>> = set
+            .rules
+            .iter()
+            .map(|r| prefilter::needles(&r.rule))
+            .collect();
         let mut engines = HashMap::new();
         for (dataset, indexes) in rules::routes(&set.rules) {
-            let mut engine = Engine::new();
-            let failed = engine.add_rules(indexes.iter().map(|&i| &set.rules[i].rule));
-            if let Some((i, e)) = failed.first() {
-                return Err(format!("rule {}: {e}", set.rules[indexes[*i]].rule.title));
-            }
-            engines.insert(dataset, engine);
+            let (with, without): (Vec<usize>, Vec<usize>) =
+                indexes.iter().partition(|&&i| literals[i].is_some());
+            let always = engine(set, &without)?;
+            let compiled = engine(set, &with)?.rules().to_vec();
+            let prefiltered = prefilter::Prefiltered::new(
+                compiled
+                    .into_iter()
+                    .zip(&with)
+                    .map(|(rule, &i)| (rule, literals[i].clone().unwrap_or_default()))
+                    .collect(),
+            )?;
+            engines.insert(
+                dataset,
+                DatasetRules {
+                    always,
+                    prefiltered,
+                },
+            );
         }
-        let correlation = if set.correlations.is_empty() {
-            None
+        let (correlation, collection) = if set.correlations.is_empty() {
+            (None, SigmaCollection::default())
         } else {
-            let mut engine = CorrelationEngine::new(CorrelationConfig {
-                timestamp_fields: vec!["@timestamp".into()],
-                // Rules marked `generate: false` (the base rules of a
-                // correlation) raise no alert of their own.
-                emit_detections: false,
-                ..CorrelationConfig::default()
-            });
-            engine
-                .add_collection(&set.collection())
-                .map_err(|e| format!("correlation rules: {e}"))?;
-            Some(engine)
+            let collection = set.collection();
+            (Some(correlation_engine(&collection)?), collection)
         };
         Ok(Detector {
             engines,
+            scratch: RefCell::default(),
             correlation,
+            collection,
             rules: set.rules.len(),
             correlations: set.correlations.len(),
             longest_timespan: set.longest_timespan(),
         })
     }
 
-    /// The rules matching `event`, through the engine of its dataset.
+    /// The rules matching `event`, through the rules of its dataset.
     fn detect(&self, event: &Event) -> Vec<EvaluationResult> {
         let dataset = event.dataset.as_deref().unwrap_or("");
-        let engine = self.engines.get(dataset).or_else(|| self.engines.get(""));
-        engine.map_or_else(Vec::new, |e| e.evaluate(&SigmaEvent(event)))
+        let Some(rules) = self.engines.get(dataset).or_else(|| self.engines.get("")) else {
+            return Vec::new();
+        };
+        let mut results = rules.always.evaluate(&SigmaEvent(event));
+        rules
+            .prefiltered
+            .evaluate(event, &mut self.scratch.borrow_mut(), &mut results);
+        results
     }
 
     /// Evaluates a batch in order; correlation windows advance.
@@ -153,6 +203,20 @@ impl Detector {
         Ok(replayed)
     }
 
+    /// Starts the correlation windows over from the store: after a failed
+    /// commit, whose events advanced the windows but were not stored (and
+    /// may come again when their sender retries).
+    pub fn reset_windows(&mut self, store: &Store) -> Result<u64, crate::store::Error> {
+        if self.correlation.is_none() {
+            return Ok(0);
+        }
+        match correlation_engine(&self.collection) {
+            Ok(fresh) => self.correlation = Some(fresh),
+            Err(e) => tracing::error!(error = %e, "correlation windows not reset"),
+        }
+        self.rebuild_windows(store)
+    }
+
     /// Feeds stored events to the correlation windows without raising
     /// anything: how the windows are rebuilt after a restart.
     pub fn replay(&mut self, events: &[Event]) {
@@ -170,6 +234,24 @@ impl Detector {
             }
         }
     }
+}
+
+fn correlation_engine(collection: &SigmaCollection) -> Result<CorrelationEngine, String> {
+    let mut engine = CorrelationEngine::new(CorrelationConfig {
+        timestamp_fields: vec!["@timestamp".into()],
+        // Rules marked `generate: false` (the base rules of a correlation)
+        // raise no alert of their own.
+        emit_detections: false,
+        // A group's window keeps its newest entries only: the crate's
+        // check walks the whole window on every event, so an unbounded
+        // window (a flood from one source) would cost quadratic time.
+        max_group_entries: Some(MAX_GROUP_ENTRIES),
+        ..CorrelationConfig::default()
+    });
+    engine
+        .add_collection(collection)
+        .map_err(|e| format!("correlation rules: {e}"))?;
+    Ok(engine)
 }
 
 fn update(index: usize, event: &Event, result: EvaluationResult) -> AlertUpdate {
@@ -198,5 +280,104 @@ fn update(index: usize, event: &Event, result: EvaluationResult) -> AlertUpdate 
         tags: header.tags,
         group_key,
         correlation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRUTE_FORCE: &str = "443f2c4e-156b-49bf-a0a7-b193b705812c";
+
+    fn failures(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|_| Event {
+                timestamp: chrono::Utc::now(),
+                dataset: Some("sshd".into()),
+                category: Some("authentication".into()),
+                outcome: Some("failure".into()),
+                action: Some("ssh_login".into()),
+                source_ip: Some("10.7.7.7".parse().unwrap()),
+                message: "Failed password for root from 10.7.7.7".into(),
+                ..Event::default()
+            })
+            .collect()
+    }
+
+    fn brute_force(updates: &[AlertUpdate]) -> usize {
+        updates.iter().filter(|u| u.rule_id == BRUTE_FORCE).count()
+    }
+
+    /// A batch that fails to commit has advanced the windows; resetting
+    /// them from the store makes its retry count as if it were the first
+    /// time (here: the retry completes the 6 failures and fires).
+    #[test]
+    fn windows_reset_from_the_store_forget_an_uncommitted_batch() {
+        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
+        let pipeline = mapping.pipeline(&Default::default()).unwrap();
+        let set = rules::load(&rules::builtin(), &mapping, &pipeline);
+        let mut detector = Detector::new(&set).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+
+        let mut stored = failures(3);
+        assert_eq!(brute_force(&detector.evaluate(&stored)), 0);
+        store
+            .commit_batch(&mut stored, &[], &[], chrono::Duration::hours(1))
+            .unwrap();
+        // This batch fires, then (say) its commit fails: the alert is lost
+        // with it, and the windows have started over after firing.
+        assert_eq!(brute_force(&detector.evaluate(&failures(3))), 1);
+        let retry = failures(3);
+        let mut unreset = Detector::new(&set).unwrap();
+        unreset.rebuild_windows(&store).unwrap();
+        unreset.evaluate(&failures(3));
+        assert_eq!(brute_force(&unreset.evaluate(&retry)), 0, "without a reset");
+
+        assert_eq!(detector.reset_windows(&store).unwrap(), 3);
+        assert_eq!(brute_force(&detector.evaluate(&retry)), 1);
+    }
+
+    /// A Sigma filter (a separate document naming the rules it narrows)
+    /// applies to those rules' detections.
+    #[test]
+    fn filters_narrow_the_rules_they_name() {
+        let filter = rules::Source {
+            name: "admin-hosts.yml".into(),
+            text: "title: Root logins from the admin host are expected\n\
+                   logsource:\n    product: linux\n    service: sshd\n\
+                   filter:\n    rules:\n        - 045518a7-693f-4f27-82e8-c64d66a9b2fb\n\
+                   \x20   selection:\n        source.ip: 10.0.0.5\n    condition: not selection\n"
+                .into(),
+        };
+        let mut sources = rules::builtin();
+        sources.push(filter);
+        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
+        let pipeline = mapping.pipeline(&Default::default()).unwrap();
+        let set = rules::load(&sources, &mapping, &pipeline);
+        assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+        assert_eq!(set.filters.len(), 1);
+        let mut detector = Detector::new(&set).unwrap();
+        let root_login = |ip: &str| Event {
+            timestamp: chrono::Utc::now(),
+            dataset: Some("sshd".into()),
+            category: Some("authentication".into()),
+            outcome: Some("success".into()),
+            action: Some("ssh_login".into()),
+            user_name: Some("root".into()),
+            source_ip: Some(ip.parse().unwrap()),
+            message: format!("Accepted publickey for root from {ip}"),
+            ..Event::default()
+        };
+        let raised: Vec<String> = detector
+            .evaluate(&[root_login("10.0.0.5"), root_login("10.0.0.6")])
+            .into_iter()
+            .filter(|u| u.rule_id == "045518a7-693f-4f27-82e8-c64d66a9b2fb")
+            .map(|u| format!("{}:{:?}", u.event, u.group_key))
+            .collect();
+        assert_eq!(
+            raised,
+            [r#"1:[("source.ip", "10.0.0.6"), ("user.name", "root")]"#]
+        );
     }
 }
