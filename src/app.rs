@@ -519,6 +519,7 @@ fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, E
         detector,
         dedup_window: chrono::Duration::from_std(cfg.dedup_window.0)
             .unwrap_or(chrono::Duration::hours(1)),
+        stale_windows: false,
     })
 }
 

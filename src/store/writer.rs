@@ -112,6 +112,9 @@ pub struct Detection {
     pub detector: Detector,
     /// A repeat within this time of an active alert's last firing counts on it.
     pub dedup_window: chrono::Duration,
+    /// A batch advanced the correlation windows but failed to commit: they
+    /// are rebuilt from the store before the next batch is evaluated.
+    pub stale_windows: bool,
 }
 
 /// Starts the writer thread. `progress.stored` is advanced after each commit
@@ -195,7 +198,7 @@ fn commit(
     store: &Store,
     batch: &mut Batch,
     progress: &Progress,
-    detection: Option<&mut Detection>,
+    mut detection: Option<&mut Detection>,
 ) {
     if batch.waiting.is_empty() {
         return;
@@ -205,8 +208,20 @@ fn commit(
         checkpoints,
         waiting,
     } = batch;
-    let (updates, dedup_window) = match detection {
+    let (updates, dedup_window) = match detection.as_deref_mut() {
         Some(d) => {
+            if d.stale_windows {
+                match d.detector.reset_windows(store) {
+                    Ok(replayed) => {
+                        tracing::info!(
+                            replayed,
+                            "correlation windows rebuilt after a failed commit"
+                        );
+                        d.stale_windows = false;
+                    }
+                    Err(e) => tracing::error!(error = %e, "correlation windows not rebuilt yet"),
+                }
+            }
             let started = Instant::now();
             let updates = d.detector.evaluate(events);
             metrics::histogram!(metric::RULE_EVAL_SECONDS).record(started.elapsed().as_secs_f64());
@@ -237,6 +252,9 @@ fn commit(
         Err(e) => {
             tracing::error!(error = %e, events = events.len(), "batch commit failed");
             metrics::counter!(metric::COMMIT_ERRORS).increment(1);
+            if let Some(d) = detection {
+                d.stale_windows = true;
+            }
             let e = Arc::new(e);
             for (_, ack) in waiting.drain(..) {
                 let _ = ack.send(Err(Arc::clone(&e)));
