@@ -68,6 +68,13 @@ fn rules_by_id() -> HashMap<String, PathBuf> {
     by_id
 }
 
+/// The Windows field mapping, as a processing pipeline.
+fn windows_pipeline() -> rsigma_eval::Pipeline {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/windows-sysmon-pipeline.yml");
+    rsigma_eval::parse_pipeline(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Cases whose shipped events hold more records that satisfy the rule
 /// than their `match_count` says (each checked by hand against the rule):
 /// the count the Sigma specification gives, and why.
@@ -96,14 +103,7 @@ const SPEC_COUNTS: &[(&str, usize, &str)] = &[
 
 #[test]
 fn sigmahq_regression_data_matches_as_many_events_as_expected() {
-    let pipeline = rsigma_eval::parse_pipeline(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/windows-sysmon-pipeline.yml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let pipeline = windows_pipeline();
     let by_id = rules_by_id();
     let mut infos = Vec::new();
     files(
@@ -192,18 +192,11 @@ fn sigmahq_regression_data_matches_as_many_events_as_expected() {
 }
 
 /// The literal prefilter is sound: over the SigmaHQ Windows and
-/// emerging-threat rules and the regression events, the rules it lets through find exactly what the
-/// engine finds evaluating every rule.
+/// emerging-threat rules and the regression events, the rules it lets
+/// through find exactly what evaluating every rule finds.
 #[test]
 fn the_literal_prefilter_finds_what_evaluating_every_rule_finds() {
-    let pipeline = rsigma_eval::parse_pipeline(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/windows-sysmon-pipeline.yml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let pipeline = windows_pipeline();
     let mut paths = Vec::new();
     for folder in [
         "rules/windows",

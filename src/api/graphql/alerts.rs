@@ -18,34 +18,12 @@ pub struct AlertsQuery;
 
 /// The alert lifecycle: open -> acknowledged -> resolved | false_positive.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "AlertStatus")]
+#[graphql(name = "AlertStatus", remote = "AlertStatus")]
 pub enum Status {
     Open,
     Acknowledged,
     Resolved,
     FalsePositive,
-}
-
-impl From<Status> for AlertStatus {
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Open => AlertStatus::Open,
-            Status::Acknowledged => AlertStatus::Acknowledged,
-            Status::Resolved => AlertStatus::Resolved,
-            Status::FalsePositive => AlertStatus::FalsePositive,
-        }
-    }
-}
-
-impl From<AlertStatus> for Status {
-    fn from(s: AlertStatus) -> Self {
-        match s {
-            AlertStatus::Open => Status::Open,
-            AlertStatus::Acknowledged => Status::Acknowledged,
-            AlertStatus::Resolved => Status::Resolved,
-            AlertStatus::FalsePositive => Status::FalsePositive,
-        }
-    }
 }
 
 /// A rule's level.
@@ -234,7 +212,7 @@ impl AlertNode {
 
 /// What an analyst did.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "AlertAction")]
+#[graphql(name = "AlertAction", remote = "AlertAction")]
 pub enum Action {
     Acknowledge,
     Resolve,
@@ -242,19 +220,6 @@ pub enum Action {
     Reopen,
     Assign,
     Comment,
-}
-
-impl From<AlertAction> for Action {
-    fn from(a: AlertAction) -> Self {
-        match a {
-            AlertAction::Acknowledge => Action::Acknowledge,
-            AlertAction::Resolve => Action::Resolve,
-            AlertAction::MarkFalsePositive => Action::MarkFalsePositive,
-            AlertAction::Reopen => Action::Reopen,
-            AlertAction::Assign => Action::Assign,
-            AlertAction::Comment => Action::Comment,
-        }
-    }
 }
 
 pub struct AlertChangeNode<'a>(&'a AlertChange);
