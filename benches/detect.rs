@@ -4,8 +4,10 @@
 //!
 //! - `sigmahq_linux`: the SigmaHQ `rules/linux` folder (210 rules) plus the
 //!   built-in pack, through the shipped field mapping;
-//! - `rules_1000`: the same SigmaHQ rules five times over with distinct ids
-//!   (1050 rules) plus the pack.
+//! - `rules_1050`: the same SigmaHQ rules five times over with distinct ids
+//!   (1050 rules) plus the pack;
+//! - `sigmahq_linux_210_unique_sources`: the first set, every event from a
+//!   new source address (correlation state grows to its cap and evicts).
 //!
 //! The events are real lines (Loghub OpenSSH and Linux, the Beats auditd
 //! and nginx samples) parsed as ingest parses them.
@@ -119,6 +121,29 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // Every event from a new source address (a scan or a spoofed flood):
+    // each opens new correlation groups, up to the state cap and its
+    // evictions.
+    let mut d = detector(1);
+    let mut round = 0;
+    g.bench_function("sigmahq_linux_210_unique_sources", |b| {
+        b.iter_batched_ref(
+            || {
+                round += 1;
+                let mut batch = later(&events, round * 400);
+                for (i, e) in batch.iter_mut().enumerate() {
+                    if e.source_ip.is_some() {
+                        let n = (round as u32).wrapping_mul(8192).wrapping_add(i as u32);
+                        e.source_ip =
+                            Some(std::net::Ipv4Addr::from(0x0a00_0000 | (n & 0x00ff_ffff)).into());
+                    }
+                }
+                batch
+            },
+            |batch| black_box(d.evaluate(black_box(batch))),
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 
