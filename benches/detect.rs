@@ -1,8 +1,9 @@
 //! Rule evaluation throughput: events/s through the detector (routing,
-//! the rsigma engines, correlation windows), next to a baseline measured in
-//! the same run (a memchr scan of the same events' messages).
+//! the literal prefilter, the rsigma engines, correlation windows), next to
+//! a baseline measured in the same run (a memchr scan of the same events'
+//! messages).
 //!
-//! - `sigmahq_linux`: the SigmaHQ `rules/linux` folder (210 rules) plus the
+//! - `sigmahq_linux_210`: the SigmaHQ `rules/linux` folder (210 rules) plus the
 //!   built-in pack, through the shipped field mapping;
 //! - `rules_1050`: the same SigmaHQ rules five times over with distinct ids
 //!   (1050 rules) plus the pack;
