@@ -4,15 +4,16 @@
 //! - [`rules`] loads the built-in pack and rule folders, renames Sigma's
 //!   field names to secmon's through the field mapping, and says why each
 //!   rejected rule was rejected.
-//! - Rules are routed by logsource to the datasets they can match; one
-//!   compiled engine per dataset, so an sshd event never meets an auditd or
-//!   web rule (and the engine's own candidate index prefilters within).
+//! - Rules are routed by logsource to the datasets they can match, so an
+//!   sshd event never meets an auditd or web rule. Within a dataset,
+//!   [`prefilter`] evaluates a rule only when one of its literals occurs in
+//!   the event; the rules it cannot prune stay in the crate's engine.
 //! - [`adapter`] shows an [`Event`] to the engine without copying it.
 //! - Correlation rules run in the crate's correlation engine, fed with the
-//!   detections; their windows live in memory and are rebuilt after a
-//!   restart by replaying the stored events of the longest timespan (on the
+//!   detections; their windows live in memory and are rebuilt by replaying
+//!   the stored events of the longest timespan after a restart (on the
 //!   writer thread, before its first batch: start-up does not wait for it,
-//!   ingest does).
+//!   ingest does) and after a failed commit.
 
 pub mod adapter;
 pub mod prefilter;
@@ -25,6 +26,9 @@ use std::collections::HashMap;
 use rsigma_eval::{CorrelationConfig, CorrelationEngine, Engine, EvaluationResult, ResultBody};
 use rsigma_parser::SigmaCollection;
 
+use adapter::SigmaEvent;
+use rules::RuleSet;
+
 use crate::model::{AlertUpdate, Event};
 use crate::store::Store;
 
@@ -33,8 +37,6 @@ pub const MAX_REPLAY: u64 = 1_000_000;
 /// Most entries one group's correlation window keeps (the newest); a rule
 /// may set its own with the `rsigma.max_group_entries` attribute.
 pub const MAX_GROUP_ENTRIES: usize = 10_000;
-use adapter::SigmaEvent;
-use rules::RuleSet;
 
 /// The rules routed to one dataset.
 struct DatasetRules {
@@ -63,7 +65,7 @@ fn engine(set: &RuleSet, indexes: &[usize]) -> Result<Engine, String> {
 /// The compiled rules and the correlation state.
 pub struct Detector {
     /// Per dataset (`""`: events without a known one).
-    engines: HashMap<&'static str, DatasetRules>,
+    datasets: HashMap<&'static str, DatasetRules>,
     /// The prefilter's scratch buffer.
     scratch: RefCell<String>,
     correlation: Option<CorrelationEngine>,
@@ -83,7 +85,7 @@ impl Detector {
             .iter()
             .map(|r| prefilter::needles(&r.rule))
             .collect();
-        let mut engines = HashMap::new();
+        let mut datasets = HashMap::new();
         for (dataset, indexes) in rules::routes(&set.rules) {
             let (with, without): (Vec<usize>, Vec<usize>) =
                 indexes.iter().partition(|&&i| literals[i].is_some());
@@ -96,7 +98,7 @@ impl Detector {
                     .map(|(rule, &i)| (rule, literals[i].clone().unwrap_or_default()))
                     .collect(),
             )?;
-            engines.insert(
+            datasets.insert(
                 dataset,
                 DatasetRules {
                     always,
@@ -111,7 +113,7 @@ impl Detector {
             (Some(correlation_engine(&collection)?), collection)
         };
         Ok(Detector {
-            engines,
+            datasets,
             scratch: RefCell::default(),
             correlation,
             collection,
@@ -124,7 +126,7 @@ impl Detector {
     /// The rules matching `event`, through the rules of its dataset.
     fn detect(&self, event: &Event) -> Vec<EvaluationResult> {
         let dataset = event.dataset.as_deref().unwrap_or("");
-        let Some(rules) = self.engines.get(dataset).or_else(|| self.engines.get("")) else {
+        let Some(rules) = self.datasets.get(dataset).or_else(|| self.datasets.get("")) else {
             return Vec::new();
         };
         let mut results = rules.always.evaluate(&SigmaEvent(event));

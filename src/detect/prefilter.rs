@@ -47,10 +47,14 @@ fn condition_needles(expr: &ConditionExpr, rule: &SigmaRule) -> Option<Vec<Strin
             quantifier,
             pattern,
         } => {
+            // Whether `them` counts `_`-prefixed names or not, a union
+            // over more alternatives, or one required part among fewer,
+            // stays sound: `any` takes them, `all` leaves them out.
+            let all = matches!(quantifier, Quantifier::All);
             let chosen: Vec<&Detection> = named
                 .iter()
                 .filter(|(name, _)| match pattern {
-                    SelectorPattern::Them => !name.starts_with('_'),
+                    SelectorPattern::Them => !(all && name.starts_with('_')),
                     SelectorPattern::Pattern(p) => wildcard_match(p, name),
                 })
                 .map(|(_, d)| d)
@@ -61,7 +65,9 @@ fn condition_needles(expr: &ConditionExpr, rule: &SigmaRule) -> Option<Vec<Strin
             let each = chosen.into_iter().map(detection_needles);
             match quantifier {
                 Quantifier::All => best(each.flatten()),
-                Quantifier::Any | Quantifier::Count(_) => union(each),
+                Quantifier::Any => union(each),
+                Quantifier::Count(n) if *n > 0 => union(each),
+                Quantifier::Count(_) => None,
             }
         }
     }
@@ -337,6 +343,13 @@ mod tests {
             ),
             Some(vec!["one".into(), "two".into()])
         );
+        // `all of them`: one required part is enough.
+        assert_eq!(
+            literals(
+                "    sel:\n        message: 'one'\n    _aux:\n        message|re: 'two'\n    condition: all of them"
+            ),
+            Some(vec!["one".into()])
+        );
         // A `not` part adds nothing; the rest still needs its literal.
         assert_eq!(
             literals(
@@ -357,6 +370,9 @@ mod tests {
             "    sel:\n        message: '*'\n    condition: sel",
             "    sel:\n        process.pid: 42\n    condition: sel",
             "    sel_a:\n        message: 'one'\n    sel_b:\n        message|re: 'two'\n    condition: sel_a or sel_b",
+            // `1 of them` counts `_`-prefixed names too, to be safe.
+            "    sel:\n        message: 'one'\n    _aux:\n        message|re: 'two'\n    condition: 1 of them",
+            "    sel:\n        message: 'one'\n    condition: 0 of them",
         ] {
             assert_eq!(literals(detection), None, "{detection}");
         }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema, SchemaBuilder};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
@@ -42,16 +42,20 @@ pub struct MutationRoot(triage::TriageMutation);
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-pub fn schema(state: Arc<ApiState>) -> ApiSchema {
-    let production = state.environment == Environment::Production;
-    let builder = Schema::build(
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         EmptySubscription,
     )
-    .data(state)
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY);
+}
+
+pub fn schema(state: Arc<ApiState>) -> ApiSchema {
+    let production = state.environment == Environment::Production;
+    let builder = builder()
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
     if production {
         builder.disable_introspection().finish()
     } else {
@@ -61,13 +65,7 @@ pub fn schema(state: Arc<ApiState>) -> ApiSchema {
 
 /// The schema in SDL, as committed in `docs/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        EmptySubscription,
-    )
-    .finish()
-    .sdl()
+    builder().finish().sdl()
 }
 
 #[derive(Clone)]
