@@ -675,5 +675,19 @@ async fn alerts_go_through_the_lifecycle_with_who_and_when() {
         3,
         "{v}"
     );
+
+    // Counted by action: the bulk resolve changed 3 alerts at once.
+    let metrics = reqwest::get(format!("http://{}/metrics", node.app.addrs().metrics))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "secmon_alert_changes_total{action=\"resolve\"} 3"),
+        "{metrics}"
+    );
     node.app.stop().await;
 }

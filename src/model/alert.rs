@@ -150,6 +150,18 @@ impl AlertAction {
         Ok(to)
     }
 
+    /// The action's name (as stored).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertAction::Acknowledge => "acknowledge",
+            AlertAction::Resolve => "resolve",
+            AlertAction::MarkFalsePositive => "mark_false_positive",
+            AlertAction::Reopen => "reopen",
+            AlertAction::Assign => "assign",
+            AlertAction::Comment => "comment",
+        }
+    }
+
     fn verb(self) -> &'static str {
         match self {
             AlertAction::Acknowledge => "acknowledge",

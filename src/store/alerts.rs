@@ -171,6 +171,8 @@ impl Store {
                 changed
             };
             txn.commit()?;
+            metrics::counter!(metric::ALERT_CHANGES, "action" => change.action.as_str())
+                .increment(changed.len() as u64);
             Ok(Ok(changed))
         });
         result?

@@ -17,6 +17,7 @@ pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
 pub const RETENTION_DELETED: &str = "secmon_retention_deleted_events_total";
 pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
 pub const ALERTS_RAISED: &str = "secmon_alerts_raised_total";
+pub const ALERT_CHANGES: &str = "secmon_alert_changes_total";
 pub const RULE_EVAL_SECONDS: &str = "secmon_rule_evaluation_seconds";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
@@ -44,6 +45,10 @@ pub(super) fn describe() {
     );
     describe_counter!(EVENTS_STORED, "Events committed to the store");
     describe_counter!(ALERTS_RAISED, "New alerts (not repeats), by severity");
+    describe_counter!(
+        ALERT_CHANGES,
+        "Analysts' changes applied to alerts, by action (acknowledge, resolve, ...)"
+    );
     describe_histogram!(
         RULE_EVAL_SECONDS,
         Unit::Seconds,
