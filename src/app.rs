@@ -497,10 +497,7 @@ fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, E
     };
     let (more, unreadable) = rules::read_paths(&cfg.rules);
     sources.extend(more);
-    let mapping = rules::FieldMapping::shipped(&cfg.field_mapping).map_err(Error::Detection)?;
-    let pipeline = mapping
-        .pipeline(&cfg.placeholders)
-        .map_err(Error::Detection)?;
+    let (mapping, pipeline) = crate::detect::tools::mapping(cfg).map_err(Error::Detection)?;
     let set = rules::load(&sources, &mapping, &pipeline);
     for problem in unreadable.iter().chain(&set.rejected) {
         tracing::warn!(problem = %problem, "rule not loaded");
@@ -519,7 +516,6 @@ fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, E
         detector,
         dedup_window: chrono::Duration::from_std(cfg.dedup_window.0)
             .unwrap_or(chrono::Duration::hours(1)),
-        stale_windows: false,
     })
 }
 

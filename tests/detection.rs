@@ -677,12 +677,7 @@ async fn alerts_go_through_the_lifecycle_with_who_and_when() {
     );
 
     // Counted by action: the bulk resolve changed 3 alerts at once.
-    let metrics = reqwest::get(format!("http://{}/metrics", node.app.addrs().metrics))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics().await;
     assert!(
         metrics
             .lines()

@@ -90,12 +90,7 @@ async fn graypy_over_udp_and_tcp_and_gzip_datagrams() {
     let gz = wait_total(&node, "\"gelf gzip datagram\"", 1).await;
     assert_eq!(gz[0]["node"]["hostName"], "gz-host");
 
-    let metrics = reqwest::get(format!("http://{}/metrics", node.app.addrs().metrics))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics().await;
     let rejected = metrics
         .lines()
         .find(|l| l.starts_with("secmon_events_rejected_total{source=\"gelf_udp\"}"))

@@ -198,14 +198,6 @@ impl Prefiltered {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Evaluates the rules whose literals occur in `event`.
     pub fn evaluate(&self, event: &Event, scratch: &mut String, out: &mut Vec<EvaluationResult>) {
         if self.rules.is_empty() {

@@ -26,7 +26,8 @@ pub struct CheckReport {
     pub reasons: Vec<(String, usize)>,
 }
 
-fn mapping(cfg: &Detection) -> Result<(FieldMapping, rsigma_eval::Pipeline), String> {
+/// The field mapping of `cfg` and the pipeline that applies it.
+pub(crate) fn mapping(cfg: &Detection) -> Result<(FieldMapping, rsigma_eval::Pipeline), String> {
     let mapping = FieldMapping::shipped(&cfg.field_mapping)?;
     let pipeline = mapping.pipeline(&cfg.placeholders)?;
     Ok((mapping, pipeline))

@@ -94,9 +94,7 @@ impl WriterHandle {
             .map_err(|_| SubmitError::Closed)?;
         Ok(pending)
     }
-}
 
-impl WriterHandle {
     /// Swaps in new rules between two batches, keeping the correlation
     /// windows of correlations that kept their id.
     pub async fn reload(&self, detection: Detection) -> Result<(), SubmitError> {
@@ -112,9 +110,6 @@ pub struct Detection {
     pub detector: Detector,
     /// A repeat within this time of an active alert's last firing counts on it.
     pub dedup_window: chrono::Duration,
-    /// A batch advanced the correlation windows but failed to commit: they
-    /// are rebuilt from the store before the next batch is evaluated.
-    pub stale_windows: bool,
 }
 
 /// Starts the writer thread. `progress.stored` is advanced after each commit
@@ -150,6 +145,10 @@ fn run(
         }
     }
     let mut batch = Batch::default();
+    // A batch advanced the correlation windows but failed to commit: they
+    // are rebuilt from the store before the next batch is evaluated (by
+    // these rules or, after a reload, by the new ones that took them over).
+    let mut stale_windows = false;
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         let mut reload = None;
@@ -168,7 +167,21 @@ fn run(
                 Request::Reload(new) => reload = Some(new),
             }
         }
-        commit(&store, &mut batch, &progress, detection.as_mut());
+        if stale_windows && let Some(d) = &mut detection {
+            match d.detector.reset_windows(&store) {
+                Ok(replayed) => {
+                    tracing::info!(
+                        replayed,
+                        "correlation windows rebuilt after a failed commit"
+                    );
+                    stale_windows = false;
+                }
+                Err(e) => tracing::error!(error = %e, "correlation windows not rebuilt yet"),
+            }
+        }
+        if !commit(&store, &mut batch, &progress, detection.as_mut()) && detection.is_some() {
+            stale_windows = true;
+        }
         if let Some(mut new) = reload {
             if let Some(old) = &detection {
                 new.detector.take_state_of(&old.detector);
@@ -194,34 +207,23 @@ struct Batch {
     waiting: Vec<(usize, Ack)>,
 }
 
+/// Evaluates and commits `batch`; false when the commit failed.
 fn commit(
     store: &Store,
     batch: &mut Batch,
     progress: &Progress,
-    mut detection: Option<&mut Detection>,
-) {
+    detection: Option<&mut Detection>,
+) -> bool {
     if batch.waiting.is_empty() {
-        return;
+        return true;
     }
     let Batch {
         events,
         checkpoints,
         waiting,
     } = batch;
-    let (updates, dedup_window) = match detection.as_deref_mut() {
+    let (updates, dedup_window) = match detection {
         Some(d) => {
-            if d.stale_windows {
-                match d.detector.reset_windows(store) {
-                    Ok(replayed) => {
-                        tracing::info!(
-                            replayed,
-                            "correlation windows rebuilt after a failed commit"
-                        );
-                        d.stale_windows = false;
-                    }
-                    Err(e) => tracing::error!(error = %e, "correlation windows not rebuilt yet"),
-                }
-            }
             let started = Instant::now();
             let updates = d.detector.evaluate(events);
             metrics::histogram!(metric::RULE_EVAL_SECONDS).record(started.elapsed().as_secs_f64());
@@ -232,6 +234,7 @@ fn commit(
     let started = Instant::now();
     let result = store.commit_batch(events, checkpoints, &updates, dedup_window);
     metrics::histogram!(metric::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+    let committed = result.is_ok();
     match result {
         Ok(range) => {
             metrics::histogram!(metric::BATCH_EVENTS).record(events.len() as f64);
@@ -252,9 +255,6 @@ fn commit(
         Err(e) => {
             tracing::error!(error = %e, events = events.len(), "batch commit failed");
             metrics::counter!(metric::COMMIT_ERRORS).increment(1);
-            if let Some(d) = detection {
-                d.stale_windows = true;
-            }
             let e = Arc::new(e);
             for (_, ack) in waiting.drain(..) {
                 let _ = ack.send(Err(Arc::clone(&e)));
@@ -263,6 +263,7 @@ fn commit(
     }
     events.clear();
     checkpoints.clear();
+    committed
 }
 
 #[cfg(test)]

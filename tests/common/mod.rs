@@ -104,6 +104,16 @@ impl Node {
         }
     }
 
+    /// The metrics page (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.app.addrs().metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn search_total(&self, query: &str) -> u64 {
         let v = self
             .graphql(
