@@ -8,6 +8,7 @@
 //! - [`ingest`]: sources that turn bytes into events: syslog, GELF, HTTP, `_bulk`, files, journald.
 //! - [`detect`]: Sigma rules (rsigma) evaluated on every event before its commit.
 //! - [`store`]: redb (the truth), the group-commit writer, the tantivy index.
+//! - [`auth`]: principals, roles and capabilities; passwords, tokens, API keys, rate limits.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
 //! - [`offline`]: import, search, index rebuild without a daemon.
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod control;

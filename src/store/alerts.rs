@@ -11,7 +11,8 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use super::{Error, Result, Store};
+use super::{Error, Result, Store, audit};
+use crate::auth::{CanTriage, Capability};
 use crate::model::{Alert, AlertChange, AlertStatus, AlertUpdate, Event, MAX_LINKED_EVENTS};
 use crate::telemetry::metric;
 
@@ -95,6 +96,15 @@ fn new_alert(id: u64, u: &AlertUpdate, event: &Event, now: DateTime<Utc>) -> Ale
     }
 }
 
+/// What the audit log keeps of an alert before and after a change.
+fn summary(alert: &Alert) -> serde_json::Value {
+    serde_json::json!({
+        "id": alert.id,
+        "status": alert.status,
+        "assignee": alert.assignee,
+    })
+}
+
 fn encode(alert: &Alert) -> Result<Vec<u8>> {
     serde_json::to_vec(alert).map_err(|e| Error::Corrupt {
         seq: alert.id,
@@ -148,11 +158,13 @@ impl Store {
     /// none. Returns the changed alerts in the order of `ids`.
     pub fn change_alerts(
         &self,
+        cap: &CanTriage,
         ids: &[u64],
         change: &AlertChange,
     ) -> std::result::Result<Vec<Alert>, ChangeError> {
         let result = self.with_db(|db| {
             let txn = db.begin_write()?;
+            let mut before = Vec::with_capacity(ids.len());
             let changed = {
                 let mut alerts = txn.open_table(ALERTS)?;
                 let mut changed = Vec::with_capacity(ids.len());
@@ -162,6 +174,7 @@ impl Store {
                     else {
                         return Ok(Err(ChangeError::NotFound(id)));
                     };
+                    before.push(summary(&alert));
                     if let Err(reason) = alert.change(change.clone()) {
                         return Ok(Err(ChangeError::Invalid { id, reason }));
                     }
@@ -170,6 +183,15 @@ impl Store {
                 }
                 changed
             };
+            let target = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            let record = audit::Record::new(format!("alert.{}", change.action.as_str()))
+                .target(target)
+                .before(before)
+                .after(serde_json::json!({
+                    "alerts": changed.iter().map(summary).collect::<Vec<_>>(),
+                    "comment": change.comment,
+                }));
+            audit::append(&txn, cap.actor(), record)?;
             txn.commit()?;
             metrics::counter!(metric::ALERT_CHANGES, "action" => change.action.as_str())
                 .increment(changed.len() as u64);
@@ -258,6 +280,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn triage() -> CanTriage {
+        crate::auth::Principal::local().grant(None).unwrap()
+    }
 
     fn event(seq: u64, ts: &str) -> Event {
         Event {
@@ -373,24 +399,28 @@ mod tests {
             apply_one(&store, event(seq, "2026-03-01T10:00:00Z"), update(ip), hour);
         }
         let ack = AlertChange::new("alice", AlertAction::Acknowledge);
-        let changed = store.change_alerts(&[2], &ack).unwrap();
+        let changed = store.change_alerts(&triage(), &[2], &ack).unwrap();
         assert_eq!(changed[0].status, AlertStatus::Acknowledged);
 
         // Alert 2 is already acknowledged: nothing changes.
-        let err = store.change_alerts(&[1, 2, 3], &ack).unwrap_err();
+        let err = store
+            .change_alerts(&triage(), &[1, 2, 3], &ack)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "alert 2: cannot acknowledge an alert that is acknowledged"
         );
         assert!(matches!(
-            store.change_alerts(&[1, 99], &ack),
+            store.change_alerts(&triage(), &[1, 99], &ack),
             Err(ChangeError::NotFound(99))
         ));
         assert_eq!(store.alert(1).unwrap().unwrap().status, AlertStatus::Open);
         assert!(store.alert(1).unwrap().unwrap().history.is_empty());
 
         let resolve = AlertChange::new("bob", AlertAction::Resolve);
-        let changed = store.change_alerts(&[1, 2, 3], &resolve).unwrap();
+        let changed = store
+            .change_alerts(&triage(), &[1, 2, 3], &resolve)
+            .unwrap();
         assert!(changed.iter().all(|a| a.status == AlertStatus::Resolved));
         assert_eq!(store.alert(2).unwrap().unwrap().history.len(), 2);
 

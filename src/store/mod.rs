@@ -3,6 +3,7 @@
 //! [`indexer`] from redb.
 
 pub mod alerts;
+pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod codec;

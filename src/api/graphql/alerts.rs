@@ -8,8 +8,9 @@ use async_graphql::{Context, Enum, ID, Json, Object};
 use chrono::{DateTime, Utc};
 
 use super::events::EventNode;
-use super::{blocking, coded, internal};
+use super::{blocking, coded, grant, internal};
 use crate::api::ApiState;
+use crate::auth::CanRead;
 use crate::model::{Alert, AlertAction, AlertChange, AlertStatus};
 use crate::store::alerts::AlertFilter;
 
@@ -75,6 +76,7 @@ impl AlertsQuery {
         #[graphql(validator(minimum = 0))] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<AlertConnection> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let limit = super::page_size(first)?;
         let before = match after {
@@ -105,6 +107,7 @@ impl AlertsQuery {
 
     /// One alert by id.
     async fn alert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<AlertNode>> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let id = parse_id(&id)?;
         let alert = blocking(move || state.store.alert(id).map_err(internal)).await?;

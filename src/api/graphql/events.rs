@@ -9,8 +9,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
-use super::{blocking, coded, internal};
+use super::{blocking, coded, grant, internal};
 use crate::api::ApiState;
+use crate::auth::CanRead;
 use crate::model::Event;
 use crate::store::cache::Page;
 use crate::store::index::SearchQuery;
@@ -41,6 +42,7 @@ impl EventsQuery {
         #[graphql(validator(minimum = 0))] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let limit = super::page_size(first)?;
         let offset = match after {
@@ -92,6 +94,7 @@ impl EventsQuery {
 
     /// One event by id.
     async fn event(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<EventNode>> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let Ok(ulid) = id.parse::<ulid::Ulid>() else {
             return Err(coded("BAD_REQUEST", "`id` is not an event id"));

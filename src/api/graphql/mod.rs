@@ -6,11 +6,13 @@ mod stats;
 mod system;
 mod triage;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{
+    Context, EmptySubscription, ErrorExtensions, MergedObject, Schema, SchemaBuilder,
+};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
@@ -19,10 +21,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::ApiState;
+use crate::auth::{Capability, Principal};
 use crate::config::Environment;
 
 pub use events::EventNode;
-pub use triage::Actor;
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -111,8 +113,36 @@ async fn post_graphql(
 /// Runs a request. Until accounts exist, the actor recorded in alert
 /// histories is the client's address.
 async fn execute(schema: ApiSchema, peer: SocketAddr, req: GraphQLRequest) -> GraphQLResponse {
-    let actor = Actor(format!("anonymous@{}", peer.ip()));
-    schema.execute(req.into_inner().data(actor)).await.into()
+    let session = Session {
+        principal: None,
+        ip: peer.ip(),
+    };
+    schema.execute(req.into_inner().data(session)).await.into()
+}
+
+/// Who is calling and from where; in every request's data.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub principal: Option<Principal>,
+    pub ip: IpAddr,
+}
+
+/// The caller's capability `C`: `UNAUTHENTICATED` without a principal,
+/// `FORBIDDEN` when its role does not grant `C`.
+pub fn grant<C: Capability>(ctx: &Context<'_>) -> async_graphql::Result<C> {
+    let session = ctx.data::<Session>()?;
+    let principal = session
+        .principal
+        .as_ref()
+        .ok_or_else(|| coded("UNAUTHENTICATED", "authentication required"))?;
+    principal
+        .grant(Some(session.ip))
+        .map_err(|denied| coded("FORBIDDEN", denied.to_string()))
+}
+
+/// The shared API state.
+pub fn state(ctx: &Context<'_>) -> async_graphql::Result<Arc<ApiState>> {
+    Ok(ctx.data::<Arc<ApiState>>()?.clone())
 }
 
 /// A GraphQL error with a stable `extensions.code`.

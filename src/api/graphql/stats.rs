@@ -6,8 +6,9 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{blocking, coded, internal};
+use super::{blocking, coded, grant, internal};
 use crate::api::ApiState;
+use crate::auth::CanRead;
 use crate::store::index::{self, DEFAULT_TOP, Interval, SearchQuery};
 
 #[derive(Default)]
@@ -44,6 +45,7 @@ impl StatsQuery {
         group_by: String,
         top: Option<i32>,
     ) -> async_graphql::Result<Vec<Bucket>> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let top = match top {
             None => DEFAULT_TOP,
@@ -84,6 +86,7 @@ impl StatsQuery {
         to: Option<DateTime<Utc>>,
         interval: String,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let interval: Interval = interval.parse().map_err(index_error)?;
         let search = search_query(query, from, to);

@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 
 use async_graphql::{Context, Object, SimpleObject};
 
-use super::{blocking, internal};
+use super::{blocking, grant, internal};
 use crate::api::ApiState;
+use crate::auth::CanRead;
 
 #[derive(Default)]
 pub struct SystemQuery;
@@ -28,6 +29,7 @@ pub struct System {
 #[Object]
 impl SystemQuery {
     async fn system(&self, ctx: &Context<'_>) -> async_graphql::Result<System> {
+        let _read: CanRead = grant(ctx)?;
         let state = ctx.data::<Arc<ApiState>>()?.clone();
         let stats = {
             let state = state.clone();

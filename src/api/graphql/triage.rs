@@ -1,13 +1,11 @@
 //! Alert triage: status changes, assignment and comments, each recorded in
 //! the alert's history with who and when.
 
-use std::sync::Arc;
-
 use async_graphql::{Context, ID, Object};
 
 use super::alerts::{AlertNode, Status, parse_id};
-use super::{blocking, coded, internal};
-use crate::api::ApiState;
+use super::{blocking, coded, grant, internal, state};
+use crate::auth::{CanTriage, Capability};
 use crate::model::{AlertAction, AlertChange, AlertStatus};
 use crate::store::alerts::ChangeError;
 
@@ -15,10 +13,6 @@ use crate::store::alerts::ChangeError;
 pub const MAX_BULK: usize = 1_000;
 /// Longest comment, in bytes.
 pub const MAX_COMMENT: usize = 10_000;
-
-/// Who is making a request, as recorded in alert histories.
-#[derive(Clone, Debug)]
-pub struct Actor(pub String);
 
 #[derive(Default)]
 pub struct TriageMutation;
@@ -103,8 +97,10 @@ impl TriageMutation {
             AlertStatus::Resolved => AlertAction::Resolve,
             AlertStatus::FalsePositive => AlertAction::MarkFalsePositive,
         };
+        let cap: CanTriage = grant(ctx)?;
         let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
-        apply(ctx, ids, change(ctx, action, comment, None)?).await
+        let change = change(&cap, action, comment, None)?;
+        apply(ctx, cap, ids, change).await
     }
 }
 
@@ -115,13 +111,14 @@ async fn one(
     comment: Option<String>,
     assignee: Option<String>,
 ) -> async_graphql::Result<AlertNode> {
-    let change = change(ctx, action, comment, assignee)?;
-    let mut changed = apply(ctx, vec![parse_id(&id)?], change).await?;
+    let cap: CanTriage = grant(ctx)?;
+    let change = change(&cap, action, comment, assignee)?;
+    let mut changed = apply(ctx, cap, vec![parse_id(&id)?], change).await?;
     Ok(changed.remove(0))
 }
 
 fn change(
-    ctx: &Context<'_>,
+    cap: &CanTriage,
     action: AlertAction,
     comment: Option<String>,
     assignee: Option<String>,
@@ -132,22 +129,22 @@ fn change(
             format!("a comment is at most {MAX_COMMENT} bytes"),
         ));
     }
-    let actor = ctx.data::<Actor>()?;
-    let mut change = AlertChange::new(actor.0.clone(), action).with_comment(comment);
+    let mut change = AlertChange::new(cap.actor().name.clone(), action).with_comment(comment);
     change.assignee = assignee;
     Ok(change)
 }
 
 async fn apply(
     ctx: &Context<'_>,
+    cap: CanTriage,
     ids: Vec<u64>,
     change: AlertChange,
 ) -> async_graphql::Result<Vec<AlertNode>> {
-    let state = ctx.data::<Arc<ApiState>>()?.clone();
+    let state = state(ctx)?;
     let changed = blocking(move || {
         state
             .store
-            .change_alerts(&ids, &change)
+            .change_alerts(&cap, &ids, &change)
             .map_err(|e| match e {
                 ChangeError::NotFound(_) => coded("NOT_FOUND", e.to_string()),
                 ChangeError::Invalid { .. } => coded("INVALID_TRANSITION", e.to_string()),
