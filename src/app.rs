@@ -19,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, guard};
+use crate::auth::{Auth, CanIngest};
 use crate::config::{Config, Secret};
 use crate::ingest;
 use crate::store::index::EventIndex;
 use crate::store::indexer::{self, IndexerConfig, Progress};
+use crate::store::live::Live;
 use crate::store::{self, Store, writer};
 use crate::telemetry;
 
@@ -57,6 +59,8 @@ pub enum Error {
     Metrics(String),
     #[error("detection: {0}")]
     Detection(String),
+    #[error("accounts: {0}")]
+    Auth(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -68,6 +72,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
     pub graphql: SocketAddr,
+    pub websocket: SocketAddr,
     pub metrics: SocketAddr,
     pub health: SocketAddr,
     pub syslog_udp: Option<SocketAddr>,
@@ -107,6 +112,11 @@ impl App {
             "GRAPHQL_PORT",
             SocketAddr::new(ip, config.ports.graphql),
         )?;
+        let websocket_listener = bind(
+            "websocket",
+            "WEBSOCKET_PORT",
+            SocketAddr::new(ip, config.ports.websocket),
+        )?;
         let metrics_listener = bind(
             "metrics",
             "METRICS_PORT",
@@ -144,6 +154,7 @@ impl App {
         };
         let addrs = Addrs {
             graphql: local_addr(&graphql_listener)?,
+            websocket: local_addr(&websocket_listener)?,
             metrics: local_addr(&metrics_listener)?,
             health: local_addr(&health_listener)?,
             syslog_udp: syslog_udp.as_ref().map(local_udp_addr).transpose()?,
@@ -188,10 +199,27 @@ impl App {
             what: "opening the store".into(),
             source: std::io::Error::other(e.to_string()),
         })??;
-        let _jwt_secret = match &config.auth.jwt_secret {
+        let jwt_secret = match &config.auth.jwt_secret {
             Some(s) => s.clone(),
             None => dev_jwt_secret(&config.data_dir)?,
         };
+        let auth = Arc::new(Auth::new(
+            store.clone(),
+            jwt_secret.expose().as_bytes(),
+            &config.auth,
+        ));
+        if let Some(password) = config.auth.admin_password.clone() {
+            let auth = auth.clone();
+            let created =
+                tokio::task::spawn_blocking(move || auth.bootstrap_admin(password.expose()))
+                    .await
+                    .map_err(|e| Error::Auth(e.to_string()))?
+                    .map_err(|e| Error::Auth(format!("creating user admin: {e}")))?;
+            if created {
+                tracing::info!("created user admin from SECMON_ADMIN_PASSWORD");
+            }
+        }
+        let live = Arc::new(Live::default());
 
         let index = Arc::new(index);
         let progress = Arc::new(Progress::new(stats.last_seq));
@@ -225,6 +253,7 @@ impl App {
             config.ingest.queue_capacity,
             config.ingest.batch_max_events,
             progress.clone(),
+            live.clone(),
             detection,
         )
         .map_err(io_err("starting the writer"))?;
@@ -329,6 +358,9 @@ impl App {
 
         let state = Arc::new(ApiState {
             store: store.clone(),
+            auth: auth.clone(),
+            writer: writer.clone(),
+            live,
             index,
             progress: progress.clone(),
             search_cache: Default::default(),
@@ -337,17 +369,19 @@ impl App {
             started,
         });
         let schema = api::graphql::schema(state);
-        let api_router = api::graphql::router(schema, config.environment)
-            .merge(ingest::bulk::router(
-                writer.clone(),
-                parse.clone(),
-                store.node_id(),
-                config.ingest.max_body_bytes,
-            ))
-            .merge(ingest::http::router(writer, config.ingest.max_body_bytes))
-            .layer(axum::middleware::from_fn(|req, next| {
-                api::track("api", req, next)
-            }));
+        let ingest_routes = ingest::bulk::router(
+            writer.clone(),
+            parse.clone(),
+            store.node_id(),
+            config.ingest.max_body_bytes,
+        )
+        .merge(ingest::http::router(writer, config.ingest.max_body_bytes))
+        .route_layer(axum::middleware::from_fn(guard::require::<CanIngest>));
+        let api_router = guarded(
+            "api",
+            api::graphql::router(schema.clone(), config.environment).merge(ingest_routes),
+            &auth,
+        );
         tasks.spawn(serve(
             "graphql",
             graphql_listener,
@@ -355,8 +389,20 @@ impl App {
             tls.clone(),
             &shutdown,
         ));
-        let metrics_router =
-            api::metrics::router(prometheus, config.auth.metrics_token.clone(), ready_rx);
+        tasks.spawn(serve(
+            "websocket",
+            websocket_listener,
+            guarded("websocket", api::ws::router(schema, auth.clone()), &auth),
+            tls.clone(),
+            &shutdown,
+        ));
+        tasks.spawn(forget_idle_limits(auth.clone(), shutdown.clone()));
+        let metrics_router = api::metrics::router(
+            prometheus,
+            config.auth.metrics_token.clone(),
+            auth.clone(),
+            ready_rx,
+        );
         tasks.spawn(serve(
             "metrics",
             metrics_listener,
@@ -374,11 +420,7 @@ impl App {
         ));
         let control =
             crate::control::bind(&config.data_dir).map_err(io_err("binding the control socket"))?;
-        tasks.spawn(crate::control::serve(
-            control,
-            store.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(crate::control::serve(control, auth, shutdown.clone()));
 
         ready_tx.send_replace(Some(progress));
         write_ports(&config.data_dir, &addrs)?;
@@ -386,6 +428,7 @@ impl App {
             node_id = %store.node_id(),
             environment = %config.environment,
             graphql = %addrs.graphql,
+            websocket = %addrs.websocket,
             metrics = %addrs.metrics,
             health = %addrs.health,
             events = stats.events,
@@ -596,6 +639,32 @@ pub fn node_name(config: &Config) -> String {
     })
 }
 
+/// `router` behind authentication and rate limits, with request metrics.
+fn guarded(server: &'static str, router: Router, auth: &Arc<Auth>) -> Router {
+    let guard = guard::Guard {
+        auth: auth.clone(),
+        server,
+    };
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            guard::authenticate,
+        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            api::track(server, req, next)
+        }))
+}
+
+/// Drops the rate-limit state of idle addresses and principals now and then.
+async fn forget_idle_limits(auth: Arc<Auth>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => auth.requests.forget_idle(),
+        }
+    }
+}
+
 fn serve(
     name: &'static str,
     listener: TcpListener,
@@ -616,6 +685,7 @@ fn serve(
 fn write_ports(data_dir: &Path, addrs: &Addrs) -> Result<(), Error> {
     let body = json!({
         "graphql": addrs.graphql.port(),
+        "websocket": addrs.websocket.port(),
         "metrics": addrs.metrics.port(),
         "health": addrs.health.port(),
         "syslog_udp": addrs.syslog_udp.map(|a| a.port()),
@@ -630,7 +700,7 @@ fn write_ports(data_dir: &Path, addrs: &Addrs) -> Result<(), Error> {
 }
 
 /// Development only: a JWT secret generated once and kept in the data dir.
-fn dev_jwt_secret(data_dir: &Path) -> Result<Secret, Error> {
+pub fn dev_jwt_secret(data_dir: &Path) -> Result<Secret, Error> {
     let path = data_dir.join("jwt_secret");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();

@@ -1,24 +1,71 @@
 //! The control socket, `data_dir/control.sock`: a Unix socket that only the
 //! data dir's owner can reach (mode 0600), through which the command line
-//! asks a running daemon for what needs its open store (a backup). One JSON
-//! request line, one JSON response line.
+//! asks a running daemon for what needs its open store (a backup, users,
+//! API keys, the audit log). One JSON request line, one JSON response line.
+//! Whoever can reach it can open the data dir: it acts as a local admin.
+//! Without a daemon, the command line runs the same [`execute`] on the
+//! data dir itself.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::auth::{Auth, CanAdminister, Principal, Role, token};
 
 pub const SOCKET: &str = "control.sock";
 
+/// An operation, and the local user who asks for it (for the audit log).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub by: String,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Backup { path: PathBuf },
+pub enum Op {
+    Backup {
+        path: PathBuf,
+    },
+    /// A user; a password is generated (and returned once) when none is given.
+    UserAdd {
+        name: String,
+        role: Role,
+        password: Option<String>,
+    },
+    UserList,
+    UserPasswd {
+        name: String,
+        password: Option<String>,
+    },
+    UserDisable {
+        name: String,
+    },
+    ApikeyCreate {
+        name: String,
+        role: Role,
+    },
+    ApikeyList,
+    ApikeyRevoke {
+        id: String,
+    },
+    AuditVerify,
+}
+
+impl Op {
+    /// Asked by the local user running this process.
+    pub fn by_me(self) -> Request {
+        Request {
+            by: Principal::local().name,
+            op: self,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,7 +90,7 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, store: Store, shutdown: CancellationToken) {
+pub async fn serve(listener: UnixListener, auth: Arc<Auth>, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -55,9 +102,9 @@ pub async fn serve(listener: UnixListener, store: Store, shutdown: CancellationT
                 }
             },
         };
-        let store = store.clone();
+        let auth = auth.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, store).await {
+            if let Err(e) = answer(stream, auth).await {
                 tracing::warn!(error = %e, "control request failed");
             }
         });
@@ -71,25 +118,133 @@ pub async fn serve(listener: UnixListener, store: Store, shutdown: CancellationT
     }
 }
 
-async fn answer(stream: UnixStream, store: Store) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, auth: Arc<Auth>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let response = match serde_json::from_str::<Request>(&line) {
         Err(e) => Response::Error(format!("bad request: {e}")),
-        Ok(Request::Backup { path }) => {
-            tracing::info!(path = %path.display(), "backup requested");
-            let result = tokio::task::spawn_blocking(move || store.backup_to(&path)).await;
-            match result {
-                Ok(Ok(report)) => Response::Ok(serde_json::to_value(report).unwrap_or_default()),
-                Ok(Err(e)) => Response::Error(e.to_string()),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
+        Ok(request) => tokio::task::spawn_blocking(move || execute(&auth, request))
+            .await
+            .unwrap_or_else(|e| Response::Error(e.to_string())),
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
     write.write_all(&out).await
+}
+
+/// Carries out `request` (blocking: backups, argon2).
+pub fn execute(auth: &Auth, request: Request) -> Response {
+    let local = Principal {
+        name: request.by,
+        ..Principal::local()
+    };
+    let cap: CanAdminister = match local.grant(None) {
+        Ok(cap) => cap,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    let generated = |given: Option<String>| match given {
+        Some(p) => Ok((p, false)),
+        None => token::random_secret()
+            .map(|p| (p, true))
+            .map_err(|e| format!("no randomness: {e}")),
+    };
+    let result = (|| -> Result<Value, String> {
+        let json = |v: Result<Value, serde_json::Error>| v.map_err(|e| e.to_string());
+        match request.op {
+            Op::Backup { path } => {
+                tracing::info!(path = %path.display(), "backup requested");
+                let report = auth.store().backup_to(&path).map_err(|e| e.to_string())?;
+                json(serde_json::to_value(report))
+            }
+            Op::UserAdd {
+                name,
+                role,
+                password,
+            } => {
+                let (password, generated) = generated(password)?;
+                let user = auth
+                    .create_user(&cap, &name, &password, role)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({
+                    "username": user.username,
+                    "role": user.role,
+                    "password": generated.then_some(password),
+                }))
+            }
+            Op::UserList => {
+                let users = auth.store().users().map_err(|e| e.to_string())?;
+                Ok(users
+                    .into_iter()
+                    .map(|u| {
+                        json!({
+                            "username": u.username,
+                            "role": u.role,
+                            "disabled": u.disabled,
+                            "created_at": u.created_at,
+                        })
+                    })
+                    .collect())
+            }
+            Op::UserPasswd { name, password } => {
+                let (password, generated) = generated(password)?;
+                auth.reset_password(&cap, &name, &password)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "username": name, "password": generated.then_some(password) }))
+            }
+            Op::UserDisable { name } => {
+                auth.set_disabled(&cap, &name, true)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "username": name, "disabled": true }))
+            }
+            Op::ApikeyCreate { name, role } => {
+                let (record, key) = auth
+                    .create_api_key(&cap, &name, role)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "id": record.id, "name": record.name, "role": record.role, "key": key }))
+            }
+            Op::ApikeyList => {
+                let keys = auth.store().api_keys().map_err(|e| e.to_string())?;
+                Ok(keys
+                    .into_iter()
+                    .map(|k| {
+                        json!({
+                            "id": k.id,
+                            "name": k.name,
+                            "role": k.role,
+                            "created_at": k.created_at,
+                            "revoked_at": k.revoked_at,
+                        })
+                    })
+                    .collect())
+            }
+            Op::ApikeyRevoke { id } => {
+                let key = auth.revoke_api_key(&cap, &id).map_err(|e| e.to_string())?;
+                Ok(json!({ "id": key.id, "revoked_at": key.revoked_at }))
+            }
+            Op::AuditVerify => match auth.store().verify_audit().map_err(|e| e.to_string())? {
+                Ok(v) => Ok(json!({ "ok": true, "entries": v.entries, "head": v.head })),
+                Err(broken) => Ok(json!({ "ok": false, "error": broken.to_string() })),
+            },
+        }
+    })();
+    match result {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e),
+    }
+}
+
+/// Carries out `request` on `data_dir` itself, when no daemon serves it.
+pub fn execute_offline(data_dir: &Path, request: Request) -> Result<Response, crate::store::Error> {
+    let store = crate::store::Store::open(data_dir)?;
+    // Nothing here signs a token: the key only has to exist.
+    let signing_key = token::random_secret().unwrap_or_default();
+    let auth = Auth::new(
+        store,
+        signing_key.as_bytes(),
+        &crate::config::Auth::default(),
+    );
+    Ok(execute(&auth, request))
 }
 
 /// Sends a request to the daemon serving `data_dir`; `None` when no daemon

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secmon::auth::Role;
 use secmon::config::{self, Config, Environment, LoadOptions};
+use secmon::control::{Op, Response};
 
 #[derive(Parser)]
 #[command(name = "secmon", version, about = "Security monitoring appliance")]
@@ -23,6 +25,37 @@ enum Command {
         config: Option<PathBuf>,
         /// Data directory (default: $SECMON_DATA_DIR, else ./data).
         #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Prepare a data dir: node id, JWT secret, first admin (its password
+    /// printed once), development TLS certificates.
+    Init {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// More names for the development server certificate (besides
+        /// localhost, 127.0.0.1 and ::1).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+    },
+    /// Users (through the running daemon, or on the data dir when none runs).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// API keys for shippers and automation; a key is printed once.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
     /// Inspect the configuration.
@@ -125,6 +158,46 @@ enum RulesCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; without --password-stdin a password is generated and printed once.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    /// Set a user's password (generated and printed once without --password-stdin); ends its sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user; ends its sessions.
+    Disable { name: String },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key for `Authorization: Bearer` (printed once; only its digest is kept).
+    Create {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    List,
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exit 1 naming the first edited, removed or reordered entry.
+    Verify,
+}
+
+#[derive(Subcommand)]
 enum IndexCommand {
     /// Drop the index and rebuild it from the store (the daemon must be stopped).
     Rebuild,
@@ -154,6 +227,62 @@ fn resolve_data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let cfg =
         config::load(&LoadOptions::from_process(None, None)).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(cfg.data_dir)
+}
+
+/// Runs `op` in the daemon serving `data_dir`, or on the data dir itself
+/// when no daemon runs there.
+fn control(data_dir: &std::path::Path, op: Op) -> anyhow::Result<serde_json::Value> {
+    let request = op.by_me();
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let response = match rt.block_on(secmon::control::call(data_dir, &request))? {
+        Some(response) => response,
+        None => secmon::control::execute_offline(data_dir, request)?,
+    };
+    match response {
+        Response::Ok(value) => Ok(value),
+        Response::Error(e) => anyhow::bail!("{e}"),
+    }
+}
+
+/// The first line of standard input, without its line end.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// `secmon init`: what a node needs before its first start.
+fn init(data_dir: PathBuf, hostnames: &[String]) -> anyhow::Result<ExitCode> {
+    let store = secmon::store::Store::open(&data_dir)?;
+    println!("data dir: {}", data_dir.display());
+    println!("node id: {}", store.node_id());
+    drop(store);
+    secmon::app::dev_jwt_secret(&data_dir)?;
+    println!(
+        "JWT secret (development): {}",
+        data_dir.join("jwt_secret").display()
+    );
+    let _ = hostnames;
+    let users = control(&data_dir, Op::UserList)?;
+    if users.as_array().is_some_and(Vec::is_empty) {
+        let admin = control(
+            &data_dir,
+            Op::UserAdd {
+                name: "admin".into(),
+                role: Role::Admin,
+                password: None,
+            },
+        )?;
+        println!(
+            "user admin created; its password (shown once): {}",
+            admin["password"].as_str().unwrap_or_default()
+        );
+    } else {
+        println!("users exist already: no admin created");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -262,20 +391,69 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { path, data_dir } => {
             let data_dir = resolve_data_dir(data_dir)?;
             let path = std::path::absolute(&path).context("resolving the backup path")?;
-            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            let request = secmon::control::Request::Backup { path: path.clone() };
-            let report = match rt.block_on(secmon::control::call(&data_dir, &request))? {
-                Some(secmon::control::Response::Ok(report)) => report,
-                Some(secmon::control::Response::Error(e)) => {
-                    anyhow::bail!("the daemon could not back up: {e}")
-                }
-                None => {
-                    let store = secmon::store::Store::open(&data_dir)?;
-                    serde_json::to_value(store.backup_to(&path)?)?
-                }
-            };
+            let report = control(&data_dir, Op::Backup { path }).context("backup failed")?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Init {
+            data_dir,
+            hostnames,
+        } => init(resolve_data_dir(data_dir)?, &hostnames),
+        Command::User { command, data_dir } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let op = match command {
+                UserCommand::Add {
+                    name,
+                    role,
+                    password_stdin,
+                } => Op::UserAdd {
+                    name,
+                    role,
+                    password: password_stdin.then(read_password).transpose()?,
+                },
+                UserCommand::List => Op::UserList,
+                UserCommand::Passwd {
+                    name,
+                    password_stdin,
+                } => Op::UserPasswd {
+                    name,
+                    password: password_stdin.then(read_password).transpose()?,
+                },
+                UserCommand::Disable { name } => Op::UserDisable { name },
+            };
+            println!("{}", serde_json::to_string_pretty(&control(&data_dir, op)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apikey { command, data_dir } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let op = match command {
+                ApikeyCommand::Create { name, role } => Op::ApikeyCreate { name, role },
+                ApikeyCommand::List => Op::ApikeyList,
+                ApikeyCommand::Revoke { id } => Op::ApikeyRevoke { id },
+            };
+            println!("{}", serde_json::to_string_pretty(&control(&data_dir, op)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+            data_dir,
+        } => {
+            let data_dir = resolve_data_dir(data_dir)?;
+            let report = control(&data_dir, Op::AuditVerify)?;
+            if report["ok"] == true {
+                println!(
+                    "audit log intact: {} entries, head {}",
+                    report["entries"],
+                    report["head"].as_str().unwrap_or_default()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "secmon: audit log broken: {}",
+                    report["error"].as_str().unwrap_or_default()
+                );
+                Ok(ExitCode::FAILURE)
+            }
         }
         Command::Restore { path, data_dir } => {
             let data_dir = resolve_data_dir(data_dir)?;

@@ -72,7 +72,7 @@ async fn overload_is_refused_or_slowed_and_memory_stays_bounded() {
             s.shutdown().await.unwrap();
         }));
     }
-    let http = http_client(Duration::from_secs(30));
+    let http = http_client(dir.path(), Duration::from_secs(30));
     let throttled = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
     let mut posters = Vec::new();

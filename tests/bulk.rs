@@ -15,11 +15,20 @@ async fn the_python_bulk_helper_stores_parsed_events() {
     let url = format!("http://{}", node.app.addrs().graphql);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/es_bulk.py");
     let url2 = url.clone();
+    // A shipper gets an ingest-only key.
+    let v = node
+        .graphql(
+            "mutation { createApiKey(name: \"filebeat\", role: INGEST) { key } }",
+            json!({}),
+        )
+        .await;
+    let key = v["data"]["createApiKey"]["key"].as_str().unwrap().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
             .arg(script)
             .arg(url2)
             .arg("300")
+            .arg(key)
             .output()
             .unwrap()
     })

@@ -32,9 +32,9 @@ fn free_ports(cmd: &mut Command) -> &mut Command {
         .env("SYSLOG_TLS_PORT", "")
 }
 
-async fn graphql(api: &str, query: &str) -> Value {
+async fn graphql(cwd: &std::path::Path, api: &str, query: &str) -> Value {
     secmon::install_crypto_provider();
-    reqwest::Client::new()
+    common::daemon::http_client(cwd, Duration::from_secs(30))
         .post(format!("{api}/graphql"))
         .json(&json!({ "query": query }))
         .send()
@@ -55,7 +55,7 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
     let body: String = (0..1000)
         .map(|i| json!({"message": format!("event {i}")}).to_string() + "\n")
         .collect();
-    let resp = reqwest::Client::new()
+    let resp = common::daemon::http_client(dir.path(), Duration::from_secs(30))
         .post(format!("{}/api/v1/ingest", daemon.api))
         .body(body)
         .send()
@@ -80,6 +80,7 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = graphql(
+            dir.path(),
             &daemon.api,
             "{ system { eventsStored indexLag } events(query: \"event\") { totalCount } }",
         )
@@ -222,7 +223,7 @@ async fn offline_import_search_backup_while_serving_restore_and_rebuild() {
     let body: String = (0..100)
         .map(|i| json!({"message": format!("while serving {i}")}).to_string() + "\n")
         .collect();
-    let resp = reqwest::Client::new()
+    let resp = common::daemon::http_client(cwd, Duration::from_secs(30))
         .post(format!("{}/api/v1/ingest", daemon.api))
         .body(body)
         .send()

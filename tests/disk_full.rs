@@ -165,7 +165,7 @@ async fn disk_full_refuses_with_503_keeps_what_was_acknowledged_and_recovers() {
     )
     .unwrap();
     let daemon = Daemon::start(dir.path()).await;
-    let http = http_client(Duration::from_secs(30));
+    let http = http_client(dir.path(), Duration::from_secs(30));
     let mut ingest = Ingest {
         http: http.clone(),
         next: 0,

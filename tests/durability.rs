@@ -42,8 +42,13 @@ struct Tally {
 /// One client: batches of 1..=10 events, each message unique
 /// (`dur-c<client>-e<n>`); never resends a message, so a stored duplicate
 /// can only come from the server.
-async fn client(id: u64, seed: u64, mut target: watch::Receiver<Target>, tally: Arc<Mutex<Tally>>) {
-    let http = http_client(Duration::from_secs(20));
+async fn client(
+    http: reqwest::Client,
+    id: u64,
+    seed: u64,
+    mut target: watch::Receiver<Target>,
+    tally: Arc<Mutex<Tally>>,
+) {
     let mut rng = Rng::new(seed);
     let mut next = 0u64;
     loop {
@@ -135,10 +140,18 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     let (target_tx, target_rx) = watch::channel(Target::Down);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client(id, rng.next_u64(), target_rx.clone(), tally.clone())))
+        .map(|id| {
+            tokio::spawn(client(
+                http_client(dir.path(), Duration::from_secs(20)),
+                id,
+                rng.next_u64(),
+                target_rx.clone(),
+                tally.clone(),
+            ))
+        })
         .collect();
 
-    let http = http_client(Duration::from_secs(30));
+    let http = http_client(dir.path(), Duration::from_secs(30));
     let mut acked_before = 0;
     for round in 0..rounds {
         let daemon = Daemon::start(dir.path()).await;

@@ -171,8 +171,7 @@ async fn senders_outside_the_allow_list_are_refused_and_counted() {
     let needle = "secmon_events_rejected_total{source=\"syslog_udp\"}";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let url = format!("http://{}/metrics", addrs.metrics);
-        let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+        let metrics = node.metrics().await;
         if metrics.contains(needle) {
             break;
         }

@@ -64,6 +64,33 @@ fn client(ca_pem: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// [`client`], logged in as `admin` on the API at `api` (`https://host:port`).
+async fn admin_client(ca_pem: &str, api: &str) -> reqwest::Client {
+    let v: Value = client(ca_pem)
+        .post(format!("{api}/graphql"))
+        .json(&json!({
+            "query": "mutation($p: String!) { login(username: \"admin\", password: $p) { accessToken } }",
+            "variables": {"p": common::ADMIN_PASSWORD},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = v["data"]["login"]["accessToken"].as_str().unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls(ca_pem))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn production_serves_https_with_metrics_token_and_no_introspection() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,15 +109,16 @@ async fn production_serves_https_with_metrics_token_and_no_introspection() {
     let addrs = app.addrs();
     let https = client(&pki.ca_pem);
     let api = format!("https://localhost:{}", addrs.graphql.port());
+    let admin = admin_client(&pki.ca_pem, &api).await;
 
-    let resp = https
+    let resp = admin
         .post(format!("{api}/api/v1/ingest"))
         .body("{\"message\":\"over tls\"}\n")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let v: Value = https
+    let v: Value = admin
         .post(format!("{api}/graphql"))
         .json(&json!({"query": "{ system { environment eventsStored } }"}))
         .send()
@@ -111,7 +139,7 @@ async fn production_serves_https_with_metrics_token_and_no_introspection() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 
-    let v: Value = https
+    let v: Value = admin
         .post(format!("{api}/graphql"))
         .json(&json!({"query": "{ __schema { types { name } } }"}))
         .send()
@@ -188,7 +216,11 @@ async fn syslog_over_tls_with_octet_counting() {
         .unwrap();
     stream.shutdown().await.unwrap();
 
-    let https = client(&pki.ca_pem);
+    let https = admin_client(
+        &pki.ca_pem,
+        &format!("https://localhost:{}", app.addrs().graphql.port()),
+    )
+    .await;
     let api = format!("https://localhost:{}/graphql", app.addrs().graphql.port());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

@@ -1,16 +1,21 @@
-//! `/metrics` in the Prometheus text format, behind a bearer token when one
-//! is configured.
+//! `/metrics` in the Prometheus text format. Always behind a credential:
+//! the configured metrics token (`METRICS_TOKEN`, what Prometheus is given),
+//! or an access token or API key whose role may read. Rate limited per
+//! source address like the API.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
+use super::guard;
+use crate::auth::{Auth, CanRead};
 use crate::config::Secret;
 use crate::store::indexer::Progress;
 use crate::telemetry::metric;
@@ -19,12 +24,14 @@ use crate::telemetry::metric;
 struct MetricsState {
     handle: &'static PrometheusHandle,
     token: Option<Secret>,
+    auth: Arc<Auth>,
     progress: watch::Receiver<Option<Arc<Progress>>>,
 }
 
 pub fn router(
     handle: &'static PrometheusHandle,
     token: Option<Secret>,
+    auth: Arc<Auth>,
     progress: watch::Receiver<Option<Arc<Progress>>>,
 ) -> Router {
     Router::new()
@@ -35,25 +42,27 @@ pub fn router(
         .with_state(MetricsState {
             handle,
             token,
+            auth,
             progress,
         })
 }
 
-async fn render(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !super::constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "metrics need a bearer token\n",
-            )
-                .into_response();
-        }
+async fn render(
+    State(state): State<MetricsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(wait) = state.auth.requests.check_ip(peer.ip()) {
+        return guard::too_many("metrics", "ip", wait);
+    }
+    if !allowed(&state, &headers) {
+        ::metrics::counter!(metric::UNAUTHENTICATED, "server" => "metrics").increment(1);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "metrics need a bearer token: the metrics token, an access token or an API key\n",
+        )
+            .into_response();
     }
     if let Some(p) = state.progress.borrow().as_ref() {
         metrics::gauge!(metric::INDEX_LAG).set(p.index_lag() as f64);
@@ -66,4 +75,20 @@ async fn render(State(state): State<MetricsState>, headers: HeaderMap) -> Respon
         state.handle.render(),
     )
         .into_response()
+}
+
+/// The metrics token, or a principal that may read.
+fn allowed(state: &MetricsState, headers: &HeaderMap) -> bool {
+    let Some(given) = guard::credential(headers) else {
+        return false;
+    };
+    if let Some(token) = &state.token
+        && super::constant_time_eq(given.as_bytes(), token.expose().as_bytes())
+    {
+        return true;
+    }
+    state
+        .auth
+        .authenticate(&given)
+        .is_ok_and(|p| p.grant::<CanRead>(None).is_ok())
 }

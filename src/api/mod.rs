@@ -1,6 +1,8 @@
 //! The HTTP surfaces: the API port (GraphQL and ingest), health, metrics.
 
 pub mod graphql;
+pub mod guard;
+pub mod ws;
 pub mod health;
 pub mod metrics;
 
@@ -25,10 +27,14 @@ use crate::telemetry::metric;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(8);
 
-/// What the read side of the API needs. Holds no writer handle: the write
-/// path is owned by the ingest routes, so shutdown can drain it.
+/// What the API needs. The writer handle it holds (for `ingestEvents`)
+/// is dropped with the routers when the listeners stop, so shutdown can
+/// drain the writer.
 pub struct ApiState {
     pub store: Store,
+    pub auth: Arc<crate::auth::Auth>,
+    pub writer: crate::store::writer::WriterHandle,
+    pub live: Arc<crate::store::live::Live>,
     pub index: Arc<EventIndex>,
     pub progress: Arc<Progress>,
     pub search_cache: crate::store::cache::SearchCache,

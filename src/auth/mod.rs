@@ -18,10 +18,17 @@
 //! | ingest events  | yes   |         |        | yes    |
 //! | administer     | yes   |         |        |        |
 
+pub mod limit;
+pub mod password;
+pub mod service;
+pub mod token;
+
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+pub use service::{Auth, AuthError, Tokens};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

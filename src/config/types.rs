@@ -239,12 +239,73 @@ impl Default for Tls {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     pub jwt_secret: Option<Secret>,
+    /// Creates user `admin` at the first start when no user exists.
     pub admin_password: Option<Secret>,
     pub metrics_token: Option<Secret>,
+    /// Lifetime of an access token.
+    pub access_token_ttl_seconds: u64,
+    /// Lifetime of a refresh token (each use replaces it).
+    pub refresh_token_ttl_seconds: u64,
+    pub rate_limit: RateLimits,
+    pub login: LoginLimits,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            jwt_secret: None,
+            admin_password: None,
+            metrics_token: None,
+            access_token_ttl_seconds: 15 * 60,
+            refresh_token_ttl_seconds: 30 * 24 * 3600,
+            rate_limit: RateLimits::default(),
+            login: LoginLimits::default(),
+        }
+    }
+}
+
+/// Requests per second on the GraphQL, WebSocket and metrics ports, per
+/// source address and per principal; `burst` requests may come at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    pub per_ip_per_second: u32,
+    pub per_principal_per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_ip_per_second: 100,
+            per_principal_per_second: 100,
+            burst: 200,
+        }
+    }
+}
+
+/// Failed logins allowed before a lockout, which doubles with each further
+/// failure up to `max_lockout_seconds`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimits {
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+    pub max_lockout_seconds: u64,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            max_failures_per_account: 5,
+            max_failures_per_ip: 20,
+            max_lockout_seconds: 900,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

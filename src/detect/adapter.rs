@@ -83,7 +83,7 @@ fn descend<'a>(value: &'a Value, rest: Option<&str>, hits: &mut Vec<EventValue<'
 
 /// Every string of the event (keyword detections search them), without
 /// collecting them.
-pub(super) fn strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
+pub(crate) fn strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
     for s in [
         Some(&e.message),
         e.original.as_ref(),

@@ -19,15 +19,17 @@ use crate::telemetry::metric;
 pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 pub(super) const ALERT_GROUPS: TableDefinition<&str, u64> = TableDefinition::new("alert_groups");
 
-/// Applies `updates` (whose events are `events`, seqs assigned) inside `txn`.
+/// Applies `updates` (whose events are `events`, seqs assigned) inside
+/// `txn`; returns the alerts raised or repeated, as written.
 pub(super) fn apply(
     txn: &WriteTransaction,
     events: &[Event],
     updates: &[AlertUpdate],
     dedup_window: chrono::Duration,
-) -> Result<()> {
+) -> Result<Vec<Alert>> {
+    let mut written = Vec::new();
     if updates.is_empty() {
-        return Ok(());
+        return Ok(written);
     }
     let mut alerts = txn.open_table(ALERTS)?;
     let mut groups = txn.open_table(ALERT_GROUPS)?;
@@ -71,8 +73,9 @@ pub(super) fn apply(
             }
         };
         alerts.insert(alert.id, encode(&alert)?.as_slice())?;
+        written.push(alert);
     }
-    Ok(())
+    Ok(written)
 }
 
 fn new_alert(id: u64, u: &AlertUpdate, event: &Event, now: DateTime<Utc>) -> Alert {

@@ -2,6 +2,7 @@
 //! [`writer`]; tantivy is a derived, rebuildable [`index`] fed by the
 //! [`indexer`] from redb.
 
+pub mod accounts;
 pub mod alerts;
 pub mod audit;
 pub mod backup;
@@ -9,6 +10,7 @@ pub mod cache;
 pub mod codec;
 pub mod index;
 pub mod indexer;
+pub mod live;
 pub mod retention;
 pub mod writer;
 
@@ -235,6 +237,7 @@ impl Store {
         checkpoints: &[Checkpoint],
     ) -> Result<Range<u64>> {
         self.commit_batch(events, checkpoints, &[], chrono::Duration::zero())
+            .map(|(range, _)| range)
     }
 
     /// Appends events, writes source checkpoints and applies the alert
@@ -245,7 +248,7 @@ impl Store {
         checkpoints: &[Checkpoint],
         updates: &[crate::model::AlertUpdate],
         dedup_window: chrono::Duration,
-    ) -> Result<Range<u64>> {
+    ) -> Result<(Range<u64>, Vec<crate::model::Alert>)> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
             let range;
@@ -278,9 +281,9 @@ impl Store {
                 let count = count + events.len() as u64;
                 meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
             }
-            alerts::apply(&txn, events, updates, dedup_window)?;
+            let alerts = alerts::apply(&txn, events, updates, dedup_window)?;
             txn.commit()?;
-            Ok(range)
+            Ok((range, alerts))
         })
     }
 

@@ -16,6 +16,7 @@ use super::{Checkpoint, Error, Store};
 use crate::detect::Detector;
 use crate::model::Event;
 use crate::store::indexer::Progress;
+use crate::store::live::Live;
 use crate::telemetry::metric;
 
 type Ack = oneshot::Sender<Result<Range<u64>, Arc<Error>>>;
@@ -119,12 +120,21 @@ pub fn spawn(
     queue_capacity: usize,
     batch_max_events: usize,
     progress: Arc<Progress>,
+    live: Arc<Live>,
     detection: Option<Detection>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(queue_capacity.max(1));
     let thread = std::thread::Builder::new()
         .name("secmon-writer".into())
-        .spawn(move || run(store, rx, batch_max_events.max(1), progress, detection))?;
+        .spawn(move || {
+            run(
+                store,
+                rx,
+                batch_max_events.max(1),
+                (&progress, &live),
+                detection,
+            )
+        })?;
     Ok((WriterHandle { tx }, thread))
 }
 
@@ -132,7 +142,7 @@ fn run(
     store: Store,
     mut rx: mpsc::Receiver<Request>,
     batch_max: usize,
-    progress: Arc<Progress>,
+    (progress, live): (&Progress, &Live),
     mut detection: Option<Detection>,
 ) {
     // Correlation windows first: no new event is evaluated before them.
@@ -179,7 +189,8 @@ fn run(
                 Err(e) => tracing::error!(error = %e, "correlation windows not rebuilt yet"),
             }
         }
-        if !commit(&store, &mut batch, &progress, detection.as_mut()) && detection.is_some() {
+        if !commit(&store, &mut batch, (progress, live), detection.as_mut()) && detection.is_some()
+        {
             stale_windows = true;
         }
         if let Some(mut new) = reload {
@@ -211,7 +222,7 @@ struct Batch {
 fn commit(
     store: &Store,
     batch: &mut Batch,
-    progress: &Progress,
+    (progress, live): (&Progress, &Live),
     detection: Option<&mut Detection>,
 ) -> bool {
     if batch.waiting.is_empty() {
@@ -236,7 +247,11 @@ fn commit(
     metrics::histogram!(metric::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     let committed = result.is_ok();
     match result {
-        Ok(range) => {
+        Ok((range, alerts)) => {
+            live.events(events);
+            for alert in &alerts {
+                live.alert(alert);
+            }
             metrics::histogram!(metric::BATCH_EVENTS).record(events.len() as f64);
             metrics::counter!(metric::EVENTS_STORED).increment(events.len() as u64);
             progress.stored.store(range.end - 1, Ordering::Release);
@@ -288,7 +303,14 @@ mod tests {
         let blocker = store.with_db(|db| Ok(db.begin_write()?)).unwrap();
         // batch_max 3: the first batch of 3 fills a commit on its own, so the
         // writer takes nothing more off the queue before it blocks.
-        let (writer, thread) = spawn(store.clone(), 2, 3, progress.clone(), None).unwrap();
+        let (writer, thread) = spawn(
+            store.clone(),
+            2,
+            3,
+            progress.clone(),
+            Default::default(),
+            None,
+        ).unwrap();
 
         let first = writer.try_submit(batch(3)).unwrap();
         // Wait until the writer has taken the first batch off the queue.

@@ -9,6 +9,31 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_secmon");
 
+/// An admin API key for the data dir `cwd/data`, created (offline, with
+/// `secmon apikey create`) the first time and kept in `cwd/admin.key`.
+pub fn admin_key(cwd: &Path) -> String {
+    let file = cwd.join("admin.key");
+    if let Ok(key) = std::fs::read_to_string(&file) {
+        return key;
+    }
+    let out = Command::new(BIN)
+        .current_dir(cwd)
+        .env_clear()
+        .args(["apikey", "create", "test-admin", "--role", "admin"])
+        .args(["--data-dir", "data"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apikey create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = v["key"].as_str().unwrap().to_owned();
+    std::fs::write(&file, &key).unwrap();
+    key
+}
+
 /// A running `secmon serve`. Dropping it kills the process (SIGKILL) so a
 /// failing test leaves nothing behind.
 pub struct Daemon {
@@ -31,6 +56,7 @@ impl Daemon {
 
     /// [`Daemon::start`] with more environment variables (`SYSLOG_TCP_PORT=0`).
     pub async fn start_with(cwd: &Path, env: &[(&str, &str)]) -> Daemon {
+        admin_key(cwd);
         let ports_file = cwd.join("data/ports.json");
         let _ = std::fs::remove_file(&ports_file);
         let log = cwd.join("daemon.log");
@@ -228,10 +254,19 @@ fn signal(pid: u32, sig: &str) {
 }
 
 /// An HTTP client (reqwest is built without a default crypto provider).
-pub fn http_client(timeout: Duration) -> reqwest::Client {
+/// A client with `timeout` that authenticates as admin on the data dir
+/// `cwd/data` (see [`admin_key`]).
+pub fn http_client(cwd: &Path, timeout: Duration) -> reqwest::Client {
     // Err means a provider is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(timeout).build().unwrap()
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", admin_key(cwd)).parse().unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// A small deterministic PRNG (splitmix64), so a failing run can be replayed

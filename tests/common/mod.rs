@@ -7,8 +7,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use secmon::App;
-use secmon::config::Config;
+use secmon::config::{Config, Secret};
 use serde_json::{Value, json};
+
+/// The password of the `admin` user every test node starts with.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// A development config on free ports with its data in `dir`.
 pub fn config(dir: &Path) -> Config {
@@ -24,21 +27,49 @@ pub fn config(dir: &Path) -> Config {
     cfg.ports.syslog_tcp = None;
     cfg.ports.syslog_tls = None;
     cfg.index.commit_interval_ms = 100;
+    cfg.auth.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     cfg
+}
+
+/// A client that sends `Authorization: Bearer <credential>`.
+pub fn bearer_client(credential: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {credential}").parse().unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub struct Node {
     pub app: App,
+    /// Logged in as `admin`.
     pub http: reqwest::Client,
+    /// No credentials.
+    pub anon: reqwest::Client,
+    /// The admin's access token.
+    pub token: String,
 }
 
 impl Node {
+    /// Starts the app and logs in as `admin`.
     pub async fn start(cfg: Config) -> Node {
         let app = App::start(cfg).await.expect("app starts");
+        let anon = reqwest::Client::new();
+        let token = login(&anon, app.addrs().graphql, "admin", ADMIN_PASSWORD).await;
         Node {
             app,
-            http: reqwest::Client::new(),
+            http: bearer_client(&token),
+            anon,
+            token,
         }
+    }
+
+    /// A client logged in as `username`.
+    pub async fn client_for(&self, username: &str, password: &str) -> reqwest::Client {
+        let token = login(&self.anon, self.app.addrs().graphql, username, password).await;
+        bearer_client(&token)
     }
 
     pub fn api(&self, path: &str) -> String {
@@ -106,7 +137,9 @@ impl Node {
 
     /// The metrics page (Prometheus text).
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.app.addrs().metrics))
+        self.http
+            .get(format!("http://{}/metrics", self.app.addrs().metrics))
+            .send()
             .await
             .unwrap()
             .text()
@@ -125,6 +158,31 @@ impl Node {
             .as_u64()
             .unwrap_or_else(|| panic!("{v}"))
     }
+}
+
+/// Logs in over GraphQL; the access token.
+pub async fn login(
+    http: &reqwest::Client,
+    api: std::net::SocketAddr,
+    username: &str,
+    password: &str,
+) -> String {
+    let v: Value = http
+        .post(format!("http://{api}/graphql"))
+        .json(&json!({
+            "query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }",
+            "variables": {"u": username, "p": password},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login as {username} failed: {v}"))
+        .to_owned()
 }
 
 /// `../shared/data/...` relative to the repository root.

@@ -1,7 +1,6 @@
 //! Alerts: `alerts` (Relay connection, newest first, filtered) and
 //! `alert(id)` with the events behind it.
 
-use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Json, Object};
@@ -9,7 +8,6 @@ use chrono::{DateTime, Utc};
 
 use super::events::EventNode;
 use super::{blocking, coded, grant, internal};
-use crate::api::ApiState;
 use crate::auth::CanRead;
 use crate::model::{Alert, AlertAction, AlertChange, AlertStatus};
 use crate::store::alerts::AlertFilter;
@@ -27,8 +25,8 @@ pub enum Status {
     FalsePositive,
 }
 
-/// A rule's level.
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+/// A rule's level, in increasing order.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Informational,
     Low,
@@ -48,7 +46,7 @@ impl Severity {
         }
     }
 
-    fn parse(s: &str) -> Severity {
+    pub(super) fn parse(s: &str) -> Severity {
         match s {
             "informational" => Severity::Informational,
             "low" => Severity::Low,
@@ -77,7 +75,7 @@ impl AlertsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<AlertConnection> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let limit = super::page_size(first)?;
         let before = match after {
             Some(cursor) => Some(
@@ -108,7 +106,7 @@ impl AlertsQuery {
     /// One alert by id.
     async fn alert(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<AlertNode>> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let id = parse_id(&id)?;
         let alert = blocking(move || state.store.alert(id).map_err(internal)).await?;
         Ok(alert.map(AlertNode))
@@ -206,7 +204,7 @@ impl AlertNode {
     }
     /// The newest events behind the alert (at most 100 are linked).
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<EventNode>> {
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let seqs = self.0.events.clone();
         let events = blocking(move || state.store.get_many(&seqs).map_err(internal)).await?;
         Ok(events.into_iter().map(EventNode).collect())

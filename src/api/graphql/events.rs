@@ -1,6 +1,5 @@
 //! Event search: `events` (Relay connection, newest first) and `event(id)`.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
@@ -10,7 +9,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
 use super::{blocking, coded, grant, internal};
-use crate::api::ApiState;
 use crate::auth::CanRead;
 use crate::model::Event;
 use crate::store::cache::Page;
@@ -43,7 +41,7 @@ impl EventsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let limit = super::page_size(first)?;
         let offset = match after {
             Some(cursor) => decode_cursor(&cursor)? + 1,
@@ -95,7 +93,7 @@ impl EventsQuery {
     /// One event by id.
     async fn event(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<EventNode>> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let Ok(ulid) = id.parse::<ulid::Ulid>() else {
             return Err(coded("BAD_REQUEST", "`id` is not an event id"));
         };

@@ -1,27 +1,31 @@
 //! The GraphQL schema: one file per domain, merged here.
 
+mod accounts;
 mod alerts;
 mod events;
+mod ingest;
+mod live;
 mod stats;
 mod system;
 mod triage;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, MergedObject, Schema, SchemaBuilder,
+    Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder,
 };
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequest, RawQuery, Request, State};
+use axum::Extension;
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::ApiState;
-use crate::auth::{Capability, Principal};
+pub use super::guard::Session;
+use crate::auth::Capability;
 use crate::config::Environment;
 
 pub use events::EventNode;
@@ -33,6 +37,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
+    accounts::AccountsQuery,
     events::EventsQuery,
     alerts::AlertsQuery,
     stats::StatsQuery,
@@ -40,15 +45,21 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(triage::TriageMutation);
+pub struct MutationRoot(
+    accounts::AccountsMutation,
+    triage::TriageMutation,
+    ingest::IngestMutation,
+);
 
-pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type SubscriptionRoot = live::LiveSubscription;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
 }
 
@@ -89,42 +100,42 @@ pub fn router(schema: ApiSchema, environment: Environment) -> Router {
 
 async fn get_graphql(
     State(state): State<GraphqlState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(session): Extension<Session>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
+    // GraphiQL is a static page (development only); its queries come back
+    // with credentials like any other.
     if state.graphiql && query.as_deref().is_none_or(str::is_empty) {
         return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
     }
     match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
-        Ok(req) => execute(state.schema, peer, req).await.into_response(),
+        Ok(req) => execute(state.schema, session, req).await.into_response(),
         Err(rejection) => rejection.into_response(),
     }
 }
 
 async fn post_graphql(
     State(state): State<GraphqlState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(session): Extension<Session>,
     req: GraphQLRequest,
 ) -> GraphQLResponse {
-    execute(state.schema, peer, req).await
+    execute(state.schema, session, req).await
 }
 
-/// Runs a request. Until accounts exist, the actor recorded in alert
-/// histories is the client's address.
-async fn execute(schema: ApiSchema, peer: SocketAddr, req: GraphQLRequest) -> GraphQLResponse {
-    let session = Session {
-        principal: None,
-        ip: peer.ip(),
-    };
-    schema.execute(req.into_inner().data(session)).await.into()
+/// Runs a request as `session`. Without a principal, only `login` and
+/// `refresh` answer; introspection too needs credentials.
+async fn execute(schema: ApiSchema, session: Session, req: GraphQLRequest) -> GraphQLResponse {
+    let mut req = req.into_inner();
+    if session.principal.is_none() {
+        req = req.disable_introspection();
+    }
+    schema.execute(req.data(session)).await.into()
 }
 
-/// Who is calling and from where; in every request's data.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub principal: Option<Principal>,
-    pub ip: IpAddr,
+/// The session of the request.
+pub fn session<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Session> {
+    ctx.data::<Session>()
 }
 
 /// The caller's capability `C`: `UNAUTHENTICATED` without a principal,

@@ -1,13 +1,11 @@
 //! Counts over the index: `eventStats` (events per field value) and
 //! `eventHistogram` (events per time interval).
 
-use std::sync::Arc;
 
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{blocking, coded, grant, internal};
-use crate::api::ApiState;
 use crate::auth::CanRead;
 use crate::store::index::{self, DEFAULT_TOP, Interval, SearchQuery};
 
@@ -46,7 +44,7 @@ impl StatsQuery {
         top: Option<i32>,
     ) -> async_graphql::Result<Vec<Bucket>> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let top = match top {
             None => DEFAULT_TOP,
             Some(n) => usize::try_from(n).map_err(|_| {
@@ -87,7 +85,7 @@ impl StatsQuery {
         interval: String,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
+        let state = super::state(ctx)?;
         let interval: Interval = interval.parse().map_err(index_error)?;
         let search = search_query(query, from, to);
         let buckets = blocking(move || {

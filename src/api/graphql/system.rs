@@ -30,20 +30,24 @@ pub struct System {
 impl SystemQuery {
     async fn system(&self, ctx: &Context<'_>) -> async_graphql::Result<System> {
         let _read: CanRead = grant(ctx)?;
-        let state = ctx.data::<Arc<ApiState>>()?.clone();
-        let stats = {
-            let state = state.clone();
-            blocking(move || state.store.stats().map_err(internal)).await?
-        };
-        let indexed = state.progress.indexed.load(Ordering::Acquire);
-        Ok(System {
-            version: env!("CARGO_PKG_VERSION"),
-            node_id: state.node_id.to_string(),
-            environment: state.environment.to_string(),
-            uptime_seconds: state.started.elapsed().as_secs(),
-            events_stored: stats.events,
-            last_seq: stats.last_seq,
-            index_lag: stats.last_seq.saturating_sub(indexed),
-        })
+        snapshot(super::state(ctx)?).await
     }
+}
+
+/// The node's status now.
+pub async fn snapshot(state: Arc<ApiState>) -> async_graphql::Result<System> {
+    let stats = {
+        let state = state.clone();
+        blocking(move || state.store.stats().map_err(internal)).await?
+    };
+    let indexed = state.progress.indexed.load(Ordering::Acquire);
+    Ok(System {
+        version: env!("CARGO_PKG_VERSION"),
+        node_id: state.node_id.to_string(),
+        environment: state.environment.to_string(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        events_stored: stats.events,
+        last_seq: stats.last_seq,
+        index_lag: stats.last_seq.saturating_sub(indexed),
+    })
 }

@@ -141,6 +141,7 @@ async fn apply(
     change: AlertChange,
 ) -> async_graphql::Result<Vec<AlertNode>> {
     let state = state(ctx)?;
+    let live = state.live.clone();
     let changed = blocking(move || {
         state
             .store
@@ -152,5 +153,8 @@ async fn apply(
             })
     })
     .await?;
+    for alert in &changed {
+        live.alert(alert);
+    }
     Ok(changed.into_iter().map(AlertNode).collect())
 }

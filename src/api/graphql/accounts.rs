@@ -1,0 +1,449 @@
+//! Accounts: `login`, `refresh`, `logout`, `changePassword`, `me`; for
+//! admins, users, API keys and the audit log.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::{blocking, coded, grant, internal, page_size, session, state};
+use crate::auth::{
+    self, AuthError, CanAdminister, CanEditRules, CanIngest, CanRead, CanTriage, Capability,
+    PrincipalKind,
+};
+use crate::store::accounts;
+use crate::store::audit::Entry;
+
+/// A role: which capabilities a user or API key has.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "auth::Role")]
+pub enum Role {
+    /// Everything, including users, API keys and the audit log.
+    Admin,
+    /// Read, triage alerts, edit rules.
+    Analyst,
+    /// Read only.
+    Viewer,
+    /// Send events; read nothing.
+    Ingest,
+}
+
+fn failed(e: AuthError) -> async_graphql::Error {
+    match e {
+        AuthError::Store(_) | AuthError::Internal(_) => internal(e),
+        e => coded(e.code(), e.to_string()),
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// A JWT for `Authorization: Bearer`, valid until `expiresAt`.
+    access_token: String,
+    /// Trades for a new pair once (`refresh`); revoked by `logout`.
+    refresh_token: String,
+    expires_at: DateTime<Utc>,
+    me: Me,
+}
+
+impl From<auth::Tokens> for AuthPayload {
+    fn from(t: auth::Tokens) -> Self {
+        AuthPayload {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            expires_at: t.expires_at,
+            me: Me::of(&t.principal),
+        }
+    }
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalType {
+    User,
+    ApiKey,
+    Local,
+}
+
+/// The caller.
+#[derive(SimpleObject)]
+pub struct Me {
+    name: String,
+    #[graphql(name = "type")]
+    kind: PrincipalType,
+    role: Role,
+    /// What the role allows: `read data`, `triage alerts`, `edit rules`,
+    /// `ingest events`, `administer`.
+    capabilities: Vec<&'static str>,
+}
+
+impl Me {
+    fn of(p: &auth::Principal) -> Me {
+        fn has<C: Capability>(role: auth::Role) -> Option<&'static str> {
+            C::allows(role).then_some(C::NAME)
+        }
+        let role = p.role;
+        Me {
+            name: p.name.clone(),
+            kind: match p.kind {
+                PrincipalKind::User => PrincipalType::User,
+                PrincipalKind::ApiKey => PrincipalType::ApiKey,
+                PrincipalKind::Local => PrincipalType::Local,
+            },
+            role: role.into(),
+            capabilities: [
+                has::<CanRead>(role),
+                has::<CanTriage>(role),
+                has::<CanEditRules>(role),
+                has::<CanIngest>(role),
+                has::<CanAdminister>(role),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct User {
+    username: String,
+    role: Role,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<accounts::User> for User {
+    fn from(u: accounts::User) -> Self {
+        User {
+            username: u.username,
+            role: u.role.into(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+            created_by: u.created_by,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ApiKey {
+    id: ID,
+    name: String,
+    role: Role,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<accounts::ApiKey> for ApiKey {
+    fn from(k: accounts::ApiKey) -> Self {
+        ApiKey {
+            id: ID(k.id),
+            name: k.name,
+            role: k.role.into(),
+            created_at: k.created_at,
+            created_by: k.created_by,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ApiKeyCreated {
+    /// The key, for `Authorization: Bearer`. Shown this once: only its
+    /// digest is stored.
+    key: String,
+    api_key: ApiKey,
+}
+
+/// One audit log entry.
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    seq: u64,
+    at: DateTime<Utc>,
+    /// A user name, `apikey:<name>`, `local:<unix user>`, or for a failed
+    /// login the name that was tried.
+    actor: String,
+    source_ip: Option<String>,
+    /// `login`, `login.failed`, `user.create`, `alert.acknowledge`, ...
+    action: String,
+    target: Option<String>,
+    before: Option<Json<serde_json::Value>>,
+    after: Option<Json<serde_json::Value>>,
+    /// Hex SHA-256 of the previous entry: the chain `secmon audit verify` checks.
+    prev: String,
+}
+
+impl From<Entry> for AuditEntry {
+    fn from(e: Entry) -> Self {
+        AuditEntry {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            source_ip: e.source_ip.map(|ip| ip.to_string()),
+            action: e.action,
+            target: e.target,
+            before: e.before.map(Json),
+            after: e.after.map(Json),
+            prev: e.prev,
+        }
+    }
+}
+
+pub type AuditConnection = Connection<String, AuditEntry, EmptyFields, EmptyFields>;
+
+#[derive(Default)]
+pub struct AccountsQuery;
+
+#[Object]
+impl AccountsQuery {
+    /// The caller: who, which role, which capabilities.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let principal = session(ctx)?
+            .principal
+            .as_ref()
+            .ok_or_else(|| coded("UNAUTHENTICATED", "authentication required"))?;
+        Ok(Me::of(principal))
+    }
+
+    async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
+        let _admin: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        let users = blocking(move || state.store.users().map_err(internal)).await?;
+        Ok(users.into_iter().map(User::from).collect())
+    }
+
+    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+        let _admin: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        let keys = blocking(move || state.store.api_keys().map_err(internal)).await?;
+        Ok(keys.into_iter().map(ApiKey::from).collect())
+    }
+
+    /// The audit log, newest first.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(validator(minimum = 0))] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditConnection> {
+        let _admin: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        let limit = page_size(first)?;
+        let before = after
+            .map(|c| {
+                c.parse::<u64>()
+                    .map_err(|_| coded("BAD_REQUEST", "`after` is not a cursor from this API"))
+            })
+            .transpose()?;
+        let (entries, more) = blocking(move || {
+            state
+                .store
+                .audit_entries(before, limit)
+                .map_err(internal)
+        })
+        .await?;
+        let mut connection = Connection::new(before.is_some(), more);
+        connection.edges.extend(
+            entries
+                .into_iter()
+                .map(|e| Edge::new(e.seq.to_string(), AuditEntry::from(e))),
+        );
+        Ok(connection)
+    }
+}
+
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Logs in with a password. Unknown user and wrong password get the
+    /// same `UNAUTHENTICATED` answer; repeated failures lock the account
+    /// and the address for growing times (`RATE_LIMITED`).
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let ip = session(ctx)?.ip;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .login(&username, &password, ip)
+                .map(AuthPayload::from)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Trades a refresh token for a new access and refresh token. Each
+    /// refresh token works once; presenting a spent one again ends the
+    /// whole session.
+    async fn refresh(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let ip = session(ctx)?.ip;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .refresh(&refresh_token, ip)
+                .map(AuthPayload::from)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Ends the session the refresh token belongs to.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+        let ip = session(ctx)?.ip;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .logout(&refresh_token, ip)
+                .map(|()| true)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Changes the caller's own password; every session of the user ends.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> async_graphql::Result<bool> {
+        let session = session(ctx)?.clone();
+        let principal = session
+            .principal
+            .ok_or_else(|| coded("UNAUTHENTICATED", "authentication required"))?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .change_password(&principal, &current_password, &new_password, session.ip)
+                .map(|()| true)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+        role: Role,
+    ) -> async_graphql::Result<User> {
+        let cap: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .create_user(&cap, &username, &password, role.into())
+                .map(User::from)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Changes a user's role; the user's sessions end.
+    async fn set_user_role(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        role: Role,
+    ) -> async_graphql::Result<User> {
+        let cap: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .set_role(&cap, &username, role.into())
+                .map(User::from)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Disables (or enables again) a user; disabling ends its sessions.
+    async fn set_user_disabled(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        disabled: bool,
+    ) -> async_graphql::Result<User> {
+        let cap: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .set_disabled(&cap, &username, disabled)
+                .map(User::from)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Sets another user's password; the user's sessions end.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+    ) -> async_graphql::Result<User> {
+        let cap: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .reset_password(&cap, &username, &password)
+                .map(User::from)
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Creates an API key; `key` is shown in this answer only.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: Role,
+    ) -> async_graphql::Result<ApiKeyCreated> {
+        let cap: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .create_api_key(&cap, &name, role.into())
+                .map(|(record, key)| ApiKeyCreated {
+                    key,
+                    api_key: record.into(),
+                })
+                .map_err(failed)
+        })
+        .await
+    }
+
+    /// Revokes an API key at once.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
+        let cap: CanAdminister = grant(ctx)?;
+        let state = state(ctx)?;
+        blocking(move || {
+            state
+                .auth
+                .revoke_api_key(&cap, &id)
+                .map(ApiKey::from)
+                .map_err(failed)
+        })
+        .await
+    }
+}

@@ -1,0 +1,542 @@
+//! [`Auth`]: logins, tokens, API keys and accounts, over the store.
+//!
+//! Every method that hashes a password (login, password changes, creating
+//! users) blocks for the argon2 work: call it from `spawn_blocking`. The
+//! others are quick (a cache hit, or one small redb transaction).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ulid::Ulid;
+
+use super::limit::{LoginLimiter, RequestLimiter};
+use super::token::{self, Jwt, TokenError};
+use super::{Actor, CanAdminister, Capability, Principal, PrincipalKind, Role, password};
+use crate::store::accounts::{AccountsTxn, ApiKey, RefreshToken, User};
+use crate::store::audit::Record;
+use crate::store::{self, Store};
+use crate::telemetry::metric;
+
+/// How long a looked-up user or API key is trusted before it is read again.
+/// Changes made through [`Auth`] invalidate it at once.
+const PRINCIPAL_TTL: Duration = Duration::from_secs(30);
+/// The one answer to a failed login, whatever failed.
+const BAD_LOGIN: &str = "invalid username or password";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No, or no valid, credentials. The message is safe to show.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Too many attempts: try again after the wait.
+    #[error("too many failed logins: try again in {} s", .0.as_secs().max(1))]
+    Locked(Duration),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// The stable code clients see in `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Unauthenticated(_) => "UNAUTHENTICATED",
+            AuthError::Locked(_) => "RATE_LIMITED",
+            AuthError::Invalid(_) => "BAD_REQUEST",
+            AuthError::Conflict(_) => "CONFLICT",
+            AuthError::NotFound(_) => "NOT_FOUND",
+            AuthError::Store(_) | AuthError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<password::PasswordError> for AuthError {
+    fn from(e: password::PasswordError) -> Self {
+        match e {
+            password::PasswordError::Hash(e) => AuthError::Internal(e),
+            e => AuthError::Invalid(e.to_string()),
+        }
+    }
+}
+
+fn random() -> Result<String, AuthError> {
+    token::random_secret().map_err(|e| AuthError::Internal(format!("no randomness: {e}")))
+}
+
+/// What a login or a refresh hands out.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub principal: Principal,
+}
+
+pub struct Auth {
+    store: Store,
+    jwt: Jwt,
+    refresh_ttl: Duration,
+    logins: LoginLimiter,
+    pub requests: RequestLimiter,
+    users: moka::sync::Cache<String, Arc<User>>,
+    keys: moka::sync::Cache<String, Arc<ApiKey>>,
+}
+
+/// User names: lower case letters, digits and `._@-`, up to 64, starting
+/// with a letter or digit.
+pub fn valid_username(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._@-".contains(c))
+}
+
+impl Auth {
+    pub fn new(store: Store, jwt_secret: &[u8], cfg: &crate::config::Auth) -> Auth {
+        Auth {
+            store,
+            jwt: Jwt::new(jwt_secret, Duration::from_secs(cfg.access_token_ttl_seconds)),
+            refresh_ttl: Duration::from_secs(cfg.refresh_token_ttl_seconds),
+            logins: LoginLimiter::new(&cfg.login),
+            requests: RequestLimiter::new(&cfg.rate_limit),
+            users: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(PRINCIPAL_TTL)
+                .build(),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(PRINCIPAL_TTL)
+                .build(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The principal behind a bearer credential: an access token or an
+    /// API key.
+    pub fn authenticate(&self, credential: &str) -> Result<Principal, AuthError> {
+        if let Some((id, secret)) = token::parse_api_key(credential) {
+            return self.authenticate_key(id, secret);
+        }
+        if !token::is_jwt(credential) {
+            return Err(AuthError::Unauthenticated(
+                "the bearer credential is neither an access token nor an API key".into(),
+            ));
+        }
+        let claims = self.jwt.verify(credential).map_err(|e| match e {
+            TokenError::Expired | TokenError::Invalid => AuthError::Unauthenticated(e.to_string()),
+            TokenError::Sign(e) => AuthError::Internal(e),
+        })?;
+        let user = self.cached_user(&claims.sub)?;
+        match user {
+            Some(user) if !user.disabled && user.epoch == claims.epoch => Ok(Principal {
+                name: user.username.clone(),
+                kind: PrincipalKind::User,
+                role: user.role,
+                key_id: None,
+            }),
+            _ => Err(AuthError::Unauthenticated(
+                "the access token is no longer valid: log in again".into(),
+            )),
+        }
+    }
+
+    fn authenticate_key(&self, id: &str, secret: &str) -> Result<Principal, AuthError> {
+        let refused = || AuthError::Unauthenticated("the API key is not valid".into());
+        let key = match self.keys.get(id) {
+            Some(key) => key,
+            None => {
+                let key = Arc::new(self.store.api_key(id)?.ok_or_else(refused)?);
+                self.keys.insert(id.to_owned(), key.clone());
+                key
+            }
+        };
+        let given = token::digest(secret);
+        if key.revoked_at.is_some()
+            || !crate::api::constant_time_eq(given.as_bytes(), key.digest.as_bytes())
+        {
+            return Err(refused());
+        }
+        Ok(Principal {
+            name: key.name.clone(),
+            kind: PrincipalKind::ApiKey,
+            role: key.role,
+            key_id: Some(key.id.clone()),
+        })
+    }
+
+    fn cached_user(&self, name: &str) -> Result<Option<Arc<User>>, AuthError> {
+        if let Some(user) = self.users.get(name) {
+            return Ok(Some(user));
+        }
+        let Some(user) = self.store.user(name)? else {
+            return Ok(None);
+        };
+        let user = Arc::new(user);
+        self.users.insert(name.to_owned(), user.clone());
+        Ok(Some(user))
+    }
+
+    /// Checks a password (blocking: argon2) and hands out tokens. Unknown
+    /// user, wrong password and disabled user get the same answer, in the
+    /// same time; every attempt is audited.
+    pub fn login(&self, username: &str, password: &str, ip: IpAddr) -> Result<Tokens, AuthError> {
+        if let Err(wait) = self.logins.check(username, ip) {
+            ::metrics::counter!(metric::LOGINS, "result" => "locked").increment(1);
+            return Err(AuthError::Locked(wait));
+        }
+        let user = self.store.user(username)?;
+        let ok = match &user {
+            Some(u) => password::verify(password, &u.password_hash) && !u.disabled,
+            None => {
+                password::verify_dummy(password);
+                false
+            }
+        };
+        let attempted: String = username.chars().take(64).collect();
+        let actor = Actor {
+            name: attempted.clone(),
+            ip: Some(ip),
+        };
+        let Some(user) = user.filter(|_| ok) else {
+            self.logins.failed(username, ip);
+            ::metrics::counter!(metric::LOGINS, "result" => "failure").increment(1);
+            self.store
+                .audit(&actor, Record::new("login.failed").target(attempted))?;
+            return Err(AuthError::Unauthenticated(BAD_LOGIN.into()));
+        };
+        self.logins.succeeded(username);
+        ::metrics::counter!(metric::LOGINS, "result" => "success").increment(1);
+        let family = Ulid::generate().to_string();
+        self.store.accounts_write(|tx| {
+            tx.audit(&actor, Record::new("login").target(&user.username))?;
+            self.issue(tx, &user, family)
+        })
+    }
+
+    /// Stores a new refresh token of `family` and signs an access token.
+    fn issue(&self, tx: &AccountsTxn, user: &User, family: String) -> Result<Tokens, AuthError> {
+        let refresh = format!("{}{}", token::REFRESH_PREFIX, random()?);
+        let now = Utc::now();
+        tx.put_refresh_token(
+            &token::digest(&refresh),
+            &RefreshToken {
+                username: user.username.clone(),
+                family,
+                issued_at: now,
+                expires_at: now + self.refresh_ttl,
+                used: false,
+            },
+        )?;
+        let (access, expires_at) = self
+            .jwt
+            .issue(&user.username, user.epoch)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(Tokens {
+            access_token: access,
+            refresh_token: refresh,
+            expires_at,
+            principal: Principal {
+                name: user.username.clone(),
+                kind: PrincipalKind::User,
+                role: user.role,
+                key_id: None,
+            },
+        })
+    }
+
+    /// Trades a refresh token for a new pair; the old one is spent. A spent
+    /// token presented again revokes its whole family: one of the two
+    /// holders is not the user.
+    pub fn refresh(&self, refresh_token: &str, ip: IpAddr) -> Result<Tokens, AuthError> {
+        let digest = token::digest(refresh_token);
+        let invalid = || AuthError::Unauthenticated("the refresh token is not valid".into());
+        let tokens = self.store.accounts_write(|tx| {
+            let Some(mut stored) = tx.refresh_token(&digest)? else {
+                return Err(invalid());
+            };
+            if stored.used {
+                let family = stored.family.clone();
+                tx.remove_refresh_tokens(|t| t.family == family)?;
+                let actor = Actor {
+                    name: stored.username.clone(),
+                    ip: Some(ip),
+                };
+                tx.audit(
+                    &actor,
+                    Record::new("token.reuse_revoked").target(&stored.username),
+                )?;
+                return Ok(None);
+            }
+            let user = tx
+                .user(&stored.username)?
+                .filter(|u| !u.disabled && stored.expires_at > Utc::now())
+                .ok_or_else(invalid)?;
+            stored.used = true;
+            tx.put_refresh_token(&digest, &stored)?;
+            self.issue(tx, &user, stored.family).map(Some)
+        })?;
+        tokens.ok_or_else(invalid)
+    }
+
+    /// Revokes the refresh token's whole family (this login, on every
+    /// device it was refreshed on).
+    pub fn logout(&self, refresh_token: &str, ip: IpAddr) -> Result<(), AuthError> {
+        let digest = token::digest(refresh_token);
+        self.store.accounts_write(|tx| {
+            let Some(stored) = tx.refresh_token(&digest)? else {
+                return Err(AuthError::Unauthenticated(
+                    "the refresh token is not valid".into(),
+                ));
+            };
+            let family = stored.family.clone();
+            tx.remove_refresh_tokens(|t| t.family == family)?;
+            let actor = Actor {
+                name: stored.username.clone(),
+                ip: Some(ip),
+            };
+            tx.audit(&actor, Record::new("logout").target(&stored.username))?;
+            Ok(())
+        })
+    }
+
+    /// A user changes their own password (blocking: argon2). Every session
+    /// of the user ends: its refresh tokens are revoked and its access
+    /// tokens stop working.
+    pub fn change_password(
+        &self,
+        principal: &Principal,
+        old: &str,
+        new: &str,
+        ip: IpAddr,
+    ) -> Result<(), AuthError> {
+        if principal.kind != PrincipalKind::User {
+            return Err(AuthError::Invalid("only users have passwords".into()));
+        }
+        let user = self
+            .store
+            .user(&principal.name)?
+            .ok_or_else(|| AuthError::NotFound("no such user".into()))?;
+        if !password::verify(old, &user.password_hash) {
+            return Err(AuthError::Unauthenticated(
+                "the current password is wrong".into(),
+            ));
+        }
+        let hash = password::hash(new)?;
+        let actor = Actor {
+            name: principal.name.clone(),
+            ip: Some(ip),
+        };
+        self.update_user(&actor, &principal.name, "user.change_password", |u| {
+            u.password_hash = hash;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// Creates a user (blocking: argon2).
+    pub fn create_user(
+        &self,
+        cap: &CanAdminister,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<User, AuthError> {
+        if !valid_username(username) {
+            return Err(AuthError::Invalid(format!(
+                "`{username}` is not a valid user name: lower case letters, digits and ._@- only, at most 64"
+            )));
+        }
+        let hash = password::hash(password)?;
+        let now = Utc::now();
+        let user = User {
+            username: username.to_owned(),
+            role,
+            password_hash: hash,
+            disabled: false,
+            epoch: 0,
+            created_at: now,
+            created_by: cap.actor().name.clone(),
+            updated_at: now,
+        };
+        self.store.accounts_write(|tx| {
+            if tx.user(username)?.is_some() {
+                return Err(AuthError::Conflict(format!(
+                    "user `{username}` already exists"
+                )));
+            }
+            tx.put_user(&user)?;
+            tx.audit(
+                cap.actor(),
+                Record::new("user.create")
+                    .target(username)
+                    .after(serde_json::json!({ "role": role })),
+            )?;
+            Ok(user.clone())
+        })
+    }
+
+    /// Creates `admin` with `password` when no user exists yet; whether it
+    /// did (blocking: argon2).
+    pub fn bootstrap_admin(&self, password: &str) -> Result<bool, AuthError> {
+        if !self.store.users()?.is_empty() {
+            return Ok(false);
+        }
+        let cap: CanAdminister = Principal::local()
+            .grant(None)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        match self.create_user(&cap, "admin", password, Role::Admin) {
+            Ok(_) => Ok(true),
+            Err(AuthError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn set_role(&self, cap: &CanAdminister, username: &str, role: Role) -> Result<User, AuthError> {
+        self.update_user(cap.actor(), username, "user.set_role", |u| {
+            u.role = role;
+            Ok(())
+        })
+    }
+
+    pub fn set_disabled(
+        &self,
+        cap: &CanAdminister,
+        username: &str,
+        disabled: bool,
+    ) -> Result<User, AuthError> {
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        self.update_user(cap.actor(), username, action, |u| {
+            u.disabled = disabled;
+            Ok(())
+        })
+    }
+
+    /// An administrator sets a user's password (blocking: argon2).
+    pub fn reset_password(
+        &self,
+        cap: &CanAdminister,
+        username: &str,
+        password: &str,
+    ) -> Result<User, AuthError> {
+        let hash = password::hash(password)?;
+        self.update_user(cap.actor(), username, "user.reset_password", |u| {
+            u.password_hash = hash;
+            Ok(())
+        })
+    }
+
+    /// Applies `change` to a user, moves its epoch on (its tokens stop
+    /// working), revokes its refresh tokens, and audits what changed.
+    fn update_user(
+        &self,
+        actor: &Actor,
+        username: &str,
+        action: &str,
+        change: impl FnOnce(&mut User) -> Result<(), AuthError>,
+    ) -> Result<User, AuthError> {
+        let user = self.store.accounts_write(|tx| {
+            let mut user = tx
+                .user(username)?
+                .ok_or_else(|| AuthError::NotFound(format!("no user `{username}`")))?;
+            let before = serde_json::json!({ "role": user.role, "disabled": user.disabled });
+            change(&mut user)?;
+            user.epoch = user.epoch.wrapping_add(1);
+            user.updated_at = Utc::now();
+            tx.put_user(&user)?;
+            tx.remove_refresh_tokens(|t| t.username == username)?;
+            tx.audit(
+                actor,
+                Record::new(action)
+                    .target(username)
+                    .before(before)
+                    .after(serde_json::json!({ "role": user.role, "disabled": user.disabled })),
+            )?;
+            Ok::<_, AuthError>(user)
+        })?;
+        self.users.invalidate(username);
+        Ok(user)
+    }
+
+    /// Creates an API key; returns it with the key itself, which is shown
+    /// this once and stored only as a digest.
+    pub fn create_api_key(
+        &self,
+        cap: &CanAdminister,
+        name: &str,
+        role: Role,
+    ) -> Result<(ApiKey, String), AuthError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "an API key name has 1 to 64 printable characters".into(),
+            ));
+        }
+        let id = Ulid::generate().to_string().to_lowercase();
+        let key = token::api_key(&id)
+            .map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;
+        let (_, secret) = token::parse_api_key(&key)
+            .ok_or_else(|| AuthError::Internal("malformed new key".into()))?;
+        let record = ApiKey {
+            id: id.clone(),
+            name: name.to_owned(),
+            role,
+            digest: token::digest(secret),
+            created_at: Utc::now(),
+            created_by: cap.actor().name.clone(),
+            revoked_at: None,
+        };
+        self.store.accounts_write(|tx| {
+            tx.put_api_key(&record)?;
+            tx.audit(
+                cap.actor(),
+                Record::new("apikey.create")
+                    .target(&id)
+                    .after(serde_json::json!({ "name": name, "role": role })),
+            )?;
+            Ok::<_, AuthError>(())
+        })?;
+        Ok((record, key))
+    }
+
+    pub fn revoke_api_key(&self, cap: &CanAdminister, id: &str) -> Result<ApiKey, AuthError> {
+        let key = self.store.accounts_write(|tx| {
+            let mut key = tx
+                .api_key(id)?
+                .ok_or_else(|| AuthError::NotFound(format!("no API key `{id}`")))?;
+            if key.revoked_at.is_none() {
+                key.revoked_at = Some(Utc::now());
+                tx.put_api_key(&key)?;
+                tx.audit(
+                    cap.actor(),
+                    Record::new("apikey.revoke")
+                        .target(id)
+                        .before(serde_json::json!({ "name": key.name, "revoked": false }))
+                        .after(serde_json::json!({ "name": key.name, "revoked": true })),
+                )?;
+            }
+            Ok::<_, AuthError>(key)
+        })?;
+        self.keys.invalidate(id);
+        Ok(key)
+    }
+
+    /// Records a change made outside the account tables (a rule, an
+    /// ingest) that has no transaction of its own to share.
+    pub fn audit(&self, actor: &Actor, record: Record) -> Result<u64, AuthError> {
+        Ok(self.store.audit(actor, record)?)
+    }
+}
