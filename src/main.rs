@@ -176,7 +176,9 @@ enum UserCommand {
         password_stdin: bool,
     },
     /// Disable a user; ends its sessions.
-    Disable { name: String },
+    Disable {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,7 +190,9 @@ enum ApikeyCommand {
         role: Role,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -421,7 +425,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 UserCommand::Disable { name } => Op::UserDisable { name },
             };
-            println!("{}", serde_json::to_string_pretty(&control(&data_dir, op)?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&control(&data_dir, op)?)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Apikey { command, data_dir } => {
@@ -431,7 +438,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ApikeyCommand::List => Op::ApikeyList,
                 ApikeyCommand::Revoke { id } => Op::ApikeyRevoke { id },
             };
-            println!("{}", serde_json::to_string_pretty(&control(&data_dir, op)?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&control(&data_dir, op)?)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

@@ -22,7 +22,10 @@ async fn the_python_bulk_helper_stores_parsed_events() {
             json!({}),
         )
         .await;
-    let key = v["data"]["createApiKey"]["key"].as_str().unwrap().to_owned();
+    let key = v["data"]["createApiKey"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
             .arg(script)

@@ -626,7 +626,7 @@ async fn alerts_go_through_the_lifecycle_with_who_and_when() {
         ]
     );
     for c in history {
-        assert_eq!(c["actor"], "anonymous@127.0.0.1", "{c}");
+        assert_eq!(c["actor"], "admin", "{c}");
         let at = chrono::DateTime::parse_from_rfc3339(c["at"].as_str().unwrap()).unwrap();
         assert!((chrono::Utc::now() - at.to_utc()).num_seconds() < 60, "{c}");
     }

@@ -170,8 +170,7 @@ async fn sigkill_neither_loses_nor_repeats_lines() {
     let written = writer.join().unwrap();
 
     let daemon = Daemon::start(dir.path()).await;
-    secmon::install_crypto_provider();
-    let http = reqwest::Client::new();
+    let http = common::daemon::http_client(dir.path(), Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let stored = daemon.system(&http).await["eventsStored"].as_u64().unwrap();

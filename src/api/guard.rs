@@ -167,12 +167,21 @@ mod tests {
     #[test]
     fn credentials_come_in_the_forms_shippers_send() {
         let key = "smk_01abc_secret";
-        assert_eq!(credential(&headers("Bearer abc.def.ghi")).unwrap(), "abc.def.ghi");
+        assert_eq!(
+            credential(&headers("Bearer abc.def.ghi")).unwrap(),
+            "abc.def.ghi"
+        );
         assert_eq!(credential(&headers(&format!("ApiKey {key}"))).unwrap(), key);
         let encoded = STANDARD.encode(format!("01abc:{key}"));
-        assert_eq!(credential(&headers(&format!("ApiKey {encoded}"))).unwrap(), key);
+        assert_eq!(
+            credential(&headers(&format!("ApiKey {encoded}"))).unwrap(),
+            key
+        );
         let basic = STANDARD.encode(format!("filebeat:{key}"));
-        assert_eq!(credential(&headers(&format!("Basic {basic}"))).unwrap(), key);
+        assert_eq!(
+            credential(&headers(&format!("Basic {basic}"))).unwrap(),
+            key
+        );
         let password = STANDARD.encode("admin:hunter2hunter2");
         assert_eq!(credential(&headers(&format!("Basic {password}"))), None);
         assert_eq!(credential(&headers("Digest x")), None);

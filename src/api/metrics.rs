@@ -55,14 +55,24 @@ async fn render(
     if let Err(wait) = state.auth.requests.check_ip(peer.ip()) {
         return guard::too_many("metrics", "ip", wait);
     }
-    if !allowed(&state, &headers) {
-        ::metrics::counter!(metric::UNAUTHENTICATED, "server" => "metrics").increment(1);
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "metrics need a bearer token: the metrics token, an access token or an API key\n",
-        )
-            .into_response();
+    match allowed(&state, &headers) {
+        Ok(()) => {}
+        Err(StatusCode::FORBIDDEN) => {
+            return guard::error(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "this role may not read metrics",
+            );
+        }
+        Err(_) => {
+            ::metrics::counter!(metric::UNAUTHENTICATED, "server" => "metrics").increment(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need a bearer token: the metrics token, an access token or an API key\n",
+            )
+                .into_response();
+        }
     }
     if let Some(p) = state.progress.borrow().as_ref() {
         metrics::gauge!(metric::INDEX_LAG).set(p.index_lag() as f64);
@@ -77,18 +87,21 @@ async fn render(
         .into_response()
 }
 
-/// The metrics token, or a principal that may read.
-fn allowed(state: &MetricsState, headers: &HeaderMap) -> bool {
-    let Some(given) = guard::credential(headers) else {
-        return false;
-    };
+/// The metrics token, or a principal that may read (else 401, or 403 for
+/// a principal that may not).
+fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<(), StatusCode> {
+    let given = guard::credential(headers).ok_or(StatusCode::UNAUTHORIZED)?;
     if let Some(token) = &state.token
         && super::constant_time_eq(given.as_bytes(), token.expose().as_bytes())
     {
-        return true;
+        return Ok(());
     }
-    state
+    let principal = state
         .auth
         .authenticate(&given)
-        .is_ok_and(|p| p.grant::<CanRead>(None).is_ok())
+        .map_err(|_| StatusCode::UNAUTHORIZED)?;
+    principal
+        .grant::<CanRead>(None)
+        .map(drop)
+        .map_err(|_| StatusCode::FORBIDDEN)
 }

@@ -2,9 +2,9 @@
 
 pub mod graphql;
 pub mod guard;
-pub mod ws;
 pub mod health;
 pub mod metrics;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -69,11 +69,17 @@ async fn upgrade(
 
 /// The credential of a `connection_init` payload.
 fn payload_credential(payload: &serde_json::Value) -> Option<String> {
-    ["authorization", "Authorization", "token", "accessToken", "apiKey"]
-        .iter()
-        .find_map(|k| payload.get(k)?.as_str())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
-        .filter(|v| !v.is_empty())
+    [
+        "authorization",
+        "Authorization",
+        "token",
+        "accessToken",
+        "apiKey",
+    ]
+    .iter()
+    .find_map(|k| payload.get(k)?.as_str())
+    .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
+    .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -84,7 +90,10 @@ mod tests {
     #[test]
     fn the_credential_comes_from_the_usual_payload_keys() {
         let c = |v| payload_credential(&v);
-        assert_eq!(c(json!({"authorization": "Bearer a.b.c"})).unwrap(), "a.b.c");
+        assert_eq!(
+            c(json!({"authorization": "Bearer a.b.c"})).unwrap(),
+            "a.b.c"
+        );
         assert_eq!(c(json!({"Authorization": "smk_x_y"})).unwrap(), "smk_x_y");
         assert_eq!(c(json!({"token": "a.b.c"})).unwrap(), "a.b.c");
         assert_eq!(c(json!({"accessToken": "a.b.c"})).unwrap(), "a.b.c");

@@ -175,7 +175,11 @@ mod tests {
             limiter.failed(&format!("user{i}"), ip);
         }
         assert!(limiter.check("someone-else", ip).is_err());
-        assert!(limiter.check("someone-else", "10.0.0.8".parse().unwrap()).is_ok());
+        assert!(
+            limiter
+                .check("someone-else", "10.0.0.8".parse().unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

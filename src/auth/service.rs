@@ -106,7 +106,10 @@ impl Auth {
     pub fn new(store: Store, jwt_secret: &[u8], cfg: &crate::config::Auth) -> Auth {
         Auth {
             store,
-            jwt: Jwt::new(jwt_secret, Duration::from_secs(cfg.access_token_ttl_seconds)),
+            jwt: Jwt::new(
+                jwt_secret,
+                Duration::from_secs(cfg.access_token_ttl_seconds),
+            ),
             refresh_ttl: Duration::from_secs(cfg.refresh_token_ttl_seconds),
             logins: LoginLimiter::new(&cfg.login),
             requests: RequestLimiter::new(&cfg.rate_limit),
@@ -405,7 +408,12 @@ impl Auth {
         }
     }
 
-    pub fn set_role(&self, cap: &CanAdminister, username: &str, role: Role) -> Result<User, AuthError> {
+    pub fn set_role(
+        &self,
+        cap: &CanAdminister,
+        username: &str,
+        role: Role,
+    ) -> Result<User, AuthError> {
         self.update_user(cap.actor(), username, "user.set_role", |u| {
             u.role = role;
             Ok(())
@@ -418,7 +426,11 @@ impl Auth {
         username: &str,
         disabled: bool,
     ) -> Result<User, AuthError> {
-        let action = if disabled { "user.disable" } else { "user.enable" };
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
         self.update_user(cap.actor(), username, action, |u| {
             u.disabled = disabled;
             Ok(())
@@ -486,8 +498,8 @@ impl Auth {
             ));
         }
         let id = Ulid::generate().to_string().to_lowercase();
-        let key = token::api_key(&id)
-            .map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;
+        let key =
+            token::api_key(&id).map_err(|e| AuthError::Internal(format!("no randomness: {e}")))?;
         let (_, secret) = token::parse_api_key(&key)
             .ok_or_else(|| AuthError::Internal("malformed new key".into()))?;
         let record = ApiKey {

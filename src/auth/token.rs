@@ -125,13 +125,19 @@ mod tests {
 
     #[test]
     fn access_tokens_verify_and_carry_the_epoch() {
-        let jwt = Jwt::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(900));
+        let jwt = Jwt::new(
+            b"0123456789abcdef0123456789abcdef",
+            Duration::from_secs(900),
+        );
         let (token, expires) = jwt.issue("alice", 3).unwrap();
         assert!(is_jwt(&token));
         let claims = jwt.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.epoch), ("alice", 3));
         assert_eq!(claims.exp, expires.timestamp());
-        let other = Jwt::new(b"another secret, another signer!!", Duration::from_secs(900));
+        let other = Jwt::new(
+            b"another secret, another signer!!",
+            Duration::from_secs(900),
+        );
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid)));
         let mut forged = token.clone();
         forged.pop();

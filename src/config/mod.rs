@@ -18,8 +18,9 @@ pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
     ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Detection, Environment, Exposure, Files,
-    IndexConfig, Ingest, Journald, Kind, Listeners, Log, LoginLimits, LogFormat, PlainListener, PortSpec, Ports,
-    Protocol, RateLimits, Retention, Scope, Secret, Services, Span, StartAt, SyslogListener, Tls,
+    IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, LoginLimits, PlainListener,
+    PortSpec, Ports, Protocol, RateLimits, Retention, Scope, Secret, Services, Span, StartAt,
+    SyslogListener, Tls,
 };
 pub use validate::{redacted_yaml, validate};
 

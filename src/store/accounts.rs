@@ -107,7 +107,9 @@ impl AccountsTxn<'_> {
     pub fn refresh_token(&self, digest: &str) -> Result<Option<RefreshToken>> {
         let table = self.txn.open_table(REFRESH_TOKENS)?;
         let token = table.get(digest)?;
-        token.map(|v| decode("refresh token", v.value())).transpose()
+        token
+            .map(|v| decode("refresh token", v.value()))
+            .transpose()
     }
 
     pub fn put_refresh_token(&self, digest: &str, token: &RefreshToken) -> Result<()> {
@@ -122,14 +124,16 @@ impl AccountsTxn<'_> {
         let now = Utc::now();
         let mut table = self.txn.open_table(REFRESH_TOKENS)?;
         let mut revoked = 0;
-        table.retain(|_, bytes| match decode::<RefreshToken>("refresh token", bytes) {
-            Ok(t) if revoke(&t) => {
-                revoked += 1;
-                false
-            }
-            Ok(t) => t.expires_at > now,
-            Err(_) => false,
-        })?;
+        table.retain(
+            |_, bytes| match decode::<RefreshToken>("refresh token", bytes) {
+                Ok(t) if revoke(&t) => {
+                    revoked += 1;
+                    false
+                }
+                Ok(t) => t.expires_at > now,
+                Err(_) => false,
+            },
+        )?;
         Ok(revoked)
     }
 

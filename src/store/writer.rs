@@ -310,7 +310,8 @@ mod tests {
             progress.clone(),
             Default::default(),
             None,
-        ).unwrap();
+        )
+        .unwrap();
 
         let first = writer.try_submit(batch(3)).unwrap();
         // Wait until the writer has taken the first batch off the queue.

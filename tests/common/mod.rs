@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod ws;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

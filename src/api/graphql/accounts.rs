@@ -236,13 +236,8 @@ impl AccountsQuery {
                     .map_err(|_| coded("BAD_REQUEST", "`after` is not a cursor from this API"))
             })
             .transpose()?;
-        let (entries, more) = blocking(move || {
-            state
-                .store
-                .audit_entries(before, limit)
-                .map_err(internal)
-        })
-        .await?;
+        let (entries, more) =
+            blocking(move || state.store.audit_entries(before, limit).map_err(internal)).await?;
         let mut connection = Connection::new(before.is_some(), more);
         connection.edges.extend(
             entries
@@ -300,7 +295,11 @@ impl AccountsMutation {
     }
 
     /// Ends the session the refresh token belongs to.
-    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<bool> {
         let ip = session(ctx)?.ip;
         let state = state(ctx)?;
         blocking(move || {

@@ -1,7 +1,6 @@
 //! Alerts: `alerts` (Relay connection, newest first, filtered) and
 //! `alert(id)` with the events behind it.
 
-
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Json, Object};
 use chrono::{DateTime, Utc};

@@ -1,13 +1,16 @@
 //! `ingestEvents`: events over GraphQL, for clients that speak nothing
 //! else. The same events `/api/v1/ingest` takes; answered after the commit.
+//! Like every mutation it is audited (one entry per call): shippers at a
+//! high rate belong on `/api/v1/ingest` or `_bulk`.
 
 use async_graphql::{Context, Json, Object, SimpleObject};
 use chrono::Utc;
 
-use super::{coded, grant, state};
-use crate::auth::CanIngest;
+use super::{blocking, coded, grant, internal, state};
+use crate::auth::{CanIngest, Capability};
 use crate::ingest::{self, Refused};
 use crate::model::Event;
+use crate::store::audit::Record;
 use crate::telemetry::metric;
 
 const SOURCE: &str = "graphql";
@@ -42,7 +45,7 @@ impl IngestMutation {
         ctx: &Context<'_>,
         events: Vec<Json<serde_json::Value>>,
     ) -> async_graphql::Result<IngestResult> {
-        let _ingest: CanIngest = grant(ctx)?;
+        let cap: CanIngest = grant(ctx)?;
         if events.len() > MAX_EVENTS {
             return Err(coded(
                 "BAD_REQUEST",
@@ -71,9 +74,9 @@ impl IngestMutation {
             .increment((accepted.len() + rejected) as u64);
         ::metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE).increment(rejected as u64);
         let count = accepted.len();
+        let state = state(ctx)?;
         if count > 0 {
-            let writer = state(ctx)?.writer.clone();
-            ingest::commit(&writer, accepted, SOURCE)
+            ingest::commit(&state.writer, accepted, SOURCE)
                 .await
                 .map_err(|refused| match refused {
                     Refused::Busy => coded("RATE_LIMITED", "the write queue is full: retry later"),
@@ -83,6 +86,9 @@ impl IngestMutation {
                     }
                 })?;
         }
+        let record = Record::new("events.ingest")
+            .after(serde_json::json!({ "accepted": count, "rejected": rejected }));
+        blocking(move || state.store.audit(cap.actor(), record).map_err(internal)).await?;
         Ok(IngestResult {
             accepted: count,
             rejected,

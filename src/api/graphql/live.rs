@@ -106,8 +106,8 @@ impl LiveSubscription {
         query: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = EventFeed> + use<>> {
         let _read: CanRead = grant(ctx)?;
-        let filter = TailFilter::parse(query.as_deref().unwrap_or(""))
-            .map_err(|e| coded("BAD_QUERY", e))?;
+        let filter =
+            TailFilter::parse(query.as_deref().unwrap_or("")).map_err(|e| coded("BAD_QUERY", e))?;
         let rx = state(ctx)?.live.subscribe_events();
         Ok(feed(rx, "events").filter_map(move |item| {
             let out = match item {
@@ -296,7 +296,7 @@ mod tests {
         let yes = [
             "",
             "host.name:web-1",
-            "HOST.NAME:WEB-1",
+            "host.name:WEB-1",
             "host.name:web*",
             "host.name:*-1",
             "host.name:*eb*",

@@ -12,21 +12,21 @@ mod triage;
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{
-    Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder,
-};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Context, ErrorExtensions, MergedObject, Schema, SchemaBuilder};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::Router;
 use axum::Extension;
+use axum::Router;
 use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::ApiState;
 pub use super::guard::Session;
-use crate::auth::Capability;
+use crate::auth::{Actor, Capability};
 use crate::config::Environment;
+use crate::store::audit::Record;
 
 pub use events::EventNode;
 
@@ -139,16 +139,33 @@ pub fn session<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Session> {
 }
 
 /// The caller's capability `C`: `UNAUTHENTICATED` without a principal,
-/// `FORBIDDEN` when its role does not grant `C`.
+/// `FORBIDDEN` when its role does not grant `C`. A mutation refused for
+/// lack of a capability is audited (`access.denied`).
 pub fn grant<C: Capability>(ctx: &Context<'_>) -> async_graphql::Result<C> {
     let session = ctx.data::<Session>()?;
     let principal = session
         .principal
         .as_ref()
         .ok_or_else(|| coded("UNAUTHENTICATED", "authentication required"))?;
-    principal
-        .grant(Some(session.ip))
-        .map_err(|denied| coded("FORBIDDEN", denied.to_string()))
+    principal.grant(Some(session.ip)).map_err(|denied| {
+        if ctx.query_env.operation.node.ty == OperationType::Mutation
+            && let Ok(state) = state(ctx)
+        {
+            let actor = Actor {
+                name: principal.display_name(),
+                ip: Some(session.ip),
+            };
+            let record = Record::new("access.denied")
+                .target(ctx.item.node.name.node.as_str())
+                .after(serde_json::json!({ "role": denied.role, "needs": denied.needs }));
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = state.store.audit(&actor, record) {
+                    tracing::error!(error = %e, "a refused mutation was not audited");
+                }
+            });
+        }
+        coded("FORBIDDEN", denied.to_string())
+    })
 }
 
 /// The shared API state.

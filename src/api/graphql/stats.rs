@@ -1,7 +1,6 @@
 //! Counts over the index: `eventStats` (events per field value) and
 //! `eventHistogram` (events per time interval).
 
-
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
