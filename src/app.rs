@@ -392,7 +392,11 @@ impl App {
         tasks.spawn(serve(
             "websocket",
             websocket_listener,
-            guarded("websocket", api::ws::router(schema, auth.clone()), &auth),
+            guarded(
+                "websocket",
+                api::ws::router(schema, auth.clone(), shutdown.clone()),
+                &auth,
+            ),
             tls.clone(),
             &shutdown,
         ));

@@ -6,6 +6,8 @@
 //! <token or API key>"}` (also `Authorization`, `token`, `accessToken` or
 //! `apiKey`, with or without `Bearer `). Without a valid credential the
 //! server closes the connection (4403) before any subscription starts.
+//! At shutdown every connection ends at once: a subscription never holds
+//! the node up.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
+use tokio_util::sync::CancellationToken;
 
 use super::graphql::{ApiSchema, Session};
 use crate::auth::Auth;
@@ -24,12 +27,17 @@ use crate::auth::Auth;
 struct WsState {
     schema: ApiSchema,
     auth: Arc<Auth>,
+    shutdown: CancellationToken,
 }
 
-pub fn router(schema: ApiSchema, auth: Arc<Auth>) -> Router {
+pub fn router(schema: ApiSchema, auth: Arc<Auth>, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
-        .with_state(WsState { schema, auth })
+        .with_state(WsState {
+            schema,
+            auth,
+            shutdown,
+        })
 }
 
 async fn upgrade(
@@ -41,7 +49,7 @@ async fn upgrade(
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let auth = state.auth.clone();
-            GraphQLWebSocket::new(socket, state.schema, protocol)
+            let connection = GraphQLWebSocket::new(socket, state.schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let principal = match session.principal {
                         Some(p) => p,
@@ -62,8 +70,11 @@ async fn upgrade(
                     });
                     Ok(data)
                 })
-                .serve()
-                .await;
+                .serve();
+            tokio::select! {
+                () = connection => {}
+                () = state.shutdown.cancelled() => {}
+            }
         })
 }
 

@@ -117,3 +117,13 @@ pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// The code of the first error a subscription message carries: in a
+/// `next`/`data` payload's `errors`, or in an `error` message's payload.
+pub fn error_code(msg: &Value) -> Option<&str> {
+    let errors = match msg["type"].as_str() {
+        Some("error") => &msg["payload"],
+        _ => &msg["payload"]["errors"],
+    };
+    errors[0]["extensions"]["code"].as_str()
+}
