@@ -717,3 +717,154 @@ async fn development_pki_is_served_and_verifies_for_its_names() {
     assert_eq!(resp.status(), 200);
     app.stop().await;
 }
+
+/// `scripts/generate-certs.sh` (openssl) makes a CA, a server certificate
+/// and a syslog client certificate; run twice it changes nothing; the daemon
+/// serves HTTPS with them and takes syslog over TLS from `openssl s_client`
+/// with the client certificate, and refuses it without.
+#[tokio::test]
+async fn generate_certs_script_output_serves_https_and_mutual_tls_syslog() {
+    let openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output();
+    if std::env::var_os("SECMON_REQUIRE_OPENSSL").is_some() {
+        assert!(
+            openssl.is_ok(),
+            "openssl is not on PATH (scripts/test.sh installs it)"
+        );
+    }
+    if openssl.is_err() {
+        eprintln!("skipped: no openssl on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/generate-certs.sh");
+    let run = || {
+        let out = std::process::Command::new(&script)
+            .args(["--out", certs.to_str().unwrap(), "--client", "edge-01"])
+            .args(["localhost", "127.0.0.1", "secmon.test"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    let read_all = || {
+        [
+            "ca.crt",
+            "ca.key",
+            "server.crt",
+            "server.key",
+            "client.crt",
+            "client.key",
+        ]
+        .map(|f| std::fs::read(certs.join(f)).unwrap())
+    };
+    let first = read_all();
+    run();
+    assert!(first == read_all(), "a second run changed the files");
+    let mode = |f: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(certs.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        (mode("server.key"), mode("client.key"), mode("ca.key")),
+        (0o600, 0o600, 0o600)
+    );
+
+    let path = |f: &str| certs.join(f).to_str().unwrap().to_owned();
+    let daemon = common::daemon::Daemon::start_with(
+        dir.path(),
+        &[
+            ("TLS_ENABLED", "true"),
+            ("TLS_CERT_PATH", &path("server.crt")),
+            ("TLS_KEY_PATH", &path("server.key")),
+            ("SYSLOG_TLS_PORT", "0"),
+            ("SYSLOG_TLS_CLIENT_CA_PATH", &path("ca.crt")),
+        ],
+    )
+    .await;
+    let ca_pem = std::fs::read_to_string(certs.join("ca.crt")).unwrap();
+    let port = |name: &str| daemon.ports[name].as_u64().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", port("graphql")).parse().unwrap();
+    for name in ["localhost", "127.0.0.1", "secmon.test"] {
+        handshake(api, client_tls(&ca_pem), name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    let s_client = |with_cert: bool, msg: &str| {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["s_client", "-brief", "-connect"])
+            .arg(format!("127.0.0.1:{}", port("syslog_tls")))
+            .args(["-CAfile", &path("ca.crt"), "-verify_return_error"]);
+        if with_cert {
+            cmd.args(["-cert", &path("client.crt"), "-key", &path("client.key")]);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let line = format!("{} {msg}", msg.len());
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    use std::io::Write as _;
+    let refused = s_client(false, "<13>1 - anon app - - - without a certificate");
+    let sent = s_client(
+        true,
+        "<13>1 - edge-01 app - - - with the script's client certificate",
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    // Stored (this process is the daemon's only client: its counters are ours).
+    let https = client(&ca_pem);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics: SocketAddr = format!("127.0.0.1:{}", port("metrics")).parse().unwrap();
+    loop {
+        let page = metrics_page(&https, metrics).await;
+        if counter(&page, "secmon_events_stored_total", &[]) == 1 {
+            assert_eq!(
+                counter(
+                    &page,
+                    "secmon_tls_handshake_failures_total",
+                    &[("reason", "client_certificate_missing")]
+                ),
+                1,
+                "{page}\n{}",
+                String::from_utf8_lossy(&refused.stderr)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not stored:\n{page}\n{}",
+            daemon.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(daemon.terminate().success());
+    assert_eq!(
+        stored_messages(&dir.path().join("data")),
+        ["with the script's client certificate"]
+    );
+}
