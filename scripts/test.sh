@@ -4,7 +4,8 @@
 # promtool (from Debian's prometheus package, unpacked into .tools/, never
 # started as a service), the log senders the ingest tests drive (rsyslog,
 # systemd-journal-remote, graypy; none is started as a service), then runs
-# the tests (cargo nextest when present).
+# the tests (cargo nextest when present). openssl runs
+# scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
 # Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +80,7 @@ ensure_senders() {
     # reads) and graypy (a GELF client library).
     local missing=()
     command -v logger >/dev/null || missing+=(bsdutils)
+    command -v openssl >/dev/null || missing+=(openssl)
     [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
     [ -x /lib/systemd/systemd-journal-remote ] || missing+=(systemd-journal-remote)
     command -v journalctl >/dev/null || missing+=(systemd)
@@ -101,6 +103,7 @@ ensure_senders
 
 say "running the tests"
 export SECMON_REQUIRE_PROMTOOL=1
+export SECMON_REQUIRE_OPENSSL=1
 if command -v cargo-nextest >/dev/null; then
     cargo nextest run --no-fail-fast "$@"
 else

@@ -40,12 +40,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot load TLS certificate {cert} / key {key}: {source}")]
-    Tls {
-        cert: PathBuf,
-        key: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error(transparent)]
@@ -173,15 +169,18 @@ impl App {
             &shutdown,
         ));
 
+        // One certificate for the HTTPS ports and syslog TLS, reloaded on
+        // SIGHUP and when its files change.
         let tls = if config.tls.enabled {
-            let (cert, key) = (&config.tls.cert_path, &config.tls.key_path);
-            let tls = RustlsConfig::from_pem_file(cert, key)
+            let cfg = config.tls.clone();
+            let tls = tokio::task::spawn_blocking(move || crate::tls::ServerTls::load(&cfg))
                 .await
-                .map_err(|source| Error::Tls {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    source,
-                })?;
+                .map_err(|e| Error::Io {
+                    what: "loading the TLS certificate".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })??;
+            let tls = Arc::new(tls);
+            tasks.spawn(tls.clone().watch(shutdown.clone()));
             Some(tls)
         } else {
             None
@@ -309,8 +308,7 @@ impl App {
             ),
             (
                 syslog_tls,
-                tls.as_ref()
-                    .map(|t| tokio_rustls::TlsAcceptor::from(t.get_inner())),
+                tls.as_ref().map(|t| t.syslog()),
                 "syslog_tls",
                 &listeners.syslog_tls.allow_sources,
             ),
@@ -386,7 +384,7 @@ impl App {
             "graphql",
             graphql_listener,
             api_router,
-            tls.clone(),
+            tls.as_ref().map(|t| t.http()),
             &shutdown,
         ));
         tasks.spawn(serve(
@@ -397,7 +395,7 @@ impl App {
                 api::ws::router(schema, auth.clone(), shutdown.clone()),
                 &auth,
             ),
-            tls.clone(),
+            tls.as_ref().map(|t| t.http()),
             &shutdown,
         ));
         tasks.spawn(forget_idle_limits(auth.clone(), shutdown.clone()));
@@ -411,7 +409,7 @@ impl App {
             "metrics",
             metrics_listener,
             metrics_router,
-            tls,
+            tls.as_ref().map(|t| t.http()),
             &shutdown,
         ));
 

@@ -11,6 +11,7 @@
 //! - [`auth`]: principals, roles and capabilities; passwords, tokens, API keys, rate limits.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
+//! - [`tls`]: server certificates (TLS 1.2+, reloaded on SIGHUP or change), syslog client certificates, the development PKI.
 //! - [`offline`]: import, search, index rebuild without a daemon.
 //! - [`control`]: the control socket through which the CLI reaches a daemon.
 //! - [`app`]: wires the pipeline together and owns shutdown.
@@ -28,6 +29,7 @@ pub mod offline;
 pub mod parse;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::App;
 

@@ -460,6 +460,11 @@ const VARIABLES: &[(&str, &str, VarKind)] = &[
     ("TLS_ENABLED", "tls.enabled", VarKind::Scalar),
     ("TLS_CERT_PATH", "tls.cert_path", VarKind::Text),
     ("TLS_KEY_PATH", "tls.key_path", VarKind::Text),
+    (
+        "SYSLOG_TLS_CLIENT_CA_PATH",
+        "tls.syslog_client_ca_path",
+        VarKind::OptionalText,
+    ),
     ("RUST_LOG", "log.filter", VarKind::Text),
     ("LOG_FORMAT", "log.format", VarKind::Text),
 ];
@@ -593,7 +598,18 @@ mod tests {
             ),
             ("production.yaml", "data_dir: production\n"),
         ]);
-        let cfg = load(&options(dir.path(), &[("TLS_CERT_PATH", "env")])).unwrap();
+        let cfg = load(&options(
+            dir.path(),
+            &[
+                ("TLS_CERT_PATH", "env"),
+                ("SYSLOG_TLS_CLIENT_CA_PATH", "/etc/secmon/clients.crt"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.tls.syslog_client_ca_path.as_deref(),
+            Some(Path::new("/etc/secmon/clients.crt"))
+        );
         assert_eq!(cfg.log.filter, "config");
         assert_eq!(cfg.node_name.as_deref(), Some("ports"));
         assert_eq!(cfg.services.vault_addr.as_deref(), Some("services"));

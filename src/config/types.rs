@@ -221,12 +221,21 @@ impl Ports {
     }
 }
 
+/// The server certificate of the HTTPS ports and syslog TLS (see `crate::tls`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     pub enabled: bool,
+    /// PEM certificate chain, leaf first.
     pub cert_path: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_path: PathBuf,
+    /// How often the certificate, key and client CA files are checked for
+    /// changes (they reload, as on SIGHUP); 0: only on SIGHUP.
+    pub reload_interval_seconds: u64,
+    /// PEM bundle of the CAs whose client certificates syslog TLS accepts;
+    /// when set, a syslog TLS client without such a certificate is refused.
+    pub syslog_client_ca_path: Option<PathBuf>,
 }
 
 impl Default for Tls {
@@ -235,6 +244,8 @@ impl Default for Tls {
             enabled: false,
             cert_path: PathBuf::from("/etc/ssl/certs/server.crt"),
             key_path: PathBuf::from("/etc/ssl/private/server.key"),
+            reload_interval_seconds: 5,
+            syslog_client_ca_path: None,
         }
     }
 }

@@ -17,6 +17,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     check_port_conflicts(cfg, &mut problems);
     check_sizes(cfg, &mut problems);
     check_tls(cfg, &mut problems);
+    check_client_ca(cfg, &mut problems);
     check_sources(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
@@ -110,6 +111,24 @@ fn check_tls(cfg: &Config, problems: &mut Vec<Problem>) {
                 ));
             }
         }
+    }
+}
+
+/// The syslog client CA bundle must be readable whenever it is set: mutual
+/// TLS that silently does not apply would let anyone send.
+fn check_client_ca(cfg: &Config, problems: &mut Vec<Problem>) {
+    let Some(path) = &cfg.tls.syslog_client_ca_path else {
+        return;
+    };
+    if let Err(reason) = readable(path) {
+        problems.push(Problem::new(
+            SOURCE,
+            "tls.syslog_client_ca_path",
+            format!(
+                "cannot read the syslog TLS client CA bundle {} ({reason}): set SYSLOG_TLS_CLIENT_CA_PATH to a readable PEM file, or unset it to accept syslog TLS clients without a certificate",
+                path.display()
+            ),
+        ));
     }
 }
 
@@ -250,6 +269,28 @@ mod tests {
         cfg.tls.cert_path = "/nonexistent/a.crt".into();
         cfg.tls.key_path = "/nonexistent/a.key".into();
         assert_eq!(keys(&validate(&cfg)), ["tls.cert_path", "tls.key_path"]);
+    }
+
+    #[test]
+    fn a_missing_syslog_client_ca_is_named() {
+        let mut cfg = Config::default();
+        cfg.tls.syslog_client_ca_path = Some("/nonexistent/clients-ca.crt".into());
+        let problems = validate(&cfg);
+        assert_eq!(keys(&problems), ["tls.syslog_client_ca_path"]);
+        assert_eq!(
+            problems[0].to_string(),
+            "configuration: tls.syslog_client_ca_path: cannot read the syslog TLS client CA bundle /nonexistent/clients-ca.crt (No such file or directory (os error 2)): set SYSLOG_TLS_CLIENT_CA_PATH to a readable PEM file, or unset it to accept syslog TLS clients without a certificate"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        cfg.tls.syslog_client_ca_path = Some(dir.path().to_owned());
+        let problems = validate(&cfg);
+        assert!(problems[0].reason.contains("not a file"), "{}", problems[0]);
+
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, "pem").unwrap();
+        cfg.tls.syslog_client_ca_path = Some(ca);
+        assert_eq!(validate(&cfg), vec![]);
     }
 
     #[test]

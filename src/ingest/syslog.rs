@@ -2,8 +2,10 @@
 //! counting or newline framing, told apart per frame) and TLS (RFC 5425,
 //! rustls, octet counting in practice; both framings are accepted).
 //!
-//! Syslog has no authentication: each listener takes an allow-list of source
-//! networks (`exposure.listeners.syslog_*.allow_sources`, empty = any).
+//! Syslog has no authentication of its own: each listener takes an allow-list
+//! of source networks (`exposure.listeners.syslog_*.allow_sources`, empty =
+//! any), and TLS can require client certificates from a CA
+//! (`tls.syslog_client_ca_path`, see `crate::tls`).
 //! TCP and TLS read a connection's next frames only after the previous batch
 //! is committed, so a slow store slows the sender (backpressure, nothing
 //! dropped); UDP cannot wait, so a full write queue drops the datagrams and
@@ -15,11 +17,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Listener;
+use crate::tls::SyslogAcceptor;
 
 /// Events per store submission.
 const BATCH: usize = 1024;
@@ -60,10 +62,13 @@ pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Listener>, shutdown: Cance
     syslog.submit_nowait(&mut batch);
 }
 
-/// Accepts TCP (or, with `tls`, TLS) connections until `shutdown`.
+/// Accepts TCP (or, with `tls`, TLS) connections until `shutdown`. Each TLS
+/// connection gets the certificate current when it is accepted (reloads
+/// apply to new connections) and, with a client CA configured, must present
+/// a client certificate it issued or is refused at the handshake.
 pub async fn serve_tcp(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<SyslogAcceptor>,
     syslog: Arc<Listener>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -78,7 +83,14 @@ pub async fn serve_tcp(
                 async move {
                     match tls {
                         Some(tls) => {
-                            let stream = tls.accept(stream).await?;
+                            let handshake = tokio::select! {
+                                _ = shutdown.cancelled() => return Ok(()),
+                                s = tls.accept(stream, peer, syslog.source) => s,
+                            };
+                            // A refused handshake is counted and logged by `accept`.
+                            let Some(stream) = handshake else {
+                                return Ok(());
+                            };
                             connection(stream, peer, &syslog, &shutdown).await
                         }
                         None => connection(stream, peer, &syslog, &shutdown).await,

@@ -29,6 +29,8 @@ pub const UNAUTHENTICATED: &str = "secmon_unauthenticated_requests_total";
 pub const SUBSCRIPTION_LAGGED: &str = "secmon_subscription_lagged_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
+pub const TLS_RELOADS: &str = "secmon_tls_reloads_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "secmon_tls_handshake_failures_total";
 
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -97,5 +99,13 @@ pub(super) fn describe() {
         HTTP_REQUEST_SECONDS,
         Unit::Seconds,
         "HTTP request latency, by server and route"
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        "Certificate reloads (SIGHUP or a changed file), by result (ok, error: the old certificate stays)"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "Syslog TLS connections refused at the handshake, by source and reason (client_certificate_missing, client_certificate_invalid, incompatible, timeout, other)"
     );
 }
