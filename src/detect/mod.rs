@@ -16,6 +16,7 @@
 //!   ingest does) and after a failed commit.
 
 pub mod adapter;
+pub mod catalog;
 pub mod locate;
 pub mod prefilter;
 pub mod rules;

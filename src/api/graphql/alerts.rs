@@ -38,7 +38,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Severity::Informational => "informational",
             Severity::Low => "low",
@@ -48,7 +48,7 @@ impl Severity {
         }
     }
 
-    fn parse(s: &str) -> Severity {
+    pub(super) fn parse(s: &str) -> Severity {
         match s {
             "informational" => Severity::Informational,
             "low" => Severity::Low,

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod events;
+mod rules;
 mod stats;
 mod system;
 mod triage;
@@ -35,12 +36,13 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 pub struct QueryRoot(
     events::EventsQuery,
     alerts::AlertsQuery,
+    rules::RulesQuery,
     stats::StatsQuery,
     system::SystemQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(triage::TriageMutation);
+pub struct MutationRoot(triage::TriageMutation, rules::RulesMutation);
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
