@@ -22,6 +22,7 @@ use ulid::Ulid;
 use crate::api::{self, ApiState, guard};
 use crate::auth::{Auth, CanIngest};
 use crate::config::{Config, Secret};
+use crate::detect::catalog::{Catalog, RuleInfo};
 use crate::ingest;
 use crate::store::index::EventIndex;
 use crate::store::indexer::{self, IndexerConfig, Progress};
@@ -237,16 +238,17 @@ impl App {
                 source: std::io::Error::other(e.to_string()),
             })??
         };
-        let detection = if config.detection.enabled {
-            let cfg = config.detection.clone();
-            Some(
-                tokio::task::spawn_blocking(move || load_detection(&cfg))
+        let (detection, loaded_rules) = if config.detection.enabled {
+            let (cfg, store) = (config.detection.clone(), store.clone());
+            let (detection, loaded) =
+                tokio::task::spawn_blocking(move || load_detection(&cfg, &store))
                     .await
-                    .map_err(|e| Error::Detection(e.to_string()))??,
-            )
+                    .map_err(|e| Error::Detection(e.to_string()))??;
+            (Some(detection), loaded)
         } else {
-            None
+            (None, Vec::new())
         };
+        let rules = Arc::new(Catalog::new(config.detection.clone(), loaded_rules));
         let (writer, writer_thread) = writer::spawn(
             store.clone(),
             config.ingest.queue_capacity,
@@ -259,7 +261,8 @@ impl App {
 
         if config.detection.enabled {
             tasks.spawn(watch_rules(
-                config.detection.clone(),
+                store.clone(),
+                rules.clone(),
                 writer.clone(),
                 shutdown.clone(),
             ));
@@ -365,6 +368,7 @@ impl App {
             node_id: store.node_id(),
             environment: config.environment,
             started,
+            rules,
         });
         let schema = api::graphql::schema(state);
         let ingest_routes = ingest::bulk::router(
@@ -531,10 +535,15 @@ fn tokio_udp(socket: std::net::UdpSocket) -> Result<tokio::net::UdpSocket, Error
         .map_err(io_err("configuring a udp socket"))
 }
 
-/// Loads and compiles the rules. Rules that do not load are logged and left
-/// out; the others run.
-fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, Error> {
-    use crate::detect::{Detector, rules};
+/// Loads and compiles the rules: the built-in pack, the rule files and the
+/// rules stored over the API, less the disabled ones. Rules that do not load
+/// are logged and left out; the others run. Also returns the built-in and
+/// file rules as loaded, disabled ones included, for the API.
+fn load_detection(
+    cfg: &crate::config::Detection,
+    store: &Store,
+) -> Result<(writer::Detection, Vec<RuleInfo>), Error> {
+    use crate::detect::{Detector, catalog, rules};
     let mut sources = if cfg.builtin {
         rules::builtin()
     } else {
@@ -542,8 +551,26 @@ fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, E
     };
     let (more, unreadable) = rules::read_paths(&cfg.rules);
     sources.extend(more);
+    let stored = store.rules()?;
+    let disabled: std::collections::HashSet<String> = stored
+        .iter()
+        .filter(|r| !r.enabled)
+        .map(|r| r.id.clone())
+        .collect();
+    sources.extend(stored.into_iter().filter_map(|r| {
+        let text = r.yaml.filter(|_| r.enabled)?;
+        Some(rules::Source {
+            name: catalog::api_source(&r.id),
+            text,
+        })
+    }));
     let (mapping, pipeline) = crate::detect::tools::mapping(cfg).map_err(Error::Detection)?;
-    let set = rules::load(&sources, &mapping, &pipeline);
+    let mut set = rules::load(&sources, &mapping, &pipeline);
+    let loaded: Vec<RuleInfo> = catalog::loaded(&set, &sources)
+        .into_iter()
+        .filter(|r| r.origin != catalog::Origin::Api)
+        .collect();
+    set.disable(&disabled);
     for problem in unreadable.iter().chain(&set.rejected) {
         tracing::warn!(problem = %problem, "rule not loaded");
     }
@@ -555,13 +582,15 @@ fn load_detection(cfg: &crate::config::Detection) -> Result<writer::Detection, E
         rules = detector.rules,
         correlations = detector.correlations,
         rejected = set.rejected.len() + unreadable.len(),
+        disabled = disabled.len(),
         "detection rules loaded"
     );
-    Ok(writer::Detection {
+    let detection = writer::Detection {
         detector,
         dedup_window: chrono::Duration::from_std(cfg.dedup_window.0)
             .unwrap_or(chrono::Duration::hours(1)),
-    })
+    };
+    Ok((detection, loaded))
 }
 
 /// What the rule files look like now (path, length, modification time),
@@ -581,13 +610,16 @@ fn rules_fingerprint(
         .collect()
 }
 
-/// Reloads the rules on SIGHUP and when a rule file changes, keeping the
-/// correlation windows; a reload that fails keeps the running rules.
+/// Reloads the rules on SIGHUP, when a rule file changes and when a rule
+/// changes over the API (at once), keeping the correlation windows; a
+/// reload that fails keeps the running rules.
 async fn watch_rules(
-    cfg: crate::config::Detection,
+    store: Store,
+    catalog: Arc<Catalog>,
     writer: writer::WriterHandle,
     shutdown: CancellationToken,
 ) {
+    let cfg = catalog.config.clone();
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -606,27 +638,33 @@ async fn watch_rules(
         let why = tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(()) = async { match &mut hangup { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+            _ = catalog.reload_requested() => "a rule changed over the API",
             _ = tokio::time::sleep(interval), if cfg.watch_interval_seconds > 0 => "a rule file changed",
         };
         let cfg2 = cfg.clone();
         let Ok(now) = tokio::task::spawn_blocking(move || rules_fingerprint(&cfg2)).await else {
             continue;
         };
-        if why != "SIGHUP" && now == seen {
+        if why == "a rule file changed" && now == seen {
             continue;
         }
         seen = now;
-        let cfg2 = cfg.clone();
-        match tokio::task::spawn_blocking(move || load_detection(&cfg2)).await {
-            Ok(Ok(detection)) => {
+        // Read before the store: this reload covers the changes up to here.
+        let changes = catalog.requested();
+        let (cfg2, store2) = (cfg.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || load_detection(&cfg2, &store2)).await {
+            Ok(Ok((detection, loaded))) => {
                 tracing::info!(reason = why, "reloading detection rules");
                 if writer.reload(detection).await.is_err() {
                     return;
                 }
+                catalog.set_loaded(loaded);
             }
             Ok(Err(e)) => tracing::error!(error = %e, "rules not reloaded; the running rules stay"),
             Err(e) => tracing::error!(error = %e, "rules not reloaded; the running rules stay"),
         }
+        // Also after a failure: whoever waits for these changes stops waiting.
+        catalog.mark_applied(changes);
     }
 }
 

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub node_id: Ulid,
     pub environment: Environment,
     pub started: Instant,
+    /// The running rules as the API shows them; asks for reloads.
+    pub rules: Arc<crate::detect::catalog::Catalog>,
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is set) until `shutdown`,

@@ -16,6 +16,8 @@
 //!   ingest does) and after a failed commit.
 
 pub mod adapter;
+pub mod catalog;
+pub mod locate;
 pub mod prefilter;
 pub mod rules;
 pub mod tools;
@@ -276,7 +278,7 @@ fn update(index: usize, event: &Event, result: EvaluationResult) -> AlertUpdate 
     };
     AlertUpdate {
         event: index,
-        rule_id: header.rule_id.unwrap_or_else(|| header.rule_title.clone()),
+        rule_id: rules::rule_id(header.rule_id.as_deref(), &header.rule_title),
         rule_title: header.rule_title,
         severity: header.level.map_or("medium", |l| l.as_str()),
         tags: header.tags,

@@ -12,6 +12,8 @@ use rsigma_eval::Pipeline;
 use rsigma_parser::{CorrelationRule, FilterRule, SigmaCollection, SigmaRule};
 use serde::Deserialize;
 
+use super::locate;
+
 /// The built-in Linux pack (docs/RULES.md): (file name, YAML).
 pub const BUILTIN: &[(&str, &str)] = &[
     (
@@ -72,6 +74,8 @@ pub struct Problem {
     pub file: String,
     /// 1-based line in the file, when known.
     pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
     /// The rule's title, when the file held several.
     pub rule: Option<String>,
     pub reason: String,
@@ -82,6 +86,9 @@ impl fmt::Display for Problem {
         write!(f, "{}", self.file)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         if let Some(rule) = &self.rule {
             write!(f, " ({rule})")?;
@@ -121,6 +128,20 @@ impl RuleSet {
         }
     }
 
+    /// Leaves out the rules, correlations and filters whose [`rule_id`] is
+    /// in `ids`; the correlations that need one of them are rejected.
+    pub fn disable(&mut self, ids: &HashSet<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let off = |id: &Option<String>, title: &str| ids.contains(&rule_id(id.as_deref(), title));
+        self.rules.retain(|l| !off(&l.rule.id, &l.rule.title));
+        self.correlations
+            .retain(|l| !off(&l.rule.id, &l.rule.title));
+        self.filters.retain(|l| !off(&l.rule.id, &l.rule.title));
+        check_correlations(self);
+    }
+
     /// The longest correlation timespan, in seconds (0 without correlations).
     pub fn longest_timespan(&self) -> u64 {
         self.correlations
@@ -129,6 +150,11 @@ impl RuleSet {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// How the API and alerts name a rule: its `id`, else its title.
+pub fn rule_id(id: Option<&str>, title: &str) -> String {
+    id.unwrap_or(title).to_owned()
 }
 
 /// The field mapping: Sigma field name -> secmon field names (alternatives).
@@ -195,6 +221,7 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<Source>, Vec<Problem>) {
             Err(e) => problems.push(Problem {
                 file: file.display().to_string(),
                 line: None,
+                column: None,
                 rule: None,
                 reason: format!("cannot read: {e}"),
             }),
@@ -219,6 +246,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem
     let problem = |reason: String| Problem {
         file: path.display().to_string(),
         line: None,
+        column: None,
         rule: None,
         reason,
     };
@@ -266,14 +294,14 @@ pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> 
         let collection = match rsigma_parser::parse_sigma_yaml(&source.text) {
             Ok(c) => c,
             Err(e) => {
-                set.rejected.push(file_problem(source, &e.to_string()));
+                set.rejected.push(problem(source, &e.to_string()));
                 continue;
             }
         };
         let loaded =
             collection.rules.len() + collection.correlations.len() + collection.filters.len();
         for error in &collection.errors {
-            let problem = file_problem(source, error);
+            let problem = problem(source, error);
             // The parser also reports non-fatal findings for rules it keeps.
             if loaded == 0 {
                 set.rejected.push(problem);
@@ -290,11 +318,9 @@ pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> 
                     lint(source, &rule, &mut set.warnings);
                     replace_or_push(&mut set.rules, &source.name, rule, |r| r.id.clone());
                 }
-                Err(e) => set.rejected.push(Problem {
-                    line: line_of(&source.text, &title),
-                    rule: Some(title),
-                    ..file_problem(source, &e.to_string())
-                }),
+                Err(e) => set
+                    .rejected
+                    .push(rule_problem(source, &title, &e.to_string())),
             }
         }
         for mut corr in collection.correlations {
@@ -310,10 +336,16 @@ pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> 
             replace_or_push(&mut set.correlations, &source.name, corr, |c| c.id.clone());
         }
         for filter in collection.filters {
-            set.filters.push(Loaded {
-                file: source.name.clone(),
-                rule: filter,
-            });
+            // A filter the engine cannot compile would fail the whole set.
+            match rsigma_eval::Engine::new().apply_filter(&filter) {
+                Ok(()) => set.filters.push(Loaded {
+                    file: source.name.clone(),
+                    rule: filter,
+                }),
+                Err(e) => set
+                    .rejected
+                    .push(rule_problem(source, &filter.title, &e.to_string())),
+            }
         }
     }
     check_correlations(&mut set);
@@ -384,7 +416,7 @@ fn check_correlations(set: &mut RuleSet) {
         let mut scratch = rsigma_eval::CorrelationEngine::new(Default::default());
         let problem = if !missing.is_empty() {
             Some(format!(
-                "refers to rules that did not load or do not exist: {}",
+                "refers to rules that did not load, are disabled or do not exist: {}",
                 missing
                     .iter()
                     .map(|s| s.as_str())
@@ -401,6 +433,7 @@ fn check_correlations(set: &mut RuleSet) {
             Some(reason) => set.rejected.push(Problem {
                 file: c.file.clone(),
                 line: None,
+                column: None,
                 rule: Some(c.rule.title.clone()),
                 reason,
             }),
@@ -430,6 +463,7 @@ fn lint(source: &Source, rule: &SigmaRule, warnings: &mut Vec<Problem>) {
         warnings.push(Problem {
             file: source.name.clone(),
             line: line_of(&source.text, &rule.title),
+            column: None,
             rule: Some(rule.title.clone()),
             reason: format!(
                 "uses fields no mapping knows (they match nothing): {}",
@@ -441,16 +475,19 @@ fn lint(source: &Source, rule: &SigmaRule, warnings: &mut Vec<Problem>) {
 
 /// A problem with the whole file; the line and a clearer reason where the
 /// parser's message allows.
-fn file_problem(source: &Source, error: &str) -> Problem {
-    let mut line = yaml_line(error);
+pub(crate) fn problem(source: &Source, error: &str) -> Problem {
+    let at = locate::locate(&source.text, error);
+    let (mut line, mut column) = (at.map(|p| p.line), at.and_then(|p| p.column));
     let mut reason = first_line(error).to_owned();
     if error.contains("Condition parse error") {
-        line = condition_line(&source.text).or(line);
         let old_syntax = source.text.lines().any(|l| {
             let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
             l.contains("condition:") && (l.contains("|count(") || l.contains("|near"))
         });
         if old_syntax {
+            // About the whole condition, not a place in it.
+            column = None;
+            line = line.or_else(|| condition_line(&source.text));
             reason = "unsupported: the condition uses the old Sigma aggregation syntax \
                       (`| count() by ...` / `| near ...`), which the Sigma 2 specification \
                       replaced with correlation rules; rewrite it as a correlation rule"
@@ -462,8 +499,29 @@ fn file_problem(source: &Source, error: &str) -> Problem {
     Problem {
         file: source.name.clone(),
         line,
+        column,
         rule: None,
         reason,
+    }
+}
+
+/// A rule of `source` that did not compile: the place in its document the
+/// error points at, else the line of its title.
+fn rule_problem(source: &Source, title: &str, error: &str) -> Problem {
+    let docs = locate::documents(&source.text);
+    let doc = docs
+        .iter()
+        .find(|(_, text)| text.contains(title))
+        .or(docs.first());
+    let at = doc.and_then(|&(first, text)| {
+        locate::locate(text, error).map(|p| (p.line + first - 1, p.column))
+    });
+    Problem {
+        file: source.name.clone(),
+        line: at.map(|a| a.0).or_else(|| line_of(&source.text, title)),
+        column: at.and_then(|a| a.1),
+        rule: Some(title.to_owned()),
+        reason: first_line(error).to_owned(),
     }
 }
 
@@ -471,29 +529,20 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s).trim()
 }
 
-/// The pest message's last line says what was expected.
+/// What was expected (the last line of pest's message), without the
+/// position (the problem has it).
 fn condition_reason(error: &str) -> String {
     let at = first_line(error);
+    if let Some(reason) = at.strip_prefix("Condition parse error: ") {
+        return reason.to_owned();
+    }
     let expected = error
         .lines()
         .rev()
         .find(|l| l.contains('='))
         .and_then(|l| l.split_once('='))
         .map(|(_, e)| e.trim());
-    match expected {
-        Some(e) => format!("{at}: {e}"),
-        None => at.to_owned(),
-    }
-}
-
-/// `line N` in a YAML error message.
-fn yaml_line(error: &str) -> Option<usize> {
-    let at = error.find("line ")?;
-    let digits: String = error[at + 5..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    expected.unwrap_or(at).to_owned()
 }
 
 fn condition_line(text: &str) -> Option<usize> {

@@ -1,7 +1,7 @@
 //! `secmon rules check` and `secmon rules test`: the rule loader and the
 //! engine without a daemon.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Detector;
-use super::rules::{self, FieldMapping, Problem};
+use super::rules::{self, FieldMapping, Problem, Source};
 use crate::config::Detection;
 use crate::model::Event;
 use crate::parse::{self, ParseOptions, RawRecord};
@@ -68,6 +68,9 @@ pub struct TestHit {
     pub timestamp: DateTime<Utc>,
     /// The event's seq (stored events) or line number (a file).
     pub event: u64,
+    /// The stored event's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<ulid::Ulid>,
     pub message: String,
 }
 
@@ -108,40 +111,76 @@ pub fn backtest(
     if let Some(p) = unreadable.first() {
         return Err(p.to_string());
     }
-    let files: Vec<String> = own.iter().map(|s| s.name.clone()).collect();
-    let mut sources = if cfg.builtin {
+    let context = if cfg.builtin {
         rules::builtin()
     } else {
         Vec::new()
     };
-    sources.extend(own);
     let (mapping, pipeline) = mapping(cfg)?;
-    let set = rules::load(&sources, &mapping, &pipeline);
-    if let Some(p) = set.rejected.iter().find(|p| files.contains(&p.file)) {
-        return Err(p.to_string());
-    }
-    // The rule ids as hits carry them (the title when there is no id).
-    let own = |file: &String| files.contains(file);
-    let ids: Vec<String> = set
-        .rules
-        .iter()
-        .filter(|r| own(&r.file))
-        .map(|r| r.rule.id.clone().unwrap_or_else(|| r.rule.title.clone()))
-        .chain(
-            set.correlations
-                .iter()
-                .filter(|c| own(&c.file))
-                .map(|c| c.rule.id.clone().unwrap_or_else(|| c.rule.title.clone())),
-        )
-        .collect();
-    let mut detector = Detector::new(&set)?;
+    let mut test = Backtest::new(own, context, &mapping, &pipeline).map_err(|p| p.to_string())?;
     let mut hits = Vec::new();
     for chunk in events.chunks(4096) {
-        for u in detector.evaluate(chunk) {
-            if !ids.contains(&u.rule_id) {
+        hits.extend(test.run(chunk));
+    }
+    Ok(hits)
+}
+
+/// Rules under test, evaluated over events without raising alerts.
+pub struct Backtest {
+    detector: Detector,
+    /// The ids of the rules under test (hits of the others are dropped).
+    ids: HashSet<String>,
+}
+
+impl Backtest {
+    /// Compiles the rules of `own` with those of `context` (the rules its
+    /// correlations build on; an `own` rule replaces one with its id). The
+    /// first problem with an `own` rule is an error.
+    pub fn new(
+        own: Vec<Source>,
+        context: Vec<Source>,
+        mapping: &FieldMapping,
+        pipeline: &rsigma_eval::Pipeline,
+    ) -> Result<Backtest, Problem> {
+        let files: HashSet<String> = own.iter().map(|s| s.name.clone()).collect();
+        let mut sources = context;
+        sources.extend(own);
+        let set = rules::load(&sources, mapping, pipeline);
+        if let Some(p) = set.rejected.iter().find(|p| files.contains(&p.file)) {
+            return Err(p.clone());
+        }
+        let own = |file: &String| files.contains(file);
+        let ids = set
+            .rules
+            .iter()
+            .filter(|r| own(&r.file))
+            .map(|r| rules::rule_id(r.rule.id.as_deref(), &r.rule.title))
+            .chain(
+                set.correlations
+                    .iter()
+                    .filter(|c| own(&c.file))
+                    .map(|c| rules::rule_id(c.rule.id.as_deref(), &c.rule.title)),
+            )
+            .collect();
+        let detector = Detector::new(&set).map_err(|reason| Problem {
+            file: String::new(),
+            line: None,
+            column: None,
+            rule: None,
+            reason,
+        })?;
+        Ok(Backtest { detector, ids })
+    }
+
+    /// Evaluates the next `events` (in order: correlation windows carry
+    /// over from one call to the next); the hits of the rules under test.
+    pub fn run(&mut self, events: &[Event]) -> Vec<TestHit> {
+        let mut hits = Vec::new();
+        for u in self.detector.evaluate(events) {
+            if !self.ids.contains(&u.rule_id) {
                 continue;
             }
-            let e = &chunk[u.event];
+            let e = &events[u.event];
             hits.push(TestHit {
                 rule_id: u.rule_id,
                 rule_title: u.rule_title,
@@ -150,11 +189,12 @@ pub fn backtest(
                 group_key: u.group_key.into_iter().collect(),
                 timestamp: e.timestamp,
                 event: e.seq,
+                event_id: (!e.id.is_nil()).then_some(e.id),
                 message: e.message.clone(),
             });
         }
+        hits
     }
-    Ok(hits)
 }
 
 /// Stored events with `from <= @timestamp < to`, in seq order (the data dir
@@ -165,16 +205,18 @@ pub fn stored_events(
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<Event>, String> {
     let store = crate::store::Store::open(data_dir).map_err(|e| e.to_string())?;
+    let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let to = to.unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut out = Vec::new();
-    let mut next = 1;
+    let mut after = 0;
     loop {
-        let events = store.scan_from(next, 8192).map_err(|e| e.to_string())?;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok(out);
-        };
-        out.extend(events.into_iter().filter(|e| {
-            from.is_none_or(|t| e.timestamp >= t) && to.is_none_or(|t| e.timestamp < t)
-        }));
-        next = last + 1;
+        let scan = store
+            .events_between(from, to, after, 8192)
+            .map_err(|e| e.to_string())?;
+        out.extend(scan.events);
+        match scan.next {
+            Some(next) => after = next,
+            None => return Ok(out),
+        }
     }
 }

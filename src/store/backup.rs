@@ -53,6 +53,7 @@ impl Store {
         copy_table(&snapshot, &target, CHECKPOINTS)?;
         copy_table(&snapshot, &target, super::alerts::ALERTS)?;
         copy_table(&snapshot, &target, super::alerts::ALERT_GROUPS)?;
+        copy_table(&snapshot, &target, super::rules::RULES)?;
         drop(target);
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;

@@ -12,6 +12,7 @@ pub mod index;
 pub mod indexer;
 pub mod live;
 pub mod retention;
+pub mod rules;
 pub mod writer;
 
 use std::ops::Range;
@@ -364,6 +365,45 @@ impl Store {
         })
     }
 
+    /// Events with `from <= @timestamp < to` and a seq above `after`, in seq
+    /// order: at least `limit` when there are that many (whole blocks), and
+    /// where to go on from. A block whose time range misses `from..to` is
+    /// skipped by its header, without decompressing it; one call looks at
+    /// [`SCAN_BLOCKS`] blocks at most, so its read transaction stays short.
+    pub fn events_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Scan> {
+        let (from_us, to_us) = (from.timestamp_micros(), to.timestamp_micros());
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(EVENTS)?;
+            let mut events = Vec::new();
+            for (visited, item) in (1..).zip(table.range(after.saturating_add(1)..)?) {
+                let (key, block) = item?;
+                let key = key.value();
+                let header = codec::decode_header(key, block.value())?;
+                if header.max_ts >= from_us && header.min_ts < to_us {
+                    events.extend(
+                        codec::decode_block(key, block.value())?
+                            .into_iter()
+                            .filter(|e| e.seq > after && e.timestamp >= from && e.timestamp < to),
+                    );
+                }
+                if events.len() >= limit || visited >= SCAN_BLOCKS {
+                    return Ok(Scan {
+                        events,
+                        next: Some(key),
+                    });
+                }
+            }
+            Ok(Scan { events, next: None })
+        })
+    }
+
     /// Number of stored events and the highest seq (0 when empty).
     pub fn stats(&self) -> Result<StoreStats> {
         self.with_db(|db| self.stats_in(&db.begin_read()?))
@@ -463,6 +503,17 @@ pub struct Checkpoint {
     pub value: Vec<u8>,
 }
 
+/// Most blocks one [`Store::events_between`] call looks at.
+pub const SCAN_BLOCKS: usize = 16_384;
+
+/// One step of [`Store::events_between`].
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub events: Vec<Event>,
+    /// The `after` of the next step; `None` once every block was looked at.
+    pub next: Option<u64>,
+}
+
 /// What one purge step deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -539,6 +590,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(CHECKPOINTS)?;
         txn.open_table(alerts::ALERTS)?;
         txn.open_table(alerts::ALERT_GROUPS)?;
+        txn.open_table(rules::RULES)?;
     }
     txn.commit()?;
     Ok(node_id)
@@ -589,6 +641,38 @@ mod tests {
             .map(|e| e.message)
             .collect();
         assert_eq!(msgs, ["b", "c"]);
+    }
+
+    #[test]
+    fn events_between_reads_a_time_range_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+        let second = chrono::Duration::seconds;
+        let mut events: Vec<Event> = (0..300)
+            .map(|i| Event {
+                timestamp: t0 + second(i),
+                ..event(&format!("e{i}"))
+            })
+            .collect();
+        store.append(&mut events).unwrap();
+        let (from, to) = (t0 + second(100), t0 + second(250));
+        let (mut seqs, mut after, mut steps) = (Vec::new(), 0, 0);
+        loop {
+            let scan = store.events_between(from, to, after, 10).unwrap();
+            seqs.extend(scan.events.iter().map(|e| e.seq));
+            steps += 1;
+            match scan.next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert_eq!(seqs, (101..=250).collect::<Vec<u64>>());
+        assert!(steps > 2, "{steps} steps");
+        let later = store
+            .events_between(t0 + second(300), t0 + second(400), 0, 10)
+            .unwrap();
+        assert!(later.events.is_empty() && later.next.is_none());
     }
 
     #[test]

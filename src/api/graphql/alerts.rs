@@ -35,7 +35,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Severity::Informational => "informational",
             Severity::Low => "low",

@@ -5,6 +5,7 @@ mod alerts;
 mod events;
 mod ingest;
 mod live;
+mod rules;
 mod stats;
 mod system;
 mod triage;
@@ -40,6 +41,7 @@ pub struct QueryRoot(
     accounts::AccountsQuery,
     events::EventsQuery,
     alerts::AlertsQuery,
+    rules::RulesQuery,
     stats::StatsQuery,
     system::SystemQuery,
 );
@@ -48,6 +50,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     accounts::AccountsMutation,
     triage::TriageMutation,
+    rules::RulesMutation,
     ingest::IngestMutation,
 );
 
