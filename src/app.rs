@@ -381,7 +381,12 @@ impl App {
         .route_layer(axum::middleware::from_fn(guard::require::<CanIngest>));
         let api_router = guarded(
             "api",
-            api::graphql::router(schema.clone(), config.environment).merge(ingest_routes),
+            api::graphql::router(
+                schema.clone(),
+                config.environment,
+                config.ingest.max_body_bytes,
+            )
+            .merge(ingest_routes),
             &auth,
         );
         tasks.spawn(serve(

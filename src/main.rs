@@ -268,7 +268,19 @@ fn init(data_dir: PathBuf, hostnames: &[String]) -> anyhow::Result<ExitCode> {
         "JWT secret (development): {}",
         data_dir.join("jwt_secret").display()
     );
-    let _ = hostnames;
+    let pki = secmon::tls::generate_dev_pki(&data_dir.join("tls"), hostnames, false)?;
+    println!(
+        "development TLS ({}): CA {}, server certificate {}, key {}",
+        if pki.created { "created" } else { "kept" },
+        pki.ca_cert.display(),
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
+    println!(
+        "  to use it: TLS_ENABLED=true TLS_CERT_PATH={} TLS_KEY_PATH={}",
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
     let users = control(&data_dir, Op::UserList)?;
     if users.as_array().is_some_and(Vec::is_empty) {
         let admin = control(

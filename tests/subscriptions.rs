@@ -326,3 +326,37 @@ async fn a_slow_subscriber_gets_a_lag_notice_and_never_slows_ingest() {
     );
     node.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_ends_once_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.auth.access_token_ttl_seconds = 2;
+    let node = Node::start(cfg).await;
+    let mut socket = connected(&node, "graphql-transport-ws").await;
+    ws::subscribe(
+        &mut socket,
+        false,
+        "status",
+        "subscription { systemStatus(intervalSeconds: 1) { uptimeSeconds } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        ws::next(&mut socket, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let started = std::time::Instant::now();
+    while ws::next(&mut socket, Duration::from_secs(10))
+        .await
+        .is_some()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the connection outlived its token"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+    node.app.stop().await;
+}

@@ -6,21 +6,26 @@
 //! <token or API key>"}` (also `Authorization`, `token`, `accessToken` or
 //! `apiKey`, with or without `Bearer `). Without a valid credential the
 //! server closes the connection (4403) before any subscription starts.
-//! At shutdown every connection ends at once: a subscription never holds
-//! the node up.
+//! The credential is checked again while the connection lasts (every
+//! access-token lifetime, at most every 30 s): once it expires, or its user
+//! is disabled, or its key revoked, the connection ends. At shutdown every
+//! connection ends at once: a subscription never holds the node up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::Data;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::{State, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use tokio_util::sync::CancellationToken;
 
 use super::graphql::{ApiSchema, Session};
+use super::guard;
 use crate::auth::Auth;
 
 #[derive(Clone)]
@@ -43,26 +48,32 @@ pub fn router(schema: ApiSchema, auth: Arc<Auth>, shutdown: CancellationToken) -
 async fn upgrade(
     State(state): State<WsState>,
     Extension(session): Extension<Session>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Checked by the guard already when present.
+    let from_header = guard::credential(&headers);
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
+            let (accepted_tx, accepted) = tokio::sync::oneshot::channel::<String>();
             let auth = state.auth.clone();
             let connection = GraphQLWebSocket::new(socket, state.schema, protocol)
                 .on_connection_init(move |payload| async move {
+                    let credential = from_header
+                        .or_else(|| payload_credential(&payload))
+                        .ok_or_else(|| {
+                            async_graphql::Error::new(
+                                "authentication required: send `authorization` in connection_init",
+                            )
+                        })?;
                     let principal = match session.principal {
                         Some(p) => p,
-                        None => {
-                            let credential = payload_credential(&payload).ok_or_else(|| {
-                                async_graphql::Error::new(
-                                    "authentication required: send `authorization` in connection_init",
-                                )
-                            })?;
-                            auth.authenticate(&credential)
-                                .map_err(|e| async_graphql::Error::new(e.to_string()))?
-                        }
+                        None => auth
+                            .authenticate(&credential)
+                            .map_err(|e| async_graphql::Error::new(e.to_string()))?,
                     };
+                    let _ = accepted_tx.send(credential);
                     let mut data = Data::default();
                     data.insert(Session {
                         principal: Some(principal),
@@ -74,8 +85,28 @@ async fn upgrade(
             tokio::select! {
                 () = connection => {}
                 () = state.shutdown.cancelled() => {}
+                () = still_valid(&state.auth, accepted) => {
+                    tracing::info!(ip = %session.ip, "subscription connection closed: its credential is no longer valid");
+                }
             }
         })
+}
+
+/// Returns once the credential the connection was accepted with stops
+/// being valid; never, before one is accepted.
+async fn still_valid(auth: &Auth, accepted: tokio::sync::oneshot::Receiver<String>) {
+    let Ok(credential) = accepted.await else {
+        return std::future::pending().await;
+    };
+    let every = auth
+        .access_ttl()
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(every).await;
+        if auth.authenticate(&credential).is_err() {
+            return;
+        }
+    }
 }
 
 /// The credential of a `connection_init` payload.

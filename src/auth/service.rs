@@ -128,6 +128,11 @@ impl Auth {
         &self.store
     }
 
+    /// How long an access token lives.
+    pub fn access_ttl(&self) -> Duration {
+        self.jwt.ttl()
+    }
+
     /// The principal behind a bearer credential: an access token or an
     /// API key.
     pub fn authenticate(&self, credential: &str) -> Result<Principal, AuthError> {

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::{Error, Result, Store, audit};
 use crate::auth::{Actor, Role};
 
-const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
-const REFRESH_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub(super) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+pub(super) const REFRESH_TOKENS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("refresh_tokens");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct User {
@@ -185,11 +186,7 @@ impl Store {
     ) -> Result<Option<T>> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            let table = match txn.open_table(table) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
+            let table = txn.open_table(table)?;
             let value = table.get(key)?;
             value.map(|v| decode(what, v.value())).transpose()
         })
@@ -202,11 +199,7 @@ impl Store {
     ) -> Result<Vec<T>> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            let table = match txn.open_table(table) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
+            let table = txn.open_table(table)?;
             table
                 .iter()?
                 .map(|item| {

@@ -185,11 +185,7 @@ impl Store {
     pub fn audit_entries(&self, before: Option<u64>, limit: usize) -> Result<(Vec<Entry>, bool)> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            let table = match txn.open_table(AUDIT) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), false)),
-                Err(e) => return Err(e.into()),
-            };
+            let table = txn.open_table(AUDIT)?;
             let mut out = Vec::new();
             for item in table.range(..before.unwrap_or(u64::MAX))?.rev() {
                 let (seq, value) = item?;
@@ -206,16 +202,7 @@ impl Store {
     pub fn verify_audit(&self) -> Result<std::result::Result<Verified, Broken>> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            let table = match txn.open_table(AUDIT) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => {
-                    return Ok(Ok(Verified {
-                        entries: 0,
-                        head: hex(&GENESIS),
-                    }));
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let table = txn.open_table(AUDIT)?;
             let mut prev = GENESIS;
             let mut expected = 1;
             for item in table.iter()? {

@@ -54,6 +54,11 @@ impl Store {
         copy_table(&snapshot, &target, super::alerts::ALERTS)?;
         copy_table(&snapshot, &target, super::alerts::ALERT_GROUPS)?;
         copy_table(&snapshot, &target, super::rules::RULES)?;
+        // Accounts and the audit log, but not the refresh tokens: a restored
+        // node starts with no sessions (and none revoked since comes back).
+        copy_table(&snapshot, &target, super::accounts::USERS)?;
+        copy_table(&snapshot, &target, super::accounts::API_KEYS)?;
+        copy_table(&snapshot, &target, super::audit::AUDIT)?;
         drop(target);
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;
@@ -175,6 +180,45 @@ mod tests {
         assert_eq!(store.node_id(), node_id);
         assert_eq!(store.scan_from(1, 5000).unwrap(), events);
         assert_eq!(store.stats().unwrap().events, 1000);
+    }
+
+    #[test]
+    fn accounts_and_the_audit_log_are_backed_up_but_not_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let store = Store::open(&live).unwrap();
+        let auth = crate::auth::Auth::new(
+            store.clone(),
+            b"0123456789abcdef0123456789abcdef",
+            &crate::config::Auth::default(),
+        );
+        auth.bootstrap_admin("a-long-enough-password").unwrap();
+        let ip = "127.0.0.1".parse().unwrap();
+        let tokens = auth.login("admin", "a-long-enough-password", ip).unwrap();
+        let admin: crate::auth::CanAdminister =
+            crate::auth::Principal::local().grant(None).unwrap();
+        let (key, secret) = auth
+            .create_api_key(&admin, "shipper", crate::auth::Role::Ingest)
+            .unwrap();
+        let backup = dir.path().join("b.redb");
+        store.backup_to(&backup).unwrap();
+        drop((auth, store));
+        restore(&backup, &live).unwrap();
+
+        let store = Store::open(&live).unwrap();
+        let auth = crate::auth::Auth::new(
+            store.clone(),
+            b"0123456789abcdef0123456789abcdef",
+            &crate::config::Auth::default(),
+        );
+        assert_eq!(store.user("admin").unwrap().unwrap().username, "admin");
+        assert_eq!(auth.authenticate(&secret).unwrap().name, key.name);
+        let verified = store.verify_audit().unwrap().unwrap();
+        assert_eq!(verified.entries, 3, "user.create, login, apikey.create");
+        assert!(
+            auth.refresh(&tokens.refresh_token, ip).is_err(),
+            "sessions do not come back with a restore"
+        );
     }
 
     #[test]

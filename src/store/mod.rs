@@ -591,6 +591,10 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(alerts::ALERTS)?;
         txn.open_table(alerts::ALERT_GROUPS)?;
         txn.open_table(rules::RULES)?;
+        txn.open_table(accounts::USERS)?;
+        txn.open_table(accounts::API_KEYS)?;
+        txn.open_table(accounts::REFRESH_TOKENS)?;
+        txn.open_table(audit::AUDIT)?;
     }
     txn.commit()?;
     Ok(node_id)

@@ -19,13 +19,9 @@ pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
 pub const ALERTS_RAISED: &str = "secmon_alerts_raised_total";
 pub const ALERT_CHANGES: &str = "secmon_alert_changes_total";
 pub const RULE_EVAL_SECONDS: &str = "secmon_rule_evaluation_seconds";
-/// Login attempts by result (`success`, `failure`, `locked`).
 pub const LOGINS: &str = "secmon_logins_total";
-/// Requests refused with 429 by server and limit (`ip`, `principal`).
 pub const RATE_LIMITED: &str = "secmon_rate_limited_total";
-/// Requests refused with 401 by server.
 pub const UNAUTHENTICATED: &str = "secmon_unauthenticated_requests_total";
-/// Subscription messages dropped because a subscriber lagged, by feed.
 pub const SUBSCRIPTION_LAGGED: &str = "secmon_subscription_lagged_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
@@ -99,6 +95,22 @@ pub(super) fn describe() {
         HTTP_REQUEST_SECONDS,
         Unit::Seconds,
         "HTTP request latency, by server and route"
+    );
+    describe_counter!(
+        LOGINS,
+        "Password logins, by result (success, failure, locked)"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429, by server and limit (ip, principal)"
+    );
+    describe_counter!(
+        UNAUTHENTICATED,
+        "Requests refused for a missing or invalid credential, by server"
+    );
+    describe_counter!(
+        SUBSCRIPTION_LAGGED,
+        "Messages a slow subscriber lost to its bounded buffer, by feed (alerts, events)"
     );
     describe_counter!(
         TLS_RELOADS,

@@ -90,8 +90,9 @@ struct GraphqlState {
     graphiql: bool,
 }
 
-/// `/graphql`: POST and GET queries; GraphiQL on a bare GET in development.
-pub fn router(schema: ApiSchema, environment: Environment) -> Router {
+/// `/graphql`: POST and GET queries, bodies up to `max_body_bytes`;
+/// GraphiQL on a bare GET in development.
+pub fn router(schema: ApiSchema, environment: Environment, max_body_bytes: usize) -> Router {
     let state = GraphqlState {
         schema,
         graphiql: environment == Environment::Development,
@@ -99,6 +100,9 @@ pub fn router(schema: ApiSchema, environment: Environment) -> Router {
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
         .with_state(state)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            super::guard::limit_body(max_body_bytes, req, next)
+        }))
 }
 
 async fn get_graphql(
