@@ -290,3 +290,146 @@ async fn offline_import_search_backup_while_serving_restore_and_rebuild() {
         .args(data_arg(cwd)));
     assert!(text(&out).contains("of 520 events"), "{}", text(&out));
 }
+
+/// `secmon init`, then users, API keys and the audit log from the command
+/// line: offline on the data dir, and through a running daemon.
+#[tokio::test]
+async fn init_users_api_keys_and_audit_from_the_command_line() {
+    secmon::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let out = run(secmon(cwd).arg("init").args(data_arg(cwd)));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("user admin created; its password (shown once): "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    for file in [
+        "jwt_secret",
+        "tls/ca.crt",
+        "tls/server.crt",
+        "tls/server.key",
+    ] {
+        assert!(cwd.join("data").join(file).exists(), "{file}");
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(cwd.join("data/tls/server.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    // Again: nothing is replaced, no second admin.
+    let again = text(&run(secmon(cwd).arg("init").args(data_arg(cwd))));
+    assert!(again.contains("users exist already"), "{again}");
+    assert!(again.contains("development TLS (kept)"), "{again}");
+
+    let add = |name: &str, role: &str, stdin: Option<&str>| {
+        let mut cmd = secmon(cwd);
+        cmd.args(["user", "add", name, "--role", role])
+            .args(data_arg(cwd));
+        if let Some(password) = stdin {
+            use std::io::Write;
+            cmd.arg("--password-stdin")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+            child.wait_with_output().unwrap()
+        } else {
+            run(&mut cmd)
+        }
+    };
+    let bob = json_out(&add("bob", "viewer", Some("bob-password-1234")));
+    assert_eq!(
+        bob,
+        json!({"username": "bob", "role": "viewer", "password": null})
+    );
+    let carol = json_out(&add("carol", "analyst", None));
+    assert_eq!(carol["password"].as_str().unwrap().len(), 43, "{carol}");
+    let dup = add("bob", "viewer", Some("bob-password-1234"));
+    assert!(!dup.status.success());
+    assert!(
+        text(&dup).contains("user `bob` already exists"),
+        "{}",
+        text(&dup)
+    );
+    let short = add("dave", "viewer", Some("short"));
+    assert!(
+        text(&short).contains("at least 12 characters"),
+        "{}",
+        text(&short)
+    );
+
+    let key = json_out(&run(secmon(cwd)
+        .args(["apikey", "create", "filebeat", "--role", "ingest"])
+        .args(data_arg(cwd))));
+    let secret = key["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("smk_"), "{key}");
+
+    // With a daemon running, the same commands go through it.
+    let daemon = Daemon::start(cwd).await;
+    let token = common::login(
+        &reqwest::Client::new(),
+        daemon.api.trim_start_matches("http://").parse().unwrap(),
+        "admin",
+        &password,
+    )
+    .await;
+    let ingest = common::bearer_client(&secret)
+        .post(format!("{}/api/v1/ingest", daemon.api))
+        .body("{\"message\":\"from the shipper\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ingest.status(), 200);
+    let revoked = json_out(&run(secmon(cwd)
+        .args(["apikey", "revoke", key["id"].as_str().unwrap()])
+        .args(data_arg(cwd))));
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let refused = common::bearer_client(&secret)
+        .post(format!("{}/api/v1/ingest", daemon.api))
+        .body("{\"message\":\"after the revocation\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        401,
+        "the daemon's cache saw the revocation"
+    );
+    json_out(&run(secmon(cwd)
+        .args(["user", "disable", "bob"])
+        .args(data_arg(cwd))));
+    let users = json_out(&run(secmon(cwd).args(["user", "list"]).args(data_arg(cwd))));
+    let names: Vec<(&str, bool)> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].as_str().unwrap(), u["disabled"] == true))
+        .collect();
+    assert_eq!(names, [("admin", false), ("bob", true), ("carol", false)]);
+    let keys = json_out(&run(secmon(cwd)
+        .args(["apikey", "list"])
+        .args(data_arg(cwd))));
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("key").is_none()),
+        "a key is never shown again: {keys}"
+    );
+    assert!(!token.is_empty());
+
+    let out = run(secmon(cwd).args(["audit", "verify"]).args(data_arg(cwd)));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).starts_with("audit log intact: "),
+        "{}",
+        text(&out)
+    );
+    let status = daemon.terminate();
+    assert!(status.success());
+}
