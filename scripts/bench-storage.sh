@@ -74,6 +74,13 @@ rss_mb() { echo "scale=1; $1 / 1024" | bc; }
 start_node() {
     rm -f "$DATA/ports.json"
     mkdir -p "$DATA"
+    # The API takes no request without a credential: a fresh data dir gets an
+    # admin API key, made offline before the node starts.
+    if [[ ! -f $DATA/secmon.redb ]]; then
+        "$BIN" apikey create bench --role admin --data-dir "$DATA" >"$WORK/apikey.json"
+        SECMON_TOKEN=$(jq -r .key "$WORK/apikey.json")
+        export SECMON_TOKEN
+    fi
     local t0 code
     t0=$(now_ns)
     ENVIRONMENT=development SECMON_DATA_DIR=$DATA BIND_ADDRESS=127.0.0.1 \

@@ -208,17 +208,7 @@ impl App {
             jwt_secret.expose().as_bytes(),
             &config.auth,
         ));
-        if let Some(password) = config.auth.admin_password.clone() {
-            let auth = auth.clone();
-            let created =
-                tokio::task::spawn_blocking(move || auth.bootstrap_admin(password.expose()))
-                    .await
-                    .map_err(|e| Error::Auth(e.to_string()))?
-                    .map_err(|e| Error::Auth(format!("creating user admin: {e}")))?;
-            if created {
-                tracing::info!("created user admin from SECMON_ADMIN_PASSWORD");
-            }
-        }
+        bootstrap_admin(&auth, &config).await?;
         let live = Arc::new(Live::default());
 
         let index = Arc::new(index);
@@ -742,6 +732,53 @@ fn write_ports(data_dir: &Path, addrs: &Addrs) -> Result<(), Error> {
     let path = data_dir.join("ports.json");
     std::fs::write(&path, format!("{body:#}\n"))
         .map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// The first user, when there is none: `admin` with `SECMON_ADMIN_PASSWORD`;
+/// in development without it, with a generated password written to
+/// `data_dir/admin_password` (mode 0600; the log names the file, never the
+/// password). Production without it starts with no user: create one with
+/// `secmon user add` or `secmon init`.
+async fn bootstrap_admin(auth: &Arc<Auth>, config: &Config) -> Result<(), Error> {
+    let users = {
+        let auth = auth.clone();
+        tokio::task::spawn_blocking(move || auth.store().users())
+            .await
+            .map_err(|e| Error::Auth(e.to_string()))??
+    };
+    if !users.is_empty() {
+        return Ok(());
+    }
+    let path = config.data_dir.join("admin_password");
+    let password = match (&config.auth.admin_password, config.environment) {
+        (Some(p), _) => p.clone(),
+        (None, crate::config::Environment::Development) => {
+            let generated = crate::auth::token::random_secret()
+                .map_err(|e| Error::Auth(format!("no randomness: {e}")))?;
+            // The file first: an admin whose generated password was lost
+            // would lock the node out.
+            write_private(&path, &generated)
+                .map_err(io_err(format!("writing {}", path.display())))?;
+            Secret::new(generated)
+        }
+        (None, crate::config::Environment::Production) => {
+            tracing::warn!(
+                "no user exists: set SECMON_ADMIN_PASSWORD, or run `secmon user add NAME --role admin`"
+            );
+            return Ok(());
+        }
+    };
+    let auth = auth.clone();
+    tokio::task::spawn_blocking(move || auth.bootstrap_admin(password.expose()))
+        .await
+        .map_err(|e| Error::Auth(e.to_string()))?
+        .map_err(|e| Error::Auth(format!("creating user admin: {e}")))?;
+    if config.auth.admin_password.is_some() {
+        tracing::info!("created user admin from SECMON_ADMIN_PASSWORD");
+    } else {
+        tracing::info!(password_file = %path.display(), "created user admin with a generated password");
+    }
+    Ok(())
 }
 
 /// Development only: a JWT secret generated once and kept in the data dir.

@@ -79,7 +79,7 @@ pub struct BenchOptions {
     /// Give up waiting for the index to catch up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub index_timeout_secs: u64,
-    /// Bearer token, when the node requires one (or set SECMON_TOKEN).
+    /// API key or access token for the API (or set SECMON_TOKEN).
     #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -586,7 +586,7 @@ pub struct SearchOptions {
     /// Query of `eventStats` and `eventHistogram` [default: none, every event].
     #[arg(long)]
     pub agg_query: Option<String>,
-    /// Bearer token, when the node requires one (or set SECMON_TOKEN).
+    /// API key or access token for the API (or set SECMON_TOKEN).
     #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -799,7 +799,7 @@ pub struct SyslogOptions {
     /// Give up waiting for the node after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
-    /// Bearer token for the API, when the node requires one (or set SECMON_TOKEN).
+    /// API key or access token for the API (or set SECMON_TOKEN).
     #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -943,7 +943,7 @@ pub struct AlertOptions {
     pub markers_per_second: u64,
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Bearer token for the API (or set SECMON_TOKEN).
+    /// API key or access token for the API (or set SECMON_TOKEN).
     #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }

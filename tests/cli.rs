@@ -66,6 +66,26 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
         dir.path().join("data/jwt_secret").exists(),
         "development keeps a generated JWT secret"
     );
+    // With no user, development creates `admin` with a generated password,
+    // in a file only the owner reads; the log names the file, not the password.
+    let password_file = dir.path().join("data/admin_password");
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&password_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o077, 0);
+    let token = common::login(
+        &reqwest::Client::new(),
+        daemon.api.trim_start_matches("http://").parse().unwrap(),
+        "admin",
+        &password,
+    )
+    .await;
+    assert!(!token.is_empty());
+    assert!(
+        !daemon.log().contains(&password),
+        "the password reached the log"
+    );
     let started = Instant::now();
     let status = daemon.terminate();
     let took = started.elapsed();
