@@ -45,8 +45,12 @@ pub struct Guard {
 
 /// The credential of an `Authorization` header, in any accepted form.
 pub fn credential(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = value.split_once(' ')?;
+    credential_of(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The credential of an `Authorization` header's value.
+pub fn credential_of(value: &str) -> Option<String> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
     let rest = rest.trim();
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Some(rest.to_owned()),
@@ -80,7 +84,7 @@ pub async fn authenticate(
         None => None,
         Some(_) => {
             let resolved = match credential(req.headers()) {
-                Some(credential) => guard.auth.authenticate(&credential),
+                Some(credential) => guard.auth.authenticate_async(credential).await,
                 None => Err(AuthError::Unauthenticated(
                     "the Authorization header is not `Bearer <token or API key>`".into(),
                 )),

@@ -55,7 +55,7 @@ async fn render(
     if let Err(wait) = state.auth.requests.check_ip(peer.ip()) {
         return guard::too_many("metrics", "ip", wait);
     }
-    match allowed(&state, &headers) {
+    match allowed(&state, &headers).await {
         Ok(()) => {}
         Err(StatusCode::FORBIDDEN) => {
             return guard::error(
@@ -89,7 +89,7 @@ async fn render(
 
 /// The metrics token, or a principal that may read (else 401, or 403 for
 /// a principal that may not).
-fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<(), StatusCode> {
+async fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<(), StatusCode> {
     let given = guard::credential(headers).ok_or(StatusCode::UNAUTHORIZED)?;
     if let Some(token) = &state.token
         && super::constant_time_eq(given.as_bytes(), token.expose().as_bytes())
@@ -98,7 +98,8 @@ fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<(), StatusCode> 
     }
     let principal = state
         .auth
-        .authenticate(&given)
+        .authenticate_async(given)
+        .await
         .map_err(|_| StatusCode::UNAUTHORIZED)?;
     principal
         .grant::<CanRead>(None)

@@ -70,7 +70,8 @@ async fn upgrade(
                     let principal = match session.principal {
                         Some(p) => p,
                         None => auth
-                            .authenticate(&credential)
+                            .authenticate_async(credential.clone())
+                            .await
                             .map_err(|e| async_graphql::Error::new(e.to_string()))?,
                     };
                     let _ = accepted_tx.send(credential);
@@ -94,7 +95,7 @@ async fn upgrade(
 
 /// Returns once the credential the connection was accepted with stops
 /// being valid; never, before one is accepted.
-async fn still_valid(auth: &Auth, accepted: tokio::sync::oneshot::Receiver<String>) {
+async fn still_valid(auth: &Arc<Auth>, accepted: tokio::sync::oneshot::Receiver<String>) {
     let Ok(credential) = accepted.await else {
         return std::future::pending().await;
     };
@@ -103,7 +104,7 @@ async fn still_valid(auth: &Auth, accepted: tokio::sync::oneshot::Receiver<Strin
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         tokio::time::sleep(every).await;
-        if auth.authenticate(&credential).is_err() {
+        if auth.authenticate_async(credential.clone()).await.is_err() {
             return;
         }
     }

@@ -162,6 +162,18 @@ impl Auth {
         }
     }
 
+    /// [`Auth::authenticate`] for async callers: a principal not in the
+    /// cache is read from redb, off the async threads.
+    pub async fn authenticate_async(
+        self: &Arc<Self>,
+        credential: String,
+    ) -> Result<Principal, AuthError> {
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || auth.authenticate(&credential))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+    }
+
     fn authenticate_key(&self, id: &str, secret: &str) -> Result<Principal, AuthError> {
         let refused = || AuthError::Unauthenticated("the API key is not valid".into());
         let key = match self.keys.get(id) {

@@ -30,6 +30,7 @@ use crate::config::Environment;
 use crate::store::audit::Record;
 
 pub use events::EventNode;
+pub use live::TailFilter;
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
