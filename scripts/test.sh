@@ -3,7 +3,8 @@
 # PostgreSQL and Redis running (installed from Debian packages where absent),
 # promtool (from Debian's prometheus package, unpacked into .tools/, never
 # started as a service), the log senders the ingest tests drive (rsyslog,
-# systemd-journal-remote, graypy; none is started as a service), then runs
+# systemd-journal-remote, graypy; none is started as a service), the gql
+# Python client (a third-party GraphQL subscription client), then runs
 # the tests (cargo nextest when present). openssl runs
 # scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
 # Extra arguments go to the test runner.
@@ -92,6 +93,11 @@ ensure_senders() {
         say "installing the graypy GELF client"
         python3 -m pip install --quiet --disable-pip-version-check 'graypy>=2,<3' \
             || die "cannot install graypy (pip)"
+    fi
+    if ! python3 -c 'import gql.transport.websockets' 2>/dev/null; then
+        say "installing the gql GraphQL client"
+        python3 -m pip install --quiet --disable-pip-version-check 'gql[websockets]>=3.5,<5' \
+            || die "cannot install gql (pip)"
     fi
 }
 

@@ -360,3 +360,55 @@ async fn a_connection_ends_once_its_token_expires() {
     assert!(started.elapsed() < Duration::from_secs(8));
     node.app.stop().await;
 }
+
+/// A third-party client, Python's `gql` (scripts/test.sh installs it), over
+/// both subprotocols: alerts reach it as they are raised.
+#[tokio::test]
+async fn the_gql_python_client_receives_alerts_over_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gql_subscribe.py");
+    for (i, subprotocol) in ["graphql-transport-ws", "graphql-ws"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(format!("ws://{}/ws", node.app.addrs().websocket))
+            .arg(&node.token)
+            .arg(subprotocol)
+            .arg("subscription { alerts { alert { ruleId sourceIp } missed } }")
+            .arg("1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // The client subscribes in its own time: raise alerts until it has one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let ip = format!("192.0.2.{}", 100 + i);
+        let out = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().await.unwrap();
+                assert!(
+                    status.success(),
+                    "gql ({subprotocol}; needs `pip install gql[websockets]`, scripts/test.sh does): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                break out;
+            }
+            assert!(std::time::Instant::now() < deadline, "gql got no alert");
+            assert_eq!(node.ingest(root_login(&ip)).await.0, 200);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let line = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            v["alerts"]["alert"]["ruleId"], ROOT_LOGIN,
+            "{subprotocol}: {v}"
+        );
+        assert_eq!(v["alerts"]["alert"]["sourceIp"], ip.as_str());
+    }
+    node.app.stop().await;
+}

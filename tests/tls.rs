@@ -120,6 +120,21 @@ fn client(ca_pem: &str) -> reqwest::Client {
 
 /// [`client`], logged in as `admin` on the API at `api` (`https://host:port`).
 async fn admin_client(ca_pem: &str, api: &str) -> reqwest::Client {
+    let token = admin_token(ca_pem, api).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls(ca_pem))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// An access token for `admin`, over HTTPS.
+async fn admin_token(ca_pem: &str, api: &str) -> String {
     let v: Value = client(ca_pem)
         .post(format!("{api}/graphql"))
         .json(&json!({
@@ -132,17 +147,67 @@ async fn admin_client(ca_pem: &str, api: &str) -> reqwest::Client {
         .json()
         .await
         .unwrap();
-    let token = v["data"]["login"]["accessToken"].as_str().unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .use_preconfigured_tls(client_tls(ca_pem))
-        .default_headers(headers)
-        .build()
+    v["data"]["login"]["accessToken"]
+        .as_str()
         .unwrap()
+        .to_owned()
+}
+
+/// The WebSocket port speaks WSS with the server certificate; plain
+/// WebSocket gets nowhere.
+#[tokio::test]
+async fn subscriptions_are_served_over_wss() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let app = secmon::App::start(tls_config(dir.path(), &pki))
+        .await
+        .unwrap();
+    let addrs = app.addrs();
+    let token = admin_token(
+        &pki.ca_pem,
+        &format!("https://localhost:{}", addrs.graphql.port()),
+    )
+    .await;
+    let tls = handshake(addrs.websocket, client_tls(&pki.ca_pem), "localhost")
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}/ws", addrs.websocket.port());
+    let (mut ws, protocol) = common::ws::connect_over(tls, &url, "graphql-transport-ws").await;
+    assert_eq!(protocol.as_deref(), Some("graphql-transport-ws"));
+    common::ws::init(&mut ws, json!({"authorization": format!("Bearer {token}")}))
+        .await
+        .unwrap();
+    common::ws::subscribe(
+        &mut ws,
+        false,
+        "s",
+        "subscription { systemStatus(intervalSeconds: 1) { environment } }",
+        json!({}),
+    )
+    .await;
+    let msg = common::ws::next(&mut ws, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        msg["payload"]["data"]["systemStatus"]["environment"], "development",
+        "{msg}"
+    );
+
+    let tcp = tokio::net::TcpStream::connect(addrs.websocket)
+        .await
+        .unwrap();
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://127.0.0.1:{}/ws", addrs.websocket.port()),
+    )
+    .unwrap();
+    let plain = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(request, tcp),
+    )
+    .await
+    .unwrap();
+    assert!(plain.is_err(), "plain WebSocket on the TLS port");
+    app.stop().await;
 }
 
 #[tokio::test]

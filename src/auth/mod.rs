@@ -74,8 +74,6 @@ pub struct Principal {
     pub name: String,
     pub kind: PrincipalKind,
     pub role: Role,
-    /// The API key id (for API keys).
-    pub key_id: Option<String>,
 }
 
 impl Principal {
@@ -88,7 +86,6 @@ impl Principal {
             name: format!("local:{user}"),
             kind: PrincipalKind::Local,
             role: Role::Admin,
-            key_id: None,
         }
     }
 
@@ -200,7 +197,6 @@ mod tests {
             name: "p".into(),
             kind: PrincipalKind::User,
             role,
-            key_id: None,
         }
     }
 

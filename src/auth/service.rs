@@ -154,7 +154,6 @@ impl Auth {
                 name: user.username.clone(),
                 kind: PrincipalKind::User,
                 role: user.role,
-                key_id: None,
             }),
             _ => Err(AuthError::Unauthenticated(
                 "the access token is no longer valid: log in again".into(),
@@ -194,7 +193,6 @@ impl Auth {
             name: key.name.clone(),
             kind: PrincipalKind::ApiKey,
             role: key.role,
-            key_id: Some(key.id.clone()),
         })
     }
 
@@ -273,7 +271,6 @@ impl Auth {
                 name: user.username.clone(),
                 kind: PrincipalKind::User,
                 role: user.role,
-                key_id: None,
             },
         })
     }

@@ -241,7 +241,6 @@ mod tests {
             name: name.into(),
             kind: PrincipalKind::User,
             role: Role::Analyst,
-            key_id: None,
         }
         .grant(Some("10.0.0.9".parse().unwrap()))
         .unwrap()

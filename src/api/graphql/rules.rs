@@ -789,7 +789,6 @@ mod tests {
                     name: format!("{role}-user"),
                     kind: PrincipalKind::User,
                     role,
-                    key_id: None,
                 }),
                 ip: "10.1.2.3".parse().unwrap(),
             };
