@@ -546,29 +546,8 @@ async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_session() {
 
     // logout revokes; changePassword ends every session at once.
     let fresh = |node: &Node| {
-        let anon = node.anon.clone();
-        let api = node.api("/graphql");
-        async move {
-            let v: Value = anon
-                .post(api)
-                .json(&json!({"query": "mutation($p: String!) { login(username: \"admin\", password: $p) { accessToken refreshToken } }", "variables": {"p": ADMIN_PASSWORD}}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (
-                v["data"]["login"]["accessToken"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                v["data"]["login"]["refreshToken"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            )
-        }
+        let (anon, api) = (node.anon.clone(), node.app.addrs().graphql);
+        async move { common::login_pair(&anon, api, "admin", ADMIN_PASSWORD).await }
     };
     let (_, refresh_token) = fresh(&node).await;
     let (_, v) = gql(

@@ -168,10 +168,20 @@ pub async fn login(
     username: &str,
     password: &str,
 ) -> String {
+    login_pair(http, api, username, password).await.0
+}
+
+/// Logs in over GraphQL; the access token and the refresh token.
+pub async fn login_pair(
+    http: &reqwest::Client,
+    api: std::net::SocketAddr,
+    username: &str,
+    password: &str,
+) -> (String, String) {
     let v: Value = http
         .post(format!("http://{api}/graphql"))
         .json(&json!({
-            "query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }",
+            "query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken refreshToken } }",
             "variables": {"u": username, "p": password},
         }))
         .send()
@@ -180,10 +190,13 @@ pub async fn login(
         .json()
         .await
         .unwrap();
-    v["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap_or_else(|| panic!("login as {username} failed: {v}"))
-        .to_owned()
+    let token = |name: &str| {
+        v["data"]["login"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("login as {username} failed: {v}"))
+            .to_owned()
+    };
+    (token("accessToken"), token("refreshToken"))
 }
 
 /// `../shared/data/...` relative to the repository root.

@@ -1,13 +1,15 @@
 //! Accounts: `login`, `refresh`, `logout`, `changePassword`, `me`; for
 //! admins, users, API keys and the audit log.
 
+use std::net::IpAddr;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{blocking, coded, grant, internal, page_size, session, state};
 use crate::auth::{
-    self, AuthError, CanAdminister, CanEditRules, CanIngest, CanRead, CanTriage, Capability,
+    self, Auth, AuthError, CanAdminister, CanEditRules, CanIngest, CanRead, CanTriage, Capability,
     PrincipalKind,
 };
 use crate::store::accounts;
@@ -207,16 +209,12 @@ impl AccountsQuery {
     }
 
     async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
-        let _admin: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        let users = blocking(move || state.store.users().map_err(internal)).await?;
+        let users = as_admin(ctx, |auth, _| Ok(auth.store().users()?)).await?;
         Ok(users.into_iter().map(User::from).collect())
     }
 
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
-        let _admin: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        let keys = blocking(move || state.store.api_keys().map_err(internal)).await?;
+        let keys = as_admin(ctx, |auth, _| Ok(auth.store().api_keys()?)).await?;
         Ok(keys.into_iter().map(ApiKey::from).collect())
     }
 
@@ -251,6 +249,26 @@ impl AccountsQuery {
 #[derive(Default)]
 pub struct AccountsMutation;
 
+/// Runs `f` on the accounts, on a blocking thread (argon2, redb), with the
+/// caller's address.
+async fn with_auth<T: Send + 'static>(
+    ctx: &Context<'_>,
+    f: impl FnOnce(&Auth, IpAddr) -> Result<T, AuthError> + Send + 'static,
+) -> async_graphql::Result<T> {
+    let ip = session(ctx)?.ip;
+    let state = state(ctx)?;
+    blocking(move || f(&state.auth, ip).map_err(failed)).await
+}
+
+/// [`with_auth`] for administrators only.
+async fn as_admin<T: Send + 'static>(
+    ctx: &Context<'_>,
+    f: impl FnOnce(&Auth, &CanAdminister) -> Result<T, AuthError> + Send + 'static,
+) -> async_graphql::Result<T> {
+    let cap: CanAdminister = grant(ctx)?;
+    with_auth(ctx, move |auth, _| f(auth, &cap)).await
+}
+
 #[Object]
 impl AccountsMutation {
     /// Logs in with a password. Unknown user and wrong password get the
@@ -262,14 +280,8 @@ impl AccountsMutation {
         username: String,
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
-        let ip = session(ctx)?.ip;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .login(&username, &password, ip)
-                .map(AuthPayload::from)
-                .map_err(failed)
+        with_auth(ctx, move |auth, ip| {
+            auth.login(&username, &password, ip).map(AuthPayload::from)
         })
         .await
     }
@@ -282,14 +294,8 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
-        let ip = session(ctx)?.ip;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .refresh(&refresh_token, ip)
-                .map(AuthPayload::from)
-                .map_err(failed)
+        with_auth(ctx, move |auth, ip| {
+            auth.refresh(&refresh_token, ip).map(AuthPayload::from)
         })
         .await
     }
@@ -300,14 +306,8 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<bool> {
-        let ip = session(ctx)?.ip;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .logout(&refresh_token, ip)
-                .map(|()| true)
-                .map_err(failed)
+        with_auth(ctx, move |auth, ip| {
+            auth.logout(&refresh_token, ip).map(|()| true)
         })
         .await
     }
@@ -319,17 +319,13 @@ impl AccountsMutation {
         current_password: String,
         new_password: String,
     ) -> async_graphql::Result<bool> {
-        let session = session(ctx)?.clone();
-        let principal = session
+        let principal = session(ctx)?
             .principal
+            .clone()
             .ok_or_else(|| coded("UNAUTHENTICATED", "authentication required"))?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .change_password(&principal, &current_password, &new_password, session.ip)
+        with_auth(ctx, move |auth, ip| {
+            auth.change_password(&principal, &current_password, &new_password, ip)
                 .map(|()| true)
-                .map_err(failed)
         })
         .await
     }
@@ -341,14 +337,9 @@ impl AccountsMutation {
         password: String,
         role: Role,
     ) -> async_graphql::Result<User> {
-        let cap: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .create_user(&cap, &username, &password, role.into())
+        as_admin(ctx, move |auth, cap| {
+            auth.create_user(cap, &username, &password, role.into())
                 .map(User::from)
-                .map_err(failed)
         })
         .await
     }
@@ -360,14 +351,8 @@ impl AccountsMutation {
         username: String,
         role: Role,
     ) -> async_graphql::Result<User> {
-        let cap: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .set_role(&cap, &username, role.into())
-                .map(User::from)
-                .map_err(failed)
+        as_admin(ctx, move |auth, cap| {
+            auth.set_role(cap, &username, role.into()).map(User::from)
         })
         .await
     }
@@ -379,14 +364,8 @@ impl AccountsMutation {
         username: String,
         disabled: bool,
     ) -> async_graphql::Result<User> {
-        let cap: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .set_disabled(&cap, &username, disabled)
-                .map(User::from)
-                .map_err(failed)
+        as_admin(ctx, move |auth, cap| {
+            auth.set_disabled(cap, &username, disabled).map(User::from)
         })
         .await
     }
@@ -398,14 +377,9 @@ impl AccountsMutation {
         username: String,
         password: String,
     ) -> async_graphql::Result<User> {
-        let cap: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .reset_password(&cap, &username, &password)
+        as_admin(ctx, move |auth, cap| {
+            auth.reset_password(cap, &username, &password)
                 .map(User::from)
-                .map_err(failed)
         })
         .await
     }
@@ -417,31 +391,20 @@ impl AccountsMutation {
         name: String,
         role: Role,
     ) -> async_graphql::Result<ApiKeyCreated> {
-        let cap: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .create_api_key(&cap, &name, role.into())
+        as_admin(ctx, move |auth, cap| {
+            auth.create_api_key(cap, &name, role.into())
                 .map(|(record, key)| ApiKeyCreated {
                     key,
                     api_key: record.into(),
                 })
-                .map_err(failed)
         })
         .await
     }
 
     /// Revokes an API key at once.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiKey> {
-        let cap: CanAdminister = grant(ctx)?;
-        let state = state(ctx)?;
-        blocking(move || {
-            state
-                .auth
-                .revoke_api_key(&cap, &id)
-                .map(ApiKey::from)
-                .map_err(failed)
+        as_admin(ctx, move |auth, cap| {
+            auth.revoke_api_key(cap, &id).map(ApiKey::from)
         })
         .await
     }
