@@ -56,7 +56,11 @@ async fn render(
         return guard::too_many("metrics", "ip", wait);
     }
     match allowed(&state, &headers).await {
-        Ok(()) => {}
+        Ok(name) => {
+            if let Err(wait) = state.auth.requests.check_principal(&name) {
+                return guard::too_many("metrics", "principal", wait);
+            }
+        }
         Err(StatusCode::FORBIDDEN) => {
             return guard::error(
                 StatusCode::FORBIDDEN,
@@ -87,14 +91,15 @@ async fn render(
         .into_response()
 }
 
-/// The metrics token, or a principal that may read (else 401, or 403 for
-/// a principal that may not).
-async fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<(), StatusCode> {
+/// Who may read the metrics: the metrics token, or a principal that may
+/// read (else 401, or 403 for a principal that may not); the name its
+/// requests are rate limited under.
+async fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<String, StatusCode> {
     let given = guard::credential(headers).ok_or(StatusCode::UNAUTHORIZED)?;
     if let Some(token) = &state.token
         && super::constant_time_eq(given.as_bytes(), token.expose().as_bytes())
     {
-        return Ok(());
+        return Ok("metrics-token".to_owned());
     }
     let principal = state
         .auth
@@ -103,6 +108,6 @@ async fn allowed(state: &MetricsState, headers: &HeaderMap) -> Result<(), Status
         .map_err(|_| StatusCode::UNAUTHORIZED)?;
     principal
         .grant::<CanRead>(None)
-        .map(drop)
+        .map(|_| principal.display_name())
         .map_err(|_| StatusCode::FORBIDDEN)
 }
