@@ -271,6 +271,16 @@ async fn connections_authenticate_and_roles_apply_to_subscriptions() {
     let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
     ws::init(&mut socket, json!({})).await.unwrap();
 
+    // A connection that never sends connection_init is closed.
+    let (mut idle, _) = ws::connect(addrs.websocket, "graphql-transport-ws").await;
+    let started = std::time::Instant::now();
+    assert!(ws::next(&mut idle, Duration::from_secs(20)).await.is_none());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "an idle connection stayed open {:?}",
+        started.elapsed()
+    );
+
     // Without credentials the upgrade itself is refused when they are bad.
     let resp = bearer_client("nonsense")
         .get(format!("http://{}/ws", addrs.websocket))

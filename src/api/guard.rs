@@ -70,6 +70,7 @@ pub fn credential_of(value: &str) -> Option<String> {
     }
 }
 
+/// The middleware: rate limits, credential, [`Session`] (see the module docs).
 pub async fn authenticate(
     State(guard): State<Guard>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -5,7 +5,8 @@
 //! header, or in the `connection_init` payload: `{"authorization": "Bearer
 //! <token or API key>"}` (also `Authorization`, `token`, `accessToken` or
 //! `apiKey`, with or without `Bearer `). Without a valid credential the
-//! server closes the connection (4403) before any subscription starts.
+//! server closes the connection before any subscription starts, and so it
+//! does when no `connection_init` comes within 10 s.
 //! The credential is checked again while the connection lasts (every
 //! access-token lifetime, at most every 30 s): once it expires, or its user
 //! is disabled, or its key revoked, the connection ends. At shutdown every
@@ -27,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 use super::graphql::{ApiSchema, Session};
 use super::guard;
 use crate::auth::Auth;
+
+/// How long a connection may stay open without an accepted
+/// `connection_init`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct WsState {
@@ -86,18 +91,22 @@ async fn upgrade(
             tokio::select! {
                 () = connection => {}
                 () = state.shutdown.cancelled() => {}
-                () = still_valid(&state.auth, accepted) => {
-                    tracing::info!(ip = %session.ip, "subscription connection closed: its credential is no longer valid");
+                reason = still_valid(&state.auth, accepted) => {
+                    tracing::info!(ip = %session.ip, reason, "subscription connection closed");
                 }
             }
         })
 }
 
-/// Returns once the credential the connection was accepted with stops
-/// being valid; never, before one is accepted.
-async fn still_valid(auth: &Arc<Auth>, accepted: tokio::sync::oneshot::Receiver<String>) {
-    let Ok(credential) = accepted.await else {
-        return std::future::pending().await;
+/// Returns (why) once the connection must end: no `connection_init`
+/// accepted within [`INIT_TIMEOUT`], or the credential it was accepted
+/// with is no longer valid.
+async fn still_valid(
+    auth: &Arc<Auth>,
+    accepted: tokio::sync::oneshot::Receiver<String>,
+) -> &'static str {
+    let Ok(Ok(credential)) = tokio::time::timeout(INIT_TIMEOUT, accepted).await else {
+        return "not authenticated in time";
     };
     let every = auth
         .access_ttl()
@@ -105,7 +114,7 @@ async fn still_valid(auth: &Arc<Auth>, accepted: tokio::sync::oneshot::Receiver<
     loop {
         tokio::time::sleep(every).await;
         if auth.authenticate_async(credential.clone()).await.is_err() {
-            return;
+            return "its credential is no longer valid";
         }
     }
 }
