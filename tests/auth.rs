@@ -75,6 +75,7 @@ fn matrix() -> Vec<(&'static str, Op, [bool; 6])> {
     const TRIAGE: [bool; 6] = [false, true, true, false, false, false];
     const ADMIN: [bool; 6] = [false, true, false, false, false, false];
     const INGEST: [bool; 6] = [false, true, false, false, true, false];
+    const RULES: [bool; 6] = TRIAGE;
     vec![
         ("me", Graphql("{ me { name role } }"), ALL),
         (
@@ -104,6 +105,35 @@ fn matrix() -> Vec<(&'static str, Op, [bool; 6])> {
         ),
         ("alert", Graphql("{ alert(id: \"1\") { id } }"), READ),
         ("system", Graphql("{ system { version } }"), READ),
+        ("rules", Graphql("{ rules(first: 1) { totalCount } }"), READ),
+        ("rule", Graphql("{ rule(id: \"nope\") { id } }"), READ),
+        (
+            "backtestRule",
+            Graphql(
+                "{ backtestRule(yaml: \"title: x\", from: \"2026-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\") { count } }",
+            ),
+            RULES,
+        ),
+        (
+            "createRule",
+            Graphql("mutation { createRule(yaml: \"title: no id\") { id } }"),
+            RULES,
+        ),
+        (
+            "updateRule",
+            Graphql("mutation { updateRule(id: \"nope\", yaml: \"title: no id\") { id } }"),
+            RULES,
+        ),
+        (
+            "setRuleEnabled",
+            Graphql("mutation { setRuleEnabled(id: \"nope\", enabled: false) { id } }"),
+            RULES,
+        ),
+        (
+            "deleteRule",
+            Graphql("mutation { deleteRule(id: \"nope\") }"),
+            RULES,
+        ),
         ("users", Graphql("{ users { username } }"), ADMIN),
         ("apiKeys", Graphql("{ apiKeys { id } }"), ADMIN),
         (
