@@ -74,13 +74,7 @@ async fn serves_with_no_config_and_drains_on_sigterm() {
         &std::fs::metadata(&password_file).unwrap().permissions(),
     );
     assert_eq!(mode & 0o077, 0);
-    let token = common::login(
-        &reqwest::Client::new(),
-        daemon.api.trim_start_matches("http://").parse().unwrap(),
-        "admin",
-        &password,
-    )
-    .await;
+    let token = daemon.login("admin", &password).await;
     assert!(!token.is_empty());
     assert!(
         !daemon.log().contains(&password),
@@ -391,13 +385,7 @@ async fn init_users_api_keys_and_audit_from_the_command_line() {
 
     // With a daemon running, the same commands go through it.
     let daemon = Daemon::start(cwd).await;
-    let token = common::login(
-        &reqwest::Client::new(),
-        daemon.api.trim_start_matches("http://").parse().unwrap(),
-        "admin",
-        &password,
-    )
-    .await;
+    let token = daemon.login("admin", &password).await;
     let ingest = common::bearer_client(&secret)
         .post(format!("{}/api/v1/ingest", daemon.api))
         .body("{\"message\":\"from the shipper\"}\n")

@@ -559,10 +559,4 @@ impl Auth {
         self.keys.invalidate(id);
         Ok(key)
     }
-
-    /// Records a change made outside the account tables (a rule, an
-    /// ingest) that has no transaction of its own to share.
-    pub fn audit(&self, actor: &Actor, record: Record) -> Result<u64, AuthError> {
-        Ok(self.store.audit(actor, record)?)
-    }
 }

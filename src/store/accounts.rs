@@ -82,11 +82,6 @@ impl AccountsTxn<'_> {
         user.map(|v| decode("user", v.value())).transpose()
     }
 
-    pub fn user_count(&self) -> Result<u64> {
-        use redb::ReadableTableMetadata;
-        Ok(self.txn.open_table(USERS)?.len()?)
-    }
-
     pub fn put_user(&self, user: &User) -> Result<()> {
         let mut table = self.txn.open_table(USERS)?;
         table.insert(user.username.as_str(), encode(user)?.as_slice())?;

@@ -156,6 +156,12 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Logs in over GraphQL; the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let api = self.api.trim_start_matches("http://").parse().unwrap();
+        super::login(&reqwest::Client::new(), api, username, password).await
+    }
+
     pub async fn graphql(&self, http: &reqwest::Client, query: &str, variables: Value) -> Value {
         let v: Value = http
             .post(format!("{}/graphql", self.api))

@@ -366,32 +366,27 @@ impl RulesMutation {
         let cap: CanEditRules = grant(ctx)?;
         check_size(&yaml)?;
         let state = state(ctx)?;
-        let node = {
-            let state = state.clone();
-            blocking(move || {
-                let info = check(&state, &yaml)?;
-                if let Some(r) = state.rules.loaded().iter().find(|r| r.id == info.id) {
-                    return Err(coded(
-                        "RULE_EXISTS",
-                        format!(
-                            "rule {} exists ({}): give the new rule another id",
-                            info.id, r.file
-                        ),
-                    ));
-                }
-                let stored = state
-                    .store
-                    .create_rule(&cap, &info.id, &yaml)
-                    .map_err(rule_error)?;
-                Ok(RuleNode {
-                    info: Arc::new(info),
-                    stored: Some(stored),
-                })
+        change(state, move |state| {
+            let info = check(state, &yaml)?;
+            if let Some(r) = state.rules.loaded().iter().find(|r| r.id == info.id) {
+                return Err(coded(
+                    "RULE_EXISTS",
+                    format!(
+                        "rule {} exists ({}): give the new rule another id",
+                        info.id, r.file
+                    ),
+                ));
+            }
+            let stored = state
+                .store
+                .create_rule(&cap, &info.id, &yaml)
+                .map_err(rule_error)?;
+            Ok(RuleNode {
+                info: Arc::new(info),
+                stored: Some(stored),
             })
-            .await?
-        };
-        reloaded(&state).await;
-        Ok(node)
+        })
+        .await
     }
 
     /// Replaces the YAML of a rule created over the API; the `id` in the
@@ -405,37 +400,32 @@ impl RulesMutation {
         let cap: CanEditRules = grant(ctx)?;
         check_size(&yaml)?;
         let state = state(ctx)?;
-        let node = {
-            let state = state.clone();
-            blocking(move || {
-                let info = check(&state, &yaml)?;
-                if info.id != id.as_str() {
-                    let reason = format!(
-                        "the rule's id is `{}`; `{}` keeps its id (create a new rule for a new id)",
-                        info.id,
-                        id.as_str()
-                    );
-                    let at = crate::detect::locate::key(&yaml, &["id"]);
-                    return Err(invalid(vec![Problem {
-                        line: Some(at.map_or(1, |p| p.line)),
-                        column: at.and_then(|p| p.column),
-                        reason,
-                        ..catalog::problem(&yaml, "")
-                    }]));
-                }
-                let stored = state
-                    .store
-                    .update_rule(&cap, &info.id, &yaml)
-                    .map_err(|e| read_only(&state, e))?;
-                Ok(RuleNode {
-                    info: Arc::new(info),
-                    stored: Some(stored),
-                })
+        change(state, move |state| {
+            let info = check(state, &yaml)?;
+            if info.id != id.as_str() {
+                let reason = format!(
+                    "the rule's id is `{}`; `{}` keeps its id (create a new rule for a new id)",
+                    info.id,
+                    id.as_str()
+                );
+                let at = crate::detect::locate::key(&yaml, &["id"]);
+                return Err(invalid(vec![Problem {
+                    line: Some(at.map_or(1, |p| p.line)),
+                    column: at.and_then(|p| p.column),
+                    reason,
+                    ..catalog::problem(&yaml, "")
+                }]));
+            }
+            let stored = state
+                .store
+                .update_rule(&cap, &info.id, &yaml)
+                .map_err(|e| read_only(state, e))?;
+            Ok(RuleNode {
+                info: Arc::new(info),
+                stored: Some(stored),
             })
-            .await?
-        };
-        reloaded(&state).await;
-        Ok(node)
+        })
+        .await
     }
 
     /// Enables or disables a rule (any source). A correlation whose rule is
@@ -448,29 +438,24 @@ impl RulesMutation {
     ) -> async_graphql::Result<RuleNode> {
         let cap: CanEditRules = grant(ctx)?;
         let state = state(ctx)?;
-        let node = {
-            let state = state.clone();
-            blocking(move || {
-                let loaded = state.rules.loaded();
-                let info = loaded.iter().find(|r| r.id == id.as_str()).cloned();
-                let stored = state
-                    .store
-                    .set_rule_enabled(&cap, &id, enabled, info.is_some())
-                    .map_err(rule_error)?;
-                let info = match (&stored.yaml, info) {
-                    (Some(yaml), _) => Arc::new(describe(&stored.id, yaml)),
-                    (None, Some(info)) => info,
-                    (None, None) => return Err(internal("an enabled state without its rule")),
-                };
-                Ok(RuleNode {
-                    info,
-                    stored: Some(stored),
-                })
+        change(state, move |state| {
+            let loaded = state.rules.loaded();
+            let info = loaded.iter().find(|r| r.id == id.as_str()).cloned();
+            let stored = state
+                .store
+                .set_rule_enabled(&cap, &id, enabled, info.is_some())
+                .map_err(rule_error)?;
+            let info = match (&stored.yaml, info) {
+                (Some(yaml), _) => Arc::new(describe(&stored.id, yaml)),
+                (None, Some(info)) => info,
+                (None, None) => return Err(internal("an enabled state without its rule")),
+            };
+            Ok(RuleNode {
+                info,
+                stored: Some(stored),
             })
-            .await?
-        };
-        reloaded(&state).await;
-        Ok(node)
+        })
+        .await
     }
 
     /// Deletes a rule created over the API; returns its id. Built-in and
@@ -478,19 +463,28 @@ impl RulesMutation {
     async fn delete_rule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let cap: CanEditRules = grant(ctx)?;
         let state = state(ctx)?;
-        let deleted = {
-            let state = state.clone();
-            blocking(move || {
-                state
-                    .store
-                    .delete_rule(&cap, &id)
-                    .map_err(|e| read_only(&state, e))
-            })
-            .await?
-        };
-        reloaded(&state).await;
+        let deleted = change(state, move |state| {
+            state
+                .store
+                .delete_rule(&cap, &id)
+                .map_err(|e| read_only(state, e))
+        })
+        .await?;
         Ok(ID(deleted.id))
     }
+}
+
+/// Runs a rule change on a blocking thread, then waits for the reload.
+async fn change<T: Send + 'static>(
+    state: Arc<ApiState>,
+    f: impl FnOnce(&ApiState) -> async_graphql::Result<T> + Send + 'static,
+) -> async_graphql::Result<T> {
+    let changed = {
+        let state = state.clone();
+        blocking(move || f(&state)).await?
+    };
+    reloaded(&state).await;
+    Ok(changed)
 }
 
 /// Asks for a reload and waits until the writer has the new rules.
