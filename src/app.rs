@@ -24,6 +24,7 @@ use crate::auth::{Auth, CanIngest};
 use crate::config::{Config, Secret};
 use crate::detect::catalog::{Catalog, RuleInfo};
 use crate::ingest;
+use crate::replicate;
 use crate::store::index::EventIndex;
 use crate::store::indexer::{self, IndexerConfig, Progress};
 use crate::store::live::Live;
@@ -58,6 +59,8 @@ pub enum Error {
     Detection(String),
     #[error("accounts: {0}")]
     Auth(String),
+    #[error("replication: {0}")]
+    Replication(#[from] replicate::Error),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -162,10 +165,11 @@ impl App {
         };
 
         let (ready_tx, ready_rx) = watch::channel::<Option<Arc<Progress>>>(None);
+        let replication = Arc::new(replicate::Status::new(&config));
         tasks.spawn(serve(
             "health",
             health_listener,
-            api::health::router(ready_rx.clone()),
+            api::health::router(ready_rx.clone(), replication.clone()),
             None,
             &shutdown,
         ));
@@ -228,6 +232,16 @@ impl App {
                 source: std::io::Error::other(e.to_string()),
             })??
         };
+        // Before the writer: everything it commits goes to the outbox.
+        let fleet = replicate::start(
+            &config,
+            &store,
+            progress.clone(),
+            &replication,
+            (&tasks, &shutdown),
+        )
+        .await?;
+
         let (detection, loaded_rules) = if config.detection.enabled {
             let (cfg, store) = (config.detection.clone(), store.clone());
             let (detection, loaded) =
@@ -359,6 +373,7 @@ impl App {
             environment: config.environment,
             started,
             rules,
+            fleet,
         });
         let schema = api::graphql::schema(state);
         let ingest_routes = ingest::bulk::router(

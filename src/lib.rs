@@ -9,6 +9,7 @@
 //! - [`detect`]: Sigma rules (rsigma) evaluated on every event before its commit.
 //! - [`store`]: redb (the truth), the group-commit writer, the tantivy index.
 //! - [`auth`]: principals, roles and capabilities; passwords, tokens, API keys, rate limits.
+//! - [`replicate`]: the outbox applied to the fleet's Postgres and Redis; the fleet view.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
 //! - [`tls`]: server certificates (TLS 1.2+, reloaded on SIGHUP or change), syslog client certificates, the development PKI.
@@ -27,6 +28,7 @@ pub mod ingest;
 pub mod model;
 pub mod offline;
 pub mod parse;
+pub mod replicate;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

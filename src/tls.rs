@@ -122,6 +122,32 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     Ok(certs)
 }
 
+/// A client configuration (for Postgres) that verifies servers against
+/// the CA bundle at `ca`, or the system's roots without one.
+pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in load_certs(path)? {
+                roots.add(cert).map_err(|_| Error::Pem {
+                    path: path.to_owned(),
+                    reason: "a certificate does not parse",
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "a system root certificate was not loaded");
+            }
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Reads the first PEM private key of a file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     let pem = read(path)?;

@@ -11,22 +11,25 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::replicate;
 use crate::store::indexer::Progress;
 
 /// Readiness as the app learns it: `None` until the store is open.
 pub type ReadyState = watch::Receiver<Option<Arc<Progress>>>;
 
-pub fn router(ready: ReadyState) -> Router {
+pub fn router(ready: ReadyState, replication: Arc<replicate::Status>) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready_handler))
         .layer(axum::middleware::from_fn(|req, next| {
             super::track("health", req, next)
         }))
-        .with_state(ready)
+        .with_state((ready, replication))
 }
 
-async fn ready_handler(State(ready): State<ReadyState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn ready_handler(
+    State((ready, replication)): State<(ReadyState, Arc<replicate::Status>)>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let progress = ready.borrow().clone();
     let (store_ready, index_ready, lag) = match &progress {
         None => (false, false, None),
@@ -36,18 +39,31 @@ async fn ready_handler(State(ready): State<ReadyState>) -> (StatusCode, Json<ser
             Some(p.index_lag()),
         ),
     };
-    let all = store_ready && index_ready;
+    let replication_ready = replication.ready();
+    let all = store_ready && index_ready && replication_ready;
     let status = if all {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if all { "ready" } else { "starting" },
-        "components": {
-            "store": { "ready": store_ready },
-            "index": { "ready": index_ready, "lag_events": lag },
-        }
+    let mut components = json!({
+        "store": { "ready": store_ready },
+        "index": { "ready": index_ready, "lag_events": lag },
     });
+    if replication.is_enabled() {
+        let sinks: serde_json::Map<String, serde_json::Value> = replication
+            .sinks()
+            .map(|(name, state)| (name.to_owned(), json!(state)))
+            .collect();
+        components["replication"] = json!({ "ready": replication_ready, "sinks": sinks });
+    }
+    let status_text = if all {
+        "ready"
+    } else if store_ready && index_ready {
+        "replication lagging"
+    } else {
+        "starting"
+    };
+    let body = json!({ "status": status_text, "components": components });
     (status, Json(body))
 }

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub started: Instant,
     /// The running rules as the API shows them; asks for reloads.
     pub rules: Arc<crate::detect::catalog::Catalog>,
+    /// The central tables, when `DATABASE_URL` is set.
+    pub fleet: Option<crate::replicate::Fleet>,
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is set) until `shutdown`,

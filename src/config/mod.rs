@@ -19,8 +19,8 @@ pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
     ApiListener, Auth, AuthMode, Cidr, Config, Dependency, Detection, Environment, Exposure, Files,
     IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, LoginLimits, PlainListener,
-    PortSpec, Ports, Protocol, RateLimits, Retention, Scope, Secret, Services, Span, StartAt,
-    SyslogListener, Tls,
+    PortSpec, Ports, Protocol, RateLimits, Replication, Retention, Scope, Secret, Services, Span,
+    StartAt, SyslogListener, Tls,
 };
 pub use validate::{redacted_yaml, validate};
 

@@ -142,6 +142,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub retention: Retention,
     pub detection: Detection,
+    pub replication: Replication,
     pub log: Log,
     pub exposure: Exposure,
 }
@@ -161,6 +162,7 @@ impl Default for Config {
             index: IndexConfig::default(),
             retention: Retention::default(),
             detection: Detection::default(),
+            replication: Replication::default(),
             log: Log::default(),
             exposure: Exposure::default(),
         }
@@ -422,6 +424,52 @@ impl Default for IndexConfig {
         IndexConfig {
             commit_interval_ms: 1000,
             commit_max_events: 100_000,
+        }
+    }
+}
+
+/// Replication of alerts, hourly roll-ups and heartbeats to the Postgres
+/// and Redis of `services` (only those set): the outbox and its sinks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replication {
+    /// Outbox entries kept for a sink that is behind before alert updates
+    /// are merged too (one pending update per alert, the newest); roll-ups
+    /// and heartbeats are always merged, alerts never dropped.
+    pub outbox_max_entries: u64,
+    /// Outbox entries one sink applies in one transaction.
+    pub batch_size: usize,
+    pub heartbeat_interval_seconds: u64,
+    /// Retries of an unreachable sink back off from `retry_initial_ms`,
+    /// doubling (with jitter) up to `retry_max_seconds`.
+    pub retry_initial_ms: u64,
+    pub retry_max_seconds: u64,
+    /// `/ready` fails when a sink is further behind than this; 0: the lag is
+    /// reported, never making the node unready.
+    pub max_ready_lag_seconds: u64,
+    /// Connections to Postgres (the sink and the fleet queries).
+    pub postgres_pool_size: usize,
+    /// CA bundle (PEM) trusted for `rediss://` instead of the system roots.
+    pub redis_ca_path: Option<PathBuf>,
+    /// Approximate length the `<prefix>:alerts` stream is capped at.
+    pub redis_stream_max_len: u64,
+    /// Prefix of every Redis key and channel.
+    pub redis_key_prefix: String,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            outbox_max_entries: 1_000_000,
+            batch_size: 5_000,
+            heartbeat_interval_seconds: 30,
+            retry_initial_ms: 500,
+            retry_max_seconds: 60,
+            max_ready_lag_seconds: 0,
+            postgres_pool_size: 4,
+            redis_ca_path: None,
+            redis_stream_max_len: 100_000,
+            redis_key_prefix: "secmon".to_owned(),
         }
     }
 }

@@ -59,6 +59,23 @@ fn check_sizes(cfg: &Config, problems: &mut Vec<Problem>) {
             "retention.check_interval_seconds",
             usize::try_from(cfg.retention.check_interval_seconds).unwrap_or(usize::MAX),
         ),
+        ("replication.batch_size", cfg.replication.batch_size),
+        (
+            "replication.outbox_max_entries",
+            usize::try_from(cfg.replication.outbox_max_entries).unwrap_or(usize::MAX),
+        ),
+        (
+            "replication.heartbeat_interval_seconds",
+            usize::try_from(cfg.replication.heartbeat_interval_seconds).unwrap_or(usize::MAX),
+        ),
+        (
+            "replication.retry_max_seconds",
+            usize::try_from(cfg.replication.retry_max_seconds).unwrap_or(usize::MAX),
+        ),
+        (
+            "replication.postgres_pool_size",
+            cfg.replication.postgres_pool_size,
+        ),
     ];
     let interval = usize::try_from(cfg.index.commit_interval_ms).unwrap_or(usize::MAX);
     for (key, value) in sizes

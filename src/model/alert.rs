@@ -63,6 +63,13 @@ pub struct Alert {
     /// When it was created and last changed (wall clock).
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The replication outbox seq of its latest update (0: not replicated).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Alert {
@@ -305,6 +312,7 @@ mod tests {
             history: Vec::new(),
             created_at: now,
             updated_at: now,
+            version: 0,
         };
         let mut assign = AlertChange::new("alice", Assign);
         assign.assignee = Some("bob".into());

@@ -11,7 +11,7 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use super::{Error, Result, Store, audit};
+use super::{Error, Result, Store, audit, outbox};
 use crate::auth::{CanTriage, Capability};
 use crate::model::{Alert, AlertChange, AlertStatus, AlertUpdate, Event, MAX_LINKED_EVENTS};
 use crate::telemetry::metric;
@@ -26,6 +26,7 @@ pub(super) fn apply(
     events: &[Event],
     updates: &[AlertUpdate],
     dedup_window: chrono::Duration,
+    mut outbox: Option<&mut outbox::Writer>,
 ) -> Result<Vec<Alert>> {
     let mut written = Vec::new();
     if updates.is_empty() {
@@ -47,7 +48,7 @@ pub(super) fn apply(
             }
             None => None,
         };
-        let alert = match existing {
+        let mut alert = match existing {
             Some(mut a)
                 if a.status.is_active() && event.timestamp - a.last_seen <= dedup_window =>
             {
@@ -72,6 +73,9 @@ pub(super) fn apply(
                 new_alert(id, update, event, now)
             }
         };
+        if let Some(outbox) = outbox.as_deref_mut() {
+            alert.version = outbox.alert(&alert)?;
+        }
         alerts.insert(alert.id, encode(&alert)?.as_slice())?;
         written.push(alert);
     }
@@ -96,6 +100,7 @@ fn new_alert(id: u64, u: &AlertUpdate, event: &Event, now: DateTime<Utc>) -> Ale
         history: Vec::new(),
         created_at: now,
         updated_at: now,
+        version: 0,
     }
 }
 
@@ -108,14 +113,14 @@ fn summary(alert: &Alert) -> serde_json::Value {
     })
 }
 
-fn encode(alert: &Alert) -> Result<Vec<u8>> {
+pub(super) fn encode(alert: &Alert) -> Result<Vec<u8>> {
     serde_json::to_vec(alert).map_err(|e| Error::Corrupt {
         seq: alert.id,
         reason: e.to_string(),
     })
 }
 
-fn decode(id: u64, bytes: &[u8]) -> Result<Alert> {
+pub(super) fn decode(id: u64, bytes: &[u8]) -> Result<Alert> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         seq: id,
         reason: format!("alert: {e}"),
@@ -168,6 +173,7 @@ impl Store {
         let result = self.with_db(|db| {
             let txn = db.begin_write()?;
             let mut before = Vec::with_capacity(ids.len());
+            let mut outbox = outbox::Writer::open(&txn, self)?;
             let changed = {
                 let mut alerts = txn.open_table(ALERTS)?;
                 let mut changed = Vec::with_capacity(ids.len());
@@ -180,6 +186,9 @@ impl Store {
                     before.push(summary(&alert));
                     if let Err(reason) = alert.change(change.clone()) {
                         return Ok(Err(ChangeError::Invalid { id, reason }));
+                    }
+                    if let Some(outbox) = outbox.as_mut() {
+                        alert.version = outbox.alert(&alert)?;
                     }
                     alerts.insert(id, encode(&alert)?.as_slice())?;
                     changed.push(alert);
@@ -195,7 +204,11 @@ impl Store {
                     "comment": change.comment,
                 }));
             audit::append(&txn, cap.actor(), record)?;
+            let head = outbox.map(|o| o.finish(&txn)).transpose()?;
             txn.commit()?;
+            if let Some(head) = head {
+                self.outbox_written(head);
+            }
             metrics::counter!(metric::ALERT_CHANGES, "action" => change.action.as_str())
                 .increment(changed.len() as u64);
             Ok(Ok(changed))
@@ -314,7 +327,7 @@ mod tests {
         store
             .with_db(|db| {
                 let txn = db.begin_write()?;
-                apply(&txn, &[e], &[u], window)?;
+                apply(&txn, &[e], &[u], window, None)?;
                 txn.commit()?;
                 Ok(())
             })

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod index;
 pub mod indexer;
 pub mod live;
+pub mod outbox;
 pub mod retention;
 pub mod rules;
 pub mod writer;
@@ -135,6 +136,8 @@ struct Shared {
     path: PathBuf,
     db: RwLock<Option<Database>>,
     last_reopen: Mutex<Option<Instant>>,
+    /// Set once replication is configured.
+    outbox: outbox::Slot,
 }
 
 impl Store {
@@ -158,6 +161,7 @@ impl Store {
                 path,
                 db: RwLock::new(Some(db)),
                 last_reopen: Mutex::new(None),
+                outbox: outbox::Slot::new(),
             }),
             node_id,
         })
@@ -282,8 +286,22 @@ impl Store {
                 let count = count + events.len() as u64;
                 meta.insert(META_EVENT_COUNT, count.to_be_bytes().as_slice())?;
             }
-            let alerts = alerts::apply(&txn, events, updates, dedup_window)?;
+            let (alerts, head) = {
+                let mut outbox = outbox::Writer::open(&txn, self)?;
+                let alerts = alerts::apply(&txn, events, updates, dedup_window, outbox.as_mut())?;
+                let head = match outbox {
+                    Some(mut outbox) => {
+                        outbox.count_events(&txn, events)?;
+                        Some(outbox.finish(&txn)?)
+                    }
+                    None => None,
+                };
+                (alerts, head)
+            };
             txn.commit()?;
+            if let Some(head) = head {
+                self.outbox_written(head);
+            }
             Ok((range, alerts))
         })
     }
@@ -595,6 +613,9 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(accounts::API_KEYS)?;
         txn.open_table(accounts::REFRESH_TOKENS)?;
         txn.open_table(audit::AUDIT)?;
+        txn.open_table(outbox::OUTBOX)?;
+        txn.open_table(outbox::CURSORS)?;
+        txn.open_table(outbox::ROLLUPS)?;
     }
     txn.commit()?;
     Ok(node_id)

@@ -27,6 +27,11 @@ pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
 pub const TLS_RELOADS: &str = "secmon_tls_reloads_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "secmon_tls_handshake_failures_total";
+pub const REPLICATION_LAG_ENTRIES: &str = "secmon_replication_lag_entries";
+pub const REPLICATION_LAG_SECONDS: &str = "secmon_replication_lag_seconds";
+pub const REPLICATION_ROWS: &str = "secmon_replication_rows_total";
+pub const REPLICATION_ERRORS: &str = "secmon_replication_errors_total";
+pub const REPLICATION_BATCH_SECONDS: &str = "secmon_replication_batch_seconds";
 
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -50,6 +55,29 @@ pub(super) fn describe() {
         "Events lost before the store (UDP with a full queue), by source"
     );
     describe_counter!(EVENTS_STORED, "Events committed to the store");
+    describe_gauge!(
+        REPLICATION_LAG_ENTRIES,
+        Unit::Count,
+        "Outbox entries a sink has not applied yet, by sink"
+    );
+    describe_gauge!(
+        REPLICATION_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest outbox entry a sink has not applied, by sink"
+    );
+    describe_counter!(
+        REPLICATION_ROWS,
+        "Rows (Postgres) or messages (Redis) a sink wrote, by sink"
+    );
+    describe_counter!(
+        REPLICATION_ERRORS,
+        "Failed replication batches (each retried), by sink"
+    );
+    describe_histogram!(
+        REPLICATION_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time to apply one outbox batch, by sink"
+    );
     describe_counter!(ALERTS_RAISED, "New alerts (not repeats), by severity");
     describe_counter!(
         ALERT_CHANGES,

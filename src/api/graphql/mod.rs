@@ -3,6 +3,7 @@
 mod accounts;
 mod alerts;
 mod events;
+mod fleet;
 mod ingest;
 mod live;
 mod rules;
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     accounts::AccountsQuery,
     events::EventsQuery,
     alerts::AlertsQuery,
+    fleet::FleetQuery,
     rules::RulesQuery,
     stats::StatsQuery,
     system::SystemQuery,

@@ -768,6 +768,7 @@ mod tests {
             environment: Environment::Development,
             started: Instant::now(),
             rules: Arc::new(Catalog::new(config, loaded)),
+            fleet: None,
         });
         Fixture {
             _dir: dir,

@@ -1,0 +1,545 @@
+//! Replication: the outbox, applied to the fleet's Postgres and Redis.
+//!
+//! The writer (and every alert change) puts summaries in the outbox in the
+//! transaction that stores what they summarise (`store::outbox`). Here, one
+//! task per sink reads the outbox after its cursor, applies a batch in one
+//! transaction of the sink, and only then moves its cursor: a crash in
+//! between applies the batch again, which the sinks make harmless (versions
+//! in Postgres, an applied-seq key in Redis). An unreachable sink is retried
+//! with exponential backoff and jitter while the node goes on; its lag is a
+//! metric and part of `/ready`. A heartbeat task queues the node's status.
+
+pub mod postgres;
+pub mod redis;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::store::indexer::Progress;
+use crate::store::outbox::{Entry, Heartbeat};
+use crate::store::{self, Store};
+use crate::telemetry::metric;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(String),
+    #[error("REDIS_URL: {0}")]
+    RedisUrl(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Why a batch was not applied; the sink retries it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Where the outbox goes.
+pub trait Sink: Send + 'static {
+    /// Also the name of its cursor.
+    const NAME: &'static str;
+
+    /// Applies `entries` (in seq order) in one transaction; returns how many
+    /// rows or messages it wrote. Applying entries again must change nothing.
+    fn apply(&mut self, entries: &[Entry]) -> impl Future<Output = Result<u64, SinkError>> + Send;
+}
+
+/// Each sink's progress, for `/ready`, the metrics and the logs.
+#[derive(Default)]
+pub struct Status {
+    sinks: Vec<Arc<SinkStatus>>,
+    /// `/ready` fails when a sink lags more; `None`: never.
+    max_ready_lag: Option<Duration>,
+}
+
+pub struct SinkStatus {
+    name: &'static str,
+    state: Mutex<SinkState>,
+}
+
+/// One sink's state as `/ready` reports it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SinkState {
+    /// The last batch was applied (false until the first one).
+    pub connected: bool,
+    /// Outbox entries not yet applied.
+    pub lag_entries: u64,
+    /// Age of the oldest entry not yet applied.
+    pub lag_seconds: f64,
+    /// The last seq applied.
+    pub applied: u64,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+impl SinkStatus {
+    fn update(&self, f: impl FnOnce(&mut SinkState)) {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    pub fn state(&self) -> SinkState {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Status {
+    /// The sinks `config` sets up, none applied yet.
+    pub fn new(config: &Config) -> Status {
+        let services = &config.services;
+        let names = [
+            services
+                .database_url
+                .as_ref()
+                .map(|_| postgres::Postgres::NAME),
+            services.redis_url.as_ref().map(|_| redis::Redis::NAME),
+        ];
+        Status {
+            sinks: names
+                .into_iter()
+                .flatten()
+                .map(|name| {
+                    Arc::new(SinkStatus {
+                        name,
+                        state: Mutex::default(),
+                    })
+                })
+                .collect(),
+            max_ready_lag: match config.replication.max_ready_lag_seconds {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+
+    fn sink(&self, name: &str) -> Option<Arc<SinkStatus>> {
+        self.sinks.iter().find(|s| s.name == name).cloned()
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.sinks.iter().map(|s| s.name).collect()
+    }
+
+    pub fn sinks(&self) -> impl Iterator<Item = (&'static str, SinkState)> + '_ {
+        self.sinks.iter().map(|s| (s.name, s.state()))
+    }
+
+    /// False when a sink lags more than `replication.max_ready_lag_seconds`.
+    pub fn ready(&self) -> bool {
+        let Some(max) = self.max_ready_lag else {
+            return true;
+        };
+        self.sinks
+            .iter()
+            .all(|s| s.state().lag_seconds <= max.as_secs_f64())
+    }
+}
+
+/// What the fleet view reads, when Postgres is configured.
+pub type Fleet = postgres::Fleet;
+
+/// Turns the outbox on and starts the heartbeat and one task per sink.
+/// Returns the fleet view when Postgres is configured.
+pub async fn start(
+    config: &Config,
+    store: &Store,
+    progress: Arc<Progress>,
+    status: &Arc<Status>,
+    (tasks, shutdown): (&TaskTracker, &CancellationToken),
+) -> Result<Option<Fleet>, Error> {
+    if !status.is_enabled() {
+        return Ok(None);
+    }
+    let cfg = &config.replication;
+    let pg = config
+        .services
+        .database_url
+        .as_ref()
+        .map(|url| postgres::Postgres::new(url.expose(), cfg.postgres_pool_size, store.node_id()))
+        .transpose()?;
+    let redis = config
+        .services
+        .redis_url
+        .as_ref()
+        .map(|url| redis::Redis::new(url.expose(), cfg, store.node_id()))
+        .transpose()?;
+    let head = {
+        let (store, max) = (store.clone(), cfg.outbox_max_entries);
+        blocking(move || store.enable_outbox(max)).await?
+    };
+    tasks.spawn(heartbeats(
+        HeartbeatSource {
+            store: store.clone(),
+            progress,
+            hostname: crate::app::node_name(config),
+            data_dir: config.data_dir.clone(),
+            interval: Duration::from_secs(cfg.heartbeat_interval_seconds),
+            started_at: Utc::now(),
+        },
+        shutdown.clone(),
+    ));
+    let fleet = pg.as_ref().map(postgres::Postgres::fleet);
+    let backoff = || {
+        Backoff::new(
+            Duration::from_millis(cfg.retry_initial_ms),
+            Duration::from_secs(cfg.retry_max_seconds),
+        )
+    };
+    if let Some(pg) = pg {
+        let pump = pump(store, pg, status, cfg.batch_size).await?;
+        tasks.spawn(run(pump, head.clone(), backoff(), shutdown.clone()));
+    }
+    if let Some(redis) = redis {
+        let pump = pump(store, redis, status, cfg.batch_size).await?;
+        tasks.spawn(run(pump, head.clone(), backoff(), shutdown.clone()));
+    }
+    Ok(fleet)
+}
+
+/// A pump whose state `/ready` reports.
+async fn pump<S: Sink>(
+    store: &Store,
+    sink: S,
+    status: &Status,
+    batch_size: usize,
+) -> Result<Pump<S>, Error> {
+    let mut pump = Pump::new(store.clone(), sink, status.names(), batch_size).await?;
+    if let Some(shared) = status.sink(S::NAME) {
+        shared.update(|s| *s = pump.status.state());
+        pump.status = shared;
+    }
+    Ok(pump)
+}
+
+/// Runs `f` on a blocking thread (redb work).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> store::Result<T> + Send + 'static,
+) -> store::Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(store::Error::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// Moves the outbox into one sink: reads a batch after the cursor, applies
+/// it, records the cursor. The next batch is read while one is applied, and
+/// the cursor of one is recorded while the next is applied.
+pub struct Pump<S: Sink> {
+    sink: S,
+    store: Store,
+    /// Every configured sink: an entry is deleted once all applied it.
+    sinks: Vec<&'static str>,
+    batch_size: usize,
+    cursor: u64,
+    status: Arc<SinkStatus>,
+}
+
+/// Why [`Pump::catch_up`] stopped before the outbox was empty.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("the outbox: {0}")]
+    Store(#[from] store::Error),
+}
+
+type Read = tokio::task::JoinHandle<store::Result<Vec<Entry>>>;
+type Ack = tokio::task::JoinHandle<store::Result<()>>;
+
+impl<S: Sink> Pump<S> {
+    /// A pump from where `sink` stopped; `sinks` names every configured one.
+    pub async fn new(
+        store: Store,
+        sink: S,
+        sinks: Vec<&'static str>,
+        batch_size: usize,
+    ) -> store::Result<Pump<S>> {
+        let name = S::NAME;
+        let cursor = {
+            let store = store.clone();
+            blocking(move || store.outbox_cursor(name)).await?
+        };
+        let status = Arc::new(SinkStatus {
+            name,
+            state: Mutex::new(SinkState {
+                applied: cursor,
+                ..SinkState::default()
+            }),
+        });
+        Ok(Pump {
+            sink,
+            store,
+            sinks,
+            batch_size: batch_size.max(1),
+            cursor,
+            status,
+        })
+    }
+
+    fn read(&self, after: u64) -> Read {
+        let (store, limit) = (self.store.clone(), self.batch_size);
+        tokio::task::spawn_blocking(move || store.outbox_after(after, limit))
+    }
+
+    /// Applies batches until the outbox is empty; returns the rows written.
+    /// On an error, everything before the failed batch is applied and
+    /// recorded.
+    pub async fn catch_up(&mut self, head: u64) -> Result<u64, PumpError> {
+        let mut rows = 0;
+        let mut next = self.read(self.cursor);
+        let mut acked: Option<Ack> = None;
+        let result = loop {
+            let entries = match joined(next.await) {
+                Ok(entries) => entries,
+                Err(e) => break Err(e.into()),
+            };
+            self.report_lag(
+                head.max(self.cursor).saturating_sub(self.cursor),
+                entries.first(),
+            );
+            let Some(last) = entries.last().map(|e| e.seq) else {
+                break Ok(rows);
+            };
+            next = self.read(last);
+            let started = Instant::now();
+            match self.sink.apply(&entries).await {
+                Ok(n) => {
+                    let name = S::NAME;
+                    metrics::histogram!(metric::REPLICATION_BATCH_SECONDS, "sink" => name)
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!(metric::REPLICATION_ROWS, "sink" => name).increment(n);
+                    rows += n;
+                    self.cursor = last;
+                    let now = Utc::now();
+                    self.status.update(|s| {
+                        s.connected = true;
+                        s.applied = last;
+                        s.last_success = Some(now);
+                        s.last_error = None;
+                    });
+                    // One cursor write at a time, in order.
+                    if let Some(previous) = acked.take() {
+                        record(name, previous.await);
+                    }
+                    let (store, sinks) = (self.store.clone(), self.sinks.clone());
+                    acked = Some(tokio::task::spawn_blocking(move || {
+                        store.outbox_ack(name, last, &sinks)
+                    }));
+                }
+                Err(e) => {
+                    next.abort();
+                    self.status.update(|s| {
+                        s.connected = false;
+                        s.last_error = Some(e.0.clone());
+                    });
+                    break Err(e.into());
+                }
+            }
+        };
+        if let Some(previous) = acked {
+            record(S::NAME, previous.await);
+        }
+        result
+    }
+
+    fn report_lag(&self, entries: u64, oldest: Option<&Entry>) {
+        let seconds = oldest.map_or(0.0, |e| {
+            (Utc::now() - e.at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        let name = S::NAME;
+        metrics::gauge!(metric::REPLICATION_LAG_ENTRIES, "sink" => name).set(entries as f64);
+        metrics::gauge!(metric::REPLICATION_LAG_SECONDS, "sink" => name).set(seconds);
+        self.status.update(|s| {
+            s.lag_entries = entries;
+            s.lag_seconds = seconds;
+        });
+    }
+}
+
+fn joined<T>(r: Result<store::Result<T>, tokio::task::JoinError>) -> store::Result<T> {
+    r.unwrap_or_else(|e| {
+        Err(store::Error::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// A cursor that failed to move only means its batch is applied again
+/// later, which changes nothing.
+fn record(sink: &str, acked: Result<store::Result<()>, tokio::task::JoinError>) {
+    if let Err(e) = joined(acked) {
+        tracing::warn!(sink, error = %e, "cannot record the replication cursor");
+    }
+}
+
+/// How long an idle sink waits before looking again (the lag metric moves
+/// meanwhile).
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+/// One sink's task: catch up whenever the outbox grows; back off on errors.
+async fn run<S: Sink>(
+    mut pump: Pump<S>,
+    mut head: watch::Receiver<u64>,
+    mut backoff: Backoff,
+    shutdown: CancellationToken,
+) {
+    let name = S::NAME;
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let latest = *head.borrow_and_update();
+        match pump.catch_up(latest).await {
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(sink = name, failures, "replication resumed");
+                }
+                failures = 0;
+                backoff.reset();
+                tokio::select! {
+                    _ = head.changed() => {}
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(IDLE_RECHECK) => {}
+                }
+            }
+            Err(e) => {
+                metrics::counter!(metric::REPLICATION_ERRORS, "sink" => name).increment(1);
+                let delay = backoff.next();
+                if failures == 0 {
+                    tracing::warn!(sink = name, error = %e, retry_in_ms = delay.as_millis() as u64, "replication failed; the outbox keeps the entries and retries");
+                } else {
+                    tracing::debug!(sink = name, error = %e, failures, "replication still failing");
+                }
+                failures += 1;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: each delay is drawn from the upper half
+/// of a window that doubles up to `max`, so retrying nodes spread out.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Backoff {
+        let initial = initial.max(Duration::from_millis(10));
+        Backoff {
+            initial,
+            max: max.max(initial),
+            current: initial,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let window = self.current;
+        self.current = (window * 2).min(self.max);
+        let half = window / 2;
+        let jitter = getrandom::u64().unwrap_or(0) % (half.as_millis() as u64 + 1);
+        half + Duration::from_millis(jitter)
+    }
+
+    fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+struct HeartbeatSource {
+    store: Store,
+    progress: Arc<Progress>,
+    hostname: String,
+    data_dir: PathBuf,
+    interval: Duration,
+    started_at: DateTime<Utc>,
+}
+
+/// Queues a heartbeat now and every interval (each replaces the last one
+/// not yet sent).
+async fn heartbeats(source: HeartbeatSource, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(source.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let source = Arc::new(source);
+    let mut previous: Option<(Instant, u64)> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = Instant::now();
+        let events_total = source
+            .progress
+            .stored
+            .load(std::sync::atomic::Ordering::Acquire);
+        let events_per_second = previous.map_or(0.0, |(at, total)| {
+            events_total.saturating_sub(total) as f64 / now.duration_since(at).as_secs_f64()
+        });
+        previous = Some((now, events_total));
+        let source = source.clone();
+        let written = blocking(move || {
+            let heartbeat = Heartbeat {
+                hostname: source.hostname.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at: source.started_at,
+                uptime_seconds: (Utc::now() - source.started_at).num_seconds().max(0) as u64,
+                events_total,
+                events_per_second,
+                storage_bytes: std::fs::metadata(source.data_dir.join(store::DB_FILE))
+                    .map_or(0, |m| m.len()),
+                index_lag: source.progress.index_lag(),
+                outbox_entries: source.store.outbox_stats()?.entries,
+                heartbeat_interval_seconds: source.interval.as_secs(),
+            };
+            source.store.write_heartbeat(&heartbeat)
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot queue the heartbeat");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_max_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<Duration> = (0..6).map(|_| b.next()).collect();
+        for (delay, window) in delays.iter().zip([100, 200, 400, 800, 800, 800]) {
+            let window = Duration::from_millis(window);
+            assert!(
+                *delay >= window / 2 && *delay <= window,
+                "{delay:?} not in the upper half of {window:?}"
+            );
+        }
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+}

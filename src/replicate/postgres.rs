@@ -1,0 +1,742 @@
+//! The Postgres sink and the fleet view it feeds.
+//!
+//! Many nodes write to one database, each row keyed by its node id. A batch
+//! is applied in one transaction of bulk upserts (`INSERT .. SELECT FROM
+//! unnest(..) ON CONFLICT DO UPDATE .. WHERE version < EXCLUDED.version`),
+//! so an update never replaces a newer one and a batch applied twice changes
+//! nothing. The schema comes from `migrations/`, applied in order under an
+//! advisory lock (two nodes starting together do not race) and recorded in
+//! `secmon.schema_migrations`.
+//!
+//! TLS goes through rustls: `sslmode=require` (or libpq's `verify-ca` /
+//! `verify-full`) needs it, the default `prefer` uses it when the server
+//! offers it, `disable` never does. The server's certificate is always
+//! verified, against the system roots or libpq's `sslrootcert=<file>`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_graphql::SimpleObject;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use ulid::Ulid;
+
+use super::{Error, Sink, SinkError};
+use crate::store::outbox::{AlertSummary, Entry, Heartbeat, Message, Rollup};
+
+/// The schema, in order: (version, name, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../../migrations/0001_schema.sql"),
+    ),
+    (
+        2,
+        "fleet_views",
+        include_str!("../../migrations/0002_fleet_views.sql"),
+    ),
+];
+
+/// `pg_advisory_xact_lock` key held while migrating ("secmon" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7365_636d_6f6e;
+
+/// Longest one batch (or one fleet query) may take before its connection
+/// is given up.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Postgres {
+    pool: Pool,
+    node_id: String,
+    migrated: bool,
+}
+
+impl Postgres {
+    /// Parses `url` and sets up the pool; connects on first use.
+    pub fn new(url: &str, pool_size: usize, node_id: Ulid) -> Result<Postgres, Error> {
+        let (url, ca) = libpq_compat(url);
+        let mut config =
+            tokio_postgres::Config::from_str(&url).map_err(|e| Error::DatabaseUrl(describe(&e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("secmon");
+        }
+        let tls = crate::tls::client_config(ca.as_deref())?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(STATEMENT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| Error::DatabaseUrl(e.to_string()))?;
+        Ok(Postgres {
+            pool,
+            node_id: node_id.to_string(),
+            migrated: false,
+        })
+    }
+
+    pub fn fleet(&self) -> Fleet {
+        Fleet {
+            pool: self.pool.clone(),
+        }
+    }
+
+    async fn apply_batch(
+        &mut self,
+        client: &mut Object,
+        entries: &[Entry],
+    ) -> Result<u64, DbError> {
+        if !self.migrated {
+            migrate(client).await?;
+            self.migrated = true;
+        }
+        let batch = Batch::of(entries);
+        let tx = client.transaction().await?;
+        let mut rows = 0;
+        if !batch.alerts.is_empty() {
+            rows += upsert_alerts(&tx, &self.node_id, &batch.alerts).await?;
+        }
+        if !batch.rollups.is_empty() {
+            rows += upsert_rollups(&tx, &self.node_id, &batch.rollups).await?;
+        }
+        if let Some(heartbeat) = batch.heartbeat {
+            rows += upsert_node(&tx, &self.node_id, heartbeat).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
+impl Sink for Postgres {
+    const NAME: &'static str = "postgres";
+
+    async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
+        let mut client = self.pool.get().await.map_err(|e| sink_error(&e))?;
+        match tokio::time::timeout(STATEMENT_TIMEOUT, self.apply_batch(&mut client, entries)).await
+        {
+            Ok(Ok(rows)) => Ok(rows),
+            failed => {
+                // The connection may be mid-transaction or dead: never reuse it.
+                let _ = Object::take(client);
+                Err(match failed {
+                    Ok(Err(e)) => SinkError(e.to_string()),
+                    _ => SinkError(format!(
+                        "postgres did not answer within {}s",
+                        STATEMENT_TIMEOUT.as_secs()
+                    )),
+                })
+            }
+        }
+    }
+}
+
+/// A database error in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+enum DbError {
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(
+        "the database schema is at version {found}, newer than this binary knows ({known}); upgrade secmon"
+    )]
+    TooNew { found: i32, known: i32 },
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (the server's certificate is not trusted: give its CA as sslrootcert=<file> in DATABASE_URL)",
+        );
+    }
+    text
+}
+
+fn sink_error(e: &deadpool_postgres::PoolError) -> SinkError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => SinkError(describe(e)),
+        e => SinkError(format!("postgres: {e}")),
+    }
+}
+
+/// Takes what tokio-postgres does not know out of a libpq URL: the CA file
+/// (`sslrootcert`), and `sslmode=verify-ca|verify-full`, which is what
+/// `require` does here (the certificate is always verified).
+fn libpq_compat(url: &str) -> (String, Option<PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut ca = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslrootcert", path)) => ca = Some(PathBuf::from(path)),
+            Some(("sslmode", "verify-ca" | "verify-full")) => kept.push("sslmode=require"),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, ca)
+}
+
+/// Applies the migrations this database has not had yet.
+async fn migrate(client: &mut Object) -> Result<(), DbError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS secmon;
+         CREATE TABLE IF NOT EXISTS secmon.schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );",
+    )
+    .await?;
+    let found: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM secmon.schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if found > known {
+        return Err(DbError::TooNew { found, known });
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO secmon.schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tracing::info!(version, name, "postgres schema migrated");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A roll-up's primary key (less the node).
+type RollupKey<'a> = (&'a DateTime<Utc>, [&'a str; 5]);
+
+/// A batch reduced to the newest update of each row.
+#[derive(Default)]
+struct Batch<'a> {
+    alerts: Vec<(u64, &'a AlertSummary)>,
+    rollups: Vec<(u64, &'a Rollup)>,
+    /// Seq, time written, heartbeat.
+    heartbeat: Option<(u64, DateTime<Utc>, &'a Heartbeat)>,
+}
+
+impl<'a> Batch<'a> {
+    fn of(entries: &'a [Entry]) -> Batch<'a> {
+        // An upsert may touch a row once per statement: keep the last update.
+        let mut alerts: HashMap<u64, (u64, &AlertSummary)> = HashMap::new();
+        let mut rollups: HashMap<RollupKey, (u64, &Rollup)> = HashMap::new();
+        let mut batch = Batch::default();
+        for entry in entries {
+            match &entry.message {
+                Message::Alert(a) => {
+                    alerts.insert(a.alert_id, (entry.seq, a));
+                }
+                Message::Rollup(r) => {
+                    let key = [
+                        r.host_name.as_str(),
+                        &r.dataset,
+                        &r.category,
+                        &r.outcome,
+                        &r.severity,
+                    ];
+                    rollups.insert((&r.hour, key), (entry.seq, r));
+                }
+                Message::Heartbeat(h) => batch.heartbeat = Some((entry.seq, entry.at, h)),
+            }
+        }
+        batch.alerts = alerts.into_values().collect();
+        batch.rollups = rollups.into_values().collect();
+        batch
+    }
+}
+
+/// Joins an alert's tags for [`upsert_alerts`] (a tag never holds it).
+const TAG_SEPARATOR: &str = "\u{1f}";
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+async fn upsert_alerts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    node_id: &str,
+    alerts: &[(u64, &AlertSummary)],
+) -> Result<u64, DbError> {
+    let column = |f: fn(&AlertSummary) -> String| -> Vec<String> {
+        alerts.iter().map(|(_, a)| f(a)).collect()
+    };
+    let optional = |f: fn(&AlertSummary) -> Option<String>| -> Vec<Option<String>> {
+        alerts.iter().map(|(_, a)| f(a)).collect()
+    };
+    let time = |f: fn(&AlertSummary) -> DateTime<Utc>| -> Vec<DateTime<Utc>> {
+        alerts.iter().map(|(_, a)| f(a)).collect()
+    };
+    let ids: Vec<i64> = alerts.iter().map(|(_, a)| int(a.alert_id)).collect();
+    let counts: Vec<i64> = alerts.iter().map(|(_, a)| int(a.count)).collect();
+    let versions: Vec<i64> = alerts.iter().map(|(seq, _)| int(*seq)).collect();
+    let correlation: Vec<bool> = alerts.iter().map(|(_, a)| a.correlation).collect();
+    // One text per row, split on the server (an array of arrays cannot be
+    // unnested row by row).
+    let tags: Vec<String> = alerts
+        .iter()
+        .map(|(_, a)| a.tags.join(TAG_SEPARATOR))
+        .collect();
+    let params: [&(dyn ToSql + Sync); 18] = [
+        &node_id,
+        &ids,
+        &column(|a| a.rule_id.clone()),
+        &column(|a| a.rule_title.clone()),
+        &column(|a| a.severity.clone()),
+        &column(|a| a.status.clone()),
+        &counts,
+        &time(|a| a.first_seen),
+        &time(|a| a.last_seen),
+        &optional(|a| a.source_ip.clone()),
+        &optional(|a| a.host_name.clone()),
+        &optional(|a| a.user_name.clone()),
+        &optional(|a| a.assignee.clone()),
+        &correlation,
+        &tags,
+        &time(|a| a.created_at),
+        &time(|a| a.updated_at),
+        &versions,
+    ];
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO secmon.alerts (node_id, alert_id, rule_id, rule_title, severity, status,
+                 count, first_seen, last_seen, source_ip, host_name, user_name, assignee,
+                 correlation, tags, created_at, updated_at, version)
+             SELECT $1, a.alert_id, a.rule_id, a.rule_title, a.severity, a.status, a.count,
+                 a.first_seen, a.last_seen, a.source_ip, a.host_name, a.user_name, a.assignee,
+                 a.correlation, string_to_array(a.tags, E'\\x1f'), a.created_at,
+                 a.updated_at, a.version
+             FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
+                 $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::text[],
+                 $13::text[], $14::bool[], $15::text[], $16::timestamptz[], $17::timestamptz[],
+                 $18::int8[])
+                 AS a(alert_id, rule_id, rule_title, severity, status, count, first_seen,
+                      last_seen, source_ip, host_name, user_name, assignee, correlation, tags,
+                      created_at, updated_at, version)
+             ON CONFLICT (node_id, alert_id) DO UPDATE SET
+                 rule_id = EXCLUDED.rule_id, rule_title = EXCLUDED.rule_title,
+                 severity = EXCLUDED.severity, status = EXCLUDED.status, count = EXCLUDED.count,
+                 first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
+                 source_ip = EXCLUDED.source_ip, host_name = EXCLUDED.host_name,
+                 user_name = EXCLUDED.user_name, assignee = EXCLUDED.assignee,
+                 correlation = EXCLUDED.correlation, tags = EXCLUDED.tags,
+                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+                 version = EXCLUDED.version
+             WHERE secmon.alerts.version < EXCLUDED.version",
+        )
+        .await?;
+    Ok(tx.execute(&statement, &params).await?)
+}
+
+async fn upsert_rollups(
+    tx: &deadpool_postgres::Transaction<'_>,
+    node_id: &str,
+    rollups: &[(u64, &Rollup)],
+) -> Result<u64, DbError> {
+    let column =
+        |f: fn(&Rollup) -> &str| -> Vec<&str> { rollups.iter().map(|(_, r)| f(r)).collect() };
+    let hours: Vec<DateTime<Utc>> = rollups.iter().map(|(_, r)| r.hour).collect();
+    let counts: Vec<i64> = rollups.iter().map(|(_, r)| int(r.count)).collect();
+    let versions: Vec<i64> = rollups.iter().map(|(seq, _)| int(*seq)).collect();
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &node_id,
+        &hours,
+        &column(|r| &r.host_name),
+        &column(|r| &r.dataset),
+        &column(|r| &r.category),
+        &column(|r| &r.outcome),
+        &column(|r| &r.severity),
+        &counts,
+        &versions,
+    ];
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO secmon.event_rollups (node_id, hour, host_name, dataset, category,
+                 outcome, severity, count, version)
+             SELECT $1, r.* FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                 $6::text[], $7::text[], $8::int8[], $9::int8[])
+                 AS r(hour, host_name, dataset, category, outcome, severity, count, version)
+             ON CONFLICT (node_id, hour, host_name, dataset, category, outcome, severity)
+             DO UPDATE SET count = EXCLUDED.count, version = EXCLUDED.version
+             WHERE secmon.event_rollups.version < EXCLUDED.version",
+        )
+        .await?;
+    Ok(tx.execute(&statement, &params).await?)
+}
+
+async fn upsert_node(
+    tx: &deadpool_postgres::Transaction<'_>,
+    node_id: &str,
+    (seq, at, h): (u64, DateTime<Utc>, &Heartbeat),
+) -> Result<u64, DbError> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO secmon.nodes (node_id, hostname, version, started_at, last_seen,
+                 uptime_seconds, events_total, events_per_second, storage_bytes, index_lag,
+                 outbox_entries, heartbeat_interval_seconds, heartbeat_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (node_id) DO UPDATE SET
+                 hostname = EXCLUDED.hostname, version = EXCLUDED.version,
+                 started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen,
+                 uptime_seconds = EXCLUDED.uptime_seconds, events_total = EXCLUDED.events_total,
+                 events_per_second = EXCLUDED.events_per_second,
+                 storage_bytes = EXCLUDED.storage_bytes, index_lag = EXCLUDED.index_lag,
+                 outbox_entries = EXCLUDED.outbox_entries,
+                 heartbeat_interval_seconds = EXCLUDED.heartbeat_interval_seconds,
+                 heartbeat_seq = EXCLUDED.heartbeat_seq
+             WHERE secmon.nodes.heartbeat_seq < EXCLUDED.heartbeat_seq",
+        )
+        .await?;
+    let params: [&(dyn ToSql + Sync); 13] = [
+        &node_id,
+        &h.hostname,
+        &h.version,
+        &h.started_at,
+        &at,
+        &int(h.uptime_seconds),
+        &int(h.events_total),
+        &h.events_per_second,
+        &int(h.storage_bytes),
+        &int(h.index_lag),
+        &int(h.outbox_entries),
+        &int(h.heartbeat_interval_seconds),
+        &int(seq),
+    ];
+    Ok(tx.execute(&statement, &params).await?)
+}
+
+/// The fleet as the central database holds it: every node's rows.
+#[derive(Clone)]
+pub struct Fleet {
+    pool: Pool,
+}
+
+/// A node of the fleet and its last heartbeat.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "FleetNode")]
+pub struct FleetNode {
+    pub id: String,
+    pub hostname: String,
+    /// The secmon version it runs.
+    pub version: String,
+    pub last_seen: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub events_total: i64,
+    pub events_per_second: f64,
+    pub storage_bytes: i64,
+    pub index_lag: i64,
+    /// Outbox entries it held at its last heartbeat (its backlog).
+    pub outbox_entries: i64,
+    /// online (heartbeats arrive), stale (3 missed) or offline (10 missed).
+    pub status: String,
+}
+
+/// An alert of some node of the fleet.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "FleetAlert")]
+pub struct FleetAlert {
+    pub node_id: String,
+    pub alert_id: i64,
+    pub rule_id: String,
+    pub rule_title: String,
+    pub severity: String,
+    pub status: String,
+    pub count: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub source_ip: Option<String>,
+    pub host_name: Option<String>,
+    pub user_name: Option<String>,
+    pub assignee: Option<String>,
+    pub tags: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// Events one node received in one hour with these attributes.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "FleetRollup")]
+pub struct FleetRollup {
+    pub node_id: String,
+    pub hour: DateTime<Utc>,
+    pub host_name: String,
+    pub dataset: String,
+    pub category: String,
+    pub outcome: String,
+    pub severity: String,
+    pub count: i64,
+}
+
+/// What `Fleet::alerts` lists: all given conditions hold.
+#[derive(Debug, Default, Clone)]
+pub struct FleetAlertFilter {
+    pub node_id: Option<String>,
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub rule_id: Option<String>,
+    /// Last seen at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Last seen before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// What `Fleet::rollups` lists.
+#[derive(Debug, Clone)]
+pub struct FleetRollupFilter {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub node_id: Option<String>,
+    pub host_name: Option<String>,
+    pub dataset: Option<String>,
+}
+
+/// Builds `WHERE a AND b ..` with numbered parameters.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Conditions {
+    fn add<T: ToSql + Sync + Send + 'static>(&mut self, column: &str, op: &str, value: Option<T>) {
+        if let Some(value) = value {
+            self.params.push(Box::new(value));
+            self.sql
+                .push(format!("{column} {op} ${}", self.params.len()));
+        }
+    }
+
+    fn clause(&self) -> String {
+        if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.sql.join(" AND "))
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+
+    fn next(&self) -> usize {
+        self.params.len() + 1
+    }
+}
+
+impl Fleet {
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, SinkError> {
+        let client = self.pool.get().await.map_err(|e| sink_error(&e))?;
+        match tokio::time::timeout(STATEMENT_TIMEOUT, client.query(sql, params)).await {
+            Ok(rows) => rows.map_err(|e| SinkError(describe(&e))),
+            Err(_) => {
+                let _ = Object::take(client);
+                Err(SinkError(
+                    "the fleet database did not answer in time".into(),
+                ))
+            }
+        }
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<FleetNode>, SinkError> {
+        let rows = self
+            .query(
+                "SELECT node_id, hostname, version, last_seen, started_at, events_total,
+                     events_per_second, storage_bytes, index_lag, outbox_entries, status
+                 FROM secmon.fleet_nodes ORDER BY hostname, node_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FleetNode {
+                id: r.get(0),
+                hostname: r.get(1),
+                version: r.get(2),
+                last_seen: r.get(3),
+                started_at: r.get(4),
+                events_total: r.get(5),
+                events_per_second: r.get(6),
+                storage_bytes: r.get(7),
+                index_lag: r.get(8),
+                outbox_entries: r.get(9),
+                status: r.get(10),
+            })
+            .collect())
+    }
+
+    /// Alerts matching `filter`, latest first.
+    pub async fn alerts(
+        &self,
+        filter: FleetAlertFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<FleetAlert>, SinkError> {
+        let mut c = Conditions::default();
+        c.add("node_id", "=", filter.node_id);
+        c.add("status", "=", filter.status);
+        c.add("severity", "=", filter.severity);
+        c.add("rule_id", "=", filter.rule_id);
+        c.add("last_seen", ">=", filter.from);
+        c.add("last_seen", "<", filter.to);
+        let sql = format!(
+            "SELECT node_id, alert_id, rule_id, rule_title, severity, status, count, first_seen,
+                 last_seen, source_ip, host_name, user_name, assignee, tags, updated_at, version
+             FROM secmon.alerts {} ORDER BY last_seen DESC, node_id, alert_id
+             LIMIT ${} OFFSET ${}",
+            c.clause(),
+            c.next(),
+            c.next() + 1
+        );
+        let mut params = c.params();
+        params.push(&limit);
+        params.push(&offset);
+        let rows = self.query(&sql, &params).await?;
+        Ok(rows
+            .iter()
+            .map(|r| FleetAlert {
+                node_id: r.get(0),
+                alert_id: r.get(1),
+                rule_id: r.get(2),
+                rule_title: r.get(3),
+                severity: r.get(4),
+                status: r.get(5),
+                count: r.get(6),
+                first_seen: r.get(7),
+                last_seen: r.get(8),
+                source_ip: r.get(9),
+                host_name: r.get(10),
+                user_name: r.get(11),
+                assignee: r.get(12),
+                tags: r.get(13),
+                updated_at: r.get(14),
+                version: r.get(15),
+            })
+            .collect())
+    }
+
+    /// Roll-ups of the hours in `filter.from..filter.to`, oldest first.
+    pub async fn rollups(
+        &self,
+        filter: FleetRollupFilter,
+        limit: i64,
+    ) -> Result<Vec<FleetRollup>, SinkError> {
+        let mut c = Conditions::default();
+        c.add("hour", ">=", Some(filter.from));
+        c.add("hour", "<", Some(filter.to));
+        c.add("node_id", "=", filter.node_id);
+        c.add("host_name", "=", filter.host_name);
+        c.add("dataset", "=", filter.dataset);
+        let sql = format!(
+            "SELECT node_id, hour, host_name, dataset, category, outcome, severity, count
+             FROM secmon.event_rollups {}
+             ORDER BY hour, node_id, host_name, dataset, category, outcome, severity
+             LIMIT ${}",
+            c.clause(),
+            c.next()
+        );
+        let mut params = c.params();
+        params.push(&limit);
+        let rows = self.query(&sql, &params).await?;
+        Ok(rows
+            .iter()
+            .map(|r| FleetRollup {
+                node_id: r.get(0),
+                hour: r.get(1),
+                host_name: r.get(2),
+                dataset: r.get(3),
+                category: r.get(4),
+                outcome: r.get(5),
+                severity: r.get(6),
+                count: r.get(7),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_options_tokio_postgres_lacks_are_translated() {
+        assert_eq!(
+            libpq_compat("postgres://u@db/fleet?sslmode=verify-full&sslrootcert=/etc/ca.pem"),
+            (
+                "postgres://u@db/fleet?sslmode=require".to_owned(),
+                Some(PathBuf::from("/etc/ca.pem"))
+            )
+        );
+        assert_eq!(
+            libpq_compat("postgres://u@db/fleet"),
+            ("postgres://u@db/fleet".to_owned(), None)
+        );
+        assert_eq!(
+            libpq_compat("postgres://u@db/fleet?sslrootcert=/ca"),
+            (
+                "postgres://u@db/fleet".to_owned(),
+                Some(PathBuf::from("/ca"))
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        let err = Postgres::new(
+            "postgres://u:hunter2@db/x?sslmode=sometimes",
+            1,
+            Ulid::nil(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.starts_with("DATABASE_URL: "), "{err}");
+        assert!(err.contains("sslmode"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,884 @@
+//! Replication against the real servers: the machine's Postgres
+//! (127.0.0.1:5432) and Redis (127.0.0.1:6379), each test in a database or
+//! key prefix of its own; a Postgres cluster of its own (initdb, TLS with
+//! rcgen certificates) stopped and started mid-stream; a redis-server of its
+//! own killed mid-stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Node, config};
+use secmon::config::{Config, Secret};
+use serde_json::{Value, json};
+
+const RULE_ID: &str = "5f0c8a7e-2b1d-4e6f-9a3c-8d7e6f5a4b3c";
+
+/// A node whose only rule raises one alert per source IP of an event
+/// carrying `replication-marker`, replicating fast.
+fn node_config(dir: &Path) -> Config {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("marker.yml"),
+        format!(
+            "title: Replication Marker\nid: {RULE_ID}\nlogsource:\n    product: linux\n\
+             detection:\n    keywords:\n        - replication-marker\n    condition: keywords\n\
+             level: high\n"
+        ),
+    )
+    .unwrap();
+    let mut cfg = config(&dir.join("data"));
+    cfg.detection.builtin = false;
+    cfg.detection.rules = vec![rules];
+    cfg.replication.heartbeat_interval_seconds = 1;
+    cfg.replication.retry_initial_ms = 50;
+    cfg.replication.retry_max_seconds = 1;
+    cfg
+}
+
+/// `n` events, each raising an alert for its own source IP (`first..`).
+async fn raise_alerts(node: &Node, first: u32, n: u32) {
+    let body: String = (first..first + n)
+        .map(|i| {
+            let ip = format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256);
+            format!(
+                "{}\n",
+                json!({"message": format!("replication-marker {i}"), "source.ip": ip,
+                       "host.name": "web-1", "event.dataset": "test", "event.outcome": "failure"})
+            )
+        })
+        .collect();
+    let (status, resp) = node.ingest(body).await;
+    assert_eq!(status, 200, "{resp}");
+}
+
+/// The node's alerts: id -> (status, count).
+async fn node_alerts(node: &Node) -> BTreeMap<i64, (String, i64)> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let v = node
+            .graphql(
+                "query($after: String) { alerts(first: 1000, after: $after) {
+                    edges { cursor node { id status count } } pageInfo { hasNextPage } } }",
+                json!({"after": after}),
+            )
+            .await;
+        let edges = v["data"]["alerts"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"));
+        for e in edges {
+            let n = &e["node"];
+            out.insert(
+                n["id"].as_str().unwrap().parse().unwrap(),
+                (
+                    n["status"].as_str().unwrap().to_lowercase(),
+                    n["count"].as_i64().unwrap(),
+                ),
+            );
+            after = Some(e["cursor"].as_str().unwrap().to_owned());
+        }
+        if v["data"]["alerts"]["pageInfo"]["hasNextPage"] != true {
+            return out;
+        }
+    }
+}
+
+async fn events_stored(node: &Node) -> i64 {
+    let v = node.graphql("{ system { eventsStored } }", json!({})).await;
+    v["data"]["system"]["eventsStored"].as_i64().unwrap()
+}
+
+/// Waits until `check` holds, or fails with what it last saw.
+async fn eventually<T: std::fmt::Debug, F: Future<Output = (bool, T)>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, seen) = check().await;
+        if ok {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: last saw {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------- Postgres
+
+/// A database of its own on the machine's Postgres, dropped at the end.
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    fn create() -> TestDb {
+        let name = format!(
+            "secmon_t_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        psql("test", &format!("CREATE DATABASE {name}"));
+        TestDb { name }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://root@127.0.0.1:5432/{}?sslmode=disable",
+            self.name
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        psql(
+            "test",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(db: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "root",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// The central rows of `node_id`: alert id -> (status, count).
+async fn central_alerts(
+    db: &tokio_postgres::Client,
+    node_id: &str,
+) -> BTreeMap<i64, (String, i64)> {
+    db.query(
+        "SELECT alert_id, status, count FROM secmon.alerts WHERE node_id = $1",
+        &[&node_id],
+    )
+    .await
+    .map(|rows| {
+        rows.iter()
+            .map(|r| (r.get::<_, i64>(0), (r.get(1), r.get(2))))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn central_events(db: &tokio_postgres::Client, node_id: &str) -> i64 {
+    db.query_one(
+        "SELECT coalesce(sum(count), 0)::int8 FROM secmon.event_rollups WHERE node_id = $1",
+        &[&node_id],
+    )
+    .await
+    .map_or(-1, |r| r.get(0))
+}
+
+/// Waits until the central tables hold exactly what `node` holds.
+async fn converged(node: &Node, db: &tokio_postgres::Client) {
+    let node_id = node.app.node_id().to_string();
+    let want = node_alerts(node).await;
+    let events = events_stored(node).await;
+    eventually("central tables equal the node's", || async {
+        let got = central_alerts(db, &node_id).await;
+        let got_events = central_events(db, &node_id).await;
+        (
+            got == want && got_events == events,
+            (got.len(), want.len(), got_events, events),
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_rollups_and_heartbeats_reach_postgres_and_redis_exactly_once() {
+    let db = TestDb::create();
+    let prefix = format!("secmon-test-{}", ulid::Ulid::generate());
+    let _cleanup = RedisKeys(prefix.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.database_url = Some(Secret::new(db.url()));
+    cfg.services.redis_url = Some(Secret::new("redis://127.0.0.1:6379"));
+    cfg.replication.redis_key_prefix = prefix.clone();
+    let node = Node::start(cfg).await;
+    let node_id = node.app.node_id().to_string();
+
+    let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut pubsub = redis.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(format!("{prefix}:alerts")).await.unwrap();
+
+    raise_alerts(&node, 0, 300).await;
+    let central = pg(&db.url()).await;
+    converged(&node, &central).await;
+    let alerts = central_alerts(&central, &node_id).await;
+    assert_eq!(alerts.len(), 300, "300 alerts, 300 rows");
+    assert_eq!(
+        alerts.keys().copied().collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<i64>>()
+    );
+    let row = central
+        .query_one(
+            "SELECT rule_id, rule_title, severity, source_ip, host_name, tags, version
+             FROM secmon.alerts WHERE node_id = $1 AND alert_id = 1",
+            &[&node_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), RULE_ID);
+    assert_eq!(row.get::<_, String>(1), "Replication Marker");
+    assert_eq!(row.get::<_, String>(2), "high");
+    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("10.0.0.0"));
+    assert_eq!(row.get::<_, Option<String>>(4).as_deref(), Some("web-1"));
+    assert!(row.get::<_, i64>(6) > 0);
+    let rollup = central
+        .query_one(
+            "SELECT host_name, dataset, outcome, count FROM secmon.event_rollups WHERE node_id = $1",
+            &[&node_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rollup.get::<_, String>(0),
+            rollup.get::<_, String>(1),
+            rollup.get::<_, String>(2),
+            rollup.get::<_, i64>(3)
+        ),
+        ("web-1".into(), "test".into(), "failure".into(), 300)
+    );
+    let node_row = eventually("the node's heartbeat row", || async {
+        let rows = central
+            .query(
+                "SELECT hostname, version, events_total, status FROM secmon.fleet_nodes WHERE node_id = $1",
+                &[&node_id],
+            )
+            .await
+            .unwrap();
+        let seen = rows
+            .first()
+            .map(|r| (r.get::<_, String>(1), r.get::<_, i64>(2), r.get::<_, String>(3)));
+        (seen.as_ref().is_some_and(|s| s.1 == 300), seen)
+    })
+    .await
+    .unwrap();
+    assert_eq!(node_row.0, env!("CARGO_PKG_VERSION"));
+    assert_eq!(node_row.2, "online");
+
+    // An analyst's change replicates too, and a second migration run is a no-op.
+    let v = node
+        .graphql(
+            "mutation { acknowledgeAlert(id: \"7\", comment: \"looking\") { status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["acknowledgeAlert"]["status"], "ACKNOWLEDGED",
+        "{v}"
+    );
+    converged(&node, &central).await;
+    let migrations: i64 = central
+        .query_one("SELECT count(*) FROM secmon.schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(migrations, 2);
+
+    // Redis: one stream message per alert update, published too.
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let stream = eventually("the alerts stream", || {
+        let mut conn = conn.clone();
+        let key = format!("{prefix}:alerts");
+        async move {
+            let entries = stream_alerts(&mut conn, &key).await;
+            (entries.len() == 301, entries.len())
+        }
+    })
+    .await;
+    assert_eq!(stream, 301, "300 new alerts and one acknowledgement");
+    let entries = stream_alerts(&mut conn, &format!("{prefix}:alerts")).await;
+    let last = entries.iter().rfind(|a| a["alert_id"] == 7).unwrap();
+    assert_eq!(last["status"], "acknowledged");
+    assert_eq!(last["node_id"], node_id.as_str());
+    let message = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_util::StreamExt;
+        pubsub.on_message().next().await.unwrap()
+    })
+    .await
+    .expect("a published alert");
+    let published: Value = serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!(published["node_id"], node_id.as_str());
+    assert!(published["alert_id"].as_u64().is_some());
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}:node:{node_id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((1..=3).contains(&ttl), "heartbeat key expires: ttl {ttl}");
+    let counters: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}:counters:{node_id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(counters.contains_key("events_total"), "{counters:?}");
+
+    // The fleet view reads the central tables; /ready reports the sinks.
+    let v = node
+        .graphql(
+            "{ fleet { nodes { id hostname version lastSeen eventsPerSecond status }
+                       alerts(status: ACKNOWLEDGED) { nodeId alertId status }
+                       rollups(from: \"2000-01-01T00:00:00Z\", to: \"2100-01-01T00:00:00Z\") { count dataset } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["fleet"]["nodes"][0]["id"],
+        node_id.as_str(),
+        "{v}"
+    );
+    assert_eq!(v["data"]["fleet"]["nodes"][0]["status"], "online");
+    assert_eq!(
+        v["data"]["fleet"]["alerts"],
+        json!([{"nodeId": node_id, "alertId": 7, "status": "acknowledged"}])
+    );
+    assert_eq!(v["data"]["fleet"]["rollups"][0]["count"], 300);
+    let ready: Value = reqwest::get(format!("http://{}/ready", node.app.addrs().health))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sinks = &ready["components"]["replication"]["sinks"];
+    assert_eq!(sinks["postgres"]["connected"], true, "{ready}");
+    assert_eq!(sinks["redis"]["connected"], true, "{ready}");
+    let metrics = node.metrics().await;
+    assert!(
+        metrics.contains("secmon_replication_rows_total{sink=\"postgres\"}"),
+        "{metrics}"
+    );
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_database_each_with_its_own_rows() {
+    let db = TestDb::create();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |dir: PathBuf, name: &'static str| {
+        let mut cfg = node_config(&dir);
+        cfg.node_name = Some(name.into());
+        cfg.services.database_url = Some(Secret::new(db.url()));
+        Node::start(cfg)
+    };
+    // Started together: the migrations must not race.
+    let (a, b) = tokio::join!(
+        start(a_dir.path().to_owned(), "edge-a"),
+        start(b_dir.path().to_owned(), "edge-b")
+    );
+    raise_alerts(&a, 0, 20).await;
+    raise_alerts(&b, 1000, 30).await;
+    let central = pg(&db.url()).await;
+    converged(&a, &central).await;
+    converged(&b, &central).await;
+    let v = eventually("both nodes in the fleet view", || async {
+        let v = a
+            .graphql(
+                "{ fleet { nodes { id hostname } alerts(limit: 1000) { nodeId } } }",
+                json!({}),
+            )
+            .await;
+        let nodes = v["data"]["fleet"]["nodes"].as_array().map_or(0, Vec::len);
+        (nodes == 2, v)
+    })
+    .await;
+    let hostnames: Vec<&str> = v["data"]["fleet"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(hostnames, ["edge-a", "edge-b"]);
+    let per_node = |id: String| {
+        v["data"]["fleet"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["nodeId"] == id.as_str())
+            .count()
+    };
+    assert_eq!(per_node(a.app.node_id().to_string()), 20);
+    assert_eq!(per_node(b.app.node_id().to_string()), 30);
+    a.app.stop().await;
+    b.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_database_url_the_fleet_view_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(node_config(dir.path())).await;
+    let v = node.graphql("{ fleet { nodes { id } } }", json!({})).await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "NOT_CONFIGURED",
+        "{v}"
+    );
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DATABASE_URL")
+    );
+    node.app.stop().await;
+}
+
+/// A Postgres cluster of the test's own (initdb), serving TLS with an rcgen
+/// certificate; stopped and started at will.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start_new() -> Cluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)",
+            )
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = free_port();
+        // initdb refuses root: run the server as `postgres` then.
+        chown_postgres(dir.path());
+        run_pg(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+        );
+
+        // A CA and a certificate for localhost it signed (`secmon init`'s).
+        let pki = secmon::tls::generate_dev_pki(&dir.path().join("pki"), &[], false).unwrap();
+        std::fs::copy(&pki.ca_cert, dir.path().join("ca.pem")).unwrap();
+        std::fs::copy(&pki.server_cert, data.join("server.crt")).unwrap();
+        std::fs::copy(&pki.server_key, data.join("server.key")).unwrap();
+        chown_postgres(&data);
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(
+            conf,
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off",
+            dir.path().display()
+        )
+        .unwrap();
+        let cluster = Cluster { dir, bin, port };
+        cluster.start();
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn start(&self) {
+        let log = self.dir.path().join("log").display().to_string();
+        run_pg(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data(), "-l", &log, "-w", "start"],
+        );
+    }
+
+    fn stop(&self) {
+        run_pg(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    fn url(&self, ca: &Path) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+            self.port,
+            ca.display()
+        )
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.args(["-D", &self.data(), "-m", "immediate", "stop"]);
+        let _ = as_postgres(&cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// The command, run as `postgres` when we are root (initdb and postgres
+/// refuse root).
+fn as_postgres(cmd: &Command) -> Command {
+    if !is_root() {
+        let mut same = Command::new(cmd.get_program());
+        same.args(cmd.get_args());
+        return same;
+    }
+    let mut runuser = Command::new("runuser");
+    runuser
+        .args(["-u", "postgres", "--"])
+        .arg(cmd.get_program());
+    runuser.args(cmd.get_args());
+    runuser
+}
+
+fn run_pg(bin: &Path, program: &str, args: &[&str]) {
+    let mut cmd = Command::new(bin.join(program));
+    cmd.args(args);
+    let out = as_postgres(&cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn chown_postgres(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn ready(node: &Node) -> Value {
+    reqwest::get(format!("http://{}/ready", node.app.addrs().health))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_stopped_mid_stream_converges_without_gaps_or_duplicates() {
+    let cluster = Cluster::start_new();
+    let url = cluster.url(&cluster.ca());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.database_url = Some(Secret::new(url.clone()));
+    let node = Node::start(cfg).await;
+
+    raise_alerts(&node, 0, 100).await;
+    // The test reads over the socket directory, without TLS.
+    let local = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        cluster.dir.path().display(),
+        cluster.port
+    );
+    let (central, conn) = tokio_postgres::connect(&local, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    converged(&node, &central).await;
+    let tls: bool = central
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'secmon'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tls, "the sink's connections use TLS");
+
+    // Cut off mid-stream: the node goes on storing, detecting and triaging.
+    drop(central);
+    cluster.stop();
+    raise_alerts(&node, 100, 150).await;
+    for id in [3, 150, 200] {
+        let v = node
+            .graphql(
+                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
+    }
+    raise_alerts(&node, 250, 50).await;
+    let lagging = eventually("the lag shows in /ready", || async {
+        let r = ready(&node).await;
+        let pg = r["components"]["replication"]["sinks"]["postgres"].clone();
+        (
+            pg["connected"] == false && pg["lag_entries"].as_u64() > Some(0),
+            r,
+        )
+    })
+    .await;
+    assert_eq!(
+        lagging["status"], "ready",
+        "lag is reported, not fatal: {lagging}"
+    );
+    assert!(
+        node.metrics()
+            .await
+            .contains("secmon_replication_errors_total{sink=\"postgres\"}")
+    );
+
+    cluster.start();
+    let (central, conn) = tokio_postgres::connect(&local, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    converged(&node, &central).await;
+    let alerts = central_alerts(&central, &node.app.node_id().to_string()).await;
+    assert_eq!(alerts.len(), 300);
+    assert_eq!(alerts[&150].0, "resolved");
+    assert_eq!(alerts[&151].0, "open");
+
+    // A CA that did not sign the server's certificate is refused, by name.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = secmon::tls::generate_dev_pki(other.path(), &[], false).unwrap();
+    let mut sink = secmon::replicate::postgres::Postgres::new(
+        &cluster.url(&stranger.ca_cert),
+        1,
+        ulid::Ulid::generate(),
+    )
+    .unwrap();
+    use secmon::replicate::Sink;
+    let err = sink.apply(&[]).await.unwrap_err().to_string();
+    assert!(err.contains("certificate"), "{err}");
+    assert!(err.contains("sslrootcert"), "{err}");
+    node.app.stop().await;
+}
+
+// ------------------------------------------------------------------- Redis
+
+/// Deletes every key under a prefix of the shared Redis at the end.
+struct RedisKeys(String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// The alert messages of a stream, oldest first.
+async fn stream_alerts(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Value> {
+    let reply: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    reply
+        .into_iter()
+        .flat_map(|(_, fields)| fields)
+        .filter(|(f, _)| f == "alert")
+        .map(|(_, v)| serde_json::from_str(&v).unwrap())
+        .collect()
+}
+
+/// A redis-server of the test's own, persisting every write (AOF, fsync
+/// always), so a SIGKILL loses nothing it acknowledged.
+struct RedisServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    fn start_new() -> RedisServer {
+        let mut server = RedisServer {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_stream_gets_every_update_once_when_it_returns() {
+    let mut server = RedisServer::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.redis_url = Some(Secret::new(server.url()));
+    let node = Node::start(cfg).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let stream = |client: redis::Client| async move {
+        match client.get_multiplexed_async_connection().await {
+            Ok(mut conn) => stream_alerts(&mut conn, "secmon:alerts").await,
+            Err(_) => Vec::new(),
+        }
+    };
+
+    raise_alerts(&node, 0, 100).await;
+    eventually("100 alerts in the stream", || async {
+        let n = stream(client.clone()).await.len();
+        (n == 100, n)
+    })
+    .await;
+
+    server.kill();
+    raise_alerts(&node, 100, 100).await;
+    let v = node
+        .graphql(
+            "mutation { setAlertsStatus(ids: [\"1\", \"2\", \"150\"], status: ACKNOWLEDGED) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    eventually("the redis sink notices", || async {
+        let r = ready(&node).await;
+        let sink = r["components"]["replication"]["sinks"]["redis"].clone();
+        (
+            sink["connected"] == false && sink["lag_entries"].as_u64() > Some(0),
+            r,
+        )
+    })
+    .await;
+
+    server.start();
+    let messages = eventually("every update in the stream", || async {
+        let messages = stream(client.clone()).await;
+        (messages.len() >= 203, messages)
+    })
+    .await;
+    // No duplicates: each (alert, version) once; no gaps: each alert's
+    // newest message is what the node holds.
+    let mut seen = HashSet::new();
+    let mut newest: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    for m in &messages {
+        let id = m["alert_id"].as_i64().unwrap();
+        assert!(
+            seen.insert((id, m["version"].as_u64().unwrap())),
+            "duplicate {m}"
+        );
+        newest.insert(
+            id,
+            (
+                m["status"].as_str().unwrap().to_owned(),
+                m["count"].as_i64().unwrap(),
+            ),
+        );
+    }
+    assert_eq!(messages.len(), 203, "200 alerts and 3 acknowledgements");
+    assert_eq!(newest, node_alerts(&node).await);
+    node.app.stop().await;
+}
