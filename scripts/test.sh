@@ -25,7 +25,9 @@ apt_install() {
 }
 
 ensure_postgres() {
-    if ! command -v pg_isready >/dev/null; then
+    # The server binaries too: tests/replication.rs runs a cluster of its
+    # own (initdb, pg_ctl) that it stops and starts.
+    if ! command -v pg_isready >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         say "installing PostgreSQL"
         apt_install postgresql
     fi

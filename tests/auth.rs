@@ -105,6 +105,8 @@ fn matrix() -> Vec<(&'static str, Op, [bool; 6])> {
         ),
         ("alert", Graphql("{ alert(id: \"1\") { id } }"), READ),
         ("system", Graphql("{ system { version } }"), READ),
+        // No DATABASE_URL here: allowed means NOT_CONFIGURED, not a refusal.
+        ("fleet", Graphql("{ fleet { nodes { id } } }"), READ),
         ("rules", Graphql("{ rules(first: 1) { totalCount } }"), READ),
         ("rule", Graphql("{ rule(id: \"nope\") { id } }"), READ),
         (
