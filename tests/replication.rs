@@ -395,16 +395,15 @@ async fn grafana_queries_answer(db: &tokio_postgres::Client) {
     let dashboard: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(panels.len() >= 8);
+    let time_filter = regex::Regex::new(r"\$__timeFilter\(([^)]+)\)").unwrap();
     for panel in panels {
         for target in panel["targets"].as_array().unwrap() {
             let sql = target["rawSql"].as_str().unwrap();
             // Grafana's macro, as it expands it for the last day.
-            let sql = regex::Regex::new(r"\$__timeFilter\(([^)]+)\)")
-                .unwrap()
-                .replace_all(
-                    sql,
-                    "$1 BETWEEN now() - interval '1 day' AND now() + interval '1 hour'",
-                );
+            let sql = time_filter.replace_all(
+                sql,
+                "$1 BETWEEN now() - interval '1 day' AND now() + interval '1 hour'",
+            );
             let rows = db
                 .query(sql.as_ref(), &[])
                 .await
