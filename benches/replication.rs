@@ -12,7 +12,9 @@
 //! - `update`: each of those alerts acknowledged, 100k updates drained
 //!   (every row is updated past its version check);
 //! - `replay`: the `update` batches applied again, as after a crash before
-//!   the cursor moved (every row is left alone by the version check).
+//!   the cursor moved (every row is left alone by the version check);
+//! - `writer`: what writing the outbox adds to a group commit (roll-ups of
+//!   8192-event batches), against the same commits without it.
 //!
 //! `insert` and `update` run the replicator's own [`Pump`]: it reads the
 //! next batch while one is applied in one transaction, and records the
@@ -90,6 +92,7 @@ async fn run() {
     report("replay", pending.len() as u64, started.elapsed(), baseline);
 
     drop(sink);
+    writer_cost();
     ok(admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await);
@@ -116,6 +119,47 @@ fn swap_db(url: &str, db: &str) -> String {
         Some(i) if i > "postgres://".len() => format!("{}/{db}", &base[..i]),
         _ => format!("{base}/{db}"),
     }
+}
+
+/// What the outbox adds to the writer: the same batches committed by a
+/// store without it (the baseline) and with it (roll-ups of every batch).
+fn writer_cost() {
+    let batches = 40;
+    let commit = |outbox: bool| {
+        let dir = ok(tempfile::tempdir());
+        let store = ok(Store::open(dir.path()));
+        if outbox {
+            ok(store.enable_outbox(u64::MAX));
+        }
+        let now = chrono::Utc::now();
+        let started = Instant::now();
+        for b in 0..batches {
+            let mut events: Vec<Event> = (0..8192)
+                .map(|i| Event {
+                    message: format!(
+                        "Failed password for root from 10.0.{b}.{} port 22 ssh2",
+                        i % 256
+                    ),
+                    host_name: Some(format!("web-{}", i % 16)),
+                    dataset: Some("sshd".into()),
+                    category: Some("authentication".into()),
+                    outcome: Some(if i % 3 == 0 { "success" } else { "failure" }.into()),
+                    severity: Some(6),
+                    received_at: now,
+                    timestamp: now,
+                    ..Event::default()
+                })
+                .collect();
+            ok(store.append(&mut events));
+        }
+        started.elapsed()
+    };
+    let without = commit(false);
+    let with = commit(true);
+    println!(
+        "  writer: {batches} batches of 8192 events: {without:.2?} without the outbox, {with:.2?} with it ({:.2}x)",
+        with.as_secs_f64() / without.as_secs_f64()
+    );
 }
 
 /// 100k events, each raising an alert of its own.

@@ -233,12 +233,7 @@ async fn pump<S: Sink>(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> store::Result<T> + Send + 'static,
 ) -> store::Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(store::Error::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e.to_string()),
-        })
-    })
+    joined(tokio::task::spawn_blocking(f).await)
 }
 
 /// Moves the outbox into one sink: reads a batch after the cursor, applies
@@ -408,7 +403,13 @@ async fn run<S: Sink>(
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let latest = *head.borrow_and_update();
-        match pump.catch_up(latest).await {
+        // A batch cut short by shutdown is not committed by its sink and
+        // is applied again at the next start.
+        let caught_up = tokio::select! {
+            r = pump.catch_up(latest) => r,
+            () = shutdown.cancelled() => break,
+        };
+        match caught_up {
             Ok(_) => {
                 if failures > 0 {
                     tracing::info!(sink = name, failures, "replication resumed");
