@@ -5,7 +5,8 @@
 # started as a service), the log senders the ingest tests drive (rsyslog,
 # systemd-journal-remote, graypy; none is started as a service), the gql
 # Python client (a third-party GraphQL subscription client), then runs
-# the tests (cargo nextest when present). openssl runs
+# the tests (cargo nextest when present). The notification tests get
+# Alertmanager (unpacked from its Debian package) and aiosmtpd. openssl runs
 # scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
 # Extra arguments go to the test runner.
 set -euo pipefail
@@ -103,11 +104,42 @@ ensure_senders() {
     fi
 }
 
+ensure_notification_peers() {
+    # Real receivers for the notification tests: Prometheus Alertmanager
+    # (Debian package prometheus-alertmanager, unpacked into .tools/, never
+    # started as a service) and aiosmtpd (an SMTP server, with STARTTLS).
+    local tools=.tools
+    if [ ! -x "$tools/usr/bin/prometheus-alertmanager" ]; then
+        say "fetching Alertmanager (Debian package prometheus-alertmanager, unpacked into $tools/)"
+        command -v apt-get >/dev/null || die "apt-get is missing: put prometheus-alertmanager on PATH by hand"
+        [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+        local tmp; tmp=$(mktemp -d)
+        (cd "$tmp" && apt-get download -qq prometheus-alertmanager >/dev/null)
+        mkdir -p "$tools"
+        dpkg -x "$tmp"/prometheus-alertmanager_*.deb "$tools"
+        rm -rf "$tmp"
+    fi
+    export PATH="$PWD/$tools/usr/bin:$PATH"
+    prometheus-alertmanager --version >/dev/null 2>&1 || die "prometheus-alertmanager does not run"
+    # Debian's build reads its templates from this fixed path.
+    local templates=/usr/share/prometheus/alertmanager
+    if [ ! -f "$templates/default.tmpl" ]; then
+        mkdir -p "$templates" && cp "$tools$templates"/*.tmpl "$templates"/ \
+            || die "cannot install the Alertmanager templates into $templates"
+    fi
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        say "installing aiosmtpd (SMTP server for the email tests)"
+        python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2' \
+            || die "cannot install aiosmtpd (pip)"
+    fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_promtool
 ensure_es_client
 ensure_senders
+ensure_notification_peers
 
 say "running the tests"
 export SECMON_REQUIRE_PROMTOOL=1

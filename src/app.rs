@@ -24,12 +24,12 @@ use crate::auth::{Auth, CanIngest};
 use crate::config::{Config, Secret};
 use crate::detect::catalog::{Catalog, RuleInfo};
 use crate::ingest;
-use crate::replicate;
 use crate::store::index::EventIndex;
 use crate::store::indexer::{self, IndexerConfig, Progress};
 use crate::store::live::Live;
 use crate::store::{self, Store, writer};
 use crate::telemetry;
+use crate::{notify, replicate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,6 +61,8 @@ pub enum Error {
     Auth(String),
     #[error("replication: {0}")]
     Replication(#[from] replicate::Error),
+    #[error(transparent)]
+    Notify(#[from] notify::Error),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -166,10 +168,11 @@ impl App {
 
         let (ready_tx, ready_rx) = watch::channel::<Option<Arc<Progress>>>(None);
         let replication = Arc::new(replicate::Status::new(&config));
+        let (ready_tx_notify, notify_rx) = watch::channel(None);
         tasks.spawn(serve(
             "health",
             health_listener,
-            api::health::router(ready_rx.clone(), replication.clone()),
+            api::health::router(ready_rx.clone(), replication.clone(), notify_rx),
             None,
             &shutdown,
         ));
@@ -233,14 +236,29 @@ impl App {
             })??
         };
         // Before the writer: everything it commits goes to the outbox.
-        let fleet = replicate::start(
+        let head = replicate::enable_outbox(&config, &store, &replication).await?;
+        let fleet = match &head {
+            Some(head) => {
+                replicate::start(
+                    &config,
+                    &store,
+                    (progress.clone(), head.clone()),
+                    &replication,
+                    (&tasks, &shutdown),
+                )
+                .await?
+            }
+            None => None,
+        };
+        let notifier = notify::start(
             &config,
             &store,
-            progress.clone(),
+            head.as_ref(),
             &replication,
             (&tasks, &shutdown),
         )
         .await?;
+        ready_tx_notify.send_replace(notifier.clone());
 
         let (detection, loaded_rules) = if config.detection.enabled {
             let (cfg, store) = (config.detection.clone(), store.clone());
@@ -374,6 +392,7 @@ impl App {
             started,
             rules,
             fleet,
+            notifier,
         });
         let schema = api::graphql::schema(state);
         let ingest_routes = ingest::bulk::router(

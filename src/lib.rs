@@ -10,6 +10,7 @@
 //! - [`store`]: redb (the truth), the group-commit writer, the tantivy index.
 //! - [`auth`]: principals, roles and capabilities; passwords, tokens, API keys, rate limits.
 //! - [`replicate`]: the outbox applied to the fleet's Postgres and Redis; the fleet view.
+//! - [`notify`]: alert updates announced on channels (webhook, Slack, Teams, email, Alertmanager).
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
 //! - [`tls`]: server certificates (TLS 1.2+, reloaded on SIGHUP or change), syslog client certificates, the development PKI.
@@ -26,6 +27,7 @@ pub mod control;
 pub mod detect;
 pub mod ingest;
 pub mod model;
+pub mod notify;
 pub mod offline;
 pub mod parse;
 pub mod replicate;

@@ -17,18 +17,25 @@ use crate::store::indexer::Progress;
 /// Readiness as the app learns it: `None` until the store is open.
 pub type ReadyState = watch::Receiver<Option<Arc<Progress>>>;
 
-pub fn router(ready: ReadyState, replication: Arc<replicate::Status>) -> Router {
+/// The notification channels, once started (`None`: none configured).
+pub type NotifyState = watch::Receiver<Option<Arc<crate::notify::Notifier>>>;
+
+pub fn router(
+    ready: ReadyState,
+    replication: Arc<replicate::Status>,
+    notify: NotifyState,
+) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready_handler))
         .layer(axum::middleware::from_fn(|req, next| {
             super::track("health", req, next)
         }))
-        .with_state((ready, replication))
+        .with_state((ready, replication, notify))
 }
 
 async fn ready_handler(
-    State((ready, replication)): State<(ReadyState, Arc<replicate::Status>)>,
+    State((ready, replication, notify)): State<(ReadyState, Arc<replicate::Status>, NotifyState)>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let progress = ready.borrow().clone();
     let (store_ready, index_ready, lag) = match &progress {
@@ -56,6 +63,9 @@ async fn ready_handler(
             .map(|(name, state)| (name.to_owned(), json!(state)))
             .collect();
         components["replication"] = json!({ "ready": replication_ready, "sinks": sinks });
+    }
+    if let Some(notifier) = notify.borrow().as_ref() {
+        components["notifications"] = crate::notify::report(notifier);
     }
     let status_text = if all {
         "ready"

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub rules: Arc<crate::detect::catalog::Catalog>,
     /// The central tables, when `DATABASE_URL` is set.
     pub fleet: Option<crate::replicate::Fleet>,
+    /// The notification channels, when configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is set) until `shutdown`,

@@ -143,6 +143,7 @@ pub struct Config {
     pub retention: Retention,
     pub detection: Detection,
     pub replication: Replication,
+    pub notifications: Notifications,
     pub log: Log,
     pub exposure: Exposure,
 }
@@ -163,6 +164,7 @@ impl Default for Config {
             retention: Retention::default(),
             detection: Detection::default(),
             replication: Replication::default(),
+            notifications: Notifications::default(),
             log: Log::default(),
             exposure: Exposure::default(),
         }
@@ -472,6 +474,111 @@ impl Default for Replication {
             redis_key_prefix: "secmon".to_owned(),
         }
     }
+}
+
+/// Where alerts are announced (docs/NOTIFICATIONS.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    pub channels: Vec<Channel>,
+    /// Sent deliveries are kept this long for the `notifications` query.
+    pub keep_days: u64,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            channels: Vec::new(),
+            keep_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// JSON POST, signed with HMAC-SHA256 when `secret` is set.
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Microsoft Teams incoming webhook (Workflows: an Adaptive Card).
+    Teams,
+    /// Email over SMTP (`smtp_url`), TLS required.
+    Email,
+    /// Prometheus Alertmanager (`url` is its base URL).
+    Alertmanager,
+}
+
+/// What an alert update must be to be announced on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A new alert.
+    Raised,
+    /// An analyst changed it (acknowledged, resolved, ...).
+    Changed,
+}
+
+/// One notification channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// Unique; names the channel in metrics, `/ready` and the API.
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Webhook, Slack, Teams: the URL posted to (a secret: it often
+    /// carries the token); Alertmanager: its base URL.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// Webhook: the HMAC-SHA256 key of the `X-Secmon-Signature` header.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Webhook: more headers sent with each request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Email: `smtps://user:pass@host:465` (TLS) or
+    /// `smtp://user:pass@host:587` (STARTTLS, required).
+    #[serde(default)]
+    pub smtp_url: Option<Secret>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// CA bundle (PEM) trusted instead of the system roots (HTTPS, SMTP).
+    #[serde(default)]
+    pub ca_path: Option<PathBuf>,
+    /// Lowest alert severity announced: informational, low, medium, high
+    /// or critical.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+    /// Only these rule ids (empty: all).
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Only alerts with one of these tags (empty: all).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only alerts about these hosts (empty: all).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Which updates are announced.
+    #[serde(default = "default_triggers")]
+    pub on: Vec<Trigger>,
+    /// Messages sent at most per minute; what is pending beyond that goes
+    /// out as one digest.
+    #[serde(default = "default_messages_per_minute")]
+    pub max_messages_per_minute: u32,
+}
+
+fn default_min_severity() -> String {
+    "medium".to_owned()
+}
+
+fn default_triggers() -> Vec<Trigger> {
+    vec![Trigger::Raised]
+}
+
+fn default_messages_per_minute() -> u32 {
+    10
 }
 
 /// Sigma rules run on every event before it is stored.

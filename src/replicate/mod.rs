@@ -60,6 +60,9 @@ pub trait Sink: Send + 'static {
 #[derive(Default)]
 pub struct Status {
     sinks: Vec<Arc<SinkStatus>>,
+    /// Every reader of the outbox (the sinks, and `notify` with channels):
+    /// an entry is deleted once all of them applied it.
+    consumers: Vec<&'static str>,
     /// `/ready` fails when a sink lags more; `None`: never.
     max_ready_lag: Option<Duration>,
 }
@@ -108,7 +111,10 @@ impl Status {
                 .map(|_| postgres::Postgres::NAME),
             services.redis_url.as_ref().map(|_| redis::Redis::NAME),
         ];
+        let notify =
+            (!config.notifications.channels.is_empty()).then_some(crate::notify::Dispatcher::NAME);
         Status {
+            consumers: names.into_iter().chain([notify]).flatten().collect(),
             sinks: names
                 .into_iter()
                 .flatten()
@@ -126,6 +132,12 @@ impl Status {
         }
     }
 
+    /// Something reads the outbox: it must be written.
+    pub fn outbox_needed(&self) -> bool {
+        !self.consumers.is_empty()
+    }
+
+    /// Postgres or Redis is configured.
     pub fn is_enabled(&self) -> bool {
         !self.sinks.is_empty()
     }
@@ -134,8 +146,8 @@ impl Status {
         self.sinks.iter().find(|s| s.name == name).cloned()
     }
 
-    fn names(&self) -> Vec<&'static str> {
-        self.sinks.iter().map(|s| s.name).collect()
+    fn consumers(&self) -> Vec<&'static str> {
+        self.consumers.clone()
     }
 
     pub fn sinks(&self) -> impl Iterator<Item = (&'static str, SinkState)> + '_ {
@@ -156,12 +168,25 @@ impl Status {
 /// What the fleet view reads, when Postgres is configured.
 pub type Fleet = postgres::Fleet;
 
-/// Turns the outbox on and starts the heartbeat and one task per sink.
-/// Returns the fleet view when Postgres is configured.
+/// Turns the outbox on when something reads it; the receiver of its head.
+pub async fn enable_outbox(
+    config: &Config,
+    store: &Store,
+    status: &Status,
+) -> Result<Option<watch::Receiver<u64>>, Error> {
+    if !status.outbox_needed() {
+        return Ok(None);
+    }
+    let (store, max) = (store.clone(), config.replication.outbox_max_entries);
+    Ok(Some(blocking(move || store.enable_outbox(max)).await?))
+}
+
+/// Starts the heartbeat and one task per sink. Returns the fleet view when
+/// Postgres is configured.
 pub async fn start(
     config: &Config,
     store: &Store,
-    progress: Arc<Progress>,
+    (progress, head): (Arc<Progress>, watch::Receiver<u64>),
     status: &Arc<Status>,
     (tasks, shutdown): (&TaskTracker, &CancellationToken),
 ) -> Result<Option<Fleet>, Error> {
@@ -181,10 +206,6 @@ pub async fn start(
         .as_ref()
         .map(|url| redis::Redis::new(url.expose(), cfg, store.node_id()))
         .transpose()?;
-    let head = {
-        let (store, max) = (store.clone(), cfg.outbox_max_entries);
-        blocking(move || store.enable_outbox(max)).await?
-    };
     tasks.spawn(heartbeats(
         HeartbeatSource {
             store: store.clone(),
@@ -197,36 +218,38 @@ pub async fn start(
         shutdown.clone(),
     ));
     let fleet = pg.as_ref().map(postgres::Postgres::fleet);
-    let backoff = || {
-        Backoff::new(
-            Duration::from_millis(cfg.retry_initial_ms),
-            Duration::from_secs(cfg.retry_max_seconds),
-        )
-    };
     if let Some(pg) = pg {
-        let pump = pump(store, pg, status, cfg.batch_size).await?;
-        tasks.spawn(run(pump, head.clone(), backoff(), shutdown.clone()));
+        spawn(config, store, pg, status, &head, (tasks, shutdown)).await?;
     }
     if let Some(redis) = redis {
-        let pump = pump(store, redis, status, cfg.batch_size).await?;
-        tasks.spawn(run(pump, head.clone(), backoff(), shutdown.clone()));
+        spawn(config, store, redis, status, &head, (tasks, shutdown)).await?;
     }
     Ok(fleet)
 }
 
-/// A pump whose state `/ready` reports.
-async fn pump<S: Sink>(
+/// Starts the task that keeps `sink` caught up with the outbox; returns
+/// its state (also in `/ready` when it is a replication sink).
+pub(crate) async fn spawn<S: Sink>(
+    config: &Config,
     store: &Store,
     sink: S,
     status: &Status,
-    batch_size: usize,
-) -> Result<Pump<S>, Error> {
-    let mut pump = Pump::new(store.clone(), sink, status.names(), batch_size).await?;
+    head: &watch::Receiver<u64>,
+    (tasks, shutdown): (&TaskTracker, &CancellationToken),
+) -> Result<Arc<SinkStatus>, Error> {
+    let cfg = &config.replication;
+    let mut pump = Pump::new(store.clone(), sink, status.consumers(), cfg.batch_size).await?;
     if let Some(shared) = status.sink(S::NAME) {
         shared.update(|s| *s = pump.status.state());
         pump.status = shared;
     }
-    Ok(pump)
+    let state = pump.status.clone();
+    let backoff = Backoff::new(
+        Duration::from_millis(cfg.retry_initial_ms),
+        Duration::from_secs(cfg.retry_max_seconds),
+    );
+    tasks.spawn(run(pump, head.clone(), backoff, shutdown.clone()));
+    Ok(state)
 }
 
 /// Runs `f` on a blocking thread (redb work).
@@ -442,14 +465,14 @@ async fn run<S: Sink>(
 
 /// Exponential backoff with jitter: each delay is drawn from the upper half
 /// of a window that doubles up to `max`, so retrying nodes spread out.
-struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     current: Duration,
 }
 
 impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Backoff {
         let initial = initial.max(Duration::from_millis(10));
         Backoff {
             initial,
@@ -458,7 +481,7 @@ impl Backoff {
         }
     }
 
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let window = self.current;
         self.current = (window * 2).min(self.max);
         let half = window / 2;
@@ -466,7 +489,7 @@ impl Backoff {
         half + Duration::from_millis(jitter)
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.current = self.initial;
     }
 }

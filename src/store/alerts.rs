@@ -74,7 +74,12 @@ pub(super) fn apply(
             }
         };
         if let Some(outbox) = outbox.as_deref_mut() {
-            alert.version = outbox.alert(&alert)?;
+            let change = if alert.count == 1 {
+                outbox::AlertEvent::Raised
+            } else {
+                outbox::AlertEvent::Repeated
+            };
+            alert.version = outbox.alert(&alert, change)?;
         }
         alerts.insert(alert.id, encode(&alert)?.as_slice())?;
         written.push(alert);
@@ -188,7 +193,7 @@ impl Store {
                         return Ok(Err(ChangeError::Invalid { id, reason }));
                     }
                     if let Some(outbox) = outbox.as_mut() {
-                        alert.version = outbox.alert(&alert)?;
+                        alert.version = outbox.alert(&alert, outbox::AlertEvent::Changed)?;
                     }
                     alerts.insert(id, encode(&alert)?.as_slice())?;
                     changed.push(alert);

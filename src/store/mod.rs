@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod codec;
+pub mod deliveries;
 pub mod index;
 pub mod indexer;
 pub mod live;
@@ -616,6 +617,8 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(outbox::OUTBOX)?;
         txn.open_table(outbox::CURSORS)?;
         txn.open_table(outbox::ROLLUPS)?;
+        txn.open_table(deliveries::DELIVERIES)?;
+        txn.open_table(deliveries::PENDING)?;
     }
     txn.commit()?;
     Ok(node_id)

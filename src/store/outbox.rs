@@ -58,9 +58,24 @@ pub enum Message {
     Heartbeat(Heartbeat),
 }
 
+/// What happened to an alert in an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    /// A new alert.
+    Raised,
+    /// The rule fired again for it (its count grew).
+    Repeated,
+    /// An analyst changed it (status, assignee, comment).
+    Changed,
+    /// Queued again (replication started on a node that held it).
+    Resent,
+}
+
 /// An alert as the fleet sees it: no linked events, no history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertSummary {
+    pub event: AlertEvent,
     pub alert_id: u64,
     pub rule_id: String,
     pub rule_title: String,
@@ -80,9 +95,10 @@ pub struct AlertSummary {
 }
 
 impl AlertSummary {
-    pub fn of(alert: &Alert) -> AlertSummary {
+    pub fn of(alert: &Alert, event: AlertEvent) -> AlertSummary {
         let key = |name| alert.key_value(name).map(str::to_owned);
         AlertSummary {
+            event,
             alert_id: alert.id,
             rule_id: alert.rule_id.clone(),
             rule_title: alert.rule_title.clone(),
@@ -223,9 +239,9 @@ impl<'t> Writer<'t> {
     }
 
     /// An alert's new state; returns its version (the entry's seq).
-    pub(super) fn alert(&mut self, alert: &Alert) -> Result<u64> {
+    pub(super) fn alert(&mut self, alert: &Alert, event: AlertEvent) -> Result<u64> {
         self.push(
-            &Message::Alert(AlertSummary::of(alert)),
+            &Message::Alert(AlertSummary::of(alert, event)),
             alert.version,
             Merge::PastBound,
         )
@@ -328,7 +344,7 @@ fn backfill_alerts(txn: &redb::WriteTransaction, max_entries: u64) -> Result<Bac
         })
         .collect::<Result<_>>()?;
     for mut alert in all.iter().cloned() {
-        alert.version = writer.alert(&alert)?;
+        alert.version = writer.alert(&alert, AlertEvent::Resent)?;
         alerts.insert(alert.id, super::alerts::encode(&alert)?.as_slice())?;
     }
     drop(alerts);
@@ -380,8 +396,11 @@ impl Store {
             max_entries,
             head: tx,
         };
-        if self.shared.outbox.set(outbox).is_err() {
-            tracing::warn!("the outbox was already enabled");
+        if let Err(outbox) = self.shared.outbox.set(outbox) {
+            drop(outbox);
+            if let Some(enabled) = self.shared.outbox.get() {
+                return Ok(enabled.head.subscribe());
+            }
         }
         Ok(rx)
     }

@@ -32,6 +32,9 @@ pub const REPLICATION_LAG_SECONDS: &str = "secmon_replication_lag_seconds";
 pub const REPLICATION_ROWS: &str = "secmon_replication_rows_total";
 pub const REPLICATION_ERRORS: &str = "secmon_replication_errors_total";
 pub const REPLICATION_BATCH_SECONDS: &str = "secmon_replication_batch_seconds";
+pub const NOTIFICATIONS_SENT: &str = "secmon_notifications_sent_total";
+pub const NOTIFICATION_FAILURES: &str = "secmon_notification_failures_total";
+pub const NOTIFICATIONS_PENDING: &str = "secmon_notifications_pending";
 
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -72,6 +75,19 @@ pub(super) fn describe() {
     describe_counter!(
         REPLICATION_ERRORS,
         "Failed replication batches (each retried), by sink"
+    );
+    describe_counter!(
+        NOTIFICATIONS_SENT,
+        "Notification messages sent, by channel and kind (alert or digest)"
+    );
+    describe_counter!(
+        NOTIFICATION_FAILURES,
+        "Failed notification sends (each retried), by channel"
+    );
+    describe_gauge!(
+        NOTIFICATIONS_PENDING,
+        Unit::Count,
+        "Notifications waiting to be sent, by channel"
     );
     describe_histogram!(
         REPLICATION_BATCH_SECONDS,

@@ -6,6 +6,7 @@ mod events;
 mod fleet;
 mod ingest;
 mod live;
+mod notifications;
 mod rules;
 mod stats;
 mod system;
@@ -44,6 +45,7 @@ pub struct QueryRoot(
     events::EventsQuery,
     alerts::AlertsQuery,
     fleet::FleetQuery,
+    notifications::NotificationsQuery,
     rules::RulesQuery,
     stats::StatsQuery,
     system::SystemQuery,
@@ -55,6 +57,7 @@ pub struct MutationRoot(
     triage::TriageMutation,
     rules::RulesMutation,
     ingest::IngestMutation,
+    notifications::NotificationsMutation,
 );
 
 pub type SubscriptionRoot = live::LiveSubscription;

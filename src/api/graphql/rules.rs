@@ -769,6 +769,7 @@ mod tests {
             started: Instant::now(),
             rules: Arc::new(Catalog::new(config, loaded)),
             fleet: None,
+            notifier: None,
         });
         Fixture {
             _dir: dir,

@@ -1,0 +1,186 @@
+//! Notifications: the channels and their state (admins), each delivery's
+//! status (readers), and a test send (admins, audited).
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::{blocking, coded, grant, internal};
+use crate::auth::{CanAdminister, CanRead, Capability};
+use crate::store::audit::Record;
+use crate::store::deliveries::{Delivery, DeliveryState};
+
+#[derive(Default)]
+pub struct NotificationsQuery;
+
+#[derive(Default)]
+pub struct NotificationsMutation;
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "DeliveryState", remote = "DeliveryState")]
+pub enum State {
+    Pending,
+    Sent,
+    Digested,
+}
+
+/// A configured channel (its URLs and secrets are never shown).
+#[derive(SimpleObject)]
+pub struct NotificationChannel {
+    name: String,
+    kind: String,
+    min_severity: String,
+    max_messages_per_minute: u32,
+    pending: u64,
+    messages_sent: u64,
+    digests_sent: u64,
+    failures: u64,
+    last_sent: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+/// One alert update to announce on one channel.
+pub struct DeliveryNode(Delivery);
+
+#[Object(name = "Notification")]
+impl DeliveryNode {
+    async fn channel(&self) -> &str {
+        &self.0.channel
+    }
+    async fn alert_id(&self) -> u64 {
+        self.0.alert.alert_id
+    }
+    async fn rule_title(&self) -> &str {
+        &self.0.alert.rule_title
+    }
+    async fn severity(&self) -> &str {
+        &self.0.alert.severity
+    }
+    /// raised or changed.
+    async fn event(&self) -> Json<crate::store::outbox::AlertEvent> {
+        Json(self.0.alert.event)
+    }
+    async fn state(&self) -> State {
+        self.0.state.into()
+    }
+    async fn attempts(&self) -> u32 {
+        self.0.attempts
+    }
+    async fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+    async fn queued_at(&self) -> DateTime<Utc> {
+        self.0.queued_at
+    }
+    async fn sent_at(&self) -> Option<DateTime<Utc>> {
+        self.0.sent_at
+    }
+}
+
+pub type NotificationConnection = Connection<String, DeliveryNode, EmptyFields, EmptyFields>;
+
+#[Object]
+impl NotificationsQuery {
+    /// Deliveries, newest first: what was announced where, and what is
+    /// still pending (with its last error).
+    async fn notifications(
+        &self,
+        ctx: &Context<'_>,
+        channel: Option<String>,
+        state: Option<State>,
+        #[graphql(validator(minimum = 0))] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<NotificationConnection> {
+        let _read: CanRead = grant(ctx)?;
+        let state_filter = state.map(DeliveryState::from);
+        let app = super::state(ctx)?;
+        let limit = super::page_size(first)?;
+        let before = match after {
+            Some(c) => Some(
+                c.parse::<u64>()
+                    .map_err(|_| coded("BAD_REQUEST", "`after` is not a cursor from this API"))?,
+            ),
+            None => None,
+        };
+        let (deliveries, more) = blocking(move || {
+            app.store
+                .deliveries(channel.as_deref(), state_filter, before, limit)
+                .map_err(internal)
+        })
+        .await?;
+        let mut connection = Connection::new(before.is_some(), more);
+        connection.edges.extend(
+            deliveries
+                .into_iter()
+                .map(|d| Edge::new(d.seq.to_string(), DeliveryNode(d))),
+        );
+        Ok(connection)
+    }
+
+    /// The configured channels and how their deliveries go.
+    async fn notification_channels(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<NotificationChannel>> {
+        let _admin: CanAdminister = grant(ctx)?;
+        let app = super::state(ctx)?;
+        let Some(notifier) = &app.notifier else {
+            return Ok(Vec::new());
+        };
+        Ok(notifier
+            .channels()
+            .map(|(c, s)| NotificationChannel {
+                name: c.name.clone(),
+                kind: serde_json::to_value(c.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                min_severity: c.min_severity.clone(),
+                max_messages_per_minute: c.max_messages_per_minute,
+                pending: s.pending,
+                messages_sent: s.messages_sent,
+                digests_sent: s.digests_sent,
+                failures: s.failures,
+                last_sent: s.last_sent,
+                last_error: s.last_error,
+            })
+            .collect())
+    }
+}
+
+/// What a test send did.
+#[derive(SimpleObject)]
+pub struct ChannelTest {
+    ok: bool,
+    error: Option<String>,
+}
+
+#[Object]
+impl NotificationsMutation {
+    /// Sends a sample alert on `name` now and says whether it went through.
+    async fn test_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<ChannelTest> {
+        let admin: CanAdminister = grant(ctx)?;
+        let app = super::state(ctx)?;
+        let notifier = app
+            .notifier
+            .clone()
+            .ok_or_else(|| coded("NOT_FOUND", format!("no channel {name}")))?;
+        if !notifier.channels().any(|(c, _)| c.name == name) {
+            return Err(coded("NOT_FOUND", format!("no channel {name}")));
+        }
+        let result = notifier.test(&name).await;
+        let record = Record::new("notification.test")
+            .target(name.clone())
+            .after(serde_json::json!({ "ok": result.is_ok(), "error": result.as_ref().err() }));
+        let actor = admin.actor().clone();
+        blocking(move || app.store.audit(&actor, record).map_err(internal)).await?;
+        Ok(ChannelTest {
+            ok: result.is_ok(),
+            error: result.err(),
+        })
+    }
+}
