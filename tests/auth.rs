@@ -107,6 +107,21 @@ fn matrix() -> Vec<(&'static str, Op, [bool; 6])> {
         ("system", Graphql("{ system { version } }"), READ),
         // No DATABASE_URL here: allowed means NOT_CONFIGURED, not a refusal.
         ("fleet", Graphql("{ fleet { nodes { id } } }"), READ),
+        (
+            "notifications",
+            Graphql("{ notifications(first: 1) { edges { node { channel } } } }"),
+            READ,
+        ),
+        (
+            "notificationChannels",
+            Graphql("{ notificationChannels { name } }"),
+            ADMIN,
+        ),
+        (
+            "testNotificationChannel",
+            Graphql("mutation { testNotificationChannel(name: \"none\") { ok } }"),
+            ADMIN,
+        ),
         ("rules", Graphql("{ rules(first: 1) { totalCount } }"), READ),
         ("rule", Graphql("{ rule(id: \"nope\") { id } }"), READ),
         (
@@ -261,7 +276,11 @@ fn verdict(status: u16, body: &Value) -> Result<(), String> {
 #[tokio::test]
 async fn every_role_gets_exactly_its_capabilities() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(config(dir.path())).await;
+    let mut cfg = config(dir.path());
+    // Every operation for every principal, all from 127.0.0.1: more than
+    // the default burst per address.
+    cfg.auth.rate_limit.burst = 1_000;
+    let node = Node::start(cfg).await;
     let analyst = create_user(&node, "alice", "ANALYST").await;
     let viewer = create_user(&node, "victor", "VIEWER").await;
     let ingest = bearer_client(&create_key(&node, "shipper", "INGEST").await);

@@ -19,6 +19,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     check_tls(cfg, &mut problems);
     check_client_ca(cfg, &mut problems);
     check_sources(cfg, &mut problems);
+    check_channels(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
     }
@@ -167,6 +168,70 @@ fn check_sources(cfg: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
+fn check_channels(cfg: &Config, problems: &mut Vec<Problem>) {
+    use super::types::ChannelKind;
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in cfg.notifications.channels.iter().enumerate() {
+        let key = |field: &str| format!("notifications.channels[{i}].{field}");
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem::new(SOURCE, key(field), message));
+        };
+        if c.name.is_empty() {
+            problem("name", "is empty: give each channel a name".into());
+        } else if !seen.insert(c.name.as_str()) {
+            problem("name", format!("`{}` is used by another channel", c.name));
+        }
+        let needs_url = c.kind != ChannelKind::Email;
+        if needs_url && c.url.as_ref().is_none_or(|u| u.expose().is_empty()) {
+            problem("url", "is not set: this kind of channel posts to it".into());
+        }
+        if let Some(url) = c.url.as_ref().filter(|_| needs_url)
+            && !(url.expose().starts_with("https://") || url.expose().starts_with("http://"))
+        {
+            problem("url", "must start with https:// (or http://)".into());
+        }
+        if c.kind == ChannelKind::Email {
+            if c.smtp_url.as_ref().is_none_or(|u| u.expose().is_empty()) {
+                problem(
+                    "smtp_url",
+                    "is not set: smtps://user:pass@host:465 or smtp://user:pass@host:587 (STARTTLS)".into(),
+                );
+            }
+            if c.from.as_deref().is_none_or(str::is_empty) {
+                problem("from", "is not set: the sender address".into());
+            }
+            if c.to.is_empty() {
+                problem("to", "is empty: give at least one recipient".into());
+            }
+        }
+        if !["informational", "low", "medium", "high", "critical"]
+            .contains(&c.min_severity.as_str())
+        {
+            problem(
+                "min_severity",
+                format!(
+                    "`{}` is not a level: informational, low, medium, high or critical",
+                    c.min_severity
+                ),
+            );
+        }
+        if c.max_messages_per_minute == 0 {
+            problem(
+                "max_messages_per_minute",
+                "is 0: set a value greater than 0".into(),
+            );
+        }
+        if c.on.is_empty() {
+            problem("on", "is empty: raised, changed or both".into());
+        }
+        if let Some(ca) = &c.ca_path
+            && let Err(e) = readable(ca)
+        {
+            problem("ca_path", format!("cannot read {}: {e}", ca.display()));
+        }
+    }
+}
+
 fn readable(path: &Path) -> Result<(), std::io::Error> {
     let file = File::open(path)?;
     if file.metadata()?.is_file() {
@@ -218,6 +283,30 @@ mod tests {
 
     fn keys(problems: &[Problem]) -> Vec<&str> {
         problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn channels_need_what_their_kind_sends_with() {
+        let mut cfg = Config::default();
+        cfg.notifications.channels = serde_saphyr::from_str(
+            "- {name: a, kind: webhook, url: 'https://x/hook'}\n\
+             - {name: a, kind: slack}\n\
+             - {name: m, kind: email, min_severity: urgent, max_messages_per_minute: 0}\n",
+        )
+        .unwrap();
+        let problems = validate(&cfg);
+        assert_eq!(
+            keys(&problems),
+            [
+                "notifications.channels[1].name",
+                "notifications.channels[1].url",
+                "notifications.channels[2].smtp_url",
+                "notifications.channels[2].from",
+                "notifications.channels[2].to",
+                "notifications.channels[2].min_severity",
+                "notifications.channels[2].max_messages_per_minute",
+            ]
+        );
     }
 
     #[test]
