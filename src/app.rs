@@ -63,6 +63,8 @@ pub enum Error {
     Replication(#[from] replicate::Error),
     #[error(transparent)]
     Notify(#[from] notify::Error),
+    #[error("response: {0}")]
+    Respond(#[from] crate::respond::Error),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -259,6 +261,14 @@ impl App {
         )
         .await?;
         ready_tx_notify.send_replace(notifier.clone());
+        let firewall = crate::respond::start(
+            &config,
+            &store,
+            head.as_ref(),
+            &replication,
+            (&tasks, &shutdown),
+        )
+        .await?;
 
         let (detection, loaded_rules) = if config.detection.enabled {
             let (cfg, store) = (config.detection.clone(), store.clone());
@@ -393,6 +403,7 @@ impl App {
             rules,
             fleet,
             notifier,
+            firewall,
         });
         let schema = api::graphql::schema(state);
         let ingest_routes = ingest::bulk::router(

@@ -11,6 +11,7 @@
 //! - [`auth`]: principals, roles and capabilities; passwords, tokens, API keys, rate limits.
 //! - [`replicate`]: the outbox applied to the fleet's Postgres and Redis; the fleet view.
 //! - [`notify`]: alert updates announced on channels (webhook, Slack, Teams, email, Alertmanager).
+//! - [`respond`]: active response: blocks (nftables, decisions), commands and webhooks run by alerts.
 //! - [`api`]: the axum routers: GraphQL and ingest, health, metrics.
 //! - [`telemetry`]: logging setup and metric names.
 //! - [`tls`]: server certificates (TLS 1.2+, reloaded on SIGHUP or change), syslog client certificates, the development PKI.
@@ -31,6 +32,7 @@ pub mod notify;
 pub mod offline;
 pub mod parse;
 pub mod replicate;
+pub mod respond;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

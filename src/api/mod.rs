@@ -47,6 +47,8 @@ pub struct ApiState {
     pub fleet: Option<crate::replicate::Fleet>,
     /// The notification channels, when configured.
     pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Active response, when `response.enabled`.
+    pub firewall: Option<Arc<crate::respond::Firewall>>,
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is set) until `shutdown`,

@@ -123,6 +123,16 @@ pub struct Actor {
     pub ip: Option<IpAddr>,
 }
 
+impl Actor {
+    /// The daemon itself acting (`system:<what>`), e.g. a response action.
+    pub fn system(what: &str) -> Actor {
+        Actor {
+            name: format!("system:{what}"),
+            ip: None,
+        }
+    }
+}
+
 /// A role lacks a capability.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the {role} role may not {needs}")]

@@ -144,6 +144,7 @@ pub struct Config {
     pub detection: Detection,
     pub replication: Replication,
     pub notifications: Notifications,
+    pub response: Response,
     pub log: Log,
     pub exposure: Exposure,
 }
@@ -165,6 +166,7 @@ impl Default for Config {
             detection: Detection::default(),
             replication: Replication::default(),
             notifications: Notifications::default(),
+            response: Response::default(),
             log: Log::default(),
             exposure: Exposure::default(),
         }
@@ -474,6 +476,84 @@ impl Default for Replication {
             redis_key_prefix: "secmon".to_owned(),
         }
     }
+}
+
+/// Active response (docs/RESPONSE.md): what alerts do to their source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Response {
+    /// Sets up the nftables table and takes decisions (from the actions
+    /// and from analysts over the API).
+    pub enabled: bool,
+    /// Log and audit what would be done; do nothing.
+    pub dry_run: bool,
+    pub actions: Vec<ResponseAction>,
+    /// Networks never blocked (the admins' own, the monitoring hosts).
+    pub allow: Vec<Cidr>,
+    /// Blocks active at once at most; past it, new ones are refused (logged).
+    pub max_active_blocks: usize,
+    /// A repeat offender's block doubles each time, up to this.
+    pub max_block_duration: Span,
+    /// The nft program, and what comes before its arguments (e.g.
+    /// `[ip, netns, exec, edge, nft]`).
+    pub nft: Vec<String>,
+    /// The `inet` table secmon owns: sets `blocklist` and `blocklist6`, and
+    /// an input chain dropping their sources.
+    pub nft_table: String,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Response {
+            enabled: false,
+            dry_run: false,
+            actions: Vec::new(),
+            allow: Vec::new(),
+            max_active_blocks: 10_000,
+            max_block_duration: Span(std::time::Duration::from_secs(7 * 86_400)),
+            nft: vec!["nft".to_owned()],
+            nft_table: "secmon".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Add the alert's source IP to the nftables block set, with an expiry.
+    Block,
+    /// Run `command`, the alert as JSON on its stdin.
+    Command,
+    /// POST the alert as JSON to `url`.
+    Webhook,
+}
+
+/// What an alert (new, or firing again) does when it matches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseAction {
+    pub name: String,
+    pub kind: ActionKind,
+    /// These rule ids; when empty, every alert of `min_severity` or above.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    #[serde(default = "default_response_severity")]
+    pub min_severity: String,
+    /// Block: the first block's length; repeat offences double it.
+    #[serde(default = "default_block_duration")]
+    pub duration: Span,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub url: Option<Secret>,
+}
+
+fn default_response_severity() -> String {
+    "high".to_owned()
+}
+
+fn default_block_duration() -> Span {
+    Span(std::time::Duration::from_secs(3600))
 }
 
 /// Where alerts are announced (docs/NOTIFICATIONS.md).

@@ -113,8 +113,14 @@ impl Status {
         ];
         let notify =
             (!config.notifications.channels.is_empty()).then_some(crate::notify::Dispatcher::NAME);
+        let respond = (config.response.enabled && !config.response.actions.is_empty())
+            .then_some(crate::respond::Responder::NAME);
         Status {
-            consumers: names.into_iter().chain([notify]).flatten().collect(),
+            consumers: names
+                .into_iter()
+                .chain([notify, respond])
+                .flatten()
+                .collect(),
             sinks: names
                 .into_iter()
                 .flatten()

@@ -59,6 +59,9 @@ impl Store {
         copy_table(&snapshot, &target, super::accounts::USERS)?;
         copy_table(&snapshot, &target, super::accounts::API_KEYS)?;
         copy_table(&snapshot, &target, super::audit::AUDIT)?;
+        // Blocks are re-applied by the restored node (offences escalate on).
+        copy_table(&snapshot, &target, super::decisions::DECISIONS)?;
+        copy_table(&snapshot, &target, super::decisions::OFFENCES)?;
         drop(target);
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod codec;
+pub mod decisions;
 pub mod deliveries;
 pub mod index;
 pub mod indexer;
@@ -619,6 +620,8 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(outbox::ROLLUPS)?;
         txn.open_table(deliveries::DELIVERIES)?;
         txn.open_table(deliveries::PENDING)?;
+        txn.open_table(decisions::DECISIONS)?;
+        txn.open_table(decisions::OFFENCES)?;
     }
     txn.commit()?;
     Ok(node_id)

@@ -35,6 +35,8 @@ pub const REPLICATION_BATCH_SECONDS: &str = "secmon_replication_batch_seconds";
 pub const NOTIFICATIONS_SENT: &str = "secmon_notifications_sent_total";
 pub const NOTIFICATION_FAILURES: &str = "secmon_notification_failures_total";
 pub const NOTIFICATIONS_PENDING: &str = "secmon_notifications_pending";
+pub const RESPONSE_BLOCKS: &str = "secmon_response_blocks_total";
+pub const RESPONSE_ERRORS: &str = "secmon_response_errors_total";
 
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -83,6 +85,14 @@ pub(super) fn describe() {
     describe_counter!(
         NOTIFICATION_FAILURES,
         "Failed notification sends (each retried), by channel"
+    );
+    describe_counter!(
+        RESPONSE_BLOCKS,
+        "Source addresses blocked, by origin (alert or manual)"
+    );
+    describe_counter!(
+        RESPONSE_ERRORS,
+        "Response actions that failed, by action kind"
     );
     describe_gauge!(
         NOTIFICATIONS_PENDING,

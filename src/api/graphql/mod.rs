@@ -2,6 +2,7 @@
 
 mod accounts;
 mod alerts;
+mod decisions;
 mod events;
 mod fleet;
 mod ingest;
@@ -45,6 +46,7 @@ pub struct QueryRoot(
     events::EventsQuery,
     alerts::AlertsQuery,
     fleet::FleetQuery,
+    decisions::DecisionsQuery,
     notifications::NotificationsQuery,
     rules::RulesQuery,
     stats::StatsQuery,
@@ -58,6 +60,7 @@ pub struct MutationRoot(
     rules::RulesMutation,
     ingest::IngestMutation,
     notifications::NotificationsMutation,
+    decisions::DecisionsMutation,
 );
 
 pub type SubscriptionRoot = live::LiveSubscription;

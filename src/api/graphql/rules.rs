@@ -770,6 +770,7 @@ mod tests {
             rules: Arc::new(Catalog::new(config, loaded)),
             fleet: None,
             notifier: None,
+            firewall: None,
         });
         Fixture {
             _dir: dir,
