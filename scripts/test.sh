@@ -6,7 +6,8 @@
 # systemd-journal-remote, graypy; none is started as a service), the gql
 # Python client (a third-party GraphQL subscription client), then runs
 # the tests (cargo nextest when present). The notification tests get
-# Alertmanager (unpacked from its Debian package) and aiosmtpd. openssl runs
+# Alertmanager (unpacked from its Debian package) and aiosmtpd; the active
+# response tests nftables and iproute2 (network namespaces, as root). openssl runs
 # scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
 # Extra arguments go to the test runner.
 set -euo pipefail
@@ -134,8 +135,22 @@ ensure_notification_peers() {
     fi
 }
 
+ensure_firewall() {
+    # Active response tests build a network namespace (iproute2) and block
+    # in nftables inside it.
+    local missing=()
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v nft >/dev/null || missing+=(nftables)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    [ "$(id -u)" = 0 ] || die "the active response tests create network namespaces: run as root"
+}
+
 ensure_postgres
 ensure_redis
+ensure_firewall
 ensure_promtool
 ensure_es_client
 ensure_senders

@@ -112,6 +112,17 @@ fn matrix() -> Vec<(&'static str, Op, [bool; 6])> {
             Graphql("{ notifications(first: 1) { edges { node { channel } } } }"),
             READ,
         ),
+        ("decisions", Graphql("{ decisions { ip } }"), READ),
+        (
+            "addDecision",
+            Graphql("mutation { addDecision(ip: \"192.0.2.1\", reason: \"x\") { ip } }"),
+            TRIAGE,
+        ),
+        (
+            "deleteDecision",
+            Graphql("mutation { deleteDecision(ip: \"192.0.2.1\") }"),
+            TRIAGE,
+        ),
         (
             "notificationChannels",
             Graphql("{ notificationChannels { name } }"),

@@ -195,6 +195,27 @@ async fn eventually<T: std::fmt::Debug, F: Future<Output = (bool, T)>>(
     }
 }
 
+/// An HTTP endpoint recording the JSON bodies posted to it.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let app = {
+        let got = got.clone();
+        axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let got = got.clone();
+            async move {
+                got.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/respond", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
 async fn decisions(node: &Node) -> Vec<Value> {
     let v = node
         .graphql(
@@ -221,10 +242,12 @@ async fn a_brute_forcer_is_blocked_in_nftables_and_the_admin_network_is_not() {
 
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("command.jsonl");
+    let (hook, posted) = receiver().await;
     let extra = format!(
         "actions:\n\
          - {{name: block-brute-force, kind: block, rules: ['{RULE_ID}'], duration: 1h}}\n\
-         - {{name: ticket, kind: command, command: [sh, -c, 'cat >> {} && echo >> {}'], min_severity: critical}}\n",
+         - {{name: ticket, kind: command, command: [sh, -c, 'cat >> {} && echo >> {}'], min_severity: critical}}\n\
+         - {{name: siem, kind: webhook, url: '{hook}', rules: ['{RULE_ID}']}}\n",
         ran.display(),
         ran.display()
     );
@@ -257,6 +280,12 @@ async fn a_brute_forcer_is_blocked_in_nftables_and_the_admin_network_is_not() {
     .await;
     let first: Value = serde_json::from_str(commands.lines().next().unwrap()).unwrap();
     assert_eq!(first["rule_id"], RULE_ID);
+    let posted = eventually("the webhook called for both alerts", || async {
+        let got = posted.lock().unwrap().clone();
+        (got.len() == 2, got)
+    })
+    .await;
+    assert_eq!(posted[0]["rule_title"], "Brute Force Marker");
 
     // A restart re-applies the block from redb (with what is left of it).
     node.app.stop().await;

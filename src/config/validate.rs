@@ -20,6 +20,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     check_client_ca(cfg, &mut problems);
     check_sources(cfg, &mut problems);
     check_channels(cfg, &mut problems);
+    check_response(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
     }
@@ -232,6 +233,58 @@ fn check_channels(cfg: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
+fn check_response(cfg: &Config, problems: &mut Vec<Problem>) {
+    use super::types::ActionKind;
+    let r = &cfg.response;
+    if !r.enabled && !r.actions.is_empty() {
+        problems.push(Problem::new(
+            SOURCE,
+            "response.enabled",
+            "is false: the response.actions never run; set it to true (or dry_run: true to try them)",
+        ));
+    }
+    if r.enabled && r.nft.is_empty() {
+        problems.push(Problem::new(
+            SOURCE,
+            "response.nft",
+            "is empty: give the nft program",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, a) in r.actions.iter().enumerate() {
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem::new(
+                SOURCE,
+                format!("response.actions[{i}].{field}"),
+                message,
+            ));
+        };
+        if a.name.is_empty() || !seen.insert(a.name.as_str()) {
+            problem("name", format!("`{}` is empty or used twice", a.name));
+        }
+        if a.kind == ActionKind::Command && a.command.is_empty() {
+            problem(
+                "command",
+                "is empty: give the program and its arguments".into(),
+            );
+        }
+        if a.kind == ActionKind::Webhook && a.url.as_ref().is_none_or(|u| u.expose().is_empty()) {
+            problem("url", "is not set".into());
+        }
+        if !["informational", "low", "medium", "high", "critical"]
+            .contains(&a.min_severity.as_str())
+        {
+            problem(
+                "min_severity",
+                format!(
+                    "`{}` is not a level: informational, low, medium, high or critical",
+                    a.min_severity
+                ),
+            );
+        }
+    }
+}
+
 fn readable(path: &Path) -> Result<(), std::io::Error> {
     let file = File::open(path)?;
     if file.metadata()?.is_file() {
@@ -305,6 +358,27 @@ mod tests {
                 "notifications.channels[2].to",
                 "notifications.channels[2].min_severity",
                 "notifications.channels[2].max_messages_per_minute",
+            ]
+        );
+    }
+
+    #[test]
+    fn response_actions_need_what_they_run() {
+        let mut cfg = Config::default();
+        cfg.response = serde_saphyr::from_str(
+            "actions:\n\
+             - {name: a, kind: command}\n\
+             - {name: a, kind: webhook, min_severity: severe}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            keys(&validate(&cfg)),
+            [
+                "response.enabled",
+                "response.actions[0].command",
+                "response.actions[1].name",
+                "response.actions[1].url",
+                "response.actions[1].min_severity",
             ]
         );
     }
