@@ -364,13 +364,15 @@ mod tests {
 
     #[test]
     fn response_actions_need_what_they_run() {
-        let mut cfg = Config::default();
-        cfg.response = serde_saphyr::from_str(
-            "actions:\n\
-             - {name: a, kind: command}\n\
-             - {name: a, kind: webhook, min_severity: severe}\n",
-        )
-        .unwrap();
+        let cfg = Config {
+            response: serde_saphyr::from_str(
+                "actions:\n\
+                 - {name: a, kind: command}\n\
+                 - {name: a, kind: webhook, min_severity: severe}\n",
+            )
+            .unwrap(),
+            ..Config::default()
+        };
         assert_eq!(
             keys(&validate(&cfg)),
             [
