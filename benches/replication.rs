@@ -58,18 +58,19 @@ async fn run() {
     let dir = ok(tempfile::tempdir());
     let store = ok(Store::open(dir.path()));
     ok(store.enable_outbox(u64::MAX));
+
+    let mut sink = ok(Postgres::new(&url, 1, store.node_id()));
+    // Connect and migrate outside the measurement; join before the alerts
+    // exist (a sink joining later would have them all queued again).
+    ok(sink.apply(&[]).await);
+    let mut pump = ok(Pump::new(store.clone(), sink, vec![Postgres::NAME], BATCH).await);
     let filled = Instant::now();
     fill(&store);
     println!(
         "outbox: {ENTRIES} alerts (+ roll-ups) written in {:.2?}",
         filled.elapsed()
     );
-
     let baseline = baseline(&url, &store).await;
-    let mut sink = ok(Postgres::new(&url, 1, store.node_id()));
-    // Connect and migrate outside the measurement.
-    ok(sink.apply(&[]).await);
-    let mut pump = ok(Pump::new(store.clone(), sink, vec![Postgres::NAME], BATCH).await);
 
     let (inserted, rows) = drain(&mut pump, &store).await;
     report("insert", rows, inserted, baseline);

@@ -129,6 +129,16 @@ fn matrix() -> Vec<(&'static str, Op, [bool; 6])> {
             ADMIN,
         ),
         (
+            "setNotificationChannel",
+            Graphql("mutation { setNotificationChannel(channel: {name: \"x\"}) }"),
+            ADMIN,
+        ),
+        (
+            "deleteNotificationChannel",
+            Graphql("mutation { deleteNotificationChannel(name: \"none\") }"),
+            ADMIN,
+        ),
+        (
             "testNotificationChannel",
             Graphql("mutation { testNotificationChannel(name: \"none\") { ok } }"),
             ADMIN,

@@ -509,3 +509,120 @@ async fn alertmanager_receives_the_alert_and_its_resolution() {
     .await;
     node.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_channels_over_the_api() {
+    let receiver = Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = node_config(
+        dir.path(),
+        &format!(
+            "- {{name: fixed, kind: slack, url: '{}/fixed'}}\n",
+            receiver.url
+        ),
+    );
+    let node = Node::start(cfg.clone()).await;
+    let set = |channel: Value| {
+        let node = &node;
+        async move {
+            node.graphql(
+                "mutation($c: JSON!) { setNotificationChannel(channel: $c) }",
+                json!({"c": channel}),
+            )
+            .await
+        }
+    };
+    let hook = format!("{}/api", receiver.url);
+    let v = set(json!({"name": "api-hook", "kind": "webhook", "url": hook, "secret": "k3y"})).await;
+    assert_eq!(v["data"]["setNotificationChannel"], true, "{v}");
+    let v = set(json!({"name": "broken", "kind": "email"})).await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("smtp_url"),
+        "{v}"
+    );
+    let v = set(json!({"name": "fixed", "kind": "slack", "url": hook})).await;
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config files"),
+        "{v}"
+    );
+
+    raise_alerts(&node, 0, 1).await;
+    eventually("the API channel sends", || async {
+        let n = receiver.on("/api").len();
+        (n == 1, n)
+    })
+    .await;
+    let v = node
+        .graphql("{ notificationChannels { name stored } }", json!({}))
+        .await;
+    assert_eq!(
+        v["data"]["notificationChannels"],
+        json!([{"name": "fixed", "stored": false}, {"name": "api-hook", "stored": true}])
+    );
+
+    // Kept across a restart, secret included (the signature still checks).
+    node.app.stop().await;
+    let node = Node::start(cfg).await;
+    raise_alerts(&node, 1, 1).await;
+    let got = eventually("sent after the restart", || async {
+        let got = receiver.on("/api");
+        (got.len() == 2, got.len())
+    })
+    .await;
+    assert_eq!(got, 2);
+    let last = receiver.on("/api").pop().unwrap();
+    let ts = last.headers["x-secmon-timestamp"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut signed = format!("{ts}.").into_bytes();
+    signed.extend_from_slice(&last.raw);
+    assert_eq!(
+        last.headers["x-secmon-signature"].to_str().unwrap(),
+        format!("sha256={}", hmac_hex("k3y", &signed))
+    );
+
+    let v = node
+        .graphql(
+            "mutation { deleteNotificationChannel(name: \"api-hook\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["deleteNotificationChannel"], true, "{v}");
+    raise_alerts(&node, 2, 1).await;
+    eventually("the fixed channel got all three", || async {
+        let n = receiver.on("/fixed").len();
+        (n == 3, n)
+    })
+    .await;
+    assert_eq!(receiver.on("/api").len(), 2, "deleted: no more");
+    let v = node
+        .graphql(
+            "{ auditLog(first: 50) { edges { node { action target after } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = v["data"]["auditLog"]["edges"].as_array().unwrap();
+    let create = edges
+        .iter()
+        .find(|e| e["node"]["action"] == "notification.channel.create")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        create["node"]["after"]["secret"], "***",
+        "no secret in the audit log"
+    );
+    assert_eq!(create["node"]["after"]["url"], "***");
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["node"]["action"] == "notification.channel.delete")
+    );
+    node.app.stop().await;
+}

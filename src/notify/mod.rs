@@ -13,7 +13,7 @@
 pub mod channels;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Actor;
 use crate::config::{Channel, Config, Trigger};
 use crate::replicate::{self, Backoff, Sink, SinkError, SinkStatus};
 use crate::store::deliveries::{Delivery, Outcome};
@@ -36,19 +37,29 @@ const TAKE: usize = 1_000;
 /// How long an idle sender waits before looking again.
 const IDLE: Duration = Duration::from_secs(5);
 
-/// The channels, as the API and `/ready` see them.
+/// The channels (from the config, and created over the API), as the
+/// dispatcher, the API and `/ready` see them.
 pub struct Notifier {
-    channels: Vec<Arc<ChannelTask>>,
+    channels: RwLock<Vec<Arc<ChannelTask>>>,
     node_id: String,
     node_name: String,
     /// The dispatcher's progress through the outbox.
     dispatcher: Mutex<Option<Arc<SinkStatus>>>,
+    /// What a channel added later needs to run.
+    store: Store,
+    retry: crate::config::Replication,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
 }
 
 struct ChannelTask {
     sender: Sender,
     wake: Notify,
     state: Mutex<ChannelState>,
+    /// Created over the API (else from the config files).
+    stored: bool,
+    /// Stops its sender (a child of the shutdown token).
+    stop: CancellationToken,
 }
 
 /// One channel's state, for `/ready` and the API.
@@ -72,20 +83,107 @@ pub enum Error {
 }
 
 impl Notifier {
-    fn channel(&self, name: &str) -> Option<&Arc<ChannelTask>> {
-        self.channels.iter().find(|c| c.sender.config.name == name)
+    fn current(&self) -> Vec<Arc<ChannelTask>> {
+        self.channels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    pub fn channels(&self) -> impl Iterator<Item = (&Channel, ChannelState)> + '_ {
-        self.channels.iter().map(|c| {
-            (
-                &c.sender.config,
-                c.state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            )
-        })
+    fn channel(&self, name: &str) -> Option<Arc<ChannelTask>> {
+        self.current()
+            .into_iter()
+            .find(|c| c.sender.config.name == name)
+    }
+
+    /// Each channel, its state, and whether it was created over the API.
+    pub fn channels(&self) -> Vec<(Channel, ChannelState, bool)> {
+        self.current()
+            .iter()
+            .map(|c| {
+                (
+                    c.sender.config.clone(),
+                    c.state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                    c.stored,
+                )
+            })
+            .collect()
+    }
+
+    /// Starts a sender for `channel`, replacing (and stopping) the one of
+    /// the same name.
+    fn run(self: &Arc<Self>, channel: Channel, stored: bool) -> Result<(), String> {
+        let task = Arc::new(ChannelTask {
+            sender: Sender::new(channel)?,
+            wake: Notify::new(),
+            state: Mutex::default(),
+            stored,
+            stop: self.shutdown.child_token(),
+        });
+        self.tasks.spawn(send_loop(
+            self.store.clone(),
+            self.clone(),
+            task.clone(),
+            self.retry.clone(),
+        ));
+        let mut channels = self
+            .channels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = channels
+            .iter_mut()
+            .find(|c| c.sender.config.name == task.sender.config.name)
+        {
+            old.stop.cancel();
+            *old = task;
+        } else {
+            channels.push(task);
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a channel over the API (stored, audited). The
+    /// channels of the config files cannot be changed here.
+    pub async fn set(self: &Arc<Self>, actor: &Actor, channel: Channel) -> Result<(), String> {
+        if self.channel(&channel.name).is_some_and(|c| !c.stored) {
+            return Err(format!(
+                "channel {} comes from the config files: change it there",
+                channel.name
+            ));
+        }
+        // Build it first: a channel that cannot run is not stored.
+        Sender::new(channel.clone())?;
+        let stored = stored_form(&channel);
+        let shown = serde_json::to_value(&channel).unwrap_or_default();
+        let (store, actor_owned, name) = (self.store.clone(), actor.clone(), channel.name.clone());
+        blocking(move || store.put_channel(&actor_owned, &name, &stored, shown)).await?;
+        self.run(channel, true)
+    }
+
+    /// Deletes a channel created over the API; false when there is none.
+    pub async fn delete(&self, actor: &Actor, name: &str) -> Result<bool, String> {
+        if self.channel(name).is_some_and(|c| !c.stored) {
+            return Err(format!(
+                "channel {name} comes from the config files: change it there"
+            ));
+        }
+        let (store, actor, owned) = (self.store.clone(), actor.clone(), name.to_owned());
+        let existed = blocking(move || store.delete_channel(&actor, &owned)).await?;
+        let mut channels = self
+            .channels
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        channels.retain(|c| {
+            let keep = c.sender.config.name != name;
+            if !keep {
+                c.stop.cancel();
+            }
+            keep
+        });
+        Ok(existed)
     }
 
     /// The dispatcher's lag through the outbox.
@@ -172,12 +270,13 @@ impl Sink for Dispatcher {
     const NAME: &'static str = "notify";
 
     async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
+        let channels = self.notifier.current();
         let mut queued: Vec<(u64, String, AlertSummary)> = Vec::new();
         for entry in entries {
             let Message::Alert(alert) = &entry.message else {
                 continue;
             };
-            for channel in &self.notifier.channels {
+            for channel in &channels {
                 if matches(&channel.sender.config, alert) {
                     queued.push((entry.seq, channel.sender.config.name.clone(), alert.clone()));
                 }
@@ -197,15 +296,30 @@ impl Sink for Dispatcher {
         .await
         .map_err(|e| SinkError(e.to_string()))?
         .map_err(|e| SinkError(e.to_string()))?;
-        for channel in &self.notifier.channels {
+        for channel in &channels {
             channel.wake.notify_one();
         }
         Ok(added)
     }
 }
 
-/// Sets up the channels; starts the dispatcher (reading the outbox from
-/// `head`) and one sender per channel. `None` without channels.
+/// The JSON a channel is stored as: its secrets in clear.
+fn stored_form(channel: &Channel) -> Vec<u8> {
+    let mut v = serde_json::to_value(channel).unwrap_or_default();
+    for (key, secret) in [
+        ("url", &channel.url),
+        ("secret", &channel.secret),
+        ("smtp_url", &channel.smtp_url),
+    ] {
+        if let Some(secret) = secret {
+            v[key] = serde_json::Value::String(secret.expose().to_owned());
+        }
+    }
+    v.to_string().into_bytes()
+}
+
+/// Starts the dispatcher on the outbox (from `head`) and one sender per
+/// channel: those of the config files and those created over the API.
 pub async fn start(
     config: &Config,
     store: &Store,
@@ -213,34 +327,45 @@ pub async fn start(
     status: &replicate::Status,
     (tasks, shutdown): (&TaskTracker, &CancellationToken),
 ) -> Result<Option<Arc<Notifier>>, Error> {
-    let Some(head) = head.filter(|_| !config.notifications.channels.is_empty()) else {
+    let Some(head) = head else {
         return Ok(None);
     };
-    let channels = config
-        .notifications
-        .channels
-        .iter()
-        .map(|c| {
-            Sender::new(c.clone())
-                .map(|sender| {
-                    Arc::new(ChannelTask {
-                        sender,
-                        wake: Notify::new(),
-                        state: Mutex::default(),
-                    })
-                })
-                .map_err(|reason| Error::Channel {
-                    name: c.name.clone(),
-                    reason,
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let stored = {
+        let store = store.clone();
+        blocking(move || store.stored_channels())
+            .await
+            .map_err(|reason| Error::Channel {
+                name: "(stored)".into(),
+                reason,
+            })?
+    };
     let notifier = Arc::new(Notifier {
-        channels,
+        channels: RwLock::default(),
         node_id: store.node_id().to_string(),
         node_name: crate::app::node_name(config),
         dispatcher: Mutex::new(None),
+        store: store.clone(),
+        retry: config.replication.clone(),
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
     });
+    for c in &config.notifications.channels {
+        notifier
+            .run(c.clone(), false)
+            .map_err(|reason| Error::Channel {
+                name: c.name.clone(),
+                reason,
+            })?;
+    }
+    for (name, json) in stored {
+        // One that no longer loads is logged and left out, like a bad rule.
+        let loaded = serde_json::from_slice::<Channel>(&json)
+            .map_err(|e| crate::store::channels::corrupt(&name, &e).to_string())
+            .and_then(|c| notifier.run(c, true));
+        if let Err(reason) = loaded {
+            tracing::error!(channel = %name, error = %reason, "a stored notification channel does not load");
+        }
+    }
     let dispatcher = Dispatcher {
         store: store.clone(),
         notifier: notifier.clone(),
@@ -251,15 +376,6 @@ pub async fn start(
         .dispatcher
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(state);
-    for channel in &notifier.channels {
-        tasks.spawn(send_loop(
-            store.clone(),
-            notifier.clone(),
-            channel.clone(),
-            config.replication.clone(),
-            shutdown.clone(),
-        ));
-    }
     tasks.spawn(purge_loop(
         store.clone(),
         config.notifications.keep_days,
@@ -316,8 +432,8 @@ async fn send_loop(
     notifier: Arc<Notifier>,
     channel: Arc<ChannelTask>,
     cfg: crate::config::Replication,
-    shutdown: CancellationToken,
 ) {
+    let shutdown = channel.stop.clone();
     let name = channel.sender.config.name.clone();
     let mut bucket = Bucket::new(channel.sender.config.max_messages_per_minute);
     let mut backoff = Backoff::new(
@@ -487,7 +603,8 @@ async fn purge_loop(store: Store, keep_days: u64, shutdown: CancellationToken) {
 pub fn report(notifier: &Notifier) -> serde_json::Value {
     let channels: BTreeMap<String, serde_json::Value> = notifier
         .channels()
-        .map(|(c, s)| (c.name.clone(), serde_json::json!(s)))
+        .into_iter()
+        .map(|(c, s, _)| (c.name, serde_json::json!(s)))
         .collect();
     serde_json::json!({ "channels": channels, "dispatcher": notifier.dispatcher() })
 }

@@ -51,6 +51,10 @@ pub trait Sink: Send + 'static {
     /// Also the name of its cursor.
     const NAME: &'static str;
 
+    /// A new sink of this kind starts with the node's whole state (every
+    /// alert queued again); else it starts with what comes next.
+    const WANTS_STATE: bool = false;
+
     /// Applies `entries` (in seq order) in one transaction; returns how many
     /// rows or messages it wrote. Applying entries again must change nothing.
     fn apply(&mut self, entries: &[Entry]) -> impl Future<Output = Result<u64, SinkError>> + Send;
@@ -111,8 +115,8 @@ impl Status {
                 .map(|_| postgres::Postgres::NAME),
             services.redis_url.as_ref().map(|_| redis::Redis::NAME),
         ];
-        let notify =
-            (!config.notifications.channels.is_empty()).then_some(crate::notify::Dispatcher::NAME);
+        // Always: channels may be created over the API at any time.
+        let notify = Some(crate::notify::Dispatcher::NAME);
         let respond = (config.response.enabled && !config.response.actions.is_empty())
             .then_some(crate::respond::Responder::NAME);
         Status {
@@ -301,7 +305,7 @@ impl<S: Sink> Pump<S> {
         let name = S::NAME;
         let cursor = {
             let store = store.clone();
-            blocking(move || store.outbox_cursor(name)).await?
+            blocking(move || store.outbox_join(name, S::WANTS_STATE)).await?
         };
         let status = Arc::new(SinkStatus {
             name,

@@ -125,6 +125,7 @@ impl Postgres {
 
 impl Sink for Postgres {
     const NAME: &'static str = "postgres";
+    const WANTS_STATE: bool = true;
 
     async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
         let mut client = self.pool.get().await.map_err(|e| sink_error(&e))?;

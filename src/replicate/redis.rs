@@ -187,6 +187,7 @@ fn alert_json(node_id: &str, version: u64, alert: &crate::store::outbox::AlertSu
 
 impl Sink for Redis {
     const NAME: &'static str = "redis";
+    const WANTS_STATE: bool = true;
 
     async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
         self.apply_batch(entries).await.map_err(|e| {

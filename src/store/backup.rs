@@ -62,6 +62,7 @@ impl Store {
         // Blocks are re-applied by the restored node (offences escalate on).
         copy_table(&snapshot, &target, super::decisions::DECISIONS)?;
         copy_table(&snapshot, &target, super::decisions::OFFENCES)?;
+        copy_table(&snapshot, &target, super::channels::CHANNELS)?;
         drop(target);
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod cache;
+pub mod channels;
 pub mod codec;
 pub mod decisions;
 pub mod deliveries;
@@ -621,6 +622,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(deliveries::DELIVERIES)?;
         txn.open_table(deliveries::PENDING)?;
         txn.open_table(decisions::DECISIONS)?;
+        txn.open_table(channels::CHANNELS)?;
         txn.open_table(decisions::OFFENCES)?;
     }
     txn.commit()?;

@@ -169,7 +169,8 @@ pub struct Heartbeat {
     pub heartbeat_interval_seconds: u64,
 }
 
-/// The outbox is written only once replication is configured.
+/// Set by [`Store::enable_outbox`] at start-up (the daemon always reads
+/// the outbox: the notification dispatcher does); offline tools leave it off.
 pub(super) struct Outbox {
     max_entries: u64,
     /// The last seq written, for the sinks to wait on.
@@ -321,39 +322,6 @@ fn severity_name(severity: u8) -> &'static str {
     }
 }
 
-struct Backfilled {
-    alerts: u64,
-    head: u64,
-}
-
-/// Queues every alert the node holds (outbox enabled for the first time).
-fn backfill_alerts(txn: &redb::WriteTransaction, max_entries: u64) -> Result<Backfilled> {
-    let mut writer = Writer {
-        table: txn.open_table(OUTBOX)?,
-        next: 1,
-        len: 0,
-        max_entries,
-        at: Utc::now(),
-    };
-    let mut alerts = txn.open_table(super::alerts::ALERTS)?;
-    let all: Vec<Alert> = alerts
-        .iter()?
-        .map(|item| {
-            let (id, v) = item?;
-            super::alerts::decode(id.value(), v.value())
-        })
-        .collect::<Result<_>>()?;
-    for mut alert in all.iter().cloned() {
-        alert.version = writer.alert(&alert, AlertEvent::Resent)?;
-        alerts.insert(alert.id, super::alerts::encode(&alert)?.as_slice())?;
-    }
-    drop(alerts);
-    Ok(Backfilled {
-        alerts: all.len() as u64,
-        head: writer.finish(txn)?,
-    })
-}
-
 /// What a sink sees of the outbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
@@ -370,26 +338,12 @@ impl Store {
     /// state.
     pub fn enable_outbox(&self, max_entries: u64) -> Result<watch::Receiver<u64>> {
         let head = self.with_db(|db| {
-            let txn = db.begin_write()?;
+            let txn = db.begin_read()?;
             let next = txn
                 .open_table(META)?
                 .get(META_NEXT)?
                 .map(|v| read_u64(v.value()));
-            let head = match next {
-                Some(next) => next - 1,
-                None => {
-                    let queued = backfill_alerts(&txn, max_entries)?;
-                    if queued.alerts > 0 {
-                        tracing::info!(
-                            alerts = queued.alerts,
-                            "outbox started with the alerts already held"
-                        );
-                    }
-                    queued.head
-                }
-            };
-            txn.commit()?;
-            Ok(head)
+            Ok(next.map_or(0, |n| n - 1))
         })?;
         let (tx, rx) = watch::channel(head);
         let outbox = Outbox {
@@ -481,6 +435,49 @@ impl Store {
             }
             Ok(out)
         })
+    }
+
+    /// Where `sink` goes on from. The first time it runs it starts at the
+    /// head, or with `resend`, from the start, with every alert the node
+    /// holds queued again (a new replication sink gets the whole state).
+    pub fn outbox_join(&self, sink: &str, resend: bool) -> Result<u64> {
+        let head = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            if let Some(cursor) = txn.open_table(CURSORS)?.get(sink)?.map(|v| v.value()) {
+                return Ok((cursor, None));
+            }
+            let (cursor, head) = match Writer::open(&txn, self)? {
+                Some(mut writer) if resend => {
+                    let mut alerts = txn.open_table(super::alerts::ALERTS)?;
+                    let all: Vec<Alert> = alerts
+                        .iter()?
+                        .map(|item| {
+                            let (id, v) = item?;
+                            super::alerts::decode(id.value(), v.value())
+                        })
+                        .collect::<Result<_>>()?;
+                    for mut alert in all {
+                        alert.version = writer.alert(&alert, AlertEvent::Resent)?;
+                        alerts.insert(alert.id, super::alerts::encode(&alert)?.as_slice())?;
+                    }
+                    drop(alerts);
+                    (0, Some(writer.finish(&txn)?))
+                }
+                Some(writer) => {
+                    let head = writer.next - 1;
+                    drop(writer);
+                    (head, None)
+                }
+                None => (0, None),
+            };
+            txn.open_table(CURSORS)?.insert(sink, cursor)?;
+            txn.commit()?;
+            Ok((cursor, head))
+        })?;
+        if let (_, Some(written)) = head {
+            self.outbox_written(written);
+        }
+        Ok(head.0)
     }
 
     /// The last seq `sink` applied (0: none).
@@ -669,7 +666,7 @@ mod tests {
     }
 
     #[test]
-    fn first_enable_queues_existing_alerts_and_heartbeats_replace_each_other() {
+    fn a_new_replication_sink_gets_every_alert_and_heartbeats_replace_each_other() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut batch = vec![event("a", Utc::now())];
@@ -686,15 +683,27 @@ mod tests {
         store.enable_outbox(100).unwrap();
         store.write_heartbeat(&heartbeat(1)).unwrap();
         store.write_heartbeat(&heartbeat(2)).unwrap();
+        // A consumer that only wants what comes next starts at the head.
+        assert_eq!(store.outbox_join("notify", false).unwrap(), 2);
+        // A new replication sink starts from the beginning, every alert
+        // queued again; only once.
+        assert_eq!(store.outbox_join("postgres", true).unwrap(), 0);
         let entries = store.outbox_after(0, 100).unwrap();
-        assert_eq!(kinds(&entries), ["alert 1 open 1", "heartbeat 2"]);
+        assert_eq!(kinds(&entries), ["heartbeat 2", "alert 1 open 1"]);
         assert_eq!(entries[1].seq, 3);
+        store
+            .outbox_ack("postgres", 3, &["postgres", "notify"])
+            .unwrap();
         drop(store);
 
-        // Reopened: not queued again.
         let store = Store::open(dir.path()).unwrap();
         store.enable_outbox(100).unwrap();
-        assert_eq!(store.outbox_stats().unwrap().entries, 2);
+        assert_eq!(store.outbox_join("postgres", true).unwrap(), 3);
+        assert_eq!(
+            store.outbox_stats().unwrap().entries,
+            1,
+            "notify has not read seq 3"
+        );
     }
 
     fn heartbeat(events_total: u64) -> Heartbeat {

@@ -31,6 +31,8 @@ pub struct NotificationChannel {
     kind: String,
     min_severity: String,
     max_messages_per_minute: u32,
+    /// Created over the API (else from the config files, read-only here).
+    stored: bool,
     pending: u64,
     messages_sent: u64,
     digests_sent: u64,
@@ -129,13 +131,15 @@ impl NotificationsQuery {
         };
         Ok(notifier
             .channels()
-            .map(|(c, s)| NotificationChannel {
-                name: c.name.clone(),
+            .into_iter()
+            .map(|(c, s, stored)| NotificationChannel {
+                stored,
+                name: c.name,
                 kind: serde_json::to_value(c.kind)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                min_severity: c.min_severity.clone(),
+                min_severity: c.min_severity,
                 max_messages_per_minute: c.max_messages_per_minute,
                 pending: s.pending,
                 messages_sent: s.messages_sent,
@@ -155,8 +159,63 @@ pub struct ChannelTest {
     error: Option<String>,
 }
 
+fn notifier(ctx: &Context<'_>) -> async_graphql::Result<std::sync::Arc<crate::notify::Notifier>> {
+    super::state(ctx)?
+        .notifier
+        .clone()
+        .ok_or_else(|| coded("NOT_CONFIGURED", "notifications are off"))
+}
+
 #[Object]
 impl NotificationsMutation {
+    /// Creates or replaces a channel: `channel` is what one entry of
+    /// `notifications.channels` holds in the config (docs/NOTIFICATIONS.md),
+    /// as JSON. Checked as `secmon config check` checks the files; stored
+    /// and audited (secrets as `***`); it sends from the next alert on.
+    async fn set_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel: Json<serde_json::Value>,
+    ) -> async_graphql::Result<bool> {
+        let admin: CanAdminister = grant(ctx)?;
+        let channel: crate::config::Channel = serde_json::from_value(channel.0)
+            .map_err(|e| coded("BAD_REQUEST", format!("channel: {e}")))?;
+        let mut check = crate::config::Config::default();
+        check.notifications.channels = vec![channel.clone()];
+        let problems: Vec<String> = crate::config::validate(&check)
+            .into_iter()
+            .filter(|p| p.key.starts_with("notifications."))
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p.key.trim_start_matches("notifications.channels[0]."),
+                    p.reason
+                )
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(coded("BAD_REQUEST", problems.join("; ")));
+        }
+        notifier(ctx)?
+            .set(admin.actor(), channel)
+            .await
+            .map_err(|e| coded("BAD_REQUEST", e))?;
+        Ok(true)
+    }
+
+    /// Deletes a channel created over the API; false when there is none.
+    async fn delete_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<bool> {
+        let admin: CanAdminister = grant(ctx)?;
+        notifier(ctx)?
+            .delete(admin.actor(), &name)
+            .await
+            .map_err(|e| coded("BAD_REQUEST", e))
+    }
+
     /// Sends a sample alert on `name` now and says whether it went through.
     async fn test_notification_channel(
         &self,
@@ -169,7 +228,7 @@ impl NotificationsMutation {
             .notifier
             .clone()
             .ok_or_else(|| coded("NOT_FOUND", format!("no channel {name}")))?;
-        if !notifier.channels().any(|(c, _)| c.name == name) {
+        if !notifier.channels().iter().any(|(c, _, _)| c.name == name) {
             return Err(coded("NOT_FOUND", format!("no channel {name}")));
         }
         let result = notifier.test(&name).await;
