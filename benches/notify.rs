@@ -8,22 +8,17 @@
 //!
 //! `cargo bench --bench notify`
 
-use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use secmon::App;
-use secmon::config::{Config, Secret};
 use serde_json::{Value, json};
+
+mod common;
+use common::{Node, ok};
 
 const ALERTS: u32 = 20_000;
 const BATCH: u32 = 2_000;
-const PASSWORD: &str = "bench-admin-password";
-
-fn ok<T, E: Display>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn main() {
     let rt = ok(tokio::runtime::Builder::new_multi_thread()
@@ -91,52 +86,15 @@ impl Receiver {
 /// receiver) until it had seen every alert.
 async fn storm(receiver: Option<&Receiver>) -> (Duration, Option<Duration>) {
     let dir = ok(tempfile::tempdir());
-    let rules = dir.path().join("rules");
-    ok(std::fs::create_dir_all(&rules));
-    ok(std::fs::write(
-        rules.join("storm.yml"),
-        "title: Storm\nid: 6a1e1c3e-6d1f-4b0e-9a53-3c1f7e9b2d10\nlogsource:\n    product: linux\n\
-         detection:\n    keywords:\n        - storm-marker\n    condition: keywords\nlevel: high\n",
-    ));
-    let mut cfg = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    (
-        cfg.ports.graphql,
-        cfg.ports.websocket,
-        cfg.ports.metrics,
-        cfg.ports.health,
-    ) = (0, 0, 0, 0);
-    (
-        cfg.ports.syslog_udp,
-        cfg.ports.syslog_tcp,
-        cfg.ports.syslog_tls,
-    ) = (None, None, None);
-    cfg.auth.admin_password = Some(Secret::new(PASSWORD));
-    cfg.auth.rate_limit.burst = 100_000;
-    cfg.detection.builtin = false;
-    cfg.detection.rules = vec![rules];
-    if let Some(r) = receiver {
-        cfg.notifications.channels = ok(serde_saphyr::from_str(&format!(
-            "- {{name: storm, kind: webhook, url: '{}', min_severity: low, max_messages_per_minute: 60}}\n",
-            r.url
-        )));
-    }
-    let app = ok(App::start(cfg).await);
-    let api = app.addrs().graphql;
-    let http = reqwest::Client::new();
-    let v: Value = ok(ok(http
-        .post(format!("http://{api}/graphql"))
-        .json(&json!({"query": "mutation($p: String!) { login(username: \"admin\", password: $p) { accessToken } }", "variables": {"p": PASSWORD}}))
-        .send()
-        .await)
-    .json()
-    .await);
-    let token = v["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let node = Node::start(dir.path(), ("storm-marker", "high"), |cfg| {
+        if let Some(r) = receiver {
+            cfg.notifications.channels = ok(serde_saphyr::from_str(&format!(
+                "- {{name: storm, kind: webhook, url: '{}', min_severity: low, max_messages_per_minute: 60}}\n",
+                r.url
+            )));
+        }
+    })
+    .await;
 
     let started = Instant::now();
     for b in 0..ALERTS / BATCH {
@@ -149,13 +107,7 @@ async fn storm(receiver: Option<&Receiver>) -> (Duration, Option<Duration>) {
                 )
             })
             .collect();
-        let resp = ok(http
-            .post(format!("http://{api}/api/v1/ingest"))
-            .bearer_auth(&token)
-            .body(body)
-            .send()
-            .await);
-        assert!(resp.status().is_success(), "{}", resp.status());
+        node.ingest(body).await;
     }
     let raised = started.elapsed();
     let announced = match receiver {
@@ -169,6 +121,6 @@ async fn storm(receiver: Option<&Receiver>) -> (Duration, Option<Duration>) {
         }
         None => None,
     };
-    app.stop().await;
+    node.app.stop().await;
     (raised, announced)
 }

@@ -10,23 +10,18 @@
 //! Needs root (a network namespace of its own, nftables):
 //! `cargo bench --bench respond`.
 
-use std::fmt::Display;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use secmon::App;
-use secmon::config::{Config, Secret};
-use serde_json::{Value, json};
+use serde_json::json;
+
+mod common;
+use common::{Node, ok};
 
 const ATTACKS: usize = 300;
-const PASSWORD: &str = "bench-admin-password";
 const NS: &str = "smbench";
-
-fn ok<T, E: Display>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn sh(args: &[&str]) {
     let status = ok(Command::new(args[0]).args(&args[1..]).status());
@@ -91,37 +86,13 @@ fn main() {
 
 async fn run() {
     let dir = ok(tempfile::tempdir());
-    let rules = dir.path().join("rules");
-    ok(std::fs::create_dir_all(&rules));
-    ok(std::fs::write(
-        rules.join("brute.yml"),
-        "title: Brute\nid: 5d2c6b1a-0e4f-4a7b-9c3d-8e1f2a3b4c5d\nlogsource:\n    product: linux\n\
-         detection:\n    keywords:\n        - brute-marker\n    condition: keywords\nlevel: critical\n",
-    ));
-    let mut cfg = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    (
-        cfg.ports.graphql,
-        cfg.ports.websocket,
-        cfg.ports.metrics,
-        cfg.ports.health,
-    ) = (0, 0, 0, 0);
-    (
-        cfg.ports.syslog_udp,
-        cfg.ports.syslog_tcp,
-        cfg.ports.syslog_tls,
-    ) = (None, None, None);
-    cfg.auth.admin_password = Some(Secret::new(PASSWORD));
-    cfg.auth.rate_limit.burst = 100_000;
-    cfg.detection.builtin = false;
-    cfg.detection.rules = vec![rules];
-    cfg.response = ok(serde_saphyr::from_str(&format!(
-        "enabled: true\nnft: [ip, netns, exec, {NS}, nft]\n\
-         actions: [{{name: block, kind: block, min_severity: critical}}]\n"
-    )));
-    let app = ok(App::start(cfg).await);
+    let node = Node::start(dir.path(), ("brute-marker", "critical"), |cfg| {
+        cfg.response = ok(serde_saphyr::from_str(&format!(
+            "enabled: true\nnft: [ip, netns, exec, {NS}, nft]\n\
+             actions: [{{name: block, kind: block, min_severity: critical}}]\n"
+        )));
+    })
+    .await;
     let (rx, mut child) = monitor();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -135,36 +106,17 @@ async fn run() {
         baseline.push(seen(&rx, &ip) - started);
     }
 
-    let api = app.addrs().graphql;
-    let http = reqwest::Client::new();
-    let v: Value = ok(ok(http
-        .post(format!("http://{api}/graphql"))
-        .json(&json!({"query": "mutation($p: String!) { login(username: \"admin\", password: $p) { accessToken } }", "variables": {"p": PASSWORD}}))
-        .send()
-        .await)
-    .json()
-    .await);
-    let token = v["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let (mut blocked, mut acked) = (Vec::new(), Vec::new());
     for i in 0..ATTACKS {
         let ip = format!("10.200.{}.{}", i / 256, i % 256);
         let body = json!({"message": "brute-marker Failed password for root", "source.ip": ip});
         let started = Instant::now();
-        let resp = ok(http
-            .post(format!("http://{api}/api/v1/ingest"))
-            .bearer_auth(&token)
-            .body(format!("{body}\n"))
-            .send()
-            .await);
-        assert!(resp.status().is_success(), "{}", resp.status());
+        node.ingest(format!("{body}\n")).await;
         acked.push(started.elapsed());
         blocked.push(seen(&rx, &ip) - started);
     }
     let _ = child.kill();
-    app.stop().await;
+    node.app.stop().await;
     percentiles("nft alone", baseline.clone());
     percentiles("event acked", acked);
     percentiles("blocked", blocked.clone());

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::{Node, config};
+use common::{Node, config, eventually, free_port};
 use secmon::config::{Channel, Config};
 use serde_json::{Value, json};
 
@@ -57,21 +57,6 @@ async fn raise_alerts(node: &Node, first: u32, n: u32) {
         .collect();
     let (status, resp) = node.ingest(body).await;
     assert_eq!(status, 200, "{resp}");
-}
-
-async fn eventually<T: std::fmt::Debug, F: Future<Output = (bool, T)>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, seen) = check().await;
-        if ok {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "{what}: last saw {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What an HTTP receiver got.
@@ -355,14 +340,6 @@ async fn an_alert_storm_becomes_a_digest_and_failures_are_retried() {
             .contains("secmon_notification_failures_total{channel=\"soc\"}")
     );
     node.app.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16) {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Node, config};
+use common::{Node, config, eventually, free_port};
 use secmon::config::{Config, Secret};
 use serde_json::{Value, json};
 
@@ -93,22 +93,6 @@ async fn node_alerts(node: &Node) -> BTreeMap<i64, (String, i64)> {
 async fn events_stored(node: &Node) -> i64 {
     let v = node.graphql("{ system { eventsStored } }", json!({})).await;
     v["data"]["system"]["eventsStored"].as_i64().unwrap()
-}
-
-/// Waits until `check` holds, or fails with what it last saw.
-async fn eventually<T: std::fmt::Debug, F: Future<Output = (bool, T)>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, seen) = check().await;
-        if ok {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "{what}: last saw {seen:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 // ---------------------------------------------------------------- Postgres
@@ -627,14 +611,6 @@ fn chown_postgres(path: &Path) {
             .unwrap();
         assert!(status.success());
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn ready(node: &Node) -> Value {

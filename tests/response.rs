@@ -9,9 +9,9 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Node, config};
+use common::{Node, config, eventually};
 use secmon::config::Config;
 use serde_json::{Value, json};
 
@@ -178,21 +178,6 @@ async fn attack(node: &Node, source: IpAddr) {
     );
     let (status, resp) = node.ingest(body).await;
     assert_eq!(status, 200, "{resp}");
-}
-
-async fn eventually<T: std::fmt::Debug, F: Future<Output = (bool, T)>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, seen) = check().await;
-        if ok {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "{what}: last saw {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// An HTTP endpoint recording the JSON bodies posted to it.

@@ -75,38 +75,11 @@ impl Firewall {
         }
     }
 
-    /// Runs `nft` with `script` on stdin.
+    /// Runs `nft -f -` with `script` on stdin.
     async fn nft(&self, script: &str) -> Result<(), String> {
-        let Some((program, args)) = self.config.nft.split_first() else {
-            return Err("response.nft is empty".into());
-        };
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
-                .await
-                .map_err(|e| format!("{program}: {e}"))?;
-        }
-        let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
-            .await
-            .map_err(|_| format!("{program} did not finish in time"))?
-            .map_err(|e| format!("{program}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{program} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        let mut argv = self.config.nft.clone();
+        argv.extend(["-f".to_owned(), "-".to_owned()]);
+        pipe(&argv, script.as_bytes()).await
     }
 
     /// Creates the table afresh (sets and the dropping input chain) and
@@ -167,28 +140,26 @@ impl Firewall {
         }
         let max_duration = chrono::Duration::from_std(self.config.max_block_duration.0)
             .unwrap_or(chrono::Duration::days(7));
+        let origin = if alert_id.is_some() {
+            "alert"
+        } else {
+            "manual"
+        };
         let request = BlockRequest {
             ip,
-            reason,
-            origin: if alert_id.is_some() {
-                "alert"
-            } else {
-                "manual"
-            },
+            reason: reason.to_owned(),
+            origin,
             alert_id,
-            by: &actor.name,
+            by: actor.name.clone(),
             duration,
             max_duration,
             max_active: self.config.max_active_blocks,
         };
-        let store = self.store.clone();
-        let (actor, owned) = (actor.clone(), OwnedRequest::of(&request));
-        let decision =
-            tokio::task::spawn_blocking(move || store.add_decision(&actor, &owned.as_request()))
-                .await
-                .map_err(|e| BlockRefused::Apply(e.to_string()))??;
-        metrics::counter!(metric::RESPONSE_BLOCKS, "origin" => request.origin.to_owned())
-            .increment(1);
+        let (store, actor) = (self.store.clone(), actor.clone());
+        let decision = tokio::task::spawn_blocking(move || store.add_decision(&actor, &request))
+            .await
+            .map_err(|e| BlockRefused::Apply(e.to_string()))??;
+        metrics::counter!(metric::RESPONSE_BLOCKS, "origin" => origin).increment(1);
         if let Err(e) = self.apply(&decision).await {
             // Recorded: the next start (or rebuild) applies it.
             metrics::counter!(metric::RESPONSE_ERRORS, "action" => "block").increment(1);
@@ -224,46 +195,6 @@ impl Firewall {
 fn element(d: &Decision, now: chrono::DateTime<Utc>) -> Option<String> {
     let left = (d.expires_at - now).num_seconds();
     (left > 0).then(|| format!("{} timeout {left}s", d.ip))
-}
-
-/// A [`BlockRequest`] that can cross to a blocking thread.
-struct OwnedRequest {
-    ip: IpAddr,
-    reason: String,
-    origin: String,
-    alert_id: Option<u64>,
-    by: String,
-    duration: chrono::Duration,
-    max_duration: chrono::Duration,
-    max_active: usize,
-}
-
-impl OwnedRequest {
-    fn of(r: &BlockRequest<'_>) -> OwnedRequest {
-        OwnedRequest {
-            ip: r.ip,
-            reason: r.reason.to_owned(),
-            origin: r.origin.to_owned(),
-            alert_id: r.alert_id,
-            by: r.by.to_owned(),
-            duration: r.duration,
-            max_duration: r.max_duration,
-            max_active: r.max_active,
-        }
-    }
-
-    fn as_request(&self) -> BlockRequest<'_> {
-        BlockRequest {
-            ip: self.ip,
-            reason: &self.reason,
-            origin: &self.origin,
-            alert_id: self.alert_id,
-            by: &self.by,
-            duration: self.duration,
-            max_duration: self.max_duration,
-            max_active: self.max_active,
-        }
-    }
 }
 
 /// Whether `action` fires for this alert update: a new alert or one
@@ -348,7 +279,13 @@ impl Responder {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            ActionKind::Command => run_command(&action.command, alert).await,
+            ActionKind::Command => {
+                pipe(
+                    &action.command,
+                    &serde_json::to_vec(alert).unwrap_or_default(),
+                )
+                .await
+            }
             ActionKind::Webhook => match &action.url {
                 Some(url) => fw
                     .http
@@ -382,8 +319,9 @@ impl Responder {
     }
 }
 
-/// Runs `argv` with the alert as JSON on stdin; fails on a non-zero exit.
-async fn run_command(argv: &[String], alert: &AlertSummary) -> Result<(), String> {
+/// Runs `argv` with `input` on stdin; fails on a non-zero exit or after
+/// [`TIMEOUT`], with its stderr.
+async fn pipe(argv: &[String], input: &[u8]) -> Result<(), String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("no command".into());
     };
@@ -396,9 +334,8 @@ async fn run_command(argv: &[String], alert: &AlertSummary) -> Result<(), String
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let json = serde_json::to_vec(alert).unwrap_or_default();
         stdin
-            .write_all(&json)
+            .write_all(input)
             .await
             .map_err(|e| format!("{program}: {e}"))?;
     }

@@ -66,12 +66,13 @@ fn decode(bytes: &[u8]) -> Result<Decision> {
 }
 
 /// What a new block is: who asked, why, and how its length is found.
-pub struct BlockRequest<'a> {
+pub struct BlockRequest {
     pub ip: IpAddr,
-    pub reason: &'a str,
-    pub origin: &'a str,
+    pub reason: String,
+    /// `alert` or `manual`.
+    pub origin: &'static str,
     pub alert_id: Option<u64>,
-    pub by: &'a str,
+    pub by: String,
     /// The first block's length; each earlier offence doubles it.
     pub duration: chrono::Duration,
     pub max_duration: chrono::Duration,
@@ -85,7 +86,7 @@ impl Store {
     pub fn add_decision(
         &self,
         actor: &Actor,
-        req: &BlockRequest<'_>,
+        req: &BlockRequest,
     ) -> std::result::Result<Decision, BlockError> {
         let now = Utc::now();
         let key = req.ip.to_string();
@@ -117,10 +118,10 @@ impl Store {
                 let duration = (req.duration * factor).min(req.max_duration);
                 let decision = Decision {
                     ip: req.ip,
-                    reason: req.reason.to_owned(),
+                    reason: req.reason.clone(),
                     origin: req.origin.to_owned(),
                     alert_id: req.alert_id,
-                    by: req.by.to_owned(),
+                    by: req.by.clone(),
                     created_at: now,
                     expires_at: now + duration,
                     offence,
@@ -224,13 +225,13 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn request(ip: &str) -> BlockRequest<'static> {
+    fn request(ip: &str) -> BlockRequest {
         BlockRequest {
             ip: ip.parse().unwrap(),
-            reason: "brute force",
+            reason: "brute force".into(),
             origin: "alert",
             alert_id: Some(1),
-            by: "block-ssh",
+            by: "block-ssh".into(),
             duration: chrono::Duration::hours(1),
             max_duration: chrono::Duration::hours(3),
             max_active: 2,

@@ -161,6 +161,31 @@ impl Node {
     }
 }
 
+/// Waits (60 s at most) until `check` holds; fails with what it last saw.
+pub async fn eventually<T: std::fmt::Debug, F: Future<Output = (bool, T)>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, seen) = check().await;
+        if ok {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: last saw {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP port free on 127.0.0.1 now (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Logs in over GraphQL; the access token.
 pub async fn login(
     http: &reqwest::Client,
