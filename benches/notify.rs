@@ -110,6 +110,11 @@ async fn storm(receiver: Option<&Receiver>) -> (Duration, Option<Duration>) {
         node.ingest(body).await;
     }
     let raised = started.elapsed();
+    assert_eq!(
+        node.newest_alert().await,
+        u64::from(ALERTS),
+        "one alert per event"
+    );
     let announced = match receiver {
         Some(r) => {
             let deadline = Instant::now() + Duration::from_secs(300);

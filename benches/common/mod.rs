@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each bench uses part of it
 //! What the end-to-end benches share: a real node on free ports with one
 //! keyword rule, logged in as admin.
 
@@ -37,7 +38,7 @@ impl Node {
             format!(
                 "title: Bench {keyword}\nid: 6a1e1c3e-6d1f-4b0e-9a53-3c1f7e9b2d10\n\
                  logsource:\n    product: linux\ndetection:\n    keywords:\n        - {keyword}\n\
-                 condition: keywords\nlevel: {level}\n"
+                 \x20   condition: keywords\nlevel: {level}\n"
             ),
         ));
         let mut cfg = Config {
@@ -75,6 +76,24 @@ impl Node {
             http,
             token,
         }
+    }
+
+    /// The id of the newest alert (panics without one: the bench would
+    /// measure nothing).
+    pub async fn newest_alert(&self) -> u64 {
+        let v: Value = ok(ok(self
+            .http
+            .post(format!("http://{}/graphql", self.api))
+            .bearer_auth(&self.token)
+            .json(&json!({"query": "{ alerts(first: 1) { edges { node { id } } } }"}))
+            .send()
+            .await)
+        .json()
+        .await);
+        v["data"]["alerts"]["edges"][0]["node"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no alert was raised: {v}"))
     }
 
     /// Posts NDJSON to the ingest API; returns once it is acknowledged.
