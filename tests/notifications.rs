@@ -213,30 +213,32 @@ async fn webhook_slack_and_teams_get_signed_formatted_messages() {
     );
     assert!(receiver.on("/critical").is_empty(), "below its severity");
 
-    // Every delivery is listed with its state; a test send goes out and is audited.
-    let v = node
-        .graphql(
-            "{ notifications(first: 10) { edges { node { channel alertId state attempts event } } } }",
-            json!({}),
-        )
-        .await;
-    let states: BTreeSet<(String, String)> = v["data"]["notifications"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["node"]["channel"].as_str().unwrap().to_owned(),
-                e["node"]["state"].as_str().unwrap().to_owned(),
+    // Every delivery is listed with its state (recorded just after the
+    // receiver answered); a test send goes out and is audited.
+    let sent: BTreeSet<(String, String)> = [("slack", "SENT"), ("soc", "SENT"), ("teams", "SENT")]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into();
+    eventually("every delivery recorded as sent", || async {
+        let v = node
+            .graphql(
+                "{ notifications(first: 10) { edges { node { channel alertId state attempts event } } } }",
+                json!({}),
             )
-        })
-        .collect();
-    assert_eq!(
-        states,
-        [("slack", "SENT"), ("soc", "SENT"), ("teams", "SENT")]
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .into()
-    );
+            .await;
+        let states: BTreeSet<(String, String)> = v["data"]["notifications"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["node"]["channel"].as_str().unwrap().to_owned(),
+                    e["node"]["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (states == sent, states)
+    })
+    .await;
     let v = node
         .graphql(
             "mutation { testNotificationChannel(name: \"slack\") { ok error } }",
