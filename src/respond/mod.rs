@@ -40,8 +40,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Replicate(#[from] replicate::Error),
-    #[error("response.actions[{name}]: {reason}")]
-    Action { name: String, reason: String },
+    #[error("the webhook client: {0}")]
+    Http(String),
 }
 
 /// Blocks and unblocks: the nftables table secmon owns.
@@ -368,11 +368,11 @@ pub async fn start(
     }
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(
-            crate::tls::client_config(None).map_err(|e| Error::Nft(e.to_string()))?,
+            crate::tls::client_config(None).map_err(|e| Error::Http(e.to_string()))?,
         )
         .timeout(TIMEOUT)
         .build()
-        .map_err(|e| Error::Nft(e.to_string()))?;
+        .map_err(|e| Error::Http(e.to_string()))?;
     let firewall = Arc::new(Firewall {
         config: config.response.clone(),
         store: store.clone(),
