@@ -238,37 +238,21 @@ impl App {
             })??
         };
         // Before the writer: everything it commits goes to the outbox.
-        let head = replicate::enable_outbox(&config, &store, &replication).await?;
-        let fleet = match &head {
-            Some(head) => {
-                replicate::start(
-                    &config,
-                    &store,
-                    (progress.clone(), head.clone()),
-                    &replication,
-                    (&tasks, &shutdown),
-                )
-                .await?
-            }
-            None => None,
-        };
-        let notifier = notify::start(
+        let head = replicate::enable_outbox(&config, &store).await?;
+        let fleet = replicate::start(
             &config,
             &store,
-            head.as_ref(),
+            (progress.clone(), head.clone()),
             &replication,
             (&tasks, &shutdown),
         )
         .await?;
-        ready_tx_notify.send_replace(notifier.clone());
-        let firewall = crate::respond::start(
-            &config,
-            &store,
-            head.as_ref(),
-            &replication,
-            (&tasks, &shutdown),
-        )
-        .await?;
+        let notifier =
+            notify::start(&config, &store, &head, &replication, (&tasks, &shutdown)).await?;
+        ready_tx_notify.send_replace(Some(notifier.clone()));
+        let firewall =
+            crate::respond::start(&config, &store, &head, &replication, (&tasks, &shutdown))
+                .await?;
 
         let (detection, loaded_rules) = if config.detection.enabled {
             let (cfg, store) = (config.detection.clone(), store.clone());
@@ -402,7 +386,7 @@ impl App {
             started,
             rules,
             fleet,
-            notifier,
+            notifier: Some(notifier),
             firewall,
         });
         let schema = api::graphql::schema(state);

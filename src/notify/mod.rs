@@ -323,13 +323,10 @@ fn stored_form(channel: &Channel) -> Vec<u8> {
 pub async fn start(
     config: &Config,
     store: &Store,
-    head: Option<&watch::Receiver<u64>>,
+    head: &watch::Receiver<u64>,
     status: &replicate::Status,
     (tasks, shutdown): (&TaskTracker, &CancellationToken),
-) -> Result<Option<Arc<Notifier>>, Error> {
-    let Some(head) = head else {
-        return Ok(None);
-    };
+) -> Result<Arc<Notifier>, Error> {
     let stored = {
         let store = store.clone();
         blocking(move || store.stored_channels())
@@ -381,7 +378,7 @@ pub async fn start(
         config.notifications.keep_days,
         shutdown.clone(),
     ));
-    Ok(Some(notifier))
+    Ok(notifier)
 }
 
 /// A token bucket of messages per minute.

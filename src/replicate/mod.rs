@@ -142,11 +142,6 @@ impl Status {
         }
     }
 
-    /// Something reads the outbox: it must be written.
-    pub fn outbox_needed(&self) -> bool {
-        !self.consumers.is_empty()
-    }
-
     /// Postgres or Redis is configured.
     pub fn is_enabled(&self) -> bool {
         !self.sinks.is_empty()
@@ -178,17 +173,11 @@ impl Status {
 /// What the fleet view reads, when Postgres is configured.
 pub type Fleet = postgres::Fleet;
 
-/// Turns the outbox on when something reads it; the receiver of its head.
-pub async fn enable_outbox(
-    config: &Config,
-    store: &Store,
-    status: &Status,
-) -> Result<Option<watch::Receiver<u64>>, Error> {
-    if !status.outbox_needed() {
-        return Ok(None);
-    }
+/// Turns the outbox on (the notification dispatcher always reads it); the
+/// receiver of its head.
+pub async fn enable_outbox(config: &Config, store: &Store) -> Result<watch::Receiver<u64>, Error> {
     let (store, max) = (store.clone(), config.replication.outbox_max_entries);
-    Ok(Some(blocking(move || store.enable_outbox(max)).await?))
+    Ok(blocking(move || store.enable_outbox(max)).await?)
 }
 
 /// Starts the heartbeat and one task per sink. Returns the fleet view when

@@ -359,7 +359,7 @@ async fn pipe(argv: &[String], input: &[u8]) -> Result<(), String> {
 pub async fn start(
     config: &Config,
     store: &Store,
-    head: Option<&watch::Receiver<u64>>,
+    head: &watch::Receiver<u64>,
     status: &replicate::Status,
     (tasks, shutdown): (&TaskTracker, &CancellationToken),
 ) -> Result<Option<Arc<Firewall>>, Error> {
@@ -382,7 +382,7 @@ pub async fn start(
         let reapplied = firewall.rebuild().await?;
         tracing::info!(table = %config.response.nft_table, reapplied, "nftables block set ready");
     }
-    if let Some(head) = head.filter(|_| !config.response.actions.is_empty()) {
+    if !config.response.actions.is_empty() {
         let responder = Responder {
             firewall: firewall.clone(),
         };
