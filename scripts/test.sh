@@ -9,6 +9,9 @@
 # Alertmanager (unpacked from its Debian package) and aiosmtpd; the active
 # response tests nftables and iproute2 (network namespaces, as root). openssl runs
 # scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
+# Then the otlp feature's test, and the deployment assets: Compose, Kubernetes
+# and Helm (validators installed into .tools/ by their scripts), the Debian
+# package built and checked in a throwaway root (as root).
 # Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -156,11 +159,37 @@ ensure_es_client
 ensure_senders
 ensure_notification_peers
 
+ensure_otlp_receiver() {
+    # tests/otlp.rs decodes the exported spans with the official protobuf
+    # definitions.
+    if ! python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+        say "installing opentelemetry-proto (OTLP receiver for tests/otlp.rs)"
+        python3 -m pip install --quiet --disable-pip-version-check 'opentelemetry-proto>=1.30,<2' \
+            || die "cannot install opentelemetry-proto (pip)"
+    fi
+}
+ensure_otlp_receiver
+
 say "running the tests"
 export SECMON_REQUIRE_PROMTOOL=1
 export SECMON_REQUIRE_OPENSSL=1
 if command -v cargo-nextest >/dev/null; then
     cargo nextest run --no-fail-fast "$@"
+    say "OpenTelemetry export (cargo feature otlp)"
+    cargo nextest run --features otlp --test otlp
 else
     cargo test --no-fail-fast "$@"
+    say "OpenTelemetry export (cargo feature otlp)"
+    cargo test --features otlp --test otlp
 fi
+
+# The deployment assets, each checked by the best tools that run here
+# (docs/DEPLOYMENT.md says what each proves and what it cannot).
+say "Docker Compose and Dockerfile (scripts/check-compose.sh)"
+scripts/check-compose.sh
+say "Kubernetes manifests and Helm chart (scripts/check-k8s.sh)"
+scripts/check-k8s.sh
+say "Debian package and systemd unit (scripts/package-deb.sh --check --profile dev)"
+# The dev profile: the tests built it already, a release build would take
+# ~16 minutes here; the package is the same but for the binary's speed.
+scripts/package-deb.sh --check --profile dev

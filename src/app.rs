@@ -465,6 +465,10 @@ impl App {
             startup_ms = started.elapsed().as_millis() as u64,
             "secmon started"
         );
+        crate::systemd::ready(&format!(
+            "serving: api {}, {} events stored",
+            addrs.graphql, stats.events
+        ));
         Ok(App {
             addrs,
             node_id: store.node_id(),
@@ -489,8 +493,30 @@ impl App {
 
     /// Waits until shutdown is requested, then drains everything: in-flight
     /// requests finish, queued batches are committed, the index is committed.
+    /// Under a systemd watchdog, a keep-alive goes out every half period
+    /// while the writer and indexer threads run.
     pub async fn run_until_stopped(self) {
-        self.shutdown.cancelled().await;
+        match crate::systemd::watchdog_interval() {
+            Some(period) => {
+                let mut tick = tokio::time::interval(period);
+                let mut withheld = false;
+                loop {
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            if self.threads.iter().all(|t| !t.is_finished()) {
+                                crate::systemd::keep_alive();
+                            } else if !withheld {
+                                withheld = true;
+                                tracing::error!("a pipeline thread has stopped: no more watchdog keep-alives, systemd will restart secmon");
+                            }
+                        }
+                    }
+                }
+            }
+            None => self.shutdown.cancelled().await,
+        }
+        crate::systemd::stopping();
         tracing::info!("shutting down");
         self.tasks.close();
         self.tasks.wait().await;

@@ -18,6 +18,7 @@
 //! - [`offline`]: import, search, index rebuild without a daemon.
 //! - [`control`]: the control socket through which the CLI reaches a daemon.
 //! - [`app`]: wires the pipeline together and owns shutdown.
+//! - [`systemd`]: readiness, status and watchdog for `Type=notify` services.
 
 pub mod api;
 pub mod app;
@@ -34,6 +35,7 @@ pub mod parse;
 pub mod replicate;
 pub mod respond;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod tls;
 
@@ -44,4 +46,17 @@ pub use app::App;
 pub fn install_crypto_provider() {
     // Err means a provider is already installed: fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An error and its sources, `: `-separated: what a TLS or connection
+/// failure really was is often three levels down.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -63,6 +63,14 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Probe a running daemon's liveness (for container health checks, which
+    /// have no curl): exit 0 when the URL answers 200, 1 otherwise.
+    Health {
+        /// What to probe; `/ready` instead of `/health` asks for readiness.
+        /// Default: http://127.0.0.1:$HEALTH_PORT/health (port 8080 when unset).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Check the port plan against the deployment rules (exit 1 on a violation).
     ValidatePorts {
         /// development or production (default: $ENVIRONMENT, else development).
@@ -339,6 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
+        Command::Health { url } => health(url),
         Command::ValidatePorts {
             environment,
             config,
@@ -607,6 +616,37 @@ fn load(
     Err(ExitCode::from(EXIT_CONFIG))
 }
 
+fn health(url: Option<String>) -> anyhow::Result<ExitCode> {
+    let url = url.unwrap_or_else(|| {
+        let port = std::env::var("HEALTH_PORT")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "8080".into());
+        format!("http://127.0.0.1:{port}/health")
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let answer = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        client.get(&url).send().await
+    });
+    match answer {
+        Ok(resp) if resp.status().is_success() => Ok(ExitCode::SUCCESS),
+        Ok(resp) => {
+            eprintln!("secmon health: {url} answered {}", resp.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("secmon health: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -621,8 +661,10 @@ fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             token.cancel();
         });
         app.run_until_stopped().await;
-        Ok(ExitCode::SUCCESS)
-    })
+        Ok::<_, anyhow::Error>(())
+    })?;
+    secmon::telemetry::shutdown();
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() {

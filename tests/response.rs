@@ -38,15 +38,21 @@ struct Netns {
 
 impl Netns {
     fn create() -> Netns {
-        let net = 100 + (std::process::id() % 100) as u8;
+        // Tests run in parallel processes: the first free number is ours
+        // (`ip netns add` fails on an existing name).
+        let start = std::process::id() % 100;
+        let net = (0..100)
+            .map(|i| 100 + ((start + i) % 100) as u8)
+            .find(|net| {
+                Command::new("ip")
+                    .args(["netns", "add", &format!("smt{net}")])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .expect("no free network namespace smt100..smt199 (left by interrupted runs? ip netns del them)");
         let name = format!("smt{net}");
-        // A namespace left by an interrupted run.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
         let (host, inner) = (format!("smh{net}"), format!("smn{net}"));
-        run(&["ip", "netns", "add", &name]);
         let ns = Netns {
             name: name.clone(),
             net,

@@ -17,7 +17,7 @@ use crate::store::indexer::Progress;
 /// Readiness as the app learns it: `None` until the store is open.
 pub type ReadyState = watch::Receiver<Option<Arc<Progress>>>;
 
-/// The notification channels, once started (`None`: none configured).
+/// The notification dispatcher, once started (`None` while starting).
 pub type NotifyState = watch::Receiver<Option<Arc<crate::notify::Notifier>>>;
 
 pub fn router(

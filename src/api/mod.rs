@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use ulid::Ulid;
 
 use crate::config::Environment;
@@ -89,8 +90,16 @@ pub async fn track(server: &'static str, req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
-    let response = next.run(req).await;
+    let span = tracing::info_span!(
+        "request",
+        server,
+        method = %req.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16().to_string();
+    span.record("status", status.as_str());
     ::metrics::histogram!(metric::HTTP_REQUEST_SECONDS, "server" => server, "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
     ::metrics::counter!(metric::HTTP_REQUESTS, "server" => server, "route" => route, "status" => status)

@@ -73,6 +73,7 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigErrors> {
         }
     }
     merge(&mut tree, env_layer(opts, &mut problems));
+    super::vault::resolve(&mut tree, opts, &mut problems);
 
     if !problems.is_empty() {
         return Err(ConfigErrors { problems });
@@ -107,7 +108,7 @@ fn config_dir(opts: &LoadOptions, problems: &mut Vec<Problem>) -> Option<PathBuf
             "environment variable SECMON_CONFIG_DIR".to_string(),
         ),
         _ => {
-            let default = PathBuf::from("./config");
+            let default = PathBuf::from(super::types::DEFAULT_CONFIG_DIR);
             return default.is_dir().then_some(default);
         }
     };

@@ -2,7 +2,8 @@
 //! defaults -> `config.yaml` -> `ports.yaml` -> `services.yaml` ->
 //! `<environment>.yaml` -> environment variables, with `${VAR:-default}`
 //! substituted per value), semantic checks ([`validate`]) and the port plan
-//! rules of `secmon validate-ports` ([`ports`]).
+//! rules of `secmon validate-ports` ([`ports`]); `vault:` references in any
+//! value are read from Vault at load ([`vault`]).
 //!
 //! Every stage reports all the problems it finds at once, each naming where
 //! it comes from (file or variable), the dotted key and what to do.
@@ -13,6 +14,7 @@ mod load;
 mod ports;
 mod types;
 mod validate;
+mod vault;
 
 pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};

@@ -149,12 +149,27 @@ pub struct Config {
     pub exposure: Exposure,
 }
 
+/// The data directory when none is configured. Packages build with
+/// `SECMON_DEFAULT_DATA_DIR=/var/lib/secmon` so the installed CLI finds the
+/// daemon's data without flags.
+pub const DEFAULT_DATA_DIR: &str = match option_env!("SECMON_DEFAULT_DATA_DIR") {
+    Some(dir) => dir,
+    None => "./data",
+};
+
+/// The config directory used when present and none is given (packages:
+/// `SECMON_DEFAULT_CONFIG_DIR=/etc/secmon`).
+pub const DEFAULT_CONFIG_DIR: &str = match option_env!("SECMON_DEFAULT_CONFIG_DIR") {
+    Some(dir) => dir,
+    None => "./config",
+};
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             environment: Environment::Development,
             node_name: None,
-            data_dir: PathBuf::from("./data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             bind_address: Environment::Development.default_bind_address(),
             ports: Ports::default(),
             tls: Tls::default(),
@@ -706,9 +721,9 @@ pub struct Retention {
     /// Events are deleted oldest first while the store and index use more.
     pub max_disk_bytes: Option<u64>,
     /// Alerts last seen longer ago than this are deleted; they outlive
-    /// their events by default (`180d`).
+    /// their events; unset: kept.
     pub alerts_max_age: Option<Span>,
-    /// How often retention runs.
+    /// How often retention runs and the storage and disk gauges are updated.
     pub check_interval_seconds: u64,
 }
 

@@ -41,6 +41,7 @@ pub fn router(
     node_id: Ulid,
     max_body_bytes: usize,
 ) -> Router {
+    super::count_from_zero(SOURCE, false);
     Router::new()
         .route("/", get(info))
         .route("/_bulk", post(bulk_default).put(bulk_default))

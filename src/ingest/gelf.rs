@@ -166,6 +166,7 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, DatagramError> {
 
 /// Receives GELF datagrams until `shutdown`.
 pub async fn serve_udp(socket: UdpSocket, gelf: Arc<Listener>, shutdown: CancellationToken) {
+    super::count_from_zero(gelf.source, true);
     let mut buf = vec![0u8; 65_535];
     let mut chunks = Chunks::default();
     let mut batch = Vec::with_capacity(BATCH);

@@ -84,6 +84,7 @@ pub fn parse_body(body: &[u8]) -> Parsed {
 }
 
 pub fn router(writer: WriterHandle, max_body_bytes: usize) -> Router {
+    super::count_from_zero(SOURCE, false);
     Router::new()
         .route("/api/v1/ingest", post(ingest))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -44,6 +44,19 @@ impl Refused {
     }
 }
 
+/// Registers a source's counters at zero when it starts, so a rate or an
+/// increase sees its first event, refusal or loss. `lossy`: the source
+/// drops what a full queue refuses (datagrams), else it answers 429.
+pub fn count_from_zero(source: &'static str, lossy: bool) {
+    metrics::counter!(metric::EVENTS_RECEIVED, "source" => source).increment(0);
+    metrics::counter!(metric::EVENTS_REJECTED, "source" => source).increment(0);
+    if lossy {
+        metrics::counter!(metric::EVENTS_DROPPED, "source" => source).increment(0);
+    } else {
+        metrics::counter!(metric::INGEST_THROTTLED, "source" => source).increment(0);
+    }
+}
+
 /// Queues `events` without waiting for room, then waits for their commit:
 /// how the request/response sources (HTTP ingest, `_bulk`) submit.
 pub async fn commit(
@@ -136,6 +149,7 @@ impl Listener {
         F: Fn(TcpStream, SocketAddr, Arc<Listener>, CancellationToken) -> Fut,
         Fut: Future<Output = std::io::Result<()>> + Send + 'static,
     {
+        count_from_zero(self.source, true);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -34,6 +34,7 @@ const MAX_LEN_DIGITS: usize = 10;
 
 /// Receives datagrams until `shutdown`.
 pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Listener>, shutdown: CancellationToken) {
+    super::count_from_zero(syslog.source, true);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut batch = Vec::with_capacity(BATCH);
     loop {

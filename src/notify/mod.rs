@@ -432,6 +432,8 @@ async fn send_loop(
 ) {
     let shutdown = channel.stop.clone();
     let name = channel.sender.config.name.clone();
+    // From zero, so the first failure shows as an increase.
+    metrics::counter!(metric::NOTIFICATION_FAILURES, "channel" => name.clone()).increment(0);
     let mut bucket = Bucket::new(channel.sender.config.max_messages_per_minute);
     let mut backoff = Backoff::new(
         Duration::from_millis(cfg.retry_initial_ms),

@@ -422,6 +422,9 @@ async fn run<S: Sink>(
     shutdown: CancellationToken,
 ) {
     let name = S::NAME;
+    // From zero, so the first failure shows as an increase.
+    metrics::counter!(metric::REPLICATION_ERRORS, "sink" => name).increment(0);
+    metrics::counter!(metric::REPLICATION_ROWS, "sink" => name).increment(0);
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let latest = *head.borrow_and_update();

@@ -159,14 +159,7 @@ enum DbError {
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
-    use std::error::Error as _;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let mut text = crate::error_chain(e);
     if text.contains("invalid peer certificate") {
         text.push_str(
             " (the server's certificate is not trusted: give its CA as sslrootcert=<file> in DATABASE_URL)",

@@ -382,6 +382,14 @@ pub async fn start(
         let reapplied = firewall.rebuild().await?;
         tracing::info!(table = %config.response.nft_table, reapplied, "nftables block set ready");
     }
+    // From zero, so the first block or failure shows as an increase.
+    for origin in ["alert", "manual"] {
+        metrics::counter!(metric::RESPONSE_BLOCKS, "origin" => origin).increment(0);
+    }
+    for action in &config.response.actions {
+        let kind = format!("{:?}", action.kind).to_lowercase();
+        metrics::counter!(metric::RESPONSE_ERRORS, "action" => kind).increment(0);
+    }
     if !config.response.actions.is_empty() {
         let responder = Responder {
             firewall: firewall.clone(),

@@ -244,6 +244,8 @@ pub fn spawn(
 
 impl Indexer {
     fn run(&mut self) {
+        // From zero, so the first failure shows as an increase.
+        metrics::counter!(metric::INDEX_ERRORS).increment(0);
         loop {
             if let Err(e) = self.catch_up() {
                 tracing::error!(error = %e, "indexing failed; retrying");

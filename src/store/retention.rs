@@ -119,7 +119,24 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Runs retention every `check_interval_seconds` until `shutdown`.
+/// Sets the storage gauges: the redb file and the index directory, and
+/// the free and total space of the data directory's filesystem.
+fn report_usage(data_dir: &Path) {
+    let store = std::fs::metadata(data_dir.join(super::DB_FILE)).map_or(0, |m| m.len());
+    metrics::gauge!(metric::STORAGE_BYTES, "part" => "store").set(store as f64);
+    let index = dir_bytes(&data_dir.join("index"));
+    metrics::gauge!(metric::STORAGE_BYTES, "part" => "index").set(index as f64);
+    match fs4::statvfs(data_dir) {
+        Ok(fs) => {
+            metrics::gauge!(metric::DISK_FREE).set(fs.available_space() as f64);
+            metrics::gauge!(metric::DISK_TOTAL).set(fs.total_space() as f64);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot stat the data directory's filesystem"),
+    }
+}
+
+/// Every `check_interval_seconds` until `shutdown`: the storage gauges,
+/// then retention when a limit is set.
 pub async fn run(
     store: Store,
     data_dir: std::path::PathBuf,
@@ -127,15 +144,19 @@ pub async fn run(
     progress: Arc<Progress>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    if cfg.events_max_age.is_none() && cfg.max_disk_bytes.is_none() && cfg.alerts_max_age.is_none()
-    {
-        return;
-    }
+    let limited = cfg.events_max_age.is_some()
+        || cfg.max_disk_bytes.is_some()
+        || cfg.alerts_max_age.is_some();
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.check_interval_seconds.max(1)));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        let dir = data_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || report_usage(&dir)).await;
+        if !limited {
+            continue;
         }
         let (store, dir, cfg, progress) = (
             store.clone(),

@@ -124,6 +124,10 @@ pub fn spawn(
     detection: Option<Detection>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+    metrics::gauge!(metric::WRITE_QUEUE_CAPACITY).set(rx.max_capacity() as f64);
+    // From zero, so a stall or the first failure shows in rates and increases.
+    metrics::counter!(metric::EVENTS_STORED).increment(0);
+    metrics::counter!(metric::COMMIT_ERRORS).increment(0);
     let thread = std::thread::Builder::new()
         .name("secmon-writer".into())
         .spawn(move || {
@@ -193,6 +197,7 @@ fn run(
         {
             stale_windows = true;
         }
+        metrics::gauge!(metric::WRITE_QUEUE).set(rx.len() as f64);
         if let Some(mut new) = reload {
             if let Some(old) = &detection {
                 new.detector.take_state_of(&old.detector);
@@ -233,6 +238,7 @@ fn commit(
         checkpoints,
         waiting,
     } = batch;
+    let _span = tracing::info_span!("batch", events = events.len()).entered();
     let (updates, dedup_window) = match detection {
         Some(d) => {
             let started = Instant::now();

@@ -37,6 +37,12 @@ pub const NOTIFICATION_FAILURES: &str = "secmon_notification_failures_total";
 pub const NOTIFICATIONS_PENDING: &str = "secmon_notifications_pending";
 pub const RESPONSE_BLOCKS: &str = "secmon_response_blocks_total";
 pub const RESPONSE_ERRORS: &str = "secmon_response_errors_total";
+pub const WRITE_QUEUE: &str = "secmon_write_queue_batches";
+pub const WRITE_QUEUE_CAPACITY: &str = "secmon_write_queue_capacity_batches";
+pub const STORAGE_BYTES: &str = "secmon_storage_bytes";
+pub const DISK_FREE: &str = "secmon_disk_free_bytes";
+pub const DISK_TOTAL: &str = "secmon_disk_total_bytes";
+pub const BUILD_INFO: &str = "secmon_build_info";
 
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -126,6 +132,31 @@ pub(super) fn describe() {
     describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per group commit");
     describe_counter!(COMMIT_ERRORS, "Failed group commits");
     describe_gauge!(
+        WRITE_QUEUE,
+        Unit::Count,
+        "Batches waiting for the writer after its last commit"
+    );
+    describe_gauge!(
+        WRITE_QUEUE_CAPACITY,
+        Unit::Count,
+        "Batches the write queue holds (ingest.queue_capacity); past it ingest answers 429 or drops datagrams"
+    );
+    describe_gauge!(
+        STORAGE_BYTES,
+        Unit::Bytes,
+        "Size on disk, by part (store: the redb file, index: the tantivy directory)"
+    );
+    describe_gauge!(
+        DISK_FREE,
+        Unit::Bytes,
+        "Bytes available to secmon on the data directory's filesystem"
+    );
+    describe_gauge!(
+        DISK_TOTAL,
+        Unit::Bytes,
+        "Size of the data directory's filesystem"
+    );
+    describe_gauge!(
         INDEX_LAG,
         Unit::Count,
         "Events stored but not yet searchable"
@@ -143,6 +174,10 @@ pub(super) fn describe() {
     describe_counter!(
         CACHE_REQUESTS,
         "Cache look-ups, by cache and result (hit, miss)"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the running secmon's version in the version label"
     );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by server, route and status");
     describe_histogram!(
