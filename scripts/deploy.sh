@@ -83,6 +83,9 @@ if docker compose version >/dev/null 2>&1; then
     compose=(docker compose)
 elif command -v docker-compose >/dev/null; then
     compose=(docker-compose)
+elif [ -n "$dry_run" ] && [ -x .tools/compose-check/compose ]; then
+    # A dry run only validates: the Compose binary scripts/check-compose.sh installed will do.
+    compose=("$PWD/.tools/compose-check/compose")
 else
     die "Docker Compose is missing: install the compose plugin (Debian/Ubuntu: apt install docker-compose-plugin from Docker's repository)"
 fi
