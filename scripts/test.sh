@@ -29,6 +29,27 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# unpack_deb PACKAGE: Debian's package unpacked into .tools/ (its programs
+# on PATH from there, never installed or started as a service).
+unpack_deb() {
+    say "fetching $1 (Debian package, unpacked into .tools/)"
+    command -v apt-get >/dev/null || die "apt-get is missing: put $1's programs on PATH by hand"
+    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq "$1" >/dev/null)
+    mkdir -p .tools
+    dpkg -x "$tmp/$1"_*.deb .tools
+    rm -rf "$tmp"
+}
+
+# pip_ensure MODULE REQUIREMENT: pip-installs REQUIREMENT unless python3
+# imports MODULE already.
+pip_ensure() {
+    python3 -c "import $1" 2>/dev/null && return
+    say "installing $2 (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check "$2" || die "cannot install $2 (pip)"
+}
+
 ensure_postgres() {
     # The server binaries too: tests/replication.rs runs a cluster of its
     # own (initdb, pg_ctl) that it stops and starts.
@@ -58,28 +79,14 @@ ensure_redis() {
 }
 
 ensure_promtool() {
-    local tools=.tools
-    if [ ! -x "$tools/usr/bin/promtool" ]; then
-        say "fetching promtool (Debian package prometheus, unpacked into $tools/)"
-        command -v apt-get >/dev/null || die "apt-get is missing: put promtool on PATH by hand"
-        [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
-        local tmp; tmp=$(mktemp -d)
-        (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
-        mkdir -p "$tools"
-        dpkg -x "$tmp"/prometheus_*.deb "$tools"
-        rm -rf "$tmp"
-    fi
-    export PATH="$PWD/$tools/usr/bin:$PATH"
+    [ -x .tools/usr/bin/promtool ] || unpack_deb prometheus
+    export PATH="$PWD/.tools/usr/bin:$PATH"
     promtool --version >/dev/null || die "promtool does not run"
 }
 
 ensure_es_client() {
     # The real Elasticsearch client library, to test the _bulk surface.
-    if ! python3 -c 'import elasticsearch' 2>/dev/null; then
-        say "installing the elasticsearch Python client"
-        python3 -m pip install --quiet --disable-pip-version-check 'elasticsearch>=8,<9' \
-            || die "cannot install the elasticsearch Python client (pip)"
-    fi
+    pip_ensure elasticsearch 'elasticsearch>=8,<9'
 }
 
 ensure_senders() {
@@ -96,46 +103,24 @@ ensure_senders() {
         say "installing ${missing[*]}"
         apt_install "${missing[@]}"
     fi
-    if ! python3 -c 'import graypy' 2>/dev/null; then
-        say "installing the graypy GELF client"
-        python3 -m pip install --quiet --disable-pip-version-check 'graypy>=2,<3' \
-            || die "cannot install graypy (pip)"
-    fi
-    if ! python3 -c 'import gql.transport.websockets' 2>/dev/null; then
-        say "installing the gql GraphQL client"
-        python3 -m pip install --quiet --disable-pip-version-check 'gql[websockets]>=3.5,<5' \
-            || die "cannot install gql (pip)"
-    fi
+    pip_ensure graypy 'graypy>=2,<3'
+    pip_ensure gql.transport.websockets 'gql[websockets]>=3.5,<5'
 }
 
 ensure_notification_peers() {
     # Real receivers for the notification tests: Prometheus Alertmanager
     # (Debian package prometheus-alertmanager, unpacked into .tools/, never
     # started as a service) and aiosmtpd (an SMTP server, with STARTTLS).
-    local tools=.tools
-    if [ ! -x "$tools/usr/bin/prometheus-alertmanager" ]; then
-        say "fetching Alertmanager (Debian package prometheus-alertmanager, unpacked into $tools/)"
-        command -v apt-get >/dev/null || die "apt-get is missing: put prometheus-alertmanager on PATH by hand"
-        [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
-        local tmp; tmp=$(mktemp -d)
-        (cd "$tmp" && apt-get download -qq prometheus-alertmanager >/dev/null)
-        mkdir -p "$tools"
-        dpkg -x "$tmp"/prometheus-alertmanager_*.deb "$tools"
-        rm -rf "$tmp"
-    fi
-    export PATH="$PWD/$tools/usr/bin:$PATH"
+    [ -x .tools/usr/bin/prometheus-alertmanager ] || unpack_deb prometheus-alertmanager
+    export PATH="$PWD/.tools/usr/bin:$PATH"
     prometheus-alertmanager --version >/dev/null 2>&1 || die "prometheus-alertmanager does not run"
     # Debian's build reads its templates from this fixed path.
     local templates=/usr/share/prometheus/alertmanager
     if [ ! -f "$templates/default.tmpl" ]; then
-        mkdir -p "$templates" && cp "$tools$templates"/*.tmpl "$templates"/ \
+        mkdir -p "$templates" && cp ".tools$templates"/*.tmpl "$templates"/ \
             || die "cannot install the Alertmanager templates into $templates"
     fi
-    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
-        say "installing aiosmtpd (SMTP server for the email tests)"
-        python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2' \
-            || die "cannot install aiosmtpd (pip)"
-    fi
+    pip_ensure aiosmtpd 'aiosmtpd>=1.4,<2'
 }
 
 ensure_firewall() {
@@ -159,16 +144,8 @@ ensure_es_client
 ensure_senders
 ensure_notification_peers
 
-ensure_otlp_receiver() {
-    # tests/otlp.rs decodes the exported spans with the official protobuf
-    # definitions.
-    if ! python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
-        say "installing opentelemetry-proto (OTLP receiver for tests/otlp.rs)"
-        python3 -m pip install --quiet --disable-pip-version-check 'opentelemetry-proto>=1.30,<2' \
-            || die "cannot install opentelemetry-proto (pip)"
-    fi
-}
-ensure_otlp_receiver
+# tests/otlp.rs decodes the exported spans with the official protobuf definitions.
+pip_ensure opentelemetry.proto.collector.trace.v1.trace_service_pb2 'opentelemetry-proto>=1.30,<2'
 
 say "running the tests"
 export SECMON_REQUIRE_PROMTOOL=1

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::{Node, config, eventually, free_port};
+use common::{Node, config_with_rule, eventually, free_port, keyword_rule};
 use secmon::config::{Channel, Config};
 use serde_json::{Value, json};
 
@@ -25,20 +25,11 @@ const RULE_ID: &str = "0b7c5e2a-9d41-4f3e-8a6b-1c2d3e4f5a6b";
 /// A node whose only rule raises a high alert per source IP of an event
 /// carrying `notify-marker`, with `channels`.
 fn node_config(dir: &Path, channels: &str) -> Config {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("marker.yml"),
-        format!(
-            "title: Notify Marker\nid: {RULE_ID}\nlogsource:\n    product: linux\n\
-             detection:\n    keywords:\n        - notify-marker\n    condition: keywords\n\
-             level: high\ntags:\n    - attack.t1110\n"
-        ),
-    )
-    .unwrap();
-    let mut cfg = config(&dir.join("data"));
-    cfg.detection.builtin = false;
-    cfg.detection.rules = vec![rules];
+    let mut cfg = config_with_rule(
+        dir,
+        &(keyword_rule("Notify Marker", RULE_ID, "notify-marker", "high")
+            + "tags:\n    - attack.t1110\n"),
+    );
     cfg.replication.retry_initial_ms = 50;
     cfg.replication.retry_max_seconds = 1;
     cfg.notifications.channels = serde_saphyr::from_str::<Vec<Channel>>(channels).unwrap();

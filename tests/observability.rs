@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{Node, config, eventually};
+use common::{Node, config_with_rule, eventually, keyword_rule};
 use secmon::config::{Channel, Config};
 use serde_json::{Value, json};
 
@@ -23,22 +23,12 @@ fn repo(rel: &str) -> PathBuf {
 /// UDP, a rule raising a high alert on `obs-marker`, a webhook channel,
 /// active response (dry run), retention.
 fn node_config(dir: &Path, webhook: &str) -> Config {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("marker.yml"),
-        format!(
-            "title: Observability Marker\nid: {RULE_ID}\nlogsource:\n    product: linux\n\
-             detection:\n    keywords:\n        - obs-marker\n    condition: keywords\n\
-             level: high\n"
-        ),
-    )
-    .unwrap();
-    let mut cfg = config(&dir.join("data"));
+    let mut cfg = config_with_rule(
+        dir,
+        &keyword_rule("Observability Marker", RULE_ID, "obs-marker", "high"),
+    );
     cfg.ports.syslog_udp = Some(0);
     cfg.ingest.max_message_bytes = 256;
-    cfg.detection.builtin = false;
-    cfg.detection.rules = vec![rules];
     cfg.notifications.channels = serde_saphyr::from_str::<Vec<Channel>>(&format!(
         "- {{name: ops, kind: webhook, url: '{webhook}'}}\n"
     ))

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Node, config, eventually, free_port};
+use common::{Node, config_with_rule, eventually, free_port, keyword_rule};
 use secmon::config::{Config, Secret};
 use serde_json::{Value, json};
 
@@ -22,20 +22,10 @@ const RULE_ID: &str = "5f0c8a7e-2b1d-4e6f-9a3c-8d7e6f5a4b3c";
 /// A node whose only rule raises one alert per source IP of an event
 /// carrying `replication-marker`, replicating fast.
 fn node_config(dir: &Path) -> Config {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("marker.yml"),
-        format!(
-            "title: Replication Marker\nid: {RULE_ID}\nlogsource:\n    product: linux\n\
-             detection:\n    keywords:\n        - replication-marker\n    condition: keywords\n\
-             level: high\n"
-        ),
-    )
-    .unwrap();
-    let mut cfg = config(&dir.join("data"));
-    cfg.detection.builtin = false;
-    cfg.detection.rules = vec![rules];
+    let mut cfg = config_with_rule(
+        dir,
+        &keyword_rule("Replication Marker", RULE_ID, "replication-marker", "high"),
+    );
     cfg.replication.heartbeat_interval_seconds = 1;
     cfg.replication.retry_initial_ms = 50;
     cfg.replication.retry_max_seconds = 1;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Node, config, eventually};
+use common::{Node, config_with_rule, eventually, keyword_rule};
 use secmon::config::Config;
 use serde_json::{Value, json};
 
@@ -153,20 +153,10 @@ async fn connects(source: IpAddr, to: SocketAddr) -> bool {
 }
 
 fn node_config(dir: &Path, ns: &Netns, extra: &str) -> Config {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("brute.yml"),
-        format!(
-            "title: Brute Force Marker\nid: {RULE_ID}\nlogsource:\n    product: linux\n\
-             detection:\n    keywords:\n        - brute-marker\n    condition: keywords\n\
-             level: critical\n"
-        ),
-    )
-    .unwrap();
-    let mut cfg = config(&dir.join("data"));
-    cfg.detection.builtin = false;
-    cfg.detection.rules = vec![rules];
+    let mut cfg = config_with_rule(
+        dir,
+        &keyword_rule("Brute Force Marker", RULE_ID, "brute-marker", "critical"),
+    );
     cfg.replication.retry_initial_ms = 50;
     cfg.response = serde_saphyr::from_str(&format!(
         "enabled: true\nnft: {}\nallow: ['{}/32']\n{extra}",

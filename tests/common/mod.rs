@@ -32,6 +32,27 @@ pub fn config(dir: &Path) -> Config {
     cfg
 }
 
+/// [`config`] under `dir/data` whose only rule is `rule` (Sigma YAML,
+/// written to `dir/rules/rule.yml`): no built-in rules.
+pub fn config_with_rule(dir: &Path, rule: &str) -> Config {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("rule.yml"), rule).unwrap();
+    let mut cfg = config(&dir.join("data"));
+    cfg.detection.builtin = false;
+    cfg.detection.rules = vec![rules];
+    cfg
+}
+
+/// A Sigma rule matching every event whose text holds `keyword`.
+pub fn keyword_rule(title: &str, id: &str, keyword: &str, level: &str) -> String {
+    format!(
+        "title: {title}\nid: {id}\nlogsource:\n    product: linux\n\
+         detection:\n    keywords:\n        - {keyword}\n    condition: keywords\n\
+         level: {level}\n"
+    )
+}
+
 /// A client that sends `Authorization: Bearer <credential>`.
 pub fn bearer_client(credential: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
