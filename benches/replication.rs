@@ -194,6 +194,7 @@ fn fill(store: &Store) {
                     ("user.name".into(), "root".into()),
                 ],
                 correlation: false,
+                trusted: true,
             })
             .collect();
         ok(store.commit_batch(&mut events, &[], &updates, chrono::Duration::minutes(10)));

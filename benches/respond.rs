@@ -89,7 +89,10 @@ async fn run() {
     let node = Node::start(dir.path(), ("brute-marker", "critical"), |cfg| {
         cfg.response = ok(serde_saphyr::from_str(&format!(
             "enabled: true\nnft: [ip, netns, exec, {NS}, nft]\n\
-             actions: [{{name: block, kind: block, min_severity: critical}}]\n"
+             max_new_blocks_per_minute: {}\n\
+             actions: [{{name: block, kind: block, min_severity: critical}}]\n",
+            // Every attack is a new address: the whole run fits one bucket.
+            ATTACKS * 2
         )));
     })
     .await;

@@ -16,7 +16,9 @@ backup holds: events, last sequence number, bytes), then:
 
 The daemon writes the copy (it holds the store), into DATA_DIR/backups
 first: under the systemd unit the daemon may write nowhere else. The file is
-then moved to DEST. Run it as root or as the secmon user.
+then moved to DEST. Run it as root or as the secmon user. Backups are
+written mode 0600 (DEST is created 0700) and each is in the audit log
+(backup.create).
 
   --keep N          backups to keep in DEST (default 7; 0 keeps all)
   --data-dir DIR    the node's data dir (default: $SECMON_DATA_DIR, else
@@ -35,6 +37,11 @@ EOF
 }
 
 die() { printf 'backup.sh: %s\n' "$*" >&2; exit 1; }
+
+# A backup holds the accounts, the audit log and the channels' secrets:
+# whatever this script creates (DEST, the report) is private to its user.
+# secmon itself writes the .redb mode 0600 whatever the umask.
+umask 077
 
 keep=7
 data_dir=${SECMON_DATA_DIR:-}

@@ -219,6 +219,10 @@ if [ -z "$secmon_bin" ]; then
 else
     container_env=(ENVIRONMENT="$environment" BIND_ADDRESS=0.0.0.0 TLS_ENABLED=true
                    SYSLOG_UDP_PORT=5514 SYSLOG_TCP_PORT=5601 SYSLOG_TLS_PORT=6514)
+    if [ "$environment" = production ]; then
+        # docker-compose.prod.yml: syslog TLS takes client certificates of the site's CA.
+        container_env+=(SYSLOG_TLS_CLIENT_CA_PATH="$tls/ca.crt")
+    fi
     if [ -r "$secrets/metrics_token" ]; then
         container_env+=(METRICS_TOKEN_FILE="$secrets/metrics_token")
     else

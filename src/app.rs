@@ -174,7 +174,8 @@ impl App {
         tasks.spawn(serve(
             "health",
             health_listener,
-            api::health::router(ready_rx.clone(), replication.clone(), notify_rx),
+            api::health::router(ready_rx.clone(), replication.clone(), notify_rx)
+                .layer(axum::middleware::from_fn(api::catch_panic)),
             None,
             &shutdown,
         ));
@@ -265,15 +266,16 @@ impl App {
             (None, Vec::new())
         };
         let rules = Arc::new(Catalog::new(config.detection.clone(), loaded_rules));
-        let (writer, writer_thread) = writer::spawn(
+        let (writer, writer_thread) = writer::spawn_bounded(
             store.clone(),
-            config.ingest.queue_capacity,
+            (config.ingest.queue_capacity, config.ingest.queue_max_bytes),
             config.ingest.batch_max_events,
             progress.clone(),
             live.clone(),
             detection,
         )
         .map_err(io_err("starting the writer"))?;
+        let writer = writer.with_api_trusted(config.ingest.api_trusted);
 
         if config.detection.enabled {
             tasks.spawn(watch_rules(
@@ -289,21 +291,23 @@ impl App {
             ..Default::default()
         };
         let listeners = &config.exposure.listeners;
-        let listener = |source, allow: &Vec<crate::config::Cidr>| {
-            Arc::new(ingest::Listener {
-                writer: writer.clone(),
-                parse: parse.clone(),
-                allow: allow.clone(),
+        // Client certificates make syslog TLS senders known (source trust).
+        let client_certs = tls.is_some() && config.tls.syslog_client_ca_path.is_some();
+        let listener = |source, cfg: &crate::config::SyslogListener| {
+            let trusted = ingest::listener_trusted(cfg, source == "syslog_tls" && client_certs);
+            tracing::info!(source, trusted, "ingest listener source trust");
+            Arc::new(ingest::Listener::new(
+                writer.clone(),
+                parse.clone(),
+                cfg.allow_sources.clone(),
                 source,
-            })
+                trusted,
+                config.ingest.connections.clone(),
+            ))
         };
         for (socket, source, allow) in [
-            (
-                syslog_udp,
-                "syslog_udp",
-                &listeners.syslog_udp.allow_sources,
-            ),
-            (gelf_udp, "gelf_udp", &listeners.gelf_udp.allow_sources),
+            (syslog_udp, "syslog_udp", &listeners.syslog_udp),
+            (gelf_udp, "gelf_udp", &listeners.gelf_udp),
         ] {
             let Some(socket) = socket else { continue };
             let socket = tokio_udp(socket)?;
@@ -319,17 +323,12 @@ impl App {
             }
         }
         for (tcp, tls_acceptor, source, allow) in [
-            (
-                syslog_tcp,
-                None,
-                "syslog_tcp",
-                &listeners.syslog_tcp.allow_sources,
-            ),
+            (syslog_tcp, None, "syslog_tcp", &listeners.syslog_tcp),
             (
                 syslog_tls,
                 tls.as_ref().map(|t| t.syslog()),
                 "syslog_tls",
-                &listeners.syslog_tls.allow_sources,
+                &listeners.syslog_tls,
             ),
         ] {
             let Some(tcp) = tcp else { continue };
@@ -344,7 +343,7 @@ impl App {
         if let Some(tcp) = gelf_tcp {
             tasks.spawn(ingest::gelf::serve_tcp(
                 tokio_tcp(tcp)?,
-                listener("gelf_tcp", &listeners.gelf_tcp.allow_sources),
+                listener("gelf_tcp", &listeners.gelf_tcp),
                 shutdown.clone(),
                 tasks.clone(),
             ));
@@ -388,6 +387,7 @@ impl App {
             fleet,
             notifier: Some(notifier),
             firewall,
+            limits: config.api.clone(),
         });
         let schema = api::graphql::schema(state);
         let ingest_routes = ingest::bulk::router(
@@ -432,7 +432,8 @@ impl App {
             config.auth.metrics_token.clone(),
             auth.clone(),
             ready_rx,
-        );
+        )
+        .layer(axum::middleware::from_fn(api::catch_panic));
         tasks.spawn(serve(
             "metrics",
             metrics_listener,
@@ -743,6 +744,7 @@ fn guarded(server: &'static str, router: Router, auth: &Arc<Auth>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             api::track(server, req, next)
         }))
+        .layer(axum::middleware::from_fn(api::catch_panic))
 }
 
 /// Drops the rate-limit state of idle addresses and principals now and then.

@@ -4,7 +4,10 @@
 //! API keys, the audit log). One JSON request line, one JSON response line.
 //! Whoever can reach it can open the data dir: it acts as a local admin.
 //! Without a daemon, the command line runs the same [`execute`] on the
-//! data dir itself.
+//! data dir itself. Every backup, over the socket or offline, is audited
+//! (`backup.create` with what it holds, or `backup.failed`); a backup whose
+//! entry cannot be written is deleted. The audit log names the user the
+//! request claims and, over the socket, the caller's uid from the kernel.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Auth, CanAdminister, Principal, Role, token};
+use crate::auth::{Auth, CanAdminister, Capability, Principal, Role, token};
+use crate::store::audit::Record;
 
 pub const SOCKET: &str = "control.sock";
 
@@ -119,14 +123,21 @@ pub async fn serve(listener: UnixListener, auth: Arc<Auth>, shutdown: Cancellati
 }
 
 async fn answer(stream: UnixStream, auth: Arc<Auth>) -> std::io::Result<()> {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let response = match serde_json::from_str::<Request>(&line) {
         Err(e) => Response::Error(format!("bad request: {e}")),
-        Ok(request) => tokio::task::spawn_blocking(move || execute(&auth, request))
-            .await
-            .unwrap_or_else(|e| Response::Error(e.to_string())),
+        Ok(mut request) => {
+            // `by` is what the caller says; the uid is what the kernel says.
+            if let Some(uid) = uid {
+                request.by = format!("{} (uid {uid})", request.by);
+            }
+            tokio::task::spawn_blocking(move || execute(&auth, request))
+                .await
+                .unwrap_or_else(|e| Response::Error(e.to_string()))
+        }
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
@@ -150,12 +161,10 @@ pub fn execute(auth: &Auth, request: Request) -> Response {
             .map_err(|e| format!("no randomness: {e}")),
     };
     let result = (|| -> Result<Value, String> {
-        let json = |v: Result<Value, serde_json::Error>| v.map_err(|e| e.to_string());
         match request.op {
             Op::Backup { path } => {
                 tracing::info!(path = %path.display(), "backup requested");
-                let report = auth.store().backup_to(&path).map_err(|e| e.to_string())?;
-                json(serde_json::to_value(report))
+                backup(auth, &cap, &path)
             }
             Op::UserAdd {
                 name,
@@ -232,6 +241,41 @@ pub fn execute(auth: &Auth, request: Request) -> Response {
         Ok(v) => Response::Ok(v),
         Err(e) => Response::Error(e),
     }
+}
+
+/// Writes a backup to `path` and audits it (or its failure). A backup
+/// that cannot be audited is deleted: none exists that the log misses.
+fn backup(auth: &Auth, cap: &CanAdminister, path: &Path) -> Result<Value, String> {
+    let store = auth.store();
+    let target = path.display().to_string();
+    let (record, result) = match store.backup_to(path) {
+        Ok(report) => (
+            Record::new("backup.create").target(target).after(json!({
+                "events": report.events,
+                "last_seq": report.last_seq,
+                "bytes": report.bytes,
+            })),
+            Ok(report),
+        ),
+        Err(e) => {
+            let error = e.to_string();
+            (
+                Record::new("backup.failed")
+                    .target(target)
+                    .after(json!({ "error": error })),
+                Err(error),
+            )
+        }
+    };
+    if let Err(e) = store.audit(cap.actor(), record) {
+        if result.is_ok() {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(format!(
+            "cannot write the audit entry of the backup, so no backup was kept: {e}"
+        ));
+    }
+    serde_json::to_value(result?).map_err(|e| e.to_string())
 }
 
 /// Carries out `request` on `data_dir` itself, when no daemon serves it.

@@ -392,7 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 text: Some(query),
                 from,
                 to,
-                offset: 0,
+                after: None,
                 limit,
             };
             let (total, events) = secmon::offline::search(&data_dir, &q)?;

@@ -913,3 +913,99 @@ async fn the_audit_log_chains_every_change_and_verify_catches_tampering() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("audit entry 5 was changed"), "{stderr}");
 }
+
+/// The audit actions of the newest entries, newest first.
+async fn audit_actions(node: &Node) -> Vec<(String, String)> {
+    let v = node
+        .graphql(
+            "{ auditLog(first: 200) { edges { node { action actor } } } }",
+            json!({}),
+        )
+        .await;
+    v["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["action"].as_str().unwrap().to_owned(),
+                e["node"]["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_counts_like_a_failed_login_and_refreshes_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await;
+    let carol = create_user(&node, "carol", "VIEWER").await;
+    let change = "mutation($o: String!) { changePassword(currentPassword: $o, newPassword: \"a-new-long-password\") }";
+    // 5 free failures, the 6th locks: then carol is refused before any
+    // check, for changePassword and login alike.
+    for i in 0..6 {
+        let (_, v) = gql(&node, &carol, change, json!({"o": format!("wrong-{i}")})).await;
+        assert_eq!(code(&v), "UNAUTHENTICATED", "{v}");
+    }
+    let (_, v) = gql(&node, &carol, change, json!({"o": "carol-password-123"})).await;
+    assert_eq!(code(&v), "RATE_LIMITED", "{v}");
+    let (_, v) = gql(
+        &node,
+        &node.anon,
+        "mutation { login(username: \"carol\", password: \"carol-password-123\") { accessToken } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "RATE_LIMITED", "{v}");
+    let actions = audit_actions(&node).await;
+    let count = |action: &str| actions.iter().filter(|(a, _)| a == action).count();
+    assert_eq!(count("user.change_password.failed"), 6, "{actions:?}");
+    assert_eq!(count("user.change_password.locked"), 1, "{actions:?}");
+    // The same lockout period: the login refusal is counted, not written.
+    assert_eq!(count("login.locked"), 0, "{actions:?}");
+
+    // Refresh: success, a replay, and a token nobody was issued.
+    let refresh = |token: String| {
+        let node = &node;
+        async move {
+            gql(
+                node,
+                &node.anon,
+                "mutation($t: String!) { refresh(refreshToken: $t) { refreshToken } }",
+                json!({"t": token}),
+            )
+            .await
+            .1
+        }
+    };
+    let (_, first) = common::login_pair(
+        &node.anon,
+        node.app.addrs().graphql,
+        "admin",
+        ADMIN_PASSWORD,
+    )
+    .await;
+    assert_eq!(code(&refresh(first.clone()).await), "OK");
+    assert_eq!(code(&refresh(first).await), "UNAUTHENTICATED");
+    assert_eq!(
+        code(&refresh("smr_not-a-token-anyone-was-given".into()).await),
+        "UNAUTHENTICATED"
+    );
+    let actions = audit_actions(&node).await;
+    assert_eq!(
+        actions[0],
+        ("token.refresh.failed".into(), "anonymous".into())
+    );
+    assert_eq!(actions[1], ("token.reuse_revoked".into(), "admin".into()));
+    assert_eq!(actions[2], ("token.refresh".into(), "admin".into()));
+    let metrics = node.metrics().await;
+    for series in [
+        "secmon_password_changes_total{result=\"failure\"} 6",
+        "secmon_password_changes_total{result=\"locked\"} 1",
+        "secmon_token_refreshes_total{result=\"success\"} 1",
+        "secmon_token_refreshes_total{result=\"reused\"} 1",
+        "secmon_token_refreshes_total{result=\"unknown\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+}

@@ -74,7 +74,22 @@ async fn vault(dir: &Path) -> (String, std::path::PathBuf, Reads) {
             None => (StatusCode::NOT_FOUND, Json(json!({"errors": []}))),
         }
     }
+    // A Vault that redirects (a standby node, or someone in the middle):
+    // the token would follow to where `Location` points.
+    let moved = |State((_, reads)): State<(Value, Reads)>| async move {
+        *reads.lock().unwrap().entry("moved".into()).or_default() += 1;
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", "/stolen/LOCATION-SECRET?t=1")],
+        )
+    };
+    let stolen = |State((_, reads)): State<(Value, Reads)>| async move {
+        *reads.lock().unwrap().entry("stolen".into()).or_default() += 1;
+        StatusCode::OK
+    };
     let app = Router::new()
+        .route("/v1/moved/data/{*path}", get(moved))
+        .route("/stolen/{*rest}", get(stolen))
         .route("/v1/{mount}/data/{*path}", get(read))
         .with_state((secrets, reads.clone()));
     let tls =
@@ -178,7 +193,7 @@ async fn vault_references_are_read_over_https_once_per_secret() {
 #[tokio::test(flavor = "multi_thread")]
 async fn vault_problems_name_the_reference_and_never_a_value() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, ca, _reads) = vault(dir.path()).await;
+    let (addr, ca, reads) = vault(dir.path()).await;
     let ca = ca.to_str().unwrap();
     let check = |env: &[(&str, &str)]| {
         tokio::task::block_in_place(|| config_check(dir.path(), CONFIG, env))
@@ -229,6 +244,43 @@ async fn vault_problems_name_the_reference_and_never_a_value() {
         assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
     }
     assert_no_secret(&(stdout + &stderr));
+
+    // A redirect is not followed: the token stays home, and the error names
+    // the status, not where it pointed.
+    let mut env = base(TOKEN);
+    env.push(("METRICS_TOKEN", "vault:moved/secmon#token"));
+    let (code, stdout, stderr) = check(&env);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "vault:moved/secmon#token: auth.metrics_token: Vault answered a redirect (HTTP 307)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("LOCATION-SECRET") && !stderr.contains("stolen"),
+        "{stderr}"
+    );
+    assert_eq!(reads.lock().unwrap().get("moved"), Some(&1));
+    assert_eq!(
+        reads.lock().unwrap().get("stolen"),
+        None,
+        "the token followed the redirect"
+    );
+
+    // A VAULT_ADDR with credentials in it is named by its host only.
+    let with_user = addr.replace("https://", "https://ops:VAULTPASS@");
+    let (code, _, stderr) = check(&[
+        ("VAULT_ADDR", with_user.as_str()),
+        ("VAULT_TOKEN", TOKEN),
+        ("JWT_SECRET", "vault:secret/secmon#jwt_secret"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot reach Vault at https://localhost:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("VAULTPASS"), "{stderr}");
 
     // Without the private CA the server's certificate is not trusted.
     let env: Vec<_> = base(TOKEN)
@@ -383,8 +435,13 @@ async fn backup_script_takes_verified_rotated_backups_of_a_running_node() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backup.sh");
     let out = dir.path().join("backups");
     for _ in 0..3 {
+        // Whoever runs it with whatever umask: the backups stay private.
         let run = tokio::task::block_in_place(|| {
-            Command::new(script)
+            Command::new("sh")
+                .arg("-c")
+                .arg("umask 000; exec \"$@\"")
+                .arg("sh")
+                .arg(script)
                 .args(["--keep", "2", "--secmon", BIN, "--data-dir"])
                 .arg(dir.path().join("data"))
                 .arg(&out)
@@ -415,6 +472,35 @@ async fn backup_script_takes_verified_rotated_backups_of_a_running_node() {
         serde_json::from_slice(&std::fs::read(out.join(&names[0])).unwrap()).unwrap();
     assert_eq!(report["events"], 50);
     assert!(names[1].ends_with(".redb") && report["path"].as_str().unwrap().ends_with(&names[1]));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o700, "DEST");
+    for name in &names {
+        assert_eq!(mode(&out.join(name)), 0o600, "{name}");
+    }
+    // Each backup is in the audit log, by the local user who asked.
+    let audit = daemon
+        .graphql(
+            &common::bearer_client(&key),
+            "{ auditLog(first: 100) { edges { node { action actor target after } } } }",
+            json!({}),
+        )
+        .await;
+    let backups: Vec<&Value> = audit["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["action"] == "backup.create")
+        .collect();
+    assert_eq!(backups.len(), 3, "{audit}");
+    assert_eq!(backups[0]["node"]["after"]["events"], 50, "{audit}");
+    assert!(
+        backups[0]["node"]["actor"]
+            .as_str()
+            .unwrap()
+            .contains("(uid "),
+        "the kernel's word on who asked: {audit}"
+    );
     // Nothing is left in the staging dir, and the node still serves.
     let staged = std::fs::read_dir(dir.path().join("data/backups"))
         .unwrap()

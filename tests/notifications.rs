@@ -413,6 +413,148 @@ async fn email_goes_out_over_starttls_to_a_real_smtp_server() {
     node.app.stop().await;
 }
 
+/// RFC 2045 quoted-printable, decoded (soft line breaks, `=XX`).
+fn quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = joined
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What an attacker puts in a log line to make a message say something else.
+const HOSTILE_USER: &str = "<!channel> <https://evil|reset> [click](https://evil)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_text_arrives_as_text_on_slack_teams_and_email() {
+    let receiver = Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = secmon::tls::generate_dev_pki(&dir.path().join("pki"), &[], false).unwrap();
+    let port = free_port();
+    let out = dir.path().join("mail.jsonl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_server.py");
+    let _smtp = Killed(
+        Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&pki.server_cert)
+            .arg(&pki.server_key)
+            .arg(&out)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the aiosmtpd fixture (scripts/test.sh installs aiosmtpd)"),
+    );
+    wait_for_port(port);
+    let url = &receiver.url;
+    let cfg = node_config(
+        dir.path(),
+        &format!(
+            "- {{name: slack, kind: slack, url: '{url}/slack'}}\n\
+             - {{name: teams, kind: teams, url: '{url}/teams'}}\n\
+             - {{name: mail, kind: email, smtp_url: 'smtp://alerts:p%40ss@localhost:{port}', \
+                from: secmon@example.org, to: [soc@example.org], ca_path: '{}'}}\n",
+            pki.ca_cert.display()
+        ),
+    );
+    let node = Node::start(cfg).await;
+    let event = json!({
+        "message": "notify-marker hostile",
+        "source.ip": "10.9.9.9",
+        "host.name": "web-1\r\nBcc: victim@example.org",
+        "user.name": HOSTILE_USER,
+    });
+    let (status, resp) = node.ingest(format!("{event}\n")).await;
+    assert_eq!(status, 200, "{resp}");
+
+    // Slack: `&`, `<`, `>` escaped in every mrkdwn text, which is verbatim.
+    let slack = eventually("slack", || async {
+        let got = receiver.on("/slack");
+        (!got.is_empty(), got)
+    })
+    .await;
+    let body = &slack[0].body;
+    let section = body["blocks"][1]["text"].clone();
+    assert_eq!(section["type"], "mrkdwn");
+    assert_eq!(section["verbatim"], true);
+    let text = section["text"].as_str().unwrap();
+    assert!(
+        text.contains("user &lt;!channel&gt; &lt;https://evil|reset&gt; [click](https://evil)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host web-1\\r\\nBcc: victim@example.org"),
+        "{text}"
+    );
+    let raw = String::from_utf8_lossy(&slack[0].raw);
+    assert!(
+        !raw.contains("<!channel>") && !raw.contains("<https://evil"),
+        "{raw}"
+    );
+
+    // Teams: the text is in TextRuns, which Adaptive Cards never read as
+    // markdown; no TextBlock carries it.
+    let teams = eventually("teams", || async {
+        let got = receiver.on("/teams");
+        (!got.is_empty(), got)
+    })
+    .await;
+    let card = &teams[0].body["attachments"][0]["content"];
+    let blocks = card["body"].as_array().unwrap();
+    assert!(
+        blocks.iter().all(|b| b["type"] == "RichTextBlock"),
+        "{card}"
+    );
+    let run = &blocks[1]["inlines"][0];
+    assert_eq!(run["type"], "TextRun");
+    assert!(
+        run["text"].as_str().unwrap().contains(HOSTILE_USER),
+        "{run}"
+    );
+    assert!(!run["text"].as_str().unwrap().contains('\n'), "{run}");
+
+    // Email: the line break in the host name is shown, not obeyed.
+    let mails = eventually("the email", || async {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let mails: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (!mails.is_empty(), mails)
+    })
+    .await;
+    let data = mails[0]["data"].as_str().unwrap().replace("\r\n", "\n");
+    assert_eq!(mails[0]["rcpt_tos"], json!(["soc@example.org"]));
+    let (headers, body) = data.split_once("\n\n").unwrap();
+    assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{data}");
+    let body = if headers.contains("Content-Transfer-Encoding: quoted-printable") {
+        quoted_printable(body)
+    } else {
+        body.to_owned()
+    };
+    assert!(!body.lines().any(|l| l.starts_with("Bcc:")), "{body}");
+    assert!(
+        body.contains("web-1\\r\\nBcc: victim@example.org"),
+        "{body}"
+    );
+    assert!(body.contains(HOSTILE_USER), "as text: {body}");
+    node.app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_receives_the_alert_and_its_resolution() {
     let dir = tempfile::tempdir().unwrap();
@@ -503,7 +645,11 @@ async fn admins_manage_channels_over_the_api() {
         }
     };
     let hook = format!("{}/api", receiver.url);
-    let v = set(json!({"name": "api-hook", "kind": "webhook", "url": hook, "secret": "k3y"})).await;
+    let v = set(
+        json!({"name": "api-hook", "kind": "webhook", "url": hook, "secret": "k3y",
+                       "headers": {"Authorization": "Bearer h3ader-t0ken"}}),
+    )
+    .await;
     assert_eq!(v["data"]["setNotificationChannel"], true, "{v}");
     let v = set(json!({"name": "broken", "kind": "email"})).await;
     assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{v}");
@@ -558,6 +704,10 @@ async fn admins_manage_channels_over_the_api() {
         last.headers["x-secmon-signature"].to_str().unwrap(),
         format!("sha256={}", hmac_hex("k3y", &signed))
     );
+    assert_eq!(
+        last.headers["authorization"], "Bearer h3ader-t0ken",
+        "the stored header is sent in clear"
+    );
 
     let v = node
         .graphql(
@@ -589,6 +739,12 @@ async fn admins_manage_channels_over_the_api() {
         "no secret in the audit log"
     );
     assert_eq!(create["node"]["after"]["url"], "***");
+    assert_eq!(
+        create["node"]["after"]["headers"],
+        json!({"Authorization": "***"}),
+        "header values are secrets"
+    );
+    assert!(!v.to_string().contains("h3ader-t0ken"), "{v}");
     assert!(
         edges
             .iter()

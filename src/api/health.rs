@@ -1,5 +1,8 @@
 //! `/health` (liveness) and `/ready` (readiness per component) on the
-//! health port: plain HTTP, no auth, no data.
+//! health port: plain HTTP, no auth, no data. `/ready` shows states and
+//! counts, never error text: a sink's or channel's error may name a host
+//! and what it answered, which is for admins (GraphQL), not for whoever can
+//! reach the health port.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,7 +63,7 @@ async fn ready_handler(
     if replication.is_enabled() {
         let sinks: serde_json::Map<String, serde_json::Value> = replication
             .sinks()
-            .map(|(name, state)| (name.to_owned(), json!(state)))
+            .map(|(name, state)| (name.to_owned(), state.ready_view()))
             .collect();
         components["replication"] = json!({ "ready": replication_ready, "sinks": sinks });
     }

@@ -52,7 +52,9 @@ async fn render(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(wait) = state.auth.requests.check_ip(peer.ip()) {
+    let (trusted, header) = state.auth.trusted_proxies();
+    let ip = guard::client_ip(peer.ip(), &headers, trusted, header);
+    if let Err(wait) = state.auth.requests.check_ip(ip) {
         return guard::too_many("metrics", "ip", wait);
     }
     match allowed(&state, &headers).await {

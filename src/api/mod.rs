@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum_server::tls_rustls::RustlsConfig;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     /// Active response, when `response.enabled`.
     pub firewall: Option<Arc<crate::respond::Firewall>>,
+    /// What one request or connection may ask (`api` in the config).
+    pub limits: crate::config::Api,
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is set) until `shutdown`,
@@ -105,6 +108,28 @@ pub async fn track(server: &'static str, req: Request, next: Next) -> Response {
     ::metrics::counter!(metric::HTTP_REQUESTS, "server" => server, "route" => route, "status" => status)
         .increment(1);
     response
+}
+
+/// Middleware: a handler that panics answers 500 `INTERNAL` (counted in
+/// `secmon_api_panics_total`) instead of dropping the connection; the node
+/// and every other request go on.
+pub async fn catch_panic(req: Request, next: Next) -> Response {
+    use async_graphql::futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a request handler panicked; it answers 500");
+            ::metrics::counter!(metric::API_PANICS, "server" => "http").increment(1);
+            guard::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            )
+        }
+    }
 }
 
 /// Compares two secrets in time independent of where they differ.

@@ -11,13 +11,28 @@
 //! access-token lifetime, at most every 30 s): once it expires, or its user
 //! is disabled, or its key revoked, the connection ends. At shutdown every
 //! connection ends at once: a subscription never holds the node up.
+//!
+//! Queries and mutations sent over the socket run as over HTTP
+//! ([`graphql::execute`]: document size and nesting, cost, items, time
+//! budget, one audit entry for refused mutations), each counted against
+//! the address's and the principal's request rate. A connection holds at
+//! most `api.max_subscriptions_per_connection` subscriptions at once, sends
+//! at most `api.ws_messages_per_second` messages (`api.ws_message_burst`
+//! at once; a connection over it is closed) and no message or frame over
+//! `api.max_ws_message_bytes` (the connection is closed).
 
+use std::any::TypeId;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use async_graphql::Data;
+use async_graphql::futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, Executor, Request, Response as GraphqlResponse};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::Message;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -25,9 +40,11 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use tokio_util::sync::CancellationToken;
 
-use super::graphql::{ApiSchema, Session};
-use super::guard;
+use super::graphql::{self, ApiSchema, Session};
+use super::{ApiState, guard};
 use crate::auth::Auth;
+use crate::config::Api;
+use crate::telemetry::metric;
 
 /// How long a connection may stay open without an accepted
 /// `connection_init`.
@@ -59,11 +76,21 @@ async fn upgrade(
 ) -> Response {
     // Checked by the guard already when present.
     let from_header = guard::credential(&headers);
+    let limits = graphql::api_state(&state.schema).map_or_else(Api::default, |a| a.limits.clone());
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(limits.max_ws_message_bytes)
+        .max_frame_size(limits.max_ws_message_bytes)
         .on_upgrade(move |socket| async move {
             let (accepted_tx, accepted) = tokio::sync::oneshot::channel::<String>();
             let auth = state.auth.clone();
-            let connection = GraphQLWebSocket::new(socket, state.schema, protocol)
+            let (sink, input) = socket.split();
+            let input = throttled(input, &limits, session.ip);
+            let executor = Connection {
+                schema: state.schema.clone(),
+                api: graphql::api_state(&state.schema),
+                subscriptions: Arc::new(AtomicUsize::new(0)),
+            };
+            let connection = GraphQLWebSocket::new_with_pair(sink, input, executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let credential = from_header
                         .or_else(|| payload_credential(&payload))
@@ -96,6 +123,162 @@ async fn upgrade(
                 }
             }
         })
+}
+
+/// The socket's incoming messages, ending (which closes the connection)
+/// once they come faster than `ws_messages_per_second`, after a burst of
+/// `ws_message_burst`.
+fn throttled<S>(
+    input: S,
+    limits: &Api,
+    ip: std::net::IpAddr,
+) -> impl Stream<Item = Result<Message, axum::Error>> + use<S>
+where
+    S: Stream<Item = Result<Message, axum::Error>>,
+{
+    let mut bucket = TokenBucket::new(limits.ws_messages_per_second, limits.ws_message_burst);
+    input.take_while(move |_| {
+        let allowed = bucket.take(Instant::now());
+        if !allowed {
+            ::metrics::counter!(metric::RATE_LIMITED, "server" => "websocket", "limit" => "connection")
+                .increment(1);
+            tracing::warn!(%ip, "WebSocket connection closed: over its message rate");
+        }
+        std::future::ready(allowed)
+    })
+}
+
+/// `rate` tokens a second, at most `burst` saved up.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(rate.max(1)),
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How one connection runs its operations: queries and mutations as over
+/// HTTP, subscriptions up to the connection's cap, everything within the
+/// address's and the principal's request rate.
+#[derive(Clone)]
+struct Connection {
+    schema: ApiSchema,
+    api: Option<Arc<ApiState>>,
+    /// Subscriptions running now.
+    subscriptions: Arc<AtomicUsize>,
+}
+
+/// One running subscription of a connection; dropped with its stream.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn one(response: GraphqlResponse) -> BoxStream<'static, GraphqlResponse> {
+    stream::once(std::future::ready(response)).boxed()
+}
+
+impl Executor for Connection {
+    /// Not used by the WebSocket protocols: every operation is a stream.
+    async fn execute(&self, request: Request) -> GraphqlResponse {
+        let mut responses = self.execute_stream(request, None);
+        responses.next().await.unwrap_or_default()
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, GraphqlResponse> {
+        let session = session_data
+            .as_deref()
+            .and_then(|d| d.get(&TypeId::of::<Session>()))
+            .and_then(|s| s.downcast_ref::<Session>())
+            .cloned();
+        let (Some(api), Some(session)) = (self.api.clone(), session) else {
+            return one(graphql::error_response(
+                "UNAUTHENTICATED",
+                "authentication required: send `authorization` in connection_init".to_owned(),
+            ));
+        };
+        let limited = |limit: &'static str| {
+            ::metrics::counter!(metric::RATE_LIMITED, "server" => "websocket", "limit" => limit)
+                .increment(1);
+            one(graphql::error_response(
+                "RATE_LIMITED",
+                "too many requests: slow down".to_owned(),
+            ))
+        };
+        if api.auth.requests.check_ip(session.ip).is_err() {
+            return limited("ip");
+        }
+        if let Some(p) = &session.principal
+            && api
+                .auth
+                .requests
+                .check_principal(&p.display_name())
+                .is_err()
+        {
+            return limited("principal");
+        }
+        let kind = match graphql::prepare(&api.limits, &mut request) {
+            Ok(kind) => kind,
+            Err(refused) => return one(graphql::refusal(&refused)),
+        };
+        if kind != Some(OperationType::Subscription) {
+            let schema = self.schema.clone();
+            return stream::once(
+                async move { graphql::run(&schema, &api, session, request).await },
+            )
+            .boxed();
+        }
+        let max = api.limits.max_subscriptions_per_connection;
+        if self.subscriptions.fetch_add(1, Ordering::AcqRel) >= max {
+            self.subscriptions.fetch_sub(1, Ordering::AcqRel);
+            graphql::count_refused("TOO_MANY_SUBSCRIPTIONS");
+            return one(graphql::error_response(
+                "TOO_MANY_SUBSCRIPTIONS",
+                format!("a connection holds at most {max} subscriptions: complete one first"),
+            ));
+        }
+        let slot = Slot(self.subscriptions.clone());
+        let responses = self
+            .schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default());
+        AssertUnwindSafe(responses)
+            .catch_unwind()
+            .map(move |item| {
+                let _running = &slot;
+                item.unwrap_or_else(|panic| graphql::panicked(panic.as_ref()))
+            })
+            .boxed()
+    }
 }
 
 /// Returns (why) once the connection must end: no `connection_init`
@@ -138,6 +321,19 @@ fn payload_credential(payload: &serde_json::Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_message_rate_allows_a_burst_then_the_rate() {
+        let mut b = TokenBucket::new(10, 5);
+        let t0 = Instant::now();
+        assert!((0..5).all(|_| b.take(t0)));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+        // Saved up to the burst, no more.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| b.take(later)).count(), 5);
+    }
 
     #[test]
     fn the_credential_comes_from_the_usual_payload_keys() {

@@ -1,16 +1,37 @@
-//! Abuse resistance: request rate limits per source IP and per principal
-//! (token buckets, governor), and login limits per IP and per account with
-//! a lockout that doubles with each failure past the free ones.
+//! Abuse resistance: request rate limits per source address and per
+//! principal (token buckets, governor); password attempts per account name
+//! and per source address with a lockout that doubles with each failure
+//! past the free ones, reserved before the password is hashed; and the
+//! gate that bounds how many argon2 hashes run at once.
+//!
+//! An IPv6 source is keyed by its /64 (one host usually holds a whole /64,
+//! so per-address limits would otherwise be 2^64 limits for one client).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{LoginLimits, RateLimits};
+
+/// The key per-address limits count under: the address itself for IPv4
+/// (an IPv4-mapped IPv6 address is its IPv4 address), the /64 for IPv6.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+            )),
+        },
+    }
+}
 
 /// Request rate limits; `Err(wait)` means "429, retry after `wait`".
 pub struct RequestLimiter {
@@ -35,7 +56,7 @@ impl RequestLimiter {
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Duration> {
         self.by_ip
-            .check_key(&ip)
+            .check_key(&address_key(ip))
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
@@ -55,21 +76,180 @@ impl RequestLimiter {
     }
 }
 
+/// What a refused attempt is told to wait when the key is not locked but
+/// as many attempts as it may still fail are already being checked.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct Failures {
+    /// Failed attempts recorded.
     count: u32,
+    /// Attempts reserved and not yet decided (their password is being
+    /// checked).
+    in_flight: u32,
     locked_until: Option<Instant>,
+    /// Refusals since the last one that went to the audit log.
+    refused: u32,
+    /// `count` when a refusal last went to the audit log: one entry per
+    /// lockout period (a period ends with the next recorded failure).
+    audited_at: Option<u32>,
 }
 
-/// Failed logins per account name and per source IP. Past the free
-/// failures, each one locks the key for twice as long as the one before
-/// (1 s, 2 s, 4 s, ... up to the configured maximum). The account key is
-/// the name as typed, known or not, so a lockout says nothing about
-/// whether the account exists.
+impl Failures {
+    /// `Err(wait)` while locked, or while as many attempts as may still
+    /// fail before the lockout are in flight: `free + 1` attempts from
+    /// nothing, then one at a time.
+    fn admits(&self, free: u32, now: Instant) -> Result<(), Duration> {
+        if let Some(wait) = self
+            .locked_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|w| !w.is_zero())
+        {
+            return Err(wait);
+        }
+        let capacity = (free.saturating_add(1)).saturating_sub(self.count).max(1);
+        if self.in_flight >= capacity {
+            return Err(IN_FLIGHT_WAIT);
+        }
+        Ok(())
+    }
+
+    /// A reserved attempt failed.
+    fn fail(&mut self, free: u32, max: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.record_failure(free, max);
+    }
+
+    fn record_failure(&mut self, free: u32, max: Duration) {
+        self.count = self.count.saturating_add(1);
+        if self.count > free {
+            let doublings = (self.count - free - 1).min(20);
+            let lock = Duration::from_secs(1u64 << doublings).min(max);
+            self.locked_until = Some(Instant::now() + lock);
+        }
+    }
+
+    /// Counts a refusal; `Some(n)` when this one goes to the audit log, `n`
+    /// being the refusals since the previous entry that did not.
+    fn refuse(&mut self) -> Option<u32> {
+        if self.audited_at == Some(self.count) {
+            self.refused = self.refused.saturating_add(1);
+            None
+        } else {
+            self.audited_at = Some(self.count);
+            Some(std::mem::take(&mut self.refused))
+        }
+    }
+}
+
+type Slot = Arc<Mutex<Failures>>;
+
+fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Failures> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Which lockout refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The account name (too many failures for it, from anywhere).
+    Account,
+    /// The source address (too many failures from it, for any names).
+    Address,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Account => "account",
+            Limit::Address => "address",
+        }
+    }
+}
+
+/// An attempt the lockout refused before any hashing.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub wait: Duration,
+    pub limit: Limit,
+    /// `Some(n)`: this refusal is the sampled one of its lockout period and
+    /// goes to the audit log, with `n` refusals since the previous entry
+    /// that did not.
+    pub audit: Option<u32>,
+}
+
+/// Failed password attempts per account name and per source address. Past
+/// the free failures, each one locks the key for twice as long as the one
+/// before (1 s, 2 s, 4 s, ... up to the configured maximum).
+///
+/// An attempt is reserved ([`LoginLimiter::reserve`]) before its password
+/// is hashed and counts as a possible failure until it is decided, so
+/// concurrent guesses cannot all pass the check before any failure is
+/// recorded: at most `free + 1` attempts per key are ever checked before
+/// the lockout, however many arrive at once.
+///
+/// The account key is the name as typed, known or not, so a lockout says
+/// nothing about whether the account exists. An attempt refused by its
+/// address never reaches the account's count: one address can fail at
+/// most `max_failures_per_ip + 1` times before its own lockout, which
+/// then doubles like an account's, so it cannot keep more accounts locked
+/// than its own lockout lets it fail.
 pub struct LoginLimiter {
-    accounts: moka::sync::Cache<String, Arc<Mutex<Failures>>>,
-    ips: moka::sync::Cache<IpAddr, Arc<Mutex<Failures>>>,
+    accounts: moka::sync::Cache<String, Slot>,
+    ips: moka::sync::Cache<IpAddr, Slot>,
     cfg: LoginLimits,
+}
+
+/// A reserved attempt. Resolve it with [`Attempt::failed`] or
+/// [`Attempt::succeeded`]; dropped undecided (the request was refused for
+/// another reason, or failed), it is released without counting.
+#[must_use]
+#[derive(Debug)]
+pub struct Attempt {
+    account: Slot,
+    ip: Slot,
+    free_account: u32,
+    free_ip: u32,
+    max: Duration,
+    decided: bool,
+}
+
+impl Attempt {
+    /// The password was wrong (or the user unknown or disabled).
+    pub fn failed(mut self) {
+        self.decided = true;
+        lock(&self.account).fail(self.free_account, self.max);
+        lock(&self.ip).fail(self.free_ip, self.max);
+    }
+
+    /// The password was right: the account's failures are cleared (not the
+    /// address's: one good password must not reset a spray from it).
+    pub fn succeeded(mut self) {
+        self.decided = true;
+        {
+            let mut f = lock(&self.account);
+            f.in_flight = f.in_flight.saturating_sub(1);
+            f.count = 0;
+            f.locked_until = None;
+            f.audited_at = None;
+            f.refused = 0;
+        }
+        let mut ip = lock(&self.ip);
+        ip.in_flight = ip.in_flight.saturating_sub(1);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.decided {
+            return;
+        }
+        {
+            let mut f = lock(&self.account);
+            f.in_flight = f.in_flight.saturating_sub(1);
+        }
+        let mut ip = lock(&self.ip);
+        ip.in_flight = ip.in_flight.saturating_sub(1);
+    }
 }
 
 impl LoginLimiter {
@@ -92,45 +272,135 @@ impl LoginLimiter {
         user.chars().take(64).collect::<String>().to_lowercase()
     }
 
-    /// `Err(wait)` while the account or the address is locked.
-    pub fn check(&self, user: &str, ip: IpAddr) -> Result<(), Duration> {
+    /// Reserves a password attempt for `user` from `ip`, or refuses it
+    /// while either is locked or has as many attempts in flight as it may
+    /// still fail.
+    pub fn reserve(&self, user: &str, ip: IpAddr) -> Result<Attempt, Refusal> {
+        let account = self.accounts.get_with(Self::key(user), Default::default);
+        let address = self.ips.get_with(address_key(ip), Default::default);
         let now = Instant::now();
-        let wait = |f: Option<Arc<Mutex<Failures>>>| {
-            f.and_then(|f| {
-                let f = f.lock().unwrap_or_else(PoisonError::into_inner);
-                f.locked_until
-                    .and_then(|until| until.checked_duration_since(now))
-            })
+        // Always account before address: no other order is ever taken.
+        let mut a = lock(&account);
+        let mut i = lock(&address);
+        let by_ip = i.admits(self.cfg.max_failures_per_ip, now).err();
+        let by_account = a.admits(self.cfg.max_failures_per_account, now).err();
+        let refused = match (by_account, by_ip) {
+            (None, None) => None,
+            (Some(account), Some(ip)) if ip > account => Some((ip, Limit::Address)),
+            (Some(account), _) => Some((account, Limit::Account)),
+            (None, Some(ip)) => Some((ip, Limit::Address)),
         };
-        let longest = wait(self.accounts.get(&Self::key(user))).max(wait(self.ips.get(&ip)));
-        longest.map_or(Ok(()), Err)
+        if let Some((wait, limit)) = refused {
+            let audit = match limit {
+                Limit::Account => a.refuse(),
+                Limit::Address => i.refuse(),
+            };
+            return Err(Refusal { wait, limit, audit });
+        }
+        a.in_flight += 1;
+        i.in_flight += 1;
+        drop((a, i));
+        Ok(Attempt {
+            account,
+            ip: address,
+            free_account: self.cfg.max_failures_per_account,
+            free_ip: self.cfg.max_failures_per_ip,
+            max: Duration::from_secs(self.cfg.max_lockout_seconds),
+            decided: false,
+        })
     }
 
-    pub fn failed(&self, user: &str, ip: IpAddr) {
-        let max = Duration::from_secs(self.cfg.max_lockout_seconds);
-        let bump = |f: Arc<Mutex<Failures>>, free: u32| {
-            let mut f = f.lock().unwrap_or_else(PoisonError::into_inner);
-            f.count += 1;
-            if f.count > free {
-                let doublings = (f.count - free - 1).min(20);
-                let lock = Duration::from_secs(1u64 << doublings).min(max);
-                f.locked_until = Some(Instant::now() + lock);
-            }
+    /// Refuses while the address is locked (not for attempts in flight):
+    /// for requests that cost no hashing, such as a refresh.
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let Some(slot) = self.ips.get(&address_key(ip)) else {
+            return Ok(());
         };
-        bump(
-            self.accounts.get_with(Self::key(user), Default::default),
-            self.cfg.max_failures_per_account,
-        );
-        bump(
-            self.ips.get_with(ip, Default::default),
+        let mut f = lock(&slot);
+        let now = Instant::now();
+        match f.locked_until.and_then(|u| u.checked_duration_since(now)) {
+            Some(wait) if !wait.is_zero() => Err(Refusal {
+                wait,
+                limit: Limit::Address,
+                audit: f.refuse(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A failure of the address alone, without a reservation (a refresh
+    /// token nobody was issued).
+    pub fn address_failed(&self, ip: IpAddr) {
+        let slot = self.ips.get_with(address_key(ip), Default::default);
+        lock(&slot).record_failure(
             self.cfg.max_failures_per_ip,
+            Duration::from_secs(self.cfg.max_lockout_seconds),
         );
     }
+}
 
-    /// A successful login clears the account's failures (not the address's:
-    /// one good password must not reset a spray from that address).
-    pub fn succeeded(&self, user: &str) {
-        self.accounts.invalidate(&Self::key(user));
+/// Bounds the argon2 work running at once: `permits` hashes, each holding
+/// 19 MiB for tens of milliseconds; a caller waits at most `wait` for a
+/// slot, and at most `permits * QUEUE_PER_PERMIT` callers wait at all.
+/// Past either, the caller is refused (`RATE_LIMITED`) instead of queueing
+/// a blocking thread.
+pub struct HashGate {
+    permits: Arc<Semaphore>,
+    size: usize,
+    waiting: AtomicUsize,
+    wait: Duration,
+}
+
+/// Callers allowed to wait per hashing slot.
+pub const QUEUE_PER_PERMIT: usize = 32;
+
+/// Leaves the wait count when the waiter is done (or dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl HashGate {
+    /// `permits: None` is the number of CPU cores.
+    pub fn new(permits: Option<usize>, wait: Duration) -> HashGate {
+        let size = permits
+            .filter(|p| *p > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            })
+            .min(Semaphore::MAX_PERMITS);
+        HashGate {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+            waiting: AtomicUsize::new(0),
+            wait,
+        }
+    }
+
+    /// How many hashes may run at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A hashing slot, held until the permit drops; `Err(retry after)`
+    /// when none frees up in time or too many callers wait already.
+    pub async fn enter(&self) -> Result<OwnedSemaphorePermit, Duration> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let retry = self.wait.max(Duration::from_secs(1));
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.size.saturating_mul(QUEUE_PER_PERMIT) {
+            return Err(retry);
+        }
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(retry),
+        }
     }
 }
 
@@ -146,39 +416,159 @@ mod tests {
         }
     }
 
+    fn fail(limiter: &LoginLimiter, user: &str, ip: IpAddr) {
+        limiter.reserve(user, ip).unwrap().failed();
+    }
+
     #[test]
     fn an_account_locks_after_its_free_failures_for_growing_times() {
         let limiter = LoginLimiter::new(&limits(3, 100));
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..3 {
-            assert!(limiter.check("alice", ip).is_ok());
-            limiter.failed("alice", ip);
+        for _ in 0..4 {
+            fail(&limiter, "alice", ip);
         }
-        assert!(limiter.check("alice", ip).is_ok());
-        limiter.failed("alice", ip);
-        let first = limiter.check("ALICE", ip).unwrap_err();
-        assert!(first <= Duration::from_secs(1), "{first:?}");
-        limiter.failed("alice", ip);
-        let second = limiter.check("alice", ip).unwrap_err();
-        assert!(second > Duration::from_secs(1), "{second:?}");
+        let first = limiter.reserve("ALICE", ip).unwrap_err();
+        assert_eq!(first.limit, Limit::Account);
+        assert!(first.wait <= Duration::from_secs(1), "{first:?}");
         // Another account from another address is not affected.
-        assert!(limiter.check("bob", "10.0.0.2".parse().unwrap()).is_ok());
-        limiter.succeeded("alice");
-        assert!(limiter.check("alice", "10.0.0.2".parse().unwrap()).is_ok());
+        assert!(limiter.reserve("bob", "10.0.0.2".parse().unwrap()).is_ok());
+        // A success clears the account.
+        let limiter2 = LoginLimiter::new(&limits(3, 100));
+        for _ in 0..3 {
+            fail(&limiter2, "carol", ip);
+        }
+        limiter2.reserve("carol", ip).unwrap().succeeded();
+        for _ in 0..3 {
+            fail(&limiter2, "carol", ip);
+        }
+        assert!(limiter2.reserve("carol", ip).is_ok());
     }
 
     #[test]
-    fn an_address_spraying_many_accounts_locks() {
-        let limiter = LoginLimiter::new(&limits(100, 4));
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        for i in 0..5 {
-            limiter.failed(&format!("user{i}"), ip);
+    fn the_lockout_doubles_past_the_free_failures() {
+        let limiter = LoginLimiter::new(&limits(0, 100));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        fail(&limiter, "alice", ip);
+        let slot = limiter.accounts.get("alice").unwrap();
+        let wait = |slot: &Slot| {
+            lock(slot)
+                .locked_until
+                .unwrap()
+                .duration_since(Instant::now())
+        };
+        assert!(wait(&slot) <= Duration::from_secs(1));
+        // Past the lock, one more failure locks for about 2 s.
+        {
+            let mut f = lock(&slot);
+            f.locked_until = None;
         }
-        assert!(limiter.check("someone-else", ip).is_err());
+        fail(&limiter, "alice", ip);
+        assert!(wait(&slot) > Duration::from_secs(1), "{:?}", wait(&slot));
+    }
+
+    #[test]
+    fn concurrent_attempts_reserve_before_anything_is_recorded() {
+        // 200 guesses at once: only the free failures plus one are let
+        // through to the password check; the rest are refused at once.
+        let limiter = LoginLimiter::new(&limits(5, 1000));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        for _ in 0..200 {
+            match limiter.reserve("alice", ip) {
+                Ok(a) => held.push(a),
+                Err(r) => refused.push(r),
+            }
+        }
+        assert_eq!(held.len(), 6);
+        assert!(refused.iter().all(|r| r.limit == Limit::Account));
+        // One refusal per period goes to the audit log, the rest counted.
+        let audited: Vec<_> = refused.iter().filter_map(|r| r.audit).collect();
+        assert_eq!(audited, vec![0]);
+        for a in held {
+            a.failed();
+        }
+        let after = limiter.reserve("alice", ip).unwrap_err();
+        assert!(after.wait > Duration::ZERO && after.wait <= Duration::from_secs(1));
+        assert_eq!(after.audit, Some(193), "{after:?}");
+        // Threads: the same bound holds with real concurrency.
+        let limiter = Arc::new(LoginLimiter::new(&limits(5, 1000)));
+        let passed = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (limiter, passed) = (limiter.clone(), passed.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        if let Ok(a) = limiter.reserve("bob", ip) {
+                            passed.fetch_add(1, Ordering::SeqCst);
+                            std::thread::yield_now();
+                            a.failed();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // 6 free, then at most one per lockout period (the test takes far
+        // less than the 1 s + 2 s of the first two).
+        assert!(passed.load(Ordering::SeqCst) <= 7, "{passed:?}");
+    }
+
+    #[test]
+    fn an_undecided_attempt_is_released_without_counting() {
+        let limiter = LoginLimiter::new(&limits(0, 100));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = limiter.reserve("alice", ip).unwrap();
+        assert!(limiter.reserve("alice", ip).is_err());
+        drop(a);
+        assert!(limiter.reserve("alice", ip).is_ok());
+    }
+
+    #[test]
+    fn an_address_spraying_many_accounts_locks_before_it_locks_them_all() {
+        let limiter = LoginLimiter::new(&limits(5, 20));
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        // One address sprays 1000 names: its own lockout stops it after 21
+        // failures, so at most 21 / 6 = 3 names are ever locked by it.
+        let mut failed = 0;
+        for i in 0..1000 {
+            for _ in 0..6 {
+                if let Ok(a) = limiter.reserve(&format!("user{i}"), ip) {
+                    a.failed();
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!(failed, 21);
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        let locked = (0..1000)
+            .filter(|i| limiter.reserve(&format!("user{i}"), other).is_err())
+            .count();
+        assert!(locked <= 3, "{locked} names locked by one address");
+        let refusal = limiter.reserve("someone-else", ip).unwrap_err();
+        assert_eq!(refusal.limit, Limit::Address);
+        assert!(limiter.reserve("someone-else", other).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_their_limits() {
+        let limiter = LoginLimiter::new(&limits(100, 0));
+        fail(&limiter, "a", "2001:db8:1:2::1".parse().unwrap());
         assert!(
             limiter
-                .check("someone-else", "10.0.0.8".parse().unwrap())
+                .reserve("b", "2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_err()
+        );
+        assert!(
+            limiter
+                .reserve("b", "2001:db8:1:3::1".parse().unwrap())
                 .is_ok()
+        );
+        assert_eq!(
+            address_key("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
         );
     }
 
@@ -197,5 +587,41 @@ mod tests {
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
         assert!(limiter.check_ip("10.0.0.2".parse().unwrap()).is_ok());
         assert!(limiter.check_principal("alice").is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_hash_gate_admits_its_size_and_refuses_past_the_wait() {
+        let gate = HashGate::new(Some(2), Duration::from_millis(50));
+        let a = gate.enter().await.unwrap();
+        let _b = gate.enter().await.unwrap();
+        let refused = gate.enter().await.unwrap_err();
+        assert_eq!(refused, Duration::from_secs(1));
+        drop(a);
+        assert!(gate.enter().await.is_ok());
+        assert_eq!(gate.size(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_hash_gate_refuses_at_once_past_its_queue() {
+        let gate = Arc::new(HashGate::new(Some(1), Duration::from_secs(30)));
+        let _held = gate.enter().await.unwrap();
+        let waiters: Vec<_> = (0..QUEUE_PER_PERMIT)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.enter().await.map(drop) })
+            })
+            .collect();
+        // Wait until they all queue.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gate.waiting.load(Ordering::Acquire) < QUEUE_PER_PERMIT {
+            assert!(Instant::now() < deadline);
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        assert!(gate.enter().await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        for w in waiters {
+            w.abort();
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! [`Auth`]: logins, tokens, API keys and accounts, over the store.
 //!
 //! Every method that hashes a password (login, password changes, creating
-//! users) blocks for the argon2 work: call it from `spawn_blocking`. The
-//! others are quick (a cache hit, or one small redb transaction).
+//! users) blocks for the argon2 work: call it from `spawn_blocking`, after
+//! taking a slot of the hash gate ([`Auth::hash_slot`]); [`Auth::login_async`]
+//! and [`Auth::change_password_async`] do both, after reserving the attempt
+//! against the lockout. The others are quick (a cache hit, or one small
+//! redb transaction).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ulid::Ulid;
 
-use super::limit::{LoginLimiter, RequestLimiter};
+use super::limit::{Attempt, HashGate, LoginLimiter, Refusal, RequestLimiter};
 use super::token::{self, Jwt, TokenError};
 use super::{Actor, CanAdminister, Capability, Principal, PrincipalKind, Role, password};
 use crate::store::accounts::{AccountsTxn, ApiKey, RefreshToken, User};
@@ -24,6 +27,12 @@ use crate::telemetry::metric;
 const PRINCIPAL_TTL: Duration = Duration::from_secs(30);
 /// The one answer to a failed login, whatever failed.
 const BAD_LOGIN: &str = "invalid username or password";
+/// The audit actor of a refresh whose token names nobody.
+const ANONYMOUS: &str = "anonymous";
+/// (metric, audit action) of a refused login, password change, refresh.
+const LOGIN_LOCKED: (&str, &str) = (metric::LOGINS, "login.locked");
+const CHANGE_LOCKED: (&str, &str) = (metric::PASSWORD_CHANGES, "user.change_password.locked");
+const REFRESH_LOCKED: (&str, &str) = (metric::TOKEN_REFRESHES, "token.refresh.locked");
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -31,8 +40,11 @@ pub enum AuthError {
     #[error("{0}")]
     Unauthenticated(String),
     /// Too many attempts: try again after the wait.
-    #[error("too many failed logins: try again in {} s", .0.as_secs().max(1))]
+    #[error("too many failed logins: try again in {} s", secs(*.0))]
     Locked(Duration),
+    /// Every password-hashing slot is busy: try again after the wait.
+    #[error("too many password checks at once: try again in {} s", secs(*.0))]
+    Busy(Duration),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -50,7 +62,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::Unauthenticated(_) => "UNAUTHENTICATED",
-            AuthError::Locked(_) => "RATE_LIMITED",
+            AuthError::Locked(_) | AuthError::Busy(_) => "RATE_LIMITED",
             AuthError::Invalid(_) => "BAD_REQUEST",
             AuthError::Conflict(_) => "CONFLICT",
             AuthError::NotFound(_) => "NOT_FOUND",
@@ -68,8 +80,24 @@ impl From<password::PasswordError> for AuthError {
     }
 }
 
+/// Whole seconds to wait, rounded up, at least 1.
+fn secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 fn random() -> Result<String, AuthError> {
     token::random_secret().map_err(|e| AuthError::Internal(format!("no randomness: {e}")))
+}
+
+/// How a refresh transaction ended.
+enum Refreshed {
+    Issued(Tokens),
+    /// A spent token again: its family was revoked.
+    Reused,
+    /// Expired, or its user gone or disabled: its family was removed.
+    Refused,
+    /// No such token.
+    Unknown,
 }
 
 /// What a login or a refresh hands out.
@@ -86,6 +114,9 @@ pub struct Auth {
     jwt: Jwt,
     refresh_ttl: Duration,
     logins: LoginLimiter,
+    hashes: HashGate,
+    trusted_proxies: Vec<crate::config::Cidr>,
+    forwarded_header: crate::config::ForwardedHeader,
     pub requests: RequestLimiter,
     users: moka::sync::Cache<String, Arc<User>>,
     keys: moka::sync::Cache<String, Arc<ApiKey>>,
@@ -104,6 +135,11 @@ pub fn valid_username(name: &str) -> bool {
 
 impl Auth {
     pub fn new(store: Store, jwt_secret: &[u8], cfg: &crate::config::Auth) -> Auth {
+        let hashes = HashGate::new(
+            cfg.max_concurrent_hashes,
+            Duration::from_millis(cfg.hash_queue_wait_ms),
+        );
+        password::keep_memory_for(hashes.size());
         Auth {
             store,
             jwt: Jwt::new(
@@ -112,6 +148,9 @@ impl Auth {
             ),
             refresh_ttl: Duration::from_secs(cfg.refresh_token_ttl_seconds),
             logins: LoginLimiter::new(&cfg.login),
+            hashes,
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            forwarded_header: cfg.forwarded_header,
             requests: RequestLimiter::new(&cfg.rate_limit),
             users: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -126,6 +165,25 @@ impl Auth {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The networks whose `Forwarded` / `X-Forwarded-For` are believed,
+    /// and which of the two headers they write.
+    pub fn trusted_proxies(&self) -> (&[crate::config::Cidr], crate::config::ForwardedHeader) {
+        (&self.trusted_proxies, self.forwarded_header)
+    }
+
+    /// A password-hashing slot for `operation` (a metric label: `login`,
+    /// `change_password`, `create_user`, `reset_password`), held until the
+    /// permit drops; `Busy` when none frees up within the queue wait.
+    pub async fn hash_slot(
+        &self,
+        operation: &'static str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, AuthError> {
+        self.hashes.enter().await.map_err(|wait| {
+            ::metrics::counter!(metric::PASSWORD_HASH_BUSY, "operation" => operation).increment(1);
+            AuthError::Busy(wait)
+        })
     }
 
     /// How long an access token lives.
@@ -210,12 +268,113 @@ impl Auth {
 
     /// Checks a password (blocking: argon2) and hands out tokens. Unknown
     /// user, wrong password and disabled user get the same answer, in the
-    /// same time; every attempt is audited.
+    /// same time; every attempt is audited. The attempt is reserved against
+    /// the lockout before the password is hashed. Async callers use
+    /// [`Auth::login_async`], which also bounds the hashing.
     pub fn login(&self, username: &str, password: &str, ip: IpAddr) -> Result<Tokens, AuthError> {
-        if let Err(wait) = self.logins.check(username, ip) {
-            ::metrics::counter!(metric::LOGINS, "result" => "locked").increment(1);
-            return Err(AuthError::Locked(wait));
+        let attempt = self
+            .logins
+            .reserve(username, ip)
+            .map_err(|refusal| self.refused(LOGIN_LOCKED, username, ip, refusal))?;
+        self.check_login(attempt, username, password, ip)
+    }
+
+    /// [`Auth::login`] for async callers: the attempt is reserved first
+    /// (a refused one never waits for, or takes, a hashing slot), then the
+    /// password is checked on a blocking thread holding a slot of the hash
+    /// gate (`Busy` when none frees up in time; the attempt is then
+    /// released uncounted).
+    pub async fn login_async(
+        self: &Arc<Self>,
+        username: String,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<Tokens, AuthError> {
+        let attempt = match self.logins.reserve(&username, ip) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                return Err(self
+                    .refused_async(LOGIN_LOCKED, username, ip, refusal)
+                    .await);
+            }
+        };
+        let slot = self.hash_slot("login").await.inspect_err(|_| {
+            ::metrics::counter!(metric::LOGINS, "result" => "busy").increment(1);
+        })?;
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            auth.check_login(attempt, &username, &password, ip)
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?
+    }
+
+    /// An attempt the lockout refused: counted (`result="locked"` of the
+    /// operation's metric, and by limit), and the sampled one of its lockout
+    /// period audited (blocking when it is). `username` is empty for a
+    /// refresh.
+    fn refused(
+        &self,
+        (counter, action): (&'static str, &'static str),
+        username: &str,
+        ip: IpAddr,
+        refusal: Refusal,
+    ) -> AuthError {
+        ::metrics::counter!(counter, "result" => "locked").increment(1);
+        ::metrics::counter!(metric::LOCKOUT_REFUSALS, "limit" => refusal.limit.as_str())
+            .increment(1);
+        if let Some(unaudited) = refusal.audit {
+            let attempted: String = username.chars().take(64).collect();
+            let actor = Actor {
+                name: if attempted.is_empty() {
+                    ANONYMOUS.to_owned()
+                } else {
+                    attempted.clone()
+                },
+                ip: Some(ip),
+            };
+            let mut record = Record::new(action);
+            if !attempted.is_empty() {
+                record = record.target(attempted);
+            }
+            let record = record.after(serde_json::json!({
+                "limit": refusal.limit.as_str(),
+                "retry_after_seconds": secs(refusal.wait),
+                "refused_since_last_entry": unaudited,
+            }));
+            if let Err(e) = self.store.audit(&actor, record) {
+                tracing::error!(error = %e, "a refused login was not audited");
+            }
         }
+        AuthError::Locked(refusal.wait)
+    }
+
+    /// [`Auth::refused`] off the async threads when it writes.
+    async fn refused_async(
+        self: &Arc<Self>,
+        action: (&'static str, &'static str),
+        username: String,
+        ip: IpAddr,
+        refusal: Refusal,
+    ) -> AuthError {
+        if refusal.audit.is_none() {
+            return self.refused(action, &username, ip, refusal);
+        }
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || auth.refused(action, &username, ip, refusal))
+            .await
+            .unwrap_or_else(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// The password check of a reserved login attempt (blocking: argon2).
+    fn check_login(
+        &self,
+        attempt: Attempt,
+        username: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Tokens, AuthError> {
         let user = self.store.user(username)?;
         let ok = match &user {
             Some(u) => password::verify(password, &u.password_hash) && !u.disabled,
@@ -230,13 +389,13 @@ impl Auth {
             ip: Some(ip),
         };
         let Some(user) = user.filter(|_| ok) else {
-            self.logins.failed(username, ip);
+            attempt.failed();
             ::metrics::counter!(metric::LOGINS, "result" => "failure").increment(1);
             self.store
                 .audit(&actor, Record::new("login.failed").target(attempted))?;
             return Err(AuthError::Unauthenticated(BAD_LOGIN.into()));
         };
-        self.logins.succeeded(username);
+        attempt.succeeded();
         ::metrics::counter!(metric::LOGINS, "result" => "success").increment(1);
         let family = Ulid::generate().to_string();
         self.store.accounts_write(|tx| {
@@ -277,36 +436,80 @@ impl Auth {
 
     /// Trades a refresh token for a new pair; the old one is spent. A spent
     /// token presented again revokes its whole family: one of the two
-    /// holders is not the user.
+    /// holders is not the user. Every outcome is audited: `token.refresh`,
+    /// `token.reuse_revoked`, `token.refresh.failed` (an expired token, or
+    /// its user gone or disabled: its family is removed with the entry; a
+    /// token nobody was issued also counts as a failure of the address, so
+    /// the address lockout bounds how many such entries it can cause).
     pub fn refresh(&self, refresh_token: &str, ip: IpAddr) -> Result<Tokens, AuthError> {
+        self.logins
+            .check_address(ip)
+            .map_err(|refusal| self.refused(REFRESH_LOCKED, "", ip, refusal))?;
         let digest = token::digest(refresh_token);
         let invalid = || AuthError::Unauthenticated("the refresh token is not valid".into());
-        let tokens = self.store.accounts_write(|tx| {
+        let outcome = self.store.accounts_write(|tx| {
             let Some(mut stored) = tx.refresh_token(&digest)? else {
-                return Err(invalid());
+                return Ok(Refreshed::Unknown);
             };
+            let actor = Actor {
+                name: stored.username.clone(),
+                ip: Some(ip),
+            };
+            let family = stored.family.clone();
             if stored.used {
-                let family = stored.family.clone();
                 tx.remove_refresh_tokens(|t| t.family == family)?;
-                let actor = Actor {
-                    name: stored.username.clone(),
-                    ip: Some(ip),
-                };
                 tx.audit(
                     &actor,
                     Record::new("token.reuse_revoked").target(&stored.username),
                 )?;
-                return Ok(None);
+                return Ok(Refreshed::Reused);
             }
-            let user = tx
-                .user(&stored.username)?
-                .filter(|u| !u.disabled && stored.expires_at > Utc::now())
-                .ok_or_else(invalid)?;
+            let user = tx.user(&stored.username)?;
+            let reason = match &user {
+                None => Some("the user no longer exists"),
+                Some(u) if u.disabled => Some("the user is disabled"),
+                Some(_) if stored.expires_at <= Utc::now() => Some("the token expired"),
+                Some(_) => None,
+            };
+            let (Some(user), None) = (user, reason) else {
+                tx.remove_refresh_tokens(|t| t.family == family)?;
+                tx.audit(
+                    &actor,
+                    Record::new("token.refresh.failed")
+                        .target(&stored.username)
+                        .after(serde_json::json!({ "reason": reason })),
+                )?;
+                return Ok(Refreshed::Refused);
+            };
             stored.used = true;
             tx.put_refresh_token(&digest, &stored)?;
-            self.issue(tx, &user, stored.family).map(Some)
+            tx.audit(&actor, Record::new("token.refresh").target(&user.username))?;
+            self.issue(tx, &user, stored.family).map(Refreshed::Issued)
         })?;
-        tokens.ok_or_else(invalid)
+        let result = match &outcome {
+            Refreshed::Issued(_) => "success",
+            Refreshed::Reused => "reused",
+            Refreshed::Refused => "refused",
+            Refreshed::Unknown => "unknown",
+        };
+        ::metrics::counter!(metric::TOKEN_REFRESHES, "result" => result).increment(1);
+        match outcome {
+            Refreshed::Issued(tokens) => Ok(tokens),
+            Refreshed::Unknown => {
+                self.logins.address_failed(ip);
+                let actor = Actor {
+                    name: ANONYMOUS.to_owned(),
+                    ip: Some(ip),
+                };
+                self.store.audit(
+                    &actor,
+                    Record::new("token.refresh.failed")
+                        .after(serde_json::json!({ "reason": "no such refresh token" })),
+                )?;
+                Err(invalid())
+            }
+            Refreshed::Reused | Refreshed::Refused => Err(invalid()),
+        }
     }
 
     /// Revokes the refresh token's whole family (this login, on every
@@ -332,7 +535,9 @@ impl Auth {
 
     /// A user changes their own password (blocking: argon2). Every session
     /// of the user ends: its refresh tokens are revoked and its access
-    /// tokens stop working.
+    /// tokens stop working. The current password is checked like a login:
+    /// reserved against the user's and the address's lockout first, a
+    /// wrong one counted and audited (`user.change_password.failed`).
     pub fn change_password(
         &self,
         principal: &Principal,
@@ -343,25 +548,82 @@ impl Auth {
         if principal.kind != PrincipalKind::User {
             return Err(AuthError::Invalid("only users have passwords".into()));
         }
+        password::check_policy(new)?;
+        let attempt = self
+            .logins
+            .reserve(&principal.name, ip)
+            .map_err(|refusal| self.refused(CHANGE_LOCKED, &principal.name, ip, refusal))?;
+        self.check_password_change(attempt, principal, old, new, ip)
+    }
+
+    /// [`Auth::change_password`] for async callers: reserved first, then
+    /// checked and hashed on a blocking thread holding a hash-gate slot.
+    pub async fn change_password_async(
+        self: &Arc<Self>,
+        principal: Principal,
+        old: String,
+        new: String,
+        ip: IpAddr,
+    ) -> Result<(), AuthError> {
+        if principal.kind != PrincipalKind::User {
+            return Err(AuthError::Invalid("only users have passwords".into()));
+        }
+        password::check_policy(&new)?;
+        let attempt = match self.logins.reserve(&principal.name, ip) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                return Err(self
+                    .refused_async(CHANGE_LOCKED, principal.name.clone(), ip, refusal)
+                    .await);
+            }
+        };
+        let slot = self.hash_slot("change_password").await.inspect_err(|_| {
+            ::metrics::counter!(metric::PASSWORD_CHANGES, "result" => "busy").increment(1);
+        })?;
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            auth.check_password_change(attempt, &principal, &old, &new, ip)
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?
+    }
+
+    fn check_password_change(
+        &self,
+        attempt: Attempt,
+        principal: &Principal,
+        old: &str,
+        new: &str,
+        ip: IpAddr,
+    ) -> Result<(), AuthError> {
         let user = self
             .store
             .user(&principal.name)?
             .ok_or_else(|| AuthError::NotFound("no such user".into()))?;
-        if !password::verify(old, &user.password_hash) {
-            return Err(AuthError::Unauthenticated(
-                "the current password is wrong".into(),
-            ));
-        }
-        let hash = password::hash(new)?;
         let actor = Actor {
             name: principal.name.clone(),
             ip: Some(ip),
         };
+        if !password::verify(old, &user.password_hash) {
+            attempt.failed();
+            ::metrics::counter!(metric::PASSWORD_CHANGES, "result" => "failure").increment(1);
+            self.store.audit(
+                &actor,
+                Record::new("user.change_password.failed").target(&principal.name),
+            )?;
+            return Err(AuthError::Unauthenticated(
+                "the current password is wrong".into(),
+            ));
+        }
+        attempt.succeeded();
+        let hash = password::hash(new)?;
         self.update_user(&actor, &principal.name, "user.change_password", |u| {
             u.password_hash = hash;
             Ok(())
-        })
-        .map(drop)
+        })?;
+        ::metrics::counter!(metric::PASSWORD_CHANGES, "result" => "success").increment(1);
+        Ok(())
     }
 
     /// Creates a user (blocking: argon2).

@@ -419,6 +419,8 @@ enum VarKind {
     OptionalText,
     /// Like `OptionalText`, and `NAME_FILE` may hold the value instead.
     Secret,
+    /// Comma-separated items (`10.0.0.0/8,192.168.0.0/16`); empty means none.
+    List,
 }
 
 /// The environment variables of the last layer (DESIGN.md "Command line and
@@ -458,6 +460,11 @@ const VARIABLES: &[(&str, &str, VarKind)] = &[
         VarKind::Secret,
     ),
     ("METRICS_TOKEN", "auth.metrics_token", VarKind::Secret),
+    (
+        "AUTH_TRUSTED_PROXIES",
+        "auth.trusted_proxies",
+        VarKind::List,
+    ),
     ("TLS_ENABLED", "tls.enabled", VarKind::Scalar),
     ("TLS_CERT_PATH", "tls.cert_path", VarKind::Text),
     ("TLS_KEY_PATH", "tls.key_path", VarKind::Text),
@@ -493,6 +500,13 @@ fn env_layer(opts: &LoadOptions, problems: &mut Vec<Problem>) -> Value {
             VarKind::Scalar | VarKind::OptionalScalar => coerce(raw),
             VarKind::OptionalText | VarKind::Secret if raw.is_empty() => Value::Null,
             VarKind::OptionalText | VarKind::Secret => Value::String(raw),
+            VarKind::List => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| Value::String(item.to_owned()))
+                    .collect(),
+            ),
         };
         let mut single = value;
         for part in key.rsplit('.') {
@@ -803,8 +817,9 @@ mod tests {
             lines[1],
             format!(
                 "{config_yaml}: ingest.max_body_byte: unknown key `max_body_byte`, expected one of \
-                 `max_body_bytes`, `max_message_bytes`, `queue_capacity`, `batch_max_events`, \
-                 `files`, `journald`: remove it or fix its spelling"
+                 `max_body_bytes`, `max_message_bytes`, `queue_capacity`, `queue_max_bytes`, \
+                 `batch_max_events`, `api_trusted`, `connections`, `files`, `journald`: remove it \
+                 or fix its spelling"
             )
         );
         assert!(
@@ -916,5 +931,36 @@ mod tests {
         );
         assert!(cfg.tls.enabled);
         assert_eq!(cfg.bind_address.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn trusted_proxies_come_as_a_comma_separated_variable() {
+        let cfg = load(&shipped(&[(
+            "AUTH_TRUSTED_PROXIES",
+            " 10.0.0.0/8, fd00::/8 ,",
+        )]))
+        .unwrap();
+        let nets: Vec<String> = cfg
+            .auth
+            .trusted_proxies
+            .iter()
+            .map(|c| String::from(*c))
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "fd00::/8"]);
+        assert!(
+            load(&shipped(&[("AUTH_TRUSTED_PROXIES", "")]))
+                .unwrap()
+                .auth
+                .trusted_proxies
+                .is_empty()
+        );
+        let problems = problems(load(&shipped(&[("AUTH_TRUSTED_PROXIES", "10.0.0.1")])));
+        assert_eq!(
+            where_(&problems),
+            [(
+                "environment variable AUTH_TRUSTED_PROXIES".to_string(),
+                "auth.trusted_proxies[0]".to_string()
+            )]
+        );
     }
 }

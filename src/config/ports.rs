@@ -227,7 +227,8 @@ fn internal_not_exposed(endpoints: &[Endpoint], open: &[PortSpec], production: b
 }
 
 /// Rule 3: graphql/websocket require auth, metrics has a token (production),
-/// external syslog uses TLS or an allow-list.
+/// an external syslog or GELF listener has an allow-list, or is syslog TLS
+/// requiring client certificates (production; a warning in development).
 fn auth_on_sensitive_ports(cfg: &Config, endpoints: &[Endpoint], production: bool) -> RuleResult {
     let mut failures = Vec::new();
     let mut production_only = Vec::new();
@@ -241,11 +242,22 @@ fn auth_on_sensitive_ports(cfg: &Config, endpoints: &[Endpoint], production: boo
                 "{} has no token: set METRICS_TOKEN or METRICS_TOKEN_FILE",
                 e.label()
             )),
-            Kind::Syslog if e.external() && e.name != "syslog_tls" && e.allow_sources.is_empty() => {
-                failures.push(format!(
-                    "{} is external without TLS or allow_sources: use syslog_tls or declare allow_sources",
-                    e.label()
-                ))
+            // Syslog and GELF carry no sender authentication: anyone who
+            // reaches an open listener can write log lines that raise
+            // alerts and steer active response.
+            Kind::Syslog if e.external() && e.allow_sources.is_empty() => {
+                if e.name != "syslog_tls" {
+                    failures.push(format!(
+                        "{} is external without TLS or allow_sources, so anyone can send it forged log lines: declare exposure.listeners.{}.allow_sources, or keep it internal and use syslog_tls with client certificates",
+                        e.label(),
+                        e.name
+                    ));
+                } else if cfg.tls.syslog_client_ca_path.is_none() {
+                    production_only.push(format!(
+                        "{} is external without client certificates or allow_sources, so anyone can send it forged log lines: set tls.syslog_client_ca_path (SYSLOG_TLS_CLIENT_CA_PATH) to require client certificates, or declare exposure.listeners.syslog_tls.allow_sources",
+                        e.label()
+                    ));
+                }
             }
             _ => {}
         }
@@ -329,7 +341,8 @@ mod tests {
     use super::*;
     use crate::config::{Dependency, LoadOptions, Protocol, Secret, load};
 
-    /// Production with TLS on and a metrics token: every rule passes.
+    /// Production with TLS on, a metrics token and syslog TLS requiring
+    /// client certificates: every rule passes.
     fn production() -> Config {
         let mut cfg = Config {
             environment: Environment::Production,
@@ -337,6 +350,7 @@ mod tests {
         };
         cfg.tls.enabled = true;
         cfg.auth.metrics_token = Some(Secret::new("token"));
+        cfg.tls.syslog_client_ca_path = Some("/etc/secmon/syslog-clients-ca.crt".into());
         cfg
     }
 
@@ -450,7 +464,56 @@ mod tests {
             |c| c.exposure.listeners.syslog_udp.scope = Scope::External,
             AUTH,
             false,
-            "syslog_udp (5514/udp) is external without TLS or allow_sources",
+            "syslog_udp (5514/udp) is external without TLS or allow_sources, so anyone can send it forged log lines: declare exposure.listeners.syslog_udp.allow_sources",
+        ),
+        (
+            "external GELF over TCP without allow_sources",
+            |c| {
+                c.ports.gelf_tcp = Some(12201);
+                c.exposure.listeners.gelf_tcp.scope = Scope::External;
+            },
+            AUTH,
+            false,
+            "gelf_tcp (12201/tcp) is external without TLS or allow_sources",
+        ),
+        (
+            "external GELF over UDP without allow_sources, in development too",
+            |c| {
+                c.environment = Environment::Development;
+                c.ports.gelf_udp = Some(12201);
+                c.exposure.listeners.gelf_udp.scope = Scope::External;
+            },
+            AUTH,
+            false,
+            "gelf_udp (12201/udp) is external without TLS or allow_sources",
+        ),
+        (
+            "external syslog TLS without client certificates or allow_sources",
+            |c| c.tls.syslog_client_ca_path = None,
+            AUTH,
+            false,
+            "syslog_tls (6514/tcp) is external without client certificates or allow_sources, so anyone can send it forged log lines: set tls.syslog_client_ca_path (SYSLOG_TLS_CLIENT_CA_PATH)",
+        ),
+        (
+            "external syslog TLS without client certificates but with allow_sources",
+            |c| {
+                c.tls.syslog_client_ca_path = None;
+                let l = &mut c.exposure.listeners.syslog_tls;
+                l.allow_sources = vec![Cidr::try_from("192.0.2.0/24".to_string()).unwrap()];
+            },
+            AUTH,
+            true,
+            "require auth",
+        ),
+        (
+            "external syslog TLS without client certificates in development is a warning",
+            |c| {
+                c.environment = Environment::Development;
+                c.tls.syslog_client_ca_path = None;
+            },
+            AUTH,
+            true,
+            "warning: syslog_tls (6514/tcp) is external without client certificates or allow_sources",
         ),
         (
             "external plain syslog with allow_sources",
@@ -578,8 +641,12 @@ port plan for production
     }
 
     #[test]
-    fn shipped_plan_passes_in_production_with_tls_and_metrics_token() {
-        let cfg = shipped(&[("ENVIRONMENT", "production"), ("METRICS_TOKEN", "t")]);
+    fn shipped_plan_passes_in_production_with_tls_metrics_token_and_client_certificates() {
+        const CA: (&str, &str) = (
+            "SYSLOG_TLS_CLIENT_CA_PATH",
+            "/etc/secmon/syslog-clients-ca.crt",
+        );
+        let cfg = shipped(&[("ENVIRONMENT", "production"), ("METRICS_TOKEN", "t"), CA]);
         let report = validate_ports(&cfg);
         assert!(report.passed(), "{}", report.render());
         assert!(
@@ -588,8 +655,20 @@ port plan for production
             report.render()
         );
 
+        // Without client certificates, syslog TLS takes anyone's lines.
+        let cfg = shipped(&[("ENVIRONMENT", "production"), ("METRICS_TOKEN", "t")]);
+        let report = validate_ports(&cfg);
+        assert!(!report.passed());
+        assert!(
+            report
+                .render()
+                .contains("set tls.syslog_client_ca_path (SYSLOG_TLS_CLIENT_CA_PATH)"),
+            "{}",
+            report.render()
+        );
+
         // Without the token it fails, on that rule only.
-        let cfg = shipped(&[("ENVIRONMENT", "production")]);
+        let cfg = shipped(&[("ENVIRONMENT", "production"), CA]);
         let report = validate_ports(&cfg);
         let failed: Vec<&str> = report
             .rules

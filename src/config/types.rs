@@ -147,6 +147,7 @@ pub struct Config {
     pub response: Response,
     pub log: Log,
     pub exposure: Exposure,
+    pub api: Api,
 }
 
 /// The data directory when none is configured. Packages build with
@@ -184,6 +185,7 @@ impl Default for Config {
             response: Response::default(),
             log: Log::default(),
             exposure: Exposure::default(),
+            api: Api::default(),
         }
     }
 }
@@ -284,6 +286,31 @@ pub struct Auth {
     pub refresh_token_ttl_seconds: u64,
     pub rate_limit: RateLimits,
     pub login: LoginLimits,
+    /// Password hashes (argon2id, 19 MiB each) computed at once; unset: the
+    /// number of CPU cores.
+    pub max_concurrent_hashes: Option<usize>,
+    /// How long a login or password change waits for a hashing slot before
+    /// it is refused with `RATE_LIMITED`.
+    pub hash_queue_wait_ms: u64,
+    /// Reverse proxies whose `forwarded_header` names the client; from any
+    /// other peer the header is ignored.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header the trusted proxies write (append to): only that one is
+    /// read, so a client cannot slip in the other through a proxy that
+    /// passes it on unchanged.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// Which header carries the client address through `auth.trusted_proxies`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, the Kubernetes
+    /// ingress, HAProxy, Traefik, cloud load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
 impl Default for Auth {
@@ -296,6 +323,10 @@ impl Default for Auth {
             refresh_token_ttl_seconds: 30 * 24 * 3600,
             rate_limit: RateLimits::default(),
             login: LoginLimits::default(),
+            max_concurrent_hashes: None,
+            hash_queue_wait_ms: 1000,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 }
@@ -358,9 +389,43 @@ pub struct Ingest {
     pub max_message_bytes: usize,
     /// Batches waiting for the store before ingest applies back-pressure.
     pub queue_capacity: usize,
+    /// Bytes of events waiting for the store (and being committed) before
+    /// ingest applies back-pressure: HTTP answers 429, datagrams are dropped
+    /// (counted), streams wait.
+    pub queue_max_bytes: usize,
     pub batch_max_events: usize,
+    /// Whether events submitted over the authenticated API (HTTP NDJSON,
+    /// `_bulk`, GraphQL `ingestEvents`: always with a credential) come from
+    /// a trusted source.
+    pub api_trusted: bool,
+    /// Limits of the TCP ingest listeners (syslog TCP and TLS, GELF TCP).
+    pub connections: Connections,
     pub files: Files,
     pub journald: Journald,
+}
+
+/// Limits of each TCP ingest listener (syslog TCP and TLS, GELF TCP).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Connections {
+    /// Open connections per listener at most; lowered at start to fit the
+    /// process's file descriptor limit (RLIMIT_NOFILE), keeping headroom for
+    /// the API.
+    pub max_per_listener: usize,
+    /// Open connections per source address per listener at most.
+    pub max_per_source: usize,
+    /// A connection that completes no frame for this long is closed.
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_per_listener: 1024,
+            max_per_source: 64,
+            idle_timeout_seconds: 300,
+        }
+    }
 }
 
 impl Default for Ingest {
@@ -369,7 +434,10 @@ impl Default for Ingest {
             max_body_bytes: 16 * 1024 * 1024,
             max_message_bytes: 64 * 1024,
             queue_capacity: 64,
+            queue_max_bytes: 256 * 1024 * 1024,
             batch_max_events: 8192,
+            api_trusted: true,
+            connections: Connections::default(),
             files: Files::default(),
             journald: Journald::default(),
         }
@@ -396,6 +464,8 @@ pub struct Files {
     pub start_at: StartAt,
     /// How often files are checked for new lines, rotation and new matches.
     pub poll_interval_ms: u64,
+    /// Whether its events come from a trusted source (local files: yes).
+    pub trusted: bool,
 }
 
 impl Default for Files {
@@ -404,6 +474,7 @@ impl Default for Files {
             paths: Vec::new(),
             start_at: StartAt::Beginning,
             poll_interval_ms: 250,
+            trusted: true,
         }
     }
 }
@@ -418,6 +489,8 @@ pub struct Journald {
     /// More journalctl arguments (`--directory=...`, `--unit=sshd.service`).
     pub args: Vec<String>,
     pub start_at: StartAt,
+    /// Whether its events come from a trusted source (the local journal: yes).
+    pub trusted: bool,
 }
 
 impl Default for Journald {
@@ -427,6 +500,60 @@ impl Default for Journald {
             journalctl: PathBuf::from("journalctl"),
             args: Vec::new(),
             start_at: StartAt::Beginning,
+            trusted: true,
+        }
+    }
+}
+
+/// Limits of the GraphQL API (HTTP and WebSocket): what one request or
+/// one connection may ask of the node (docs/CONFIGURATION.md, `api`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Longest GraphQL document (the `query` text), checked before parsing.
+    pub max_document_bytes: usize,
+    /// Deepest nesting of `{`, `[` and `(` in a document, and of arrays and
+    /// objects in its variables, checked before parsing.
+    pub max_document_depth: usize,
+    /// Deepest selection set (fields within fields).
+    pub max_query_depth: usize,
+    /// Highest query cost: each field counts 1, a list or connection counts
+    /// its page size (`first`, `limit`, `top`) times its selection.
+    pub max_complexity: usize,
+    /// Most events, alerts, rules and notifications one request may return,
+    /// over all its fields and aliases.
+    pub max_items_per_request: usize,
+    /// A request still running after this long answers `TIMEOUT`.
+    pub request_timeout_seconds: u64,
+    /// Longest search query (`events`, `eventStats`, `eventHistogram`).
+    pub max_search_query_bytes: usize,
+    /// Deepest nesting of parentheses and quotes in a search query.
+    pub max_search_query_depth: usize,
+    /// Subscriptions one WebSocket connection may hold at once.
+    pub max_subscriptions_per_connection: usize,
+    /// Messages per second a WebSocket connection may send; `ws_message_burst`
+    /// may come at once. A connection over it is closed.
+    pub ws_messages_per_second: u32,
+    pub ws_message_burst: u32,
+    /// Largest WebSocket message (and frame) accepted.
+    pub max_ws_message_bytes: usize,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            max_document_bytes: 128 * 1024,
+            max_document_depth: 32,
+            max_query_depth: 12,
+            max_complexity: 100_000,
+            max_items_per_request: 10_000,
+            request_timeout_seconds: 10,
+            max_search_query_bytes: 4096,
+            max_search_query_depth: 32,
+            max_subscriptions_per_connection: 32,
+            ws_messages_per_second: 20,
+            ws_message_burst: 100,
+            max_ws_message_bytes: 512 * 1024,
         }
     }
 }
@@ -468,6 +595,10 @@ pub struct Replication {
     pub max_ready_lag_seconds: u64,
     /// Connections to Postgres (the sink and the fleet queries).
     pub postgres_pool_size: usize,
+    /// Refuse to start unless `DATABASE_URL` verifies the server's
+    /// certificate (`sslmode=verify-ca` or `verify-full`); off, other modes
+    /// only log a warning at start.
+    pub postgres_require_verified_tls: bool,
     /// CA bundle (PEM) trusted for `rediss://` instead of the system roots.
     pub redis_ca_path: Option<PathBuf>,
     /// Approximate length the `<prefix>:alerts` stream is capped at.
@@ -486,6 +617,7 @@ impl Default for Replication {
             retry_max_seconds: 60,
             max_ready_lag_seconds: 0,
             postgres_pool_size: 4,
+            postgres_require_verified_tls: false,
             redis_ca_path: None,
             redis_stream_max_len: 100_000,
             redis_key_prefix: "secmon".to_owned(),
@@ -507,6 +639,20 @@ pub struct Response {
     pub allow: Vec<Cidr>,
     /// Blocks active at once at most; past it, new ones are refused (logged).
     pub max_active_blocks: usize,
+    /// Act only on alerts whose latest firing's events all came from
+    /// trusted sources; false: forged log lines can trigger the actions
+    /// (the operator's risk, docs/RESPONSE.md).
+    pub require_trusted_sources: bool,
+    /// New blocks alerts may add per minute: a bucket of this many, refilled
+    /// evenly; past it a block is refused until the next alert firing.
+    /// Analysts' blocks are not counted.
+    pub max_new_blocks_per_minute: u32,
+    /// The same for alerts with an event from an untrusted source (only
+    /// with `require_trusted_sources: false`), from a bucket of their own.
+    pub max_new_untrusted_blocks_per_minute: u32,
+    /// Of `max_active_blocks`, at most this many asked for by alerts with
+    /// an event from an untrusted source.
+    pub max_active_untrusted_blocks: usize,
     /// A repeat offender's block doubles each time, up to this.
     pub max_block_duration: Span,
     /// The nft program, and what comes before its arguments (e.g.
@@ -525,6 +671,10 @@ impl Default for Response {
             actions: Vec::new(),
             allow: Vec::new(),
             max_active_blocks: 10_000,
+            require_trusted_sources: true,
+            max_new_blocks_per_minute: 60,
+            max_new_untrusted_blocks_per_minute: 10,
+            max_active_untrusted_blocks: 1_000,
             max_block_duration: Span(std::time::Duration::from_secs(7 * 86_400)),
             nft: vec!["nft".to_owned()],
             nft_table: "secmon".to_owned(),
@@ -628,9 +778,11 @@ pub struct Channel {
     /// Webhook: the HMAC-SHA256 key of the `X-Secmon-Signature` header.
     #[serde(default)]
     pub secret: Option<Secret>,
-    /// Webhook: more headers sent with each request.
+    /// Webhook: more headers sent with each request. Their values are
+    /// secrets (an `Authorization` header): `***` in the audit log and
+    /// `config check`.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// Email: `smtps://user:pass@host:465` (TLS) or
     /// `smtp://user:pass@host:587` (STARTTLS, required).
     #[serde(default)]
@@ -942,6 +1094,7 @@ impl Default for Listeners {
             syslog_tls: SyslogListener {
                 scope: Scope::External,
                 allow_sources: Vec::new(),
+                trusted: None,
             },
             gelf_udp: SyslogListener::default(),
             gelf_tcp: SyslogListener::default(),
@@ -969,6 +1122,11 @@ pub struct SyslogListener {
     pub scope: Scope,
     /// Networks allowed to send; empty means any.
     pub allow_sources: Vec<Cidr>,
+    /// Whether its events come from a trusted source. Unset: trusted when
+    /// TLS requires client certificates (`tls.syslog_client_ca_path`) or
+    /// `allow_sources` lists only private, loopback or link-local networks;
+    /// otherwise (open to any address) untrusted.
+    pub trusted: Option<bool>,
 }
 
 /// A service that is not secmon itself. `port` and `kind` are required (no

@@ -16,11 +16,13 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     check_port_conflicts(cfg, &mut problems);
     check_sizes(cfg, &mut problems);
+    check_api(cfg, &mut problems);
     check_tls(cfg, &mut problems);
     check_client_ca(cfg, &mut problems);
     check_sources(cfg, &mut problems);
     check_channels(cfg, &mut problems);
     check_response(cfg, &mut problems);
+    check_database_tls(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
     }
@@ -51,7 +53,20 @@ fn check_sizes(cfg: &Config, problems: &mut Vec<Problem>) {
         ("ingest.max_body_bytes", cfg.ingest.max_body_bytes),
         ("ingest.max_message_bytes", cfg.ingest.max_message_bytes),
         ("ingest.queue_capacity", cfg.ingest.queue_capacity),
+        ("ingest.queue_max_bytes", cfg.ingest.queue_max_bytes),
         ("ingest.batch_max_events", cfg.ingest.batch_max_events),
+        (
+            "ingest.connections.max_per_listener",
+            cfg.ingest.connections.max_per_listener,
+        ),
+        (
+            "ingest.connections.max_per_source",
+            cfg.ingest.connections.max_per_source,
+        ),
+        (
+            "ingest.connections.idle_timeout_seconds",
+            usize::try_from(cfg.ingest.connections.idle_timeout_seconds).unwrap_or(usize::MAX),
+        ),
         ("index.commit_max_events", cfg.index.commit_max_events),
         (
             "ingest.files.poll_interval_ms",
@@ -89,6 +104,66 @@ fn check_sizes(cfg: &Config, problems: &mut Vec<Problem>) {
                 SOURCE,
                 key,
                 "is 0: set a value greater than 0",
+            ));
+        }
+    }
+}
+
+/// The `api` limits: none may be 0 (that would refuse everything), and the
+/// search limits stay within what the index parses at all.
+fn check_api(cfg: &Config, problems: &mut Vec<Problem>) {
+    let a = &cfg.api;
+    let wide = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let limits = [
+        ("api.max_document_bytes", a.max_document_bytes),
+        ("api.max_document_depth", a.max_document_depth),
+        ("api.max_query_depth", a.max_query_depth),
+        ("api.max_complexity", a.max_complexity),
+        ("api.max_items_per_request", a.max_items_per_request),
+        (
+            "api.request_timeout_seconds",
+            wide(a.request_timeout_seconds),
+        ),
+        ("api.max_search_query_bytes", a.max_search_query_bytes),
+        ("api.max_search_query_depth", a.max_search_query_depth),
+        (
+            "api.max_subscriptions_per_connection",
+            a.max_subscriptions_per_connection,
+        ),
+        (
+            "api.ws_messages_per_second",
+            wide(a.ws_messages_per_second.into()),
+        ),
+        ("api.ws_message_burst", wide(a.ws_message_burst.into())),
+        ("api.max_ws_message_bytes", a.max_ws_message_bytes),
+    ];
+    for (key, value) in limits {
+        if value == 0 {
+            problems.push(Problem::new(
+                SOURCE,
+                key,
+                "is 0: set a value greater than 0",
+            ));
+        }
+    }
+    let ceilings = [
+        (
+            "api.max_search_query_bytes",
+            a.max_search_query_bytes,
+            crate::store::index::MAX_QUERY_BYTES,
+        ),
+        (
+            "api.max_search_query_depth",
+            a.max_search_query_depth,
+            crate::store::index::MAX_QUERY_DEPTH,
+        ),
+    ];
+    for (key, value, most) in ceilings {
+        if value > most {
+            problems.push(Problem::new(
+                SOURCE,
+                key,
+                format!("is {value}: the index parses at most {most}, set it to {most} or less"),
             ));
         }
     }
@@ -190,6 +265,19 @@ fn check_channels(cfg: &Config, problems: &mut Vec<Problem>) {
             && !(url.expose().starts_with("https://") || url.expose().starts_with("http://"))
         {
             problem("url", "must start with https:// (or http://)".into());
+        }
+        // The values are secrets: a problem names the header, never its value.
+        for (name, value) in &c.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                problem("headers", format!("{name:?} is not an HTTP header name"));
+            } else if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+                problem(
+                    "headers",
+                    format!(
+                        "the value of {name} is not a valid header value (visible ASCII, no line breaks)"
+                    ),
+                );
+            }
         }
         if c.kind == ChannelKind::Email {
             if c.smtp_url.as_ref().is_none_or(|u| u.expose().is_empty()) {
@@ -294,6 +382,29 @@ fn readable(path: &Path) -> Result<(), std::io::Error> {
     }
 }
 
+/// `DATABASE_URL`'s `sslmode` is one libpq knows, and verifies the server
+/// when `replication.postgres_require_verified_tls` says it must. The
+/// messages never repeat the URL (it may hold a password).
+fn check_database_tls(cfg: &Config, problems: &mut Vec<Problem>) {
+    let Some(url) = &cfg.services.database_url else {
+        return;
+    };
+    match crate::replicate::postgres::tls_request(url.expose()) {
+        Err(reason) => problems.push(Problem::new(SOURCE, "services.database_url", reason)),
+        Ok(tls) if cfg.replication.postgres_require_verified_tls && !tls.mode.verifies() => {
+            problems.push(Problem::new(
+                SOURCE,
+                "services.database_url",
+                format!(
+                    "sslmode={} does not verify the server's certificate and replication.postgres_require_verified_tls is on: set sslmode=verify-full in DATABASE_URL (with sslrootcert=<CA file> for a private CA)",
+                    tls.mode.as_str()
+                ),
+            ));
+        }
+        Ok(_) => {}
+    }
+}
+
 fn check_production_secrets(cfg: &Config, problems: &mut Vec<Problem>) {
     match &cfg.auth.jwt_secret {
         None => problems.push(Problem::new(
@@ -363,6 +474,22 @@ mod tests {
     }
 
     #[test]
+    fn channel_headers_are_checked_without_showing_values() {
+        let mut cfg = Config::default();
+        cfg.notifications.channels = serde_saphyr::from_str(
+            "- {name: a, kind: webhook, url: 'https://x/hook', \
+                headers: {'Bad Name': x, Authorization: \"Bearer s3cret\\nX-Evil: 1\"}}\n",
+        )
+        .unwrap();
+        let problems = validate(&cfg);
+        let text = format!("{problems:?}");
+        assert_eq!(problems.len(), 2, "{text}");
+        assert!(text.contains("not an HTTP header name"), "{text}");
+        assert!(text.contains("the value of Authorization"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
     fn response_actions_need_what_they_run() {
         let cfg = Config {
             response: serde_saphyr::from_str(
@@ -383,6 +510,28 @@ mod tests {
                 "response.actions[1].min_severity",
             ]
         );
+    }
+
+    #[test]
+    fn database_tls_is_checked_without_repeating_the_url() {
+        let mut cfg = Config::default();
+        cfg.services.database_url = Some(Secret::new("postgres://u:pw@db/x?sslmode=sometimes"));
+        let problems = validate(&cfg);
+        assert_eq!(keys(&problems), ["services.database_url"]);
+        assert!(!problems[0].reason.contains("pw"), "{problems:?}");
+        cfg.services.database_url = Some(Secret::new("postgres://u:pw@db/x"));
+        assert_eq!(validate(&cfg), vec![]);
+        cfg.replication.postgres_require_verified_tls = true;
+        let problems = validate(&cfg);
+        assert_eq!(keys(&problems), ["services.database_url"]);
+        assert!(
+            problems[0]
+                .reason
+                .contains("sslmode=prefer does not verify"),
+            "{problems:?}"
+        );
+        cfg.services.database_url = Some(Secret::new("postgres://u:pw@db/x?sslmode=verify-full"));
+        assert_eq!(validate(&cfg), vec![]);
     }
 
     #[test]

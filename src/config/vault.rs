@@ -3,7 +3,9 @@
 //! HashiCorp Vault (or OpenBao) KV version 2 engine. They are read once, at
 //! load, over HTTPS: `GET $VAULT_ADDR/v1/<mount>/data/<path>` with
 //! `X-Vault-Token`. A problem names the reference and the key it is for,
-//! never a value.
+//! never a value, and names Vault by scheme and host only. Redirects are
+//! not followed: the token would go wherever a `Location` points, so a
+//! redirect is an error naming its status (and not where it pointed).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,6 +15,7 @@ use serde_json::Value;
 
 use super::Problem;
 use super::load::LoadOptions;
+use crate::notify::redact::{http_error, redact};
 
 const PREFIX: &str = "vault:";
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,8 +212,9 @@ impl Client {
         let token = text("vault_token").ok_or(
             "VAULT_TOKEN (services.vault_token) is not set: set it or VAULT_TOKEN_FILE to a token that may read the secret",
         )?;
+        let shown = redact(&addr);
         let url = reqwest::Url::parse(&addr)
-            .map_err(|e| format!("VAULT_ADDR {addr} is not a URL ({e})"))?;
+            .map_err(|e| format!("VAULT_ADDR {shown} is not a URL ({e})"))?;
         let loopback = url.host_str().is_some_and(|host| {
             host == "localhost"
                 || host
@@ -223,7 +227,7 @@ impl Client {
             "http" if loopback => {}
             _ => {
                 return Err(format!(
-                    "VAULT_ADDR {addr} must be https:// (plain http only to a loopback address): the token would cross the network in clear"
+                    "VAULT_ADDR {shown} must be https:// (plain http only to a loopback address): the token would cross the network in clear"
                 ));
             }
         }
@@ -233,8 +237,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(|e| format!("HTTP client: {}", http_error(e)))?;
         Ok(Client {
             addr: addr.trim_end_matches('/').to_string(),
             token,
@@ -258,8 +263,8 @@ impl Client {
         let response = request.send().await.map_err(|e| {
             format!(
                 "cannot reach Vault at {} ({})",
-                self.addr,
-                crate::error_chain(&e)
+                redact(&self.addr),
+                http_error(e)
             )
         })?;
         match response.status().as_u16() {
@@ -274,12 +279,19 @@ impl Client {
                     "no secret at {secret} (is {mount}/ a KV version 2 engine, and the path right?)"
                 ));
             }
+            status @ 300..=399 => {
+                return Err(format!(
+                    "Vault answered a redirect (HTTP {status}) reading {secret}: secmon follows none (the token would go with it); set VAULT_ADDR to the server that answers, e.g. the active node"
+                ));
+            }
             status => return Err(format!("Vault answered HTTP {status} reading {secret}")),
         }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("Vault's answer for {secret} is not KV v2 JSON ({e})"))?;
+        let body: Value = response.json().await.map_err(|e| {
+            format!(
+                "Vault's answer for {secret} is not KV v2 JSON ({})",
+                http_error(e)
+            )
+        })?;
         match body.pointer("/data/data") {
             Some(data @ Value::Object(_)) => Ok(data.clone()),
             Some(Value::Null) => Err(format!(

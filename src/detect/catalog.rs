@@ -23,6 +23,12 @@ use crate::config::Detection;
 pub const MAX_YAML_BYTES: usize = 256 * 1024;
 /// Longest rule id.
 pub const MAX_ID_BYTES: usize = 128;
+/// Deepest nesting of a rule's YAML (serde-saphyr's budget refuses more
+/// before anything recursive reads it).
+pub const MAX_YAML_DEPTH: usize = 64;
+/// Deepest nesting of a detection `condition`: parentheses plus `not`s in a
+/// row. The condition parser recurses once per level.
+pub const MAX_CONDITION_DEPTH: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -177,9 +183,19 @@ pub fn check(
     pipeline: &Pipeline,
     known: impl Fn(&str) -> bool,
 ) -> Result<RuleInfo, Vec<Problem>> {
-    // serde-saphyr first: it places YAML errors precisely and tells a
-    // second document apart.
-    if let Err(e) = serde_saphyr::from_str::<serde::de::IgnoredAny>(yaml) {
+    if yaml.len() > MAX_YAML_BYTES {
+        return Err(vec![Problem {
+            reason: format!("a rule is at most {} KiB of YAML", MAX_YAML_BYTES / 1024),
+            ..problem("", "")
+        }]);
+    }
+    // serde-saphyr first: it places YAML errors precisely, tells a second
+    // document apart, and bounds the nesting (its budget) before the Sigma
+    // parser, which recurses, reads the YAML.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_depth: MAX_YAML_DEPTH },
+    };
+    if let Err(e) = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(yaml, options) {
         let text = e.to_string();
         let mut reason = yaml_reason(&text);
         if text.contains("multiple YAML documents") {
@@ -192,6 +208,9 @@ pub fn check(
             reason,
             ..problem(yaml, "")
         }]);
+    }
+    if let Some(reason) = deep_condition(yaml) {
+        return Err(vec![at_key(yaml, &["detection", "condition"], reason)]);
     }
     let collection =
         rsigma_parser::parse_sigma_yaml(yaml).map_err(|e| vec![problem(yaml, &e.to_string())])?;
@@ -260,6 +279,59 @@ pub fn check(
     }
     let id = id_field.and_then(Option::as_deref).unwrap_or_default();
     first(&collection, &api_source(id), yaml).ok_or_else(|| vec![problem(yaml, "no rule")])
+}
+
+/// Why the detection `condition` of `yaml` is too deep to parse, if it is
+/// (see [`condition_depth`]); the YAML was checked already.
+fn deep_condition(yaml: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_saphyr::from_str(yaml).ok()?;
+    let conditions: Vec<&str> = match doc.get("detection")?.get("condition")? {
+        serde_json::Value::String(c) => vec![c.as_str()],
+        serde_json::Value::Array(items) => items.iter().filter_map(|c| c.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    conditions
+        .into_iter()
+        .any(|c| condition_depth(c) > MAX_CONDITION_DEPTH)
+        .then(|| {
+            format!(
+                "the condition nests deeper than {MAX_CONDITION_DEPTH} levels (parentheses and `not`s): flatten it"
+            )
+        })
+}
+
+/// The deepest nesting of a Sigma condition, in one linear pass:
+/// open parentheses plus the `not`s in a row before a term.
+pub fn condition_depth(condition: &str) -> usize {
+    let b = condition.as_bytes();
+    let (mut parens, mut nots, mut deepest) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'(' => parens += 1,
+            b')' => {
+                parens = parens.saturating_sub(1);
+                nots = 0;
+            }
+            c if c.is_ascii_whitespace() => {}
+            _ => {
+                let start = i;
+                while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'(' && b[i] != b')' {
+                    i += 1;
+                }
+                if b[start..i].eq_ignore_ascii_case(b"not") {
+                    nots += 1;
+                } else {
+                    nots = 0;
+                }
+                deepest = deepest.max(parens + nots);
+                continue;
+            }
+        }
+        deepest = deepest.max(parens + nots);
+        i += 1;
+    }
+    deepest
 }
 
 /// A problem with a rule submitted over the API: the line (1, the
@@ -416,6 +488,76 @@ mod tests {
         assert_eq!(info.origin, Origin::Api);
         assert_eq!(info.kind, Kind::Detection);
         assert_eq!(info.yaml, yaml);
+    }
+
+    #[test]
+    fn condition_depth_counts_parentheses_and_nots() {
+        assert_eq!(condition_depth("selection"), 0);
+        assert_eq!(condition_depth("a and (b or (c and not d))"), 3);
+        assert_eq!(condition_depth("not not not a"), 3);
+        assert_eq!(condition_depth("(not (a))"), 3);
+        assert_eq!(condition_depth("nothing and notes"), 0);
+        assert_eq!(condition_depth(")))((("), 3);
+    }
+
+    #[test]
+    fn deep_rules_are_refused_before_the_sigma_parser_reads_them() {
+        let rule = |condition: &str| {
+            format!(
+                "{HEAD}detection:\n    selection:\n        message: x\n    condition: {condition}\n"
+            )
+        };
+        // Each refused with a reason and a line, on a 2 MiB stack.
+        let deep = [
+            rule(&format!(
+                "{}selection{}",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            )),
+            rule(&format!("{}selection", "not ".repeat(50_000))),
+            rule(&format!(
+                "'{}selection{}'",
+                "(".repeat(MAX_CONDITION_DEPTH + 1),
+                ")".repeat(MAX_CONDITION_DEPTH + 1)
+            )),
+            format!(
+                "{HEAD}detection:\n    selection:\n        message: {}x{}\n    condition: selection\n",
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            ),
+            format!(
+                "{HEAD}detection:\n    selection:\n        message: {}x{}\n    condition: selection\n",
+                "{a: ".repeat(MAX_YAML_DEPTH),
+                "}".repeat(MAX_YAML_DEPTH)
+            ),
+            format!(
+                "{HEAD}detection:\n    selection:\n        message: {}x\n    condition: selection\n",
+                "- ".repeat(10_000)
+            ),
+        ];
+        for yaml in deep {
+            let short: String = yaml.chars().skip(HEAD.len()).take(60).collect();
+            let refused = std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn(move || check(&yaml, &pipeline(), |_| false).err())
+                .unwrap()
+                .join()
+                .unwrap_or_else(|_| panic!("{short}"));
+            let problems = refused.unwrap_or_else(|| panic!("accepted: {short}"));
+            assert!(problems[0].line.is_some(), "{short}: {problems:?}");
+        }
+        // The deepest condition allowed compiles.
+        let ok = rule(&format!(
+            "{}selection{}",
+            "(".repeat(MAX_CONDITION_DEPTH),
+            ")".repeat(MAX_CONDITION_DEPTH)
+        ));
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || check(&ok, &pipeline(), |_| false).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     /// Each kind of mistake comes back with the line (and column) to fix.

@@ -70,7 +70,7 @@ pub struct Detector {
     datasets: HashMap<&'static str, DatasetRules>,
     /// The prefilter's scratch buffer.
     scratch: RefCell<String>,
-    correlation: Option<CorrelationEngine>,
+    correlation: Option<Correlations>,
     /// What `correlation` was built from, to start it over.
     collection: SigmaCollection,
     pub rules: usize,
@@ -112,7 +112,7 @@ impl Detector {
             (None, SigmaCollection::default())
         } else {
             let collection = set.collection();
-            (Some(correlation_engine(&collection)?), collection)
+            (Some(Correlations::new(&collection)?), collection)
         };
         Ok(Detector {
             datasets,
@@ -144,14 +144,14 @@ impl Detector {
         for (i, event) in events.iter().enumerate() {
             let detections = self.detect(event);
             let results = match &mut self.correlation {
-                Some(c) => c.process_with_detections(
-                    &SigmaEvent(event),
-                    detections,
-                    event.timestamp.timestamp(),
-                ),
-                None => detections,
+                Some(c) => c.process(event, detections),
+                None => detections.into_iter().map(|r| (r, event.trusted)).collect(),
             };
-            hits.extend(results.into_iter().map(|r| update(i, event, r)));
+            hits.extend(
+                results
+                    .into_iter()
+                    .map(|(r, trusted)| update(i, event, r, trusted)),
+            );
         }
         hits
     }
@@ -160,7 +160,7 @@ impl Detector {
     /// correlations that kept their id carry on; the others start empty.
     pub fn take_state_of(&mut self, old: &Detector) {
         if let (Some(new), Some(old)) = (&mut self.correlation, &old.correlation)
-            && !new.import_state(old.export_state())
+            && !new.take_state_of(old)
         {
             tracing::warn!("correlation state could not be carried over the reload");
         }
@@ -214,7 +214,7 @@ impl Detector {
         if self.correlation.is_none() {
             return Ok(0);
         }
-        match correlation_engine(&self.collection) {
+        match Correlations::new(&self.collection) {
             Ok(fresh) => self.correlation = Some(fresh),
             Err(e) => tracing::error!(error = %e, "correlation windows not reset"),
         }
@@ -230,14 +230,84 @@ impl Detector {
         for event in events {
             let detections = self.detect(event);
             if let Some(c) = &mut self.correlation {
-                c.process_with_detections(
-                    &SigmaEvent(event),
-                    detections,
-                    event.timestamp.timestamp(),
-                );
+                c.process(event, detections);
             }
         }
     }
+}
+
+/// The correlation windows, twice: over every event, and over the events
+/// of trusted sources only. A correlation's firing is trusted when the
+/// trusted events alone make it fire, so forged lines cannot fill a window
+/// that one genuine line then completes "trusted" (docs/SECURITY.md).
+struct Correlations {
+    all: CorrelationEngine,
+    trusted: CorrelationEngine,
+}
+
+impl Correlations {
+    fn new(collection: &SigmaCollection) -> Result<Correlations, String> {
+        Ok(Correlations {
+            all: correlation_engine(collection)?,
+            trusted: correlation_engine(collection)?,
+        })
+    }
+
+    /// `event`'s detections and correlation firings, each with its trust:
+    /// a detection has its event's; a correlation firing is trusted when
+    /// the trusted windows fire it too. A firing of the trusted windows
+    /// alone (those over every event fired earlier, on a mix, and started
+    /// over) comes out as a trusted firing of its own.
+    fn process(
+        &mut self,
+        event: &Event,
+        detections: Vec<EvaluationResult>,
+    ) -> Vec<(EvaluationResult, bool)> {
+        let at = event.timestamp.timestamp();
+        let mut trusted_firings: Vec<EvaluationResult> = if event.trusted {
+            self.trusted
+                .process_with_detections(&SigmaEvent(event), detections.clone(), at)
+                .into_iter()
+                .filter(EvaluationResult::is_correlation)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::new();
+        for result in self
+            .all
+            .process_with_detections(&SigmaEvent(event), detections, at)
+        {
+            let trusted = if result.is_correlation() {
+                match trusted_firings.iter().position(|t| same_firing(t, &result)) {
+                    Some(i) => {
+                        trusted_firings.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            } else {
+                event.trusted
+            };
+            out.push((result, trusted));
+        }
+        out.extend(trusted_firings.into_iter().map(|r| (r, true)));
+        out
+    }
+
+    /// Carries the windows of `old` over (a reload); false when they could not be.
+    fn take_state_of(&mut self, old: &Correlations) -> bool {
+        let all = self.all.import_state(old.all.export_state());
+        let trusted = self.trusted.import_state(old.trusted.export_state());
+        all && trusted
+    }
+}
+
+/// The same correlation rule firing for the same group.
+fn same_firing(a: &EvaluationResult, b: &EvaluationResult) -> bool {
+    a.header.rule_id == b.header.rule_id
+        && a.header.rule_title == b.header.rule_title
+        && a.as_correlation().map(|c| &c.group_key) == b.as_correlation().map(|c| &c.group_key)
 }
 
 fn correlation_engine(collection: &SigmaCollection) -> Result<CorrelationEngine, String> {
@@ -258,7 +328,7 @@ fn correlation_engine(collection: &SigmaCollection) -> Result<CorrelationEngine,
     Ok(engine)
 }
 
-fn update(index: usize, event: &Event, result: EvaluationResult) -> AlertUpdate {
+fn update(index: usize, event: &Event, result: EvaluationResult, trusted: bool) -> AlertUpdate {
     let header = result.header;
     let (group_key, correlation) = match result.body {
         ResultBody::Correlation(body) => (body.group_key, true),
@@ -284,6 +354,7 @@ fn update(index: usize, event: &Event, result: EvaluationResult) -> AlertUpdate 
         tags: header.tags,
         group_key,
         correlation,
+        trusted,
     }
 }
 
@@ -340,6 +411,58 @@ mod tests {
 
         assert_eq!(detector.reset_windows(&store).unwrap(), 3);
         assert_eq!(brute_force(&detector.evaluate(&retry)), 1);
+    }
+
+    /// Forged failures cannot fill the brute-force window that one genuine
+    /// failure then completes "trusted": the firing is trusted only when
+    /// the trusted events alone make the correlation fire.
+    #[test]
+    fn a_correlation_is_trusted_only_when_its_trusted_events_complete_it() {
+        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
+        let pipeline = mapping.pipeline(&Default::default()).unwrap();
+        let set = rules::load(&rules::builtin(), &mapping, &pipeline);
+        let trusted = |mut events: Vec<Event>, trusted: bool| {
+            for e in &mut events {
+                e.trusted = trusted;
+            }
+            events
+        };
+        let firings = |updates: Vec<AlertUpdate>| -> Vec<bool> {
+            updates
+                .into_iter()
+                .filter(|u| u.rule_id == BRUTE_FORCE)
+                .map(|u| u.trusted)
+                .collect()
+        };
+
+        // 5 forged failures, then a genuine one: it fires, untrusted.
+        let mut detector = Detector::new(&set).unwrap();
+        assert!(firings(detector.evaluate(&trusted(failures(5), false))).is_empty());
+        assert_eq!(
+            firings(detector.evaluate(&trusted(failures(1), true))),
+            [false]
+        );
+
+        // 6 genuine failures: trusted.
+        let mut detector = Detector::new(&set).unwrap();
+        assert_eq!(
+            firings(detector.evaluate(&trusted(failures(6), true))),
+            [true]
+        );
+
+        // The windows over every event fired on a mix and started over;
+        // the genuine failures go on and complete their own window: a
+        // trusted firing of its own.
+        let mut detector = Detector::new(&set).unwrap();
+        detector.evaluate(&trusted(failures(3), true));
+        assert_eq!(
+            firings(detector.evaluate(&trusted(failures(3), false))),
+            [false]
+        );
+        assert_eq!(
+            firings(detector.evaluate(&trusted(failures(3), true))),
+            [true]
+        );
     }
 
     /// A Sigma filter (a separate document naming the rules it narrows)

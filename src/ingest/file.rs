@@ -295,9 +295,13 @@ impl FileSource {
         &self,
         path: &Path,
         tail: &mut Tail,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         offset: u64,
     ) -> std::io::Result<()> {
+        // Provenance from the configuration only (`ingest.files.trusted`).
+        for event in &mut events {
+            event.trusted = self.config.trusted;
+        }
         let position = Position {
             dev: tail.dev,
             ino: tail.ino,

@@ -176,6 +176,10 @@ impl JournaldSource {
             value: c.into_bytes(),
         });
         let n = batch.len();
+        // Provenance from the configuration only (`ingest.journald.trusted`).
+        for event in batch.iter_mut() {
+            event.trusted = self.config.trusted;
+        }
         let committed = match self
             .writer
             .submit_with(std::mem::take(batch), checkpoint)

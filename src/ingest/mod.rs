@@ -1,5 +1,19 @@
 //! Sources: each turns bytes from the outside into events and submits them
 //! to the store's writer, acknowledging the sender only after the commit.
+//!
+//! Each source marks its events `trusted` or not ([`Event::trusted`]), from
+//! its configuration only: see [`listener_trusted`] for the syslog and GELF
+//! listeners, `ingest.api_trusted` for the authenticated API,
+//! `ingest.files.trusted` and `ingest.journald.trusted`.
+//!
+//! The TCP listeners (syslog TCP and TLS, GELF TCP) bound their connections
+//! per listener and per source address (`ingest.connections`), and all of
+//! them together to what the process's file descriptor limit leaves once
+//! the rest of the node has its share ([`FD_HEADROOM_MIN`] and more): a
+//! flood of connections on an ingest port cannot take the descriptors the
+//! API needs. A connection that completes no frame within
+//! `ingest.connections.idle_timeout_seconds` is closed, and an accept that
+//! fails (EMFILE, ENFILE) backs off instead of spinning.
 
 pub mod bulk;
 pub mod file;
@@ -8,14 +22,17 @@ pub mod http;
 pub mod journald;
 pub mod syslog;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::Utc;
 
-use crate::config::Cidr;
+use crate::config::{Cidr, Connections, SyslogListener};
 use crate::model::Event;
 use crate::parse::{self, ParseOptions, RawRecord};
 use crate::store::writer::{SubmitError, WriterHandle};
@@ -58,12 +75,18 @@ pub fn count_from_zero(source: &'static str, lossy: bool) {
 }
 
 /// Queues `events` without waiting for room, then waits for their commit:
-/// how the request/response sources (HTTP ingest, `_bulk`) submit.
+/// how the request/response sources (HTTP ingest, `_bulk`, GraphQL
+/// `ingestEvents`) submit. They are all authenticated: their events are
+/// marked trusted as `ingest.api_trusted` says, whatever they claim.
 pub async fn commit(
     writer: &WriterHandle,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
     source: &'static str,
 ) -> Result<Range<u64>, Refused> {
+    let trusted = writer.api_trusted();
+    for event in &mut events {
+        event.trusted = trusted;
+    }
     let pending = writer.try_submit(events).map_err(|e| match e {
         SubmitError::Full => {
             metrics::counter!(metric::INGEST_THROTTLED, "source" => source).increment(1);
@@ -111,6 +134,177 @@ pub fn count_parsed(event: &Event, source: &'static str) {
     }
 }
 
+/// Whether a syslog or GELF listener's events are trusted: its `trusted`
+/// when set, else true when TLS requires client certificates
+/// (`client_certs`) or `allow_sources` lists only private, loopback or
+/// link-local networks, and false for a listener open to any address.
+pub fn listener_trusted(cfg: &SyslogListener, client_certs: bool) -> bool {
+    cfg.trusted.unwrap_or_else(|| {
+        client_certs || (!cfg.allow_sources.is_empty() && cfg.allow_sources.iter().all(is_private))
+    })
+}
+
+/// True when all of `net` lies in a private (RFC 1918, RFC 4193), loopback
+/// or link-local range.
+fn is_private(net: &Cidr) -> bool {
+    const RANGES: &[(&str, u8)] = &[
+        ("10.0.0.0", 8),
+        ("172.16.0.0", 12),
+        ("192.168.0.0", 16),
+        ("127.0.0.0", 8),
+        ("169.254.0.0", 16),
+        ("fc00::", 7),
+        ("fe80::", 10),
+        ("::1", 128),
+    ];
+    let (addr, prefix) = match net.addr {
+        IpAddr::V6(v6) if net.prefix >= 96 && v6.to_ipv4_mapped().is_some() => (
+            v6.to_ipv4_mapped().map_or(net.addr, IpAddr::V4),
+            net.prefix - 96,
+        ),
+        addr => (addr, net.prefix),
+    };
+    RANGES.iter().any(|(range, range_prefix)| {
+        range.parse::<IpAddr>().is_ok_and(|range| {
+            prefix >= *range_prefix
+                && Cidr {
+                    addr: range,
+                    prefix: *range_prefix,
+                }
+                .contains(addr)
+        })
+    })
+}
+
+/// The least file descriptors the TCP ingest listeners leave to the rest
+/// of the node (API connections, the store, the index, outgoing clients);
+/// an eighth of the limit when that is more, up to [`FD_HEADROOM_MAX`].
+pub const FD_HEADROOM_MIN: usize = 32;
+pub const FD_HEADROOM_MAX: usize = 512;
+
+/// Connections open on all TCP ingest listeners of the process.
+static INGEST_OPEN: AtomicUsize = AtomicUsize::new(0);
+/// How many of them the file descriptor limit leaves room for.
+static FD_BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The soft RLIMIT_NOFILE of this process (from `/proc/self/limits`).
+fn fd_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Descriptors this process has open now.
+fn fds_open() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+/// What the ingest connections may use: the limit less the descriptors the
+/// rest of the node holds (`open - ingest`) less the headroom.
+fn fd_budget(limit: usize, open: usize, ingest: usize) -> usize {
+    let headroom = (limit / 8).clamp(FD_HEADROOM_MIN, FD_HEADROOM_MAX);
+    let others = open.saturating_sub(ingest);
+    limit.saturating_sub(others + headroom)
+}
+
+/// Re-reads the descriptor limit and use; returns (limit, budget) when
+/// `/proc` tells them.
+fn refresh_fd_budget() -> Option<(usize, usize)> {
+    let limit = fd_limit()?;
+    let open = fds_open()?;
+    let budget = fd_budget(limit, open, INGEST_OPEN.load(Ordering::Acquire));
+    FD_BUDGET.store(budget, Ordering::Release);
+    Some((limit, budget))
+}
+
+/// Why a new connection was closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    Listener,
+    Source,
+    FdBudget,
+}
+
+impl Full {
+    fn label(self) -> &'static str {
+        match self {
+            Full::Listener => "listener_full",
+            Full::Source => "source_full",
+            Full::FdBudget => "fd_budget",
+        }
+    }
+}
+
+/// A connection counted against the caps until it is dropped.
+pub struct Slot {
+    listener: Arc<Listener>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let l = &self.listener;
+        if let Ok(mut open) = l.open.lock()
+            && let Some(n) = open.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+        l.total.fetch_sub(1, Ordering::AcqRel);
+        INGEST_OPEN.fetch_sub(1, Ordering::AcqRel);
+        // Relative, so concurrent changes cannot leave a stale value.
+        metrics::gauge!(metric::INGEST_CONNECTIONS, "source" => l.source).decrement(1.0);
+    }
+}
+
+/// Is `e` the process or the system running out of file descriptors?
+fn fd_exhausted(e: &std::io::Error) -> bool {
+    // EMFILE, ENFILE (Linux).
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// First and longest pause after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How often the descriptor budget is re-read (a changed limit applies).
+const FD_REFRESH: Duration = Duration::from_secs(1);
+
+/// Events a listener gathers for one submission: full at [`BATCH_EVENTS`]
+/// events or [`BATCH_BYTES`], so a connection never holds more than about
+/// that (plus one event) before it submits.
+#[derive(Default)]
+pub struct Batch {
+    events: Vec<Event>,
+    bytes: usize,
+}
+
+/// Events per submission at most.
+pub const BATCH_EVENTS: usize = 1024;
+/// Bytes ([`Event::approx_bytes`]) past which a batch is submitted.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+impl Batch {
+    pub fn push(&mut self, event: Event) {
+        self.bytes += event.approx_bytes();
+        self.events.push(event);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.events.len() >= BATCH_EVENTS || self.bytes >= BATCH_BYTES
+    }
+
+    fn take(&mut self) -> Vec<Event> {
+        self.bytes = 0;
+        std::mem::take(&mut self.events)
+    }
+}
+
 /// What every unauthenticated listener (syslog, GELF) shares.
 pub struct Listener {
     pub writer: WriterHandle,
@@ -119,15 +313,122 @@ pub struct Listener {
     pub allow: Vec<Cidr>,
     /// The listener's name (`syslog_udp`, `gelf_tcp`, ...): the metric label.
     pub source: &'static str,
+    /// Whether its events are trusted (see [`listener_trusted`]).
+    pub trusted: bool,
+    /// Connection caps and idle timeout (TCP listeners).
+    pub limits: Connections,
+    /// Open connections by source address, and in all.
+    open: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
 }
 
 impl Listener {
+    pub fn new(
+        writer: WriterHandle,
+        parse: ParseOptions,
+        allow: Vec<Cidr>,
+        source: &'static str,
+        trusted: bool,
+        limits: Connections,
+    ) -> Listener {
+        Listener {
+            writer,
+            parse,
+            allow,
+            source,
+            trusted,
+            limits,
+            open: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+        }
+    }
+
     pub fn allowed(&self, peer: SocketAddr) -> bool {
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(peer.ip()))
     }
 
     pub fn event(&self, bytes: Vec<u8>, peer: SocketAddr) -> Event {
-        parse_counted(bytes, self.source, Some(peer.ip()), &self.parse)
+        let mut event = parse_counted(bytes, self.source, Some(peer.ip()), &self.parse);
+        // The listener's word, never the line's.
+        event.trusted = self.trusted;
+        event
+    }
+
+    /// How long a connection may take to complete its next frame.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.idle_timeout_seconds)
+    }
+
+    /// Counts a connection closed for idling (no frame within the timeout).
+    pub fn closed_idle(&self, peer: SocketAddr) {
+        metrics::counter!(metric::INGEST_CONNECTIONS_CLOSED, "source" => self.source, "reason" => "idle")
+            .increment(1);
+        tracing::debug!(source = self.source, %peer, "idle connection closed");
+    }
+
+    /// The connections it accepts at most now.
+    fn max_now(&self) -> usize {
+        self.limits
+            .max_per_listener
+            .min(FD_BUDGET.load(Ordering::Acquire))
+    }
+
+    /// Takes a slot for a connection from `ip`, or says which cap is full.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
+        let mut open = self.open.lock().map_err(|_| Full::Listener)?;
+        if self.total.load(Ordering::Acquire) >= self.limits.max_per_listener {
+            return Err(Full::Listener);
+        }
+        if INGEST_OPEN.load(Ordering::Acquire) >= FD_BUDGET.load(Ordering::Acquire) {
+            return Err(Full::FdBudget);
+        }
+        let from_ip = open.entry(ip).or_insert(0);
+        if *from_ip >= self.limits.max_per_source {
+            if *from_ip == 0 {
+                open.remove(&ip);
+            }
+            return Err(Full::Source);
+        }
+        *from_ip += 1;
+        self.total.fetch_add(1, Ordering::AcqRel);
+        INGEST_OPEN.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(metric::INGEST_CONNECTIONS, "source" => self.source).increment(1.0);
+        Ok(Slot {
+            listener: self.clone(),
+            ip,
+        })
+    }
+
+    /// Re-reads the descriptor budget; logs it when the limit changed.
+    fn size_to_fd_limit(&self, last_limit: &mut Option<usize>) {
+        let Some((limit, budget)) = refresh_fd_budget() else {
+            return;
+        };
+        metrics::gauge!(metric::INGEST_CONNECTIONS_MAX, "source" => self.source)
+            .set(self.max_now() as f64);
+        if *last_limit != Some(limit) {
+            *last_limit = Some(limit);
+            let max = self.max_now();
+            if max < self.limits.max_per_listener {
+                tracing::warn!(
+                    source = self.source,
+                    fd_limit = limit,
+                    ingest_fd_budget = budget,
+                    max_connections = max,
+                    configured = self.limits.max_per_listener,
+                    "ingest connections capped below ingest.connections.max_per_listener to fit the file descriptor limit: raise LimitNOFILE to accept more"
+                );
+            } else {
+                tracing::info!(
+                    source = self.source,
+                    fd_limit = limit,
+                    ingest_fd_budget = budget,
+                    max_connections = max,
+                    max_per_source = self.limits.max_per_source,
+                    "ingest connections sized to the file descriptor limit"
+                );
+            }
+        }
     }
 
     /// Counts a message from a sender outside the allow-list.
@@ -150,24 +451,71 @@ impl Listener {
         Fut: Future<Output = std::io::Result<()>> + Send + 'static,
     {
         count_from_zero(self.source, true);
+        for reason in ["listener_full", "source_full", "fd_budget"] {
+            metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => self.source, "reason" => reason)
+                .increment(0);
+        }
+        metrics::counter!(metric::INGEST_CONNECTIONS_CLOSED, "source" => self.source, "reason" => "idle")
+            .increment(0);
+        for kind in ["fd_exhausted", "other"] {
+            metrics::counter!(metric::INGEST_ACCEPT_ERRORS, "source" => self.source, "kind" => kind)
+                .increment(0);
+        }
+        metrics::gauge!(metric::INGEST_CONNECTIONS, "source" => self.source).increment(0.0);
+        let mut last_limit = None;
+        self.size_to_fd_limit(&mut last_limit);
+        let mut refresh = tokio::time::interval(FD_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::ZERO;
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = refresh.tick() => {
+                    self.size_to_fd_limit(&mut last_limit);
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(source = self.source, error = %e, "accept failed");
+                        let kind = if fd_exhausted(&e) { "fd_exhausted" } else { "other" };
+                        metrics::counter!(metric::INGEST_ACCEPT_ERRORS, "source" => self.source, "kind" => kind)
+                            .increment(1);
+                        // Once per episode: the backoff keeps it from flooding the log.
+                        if backoff.is_zero() {
+                            tracing::warn!(source = self.source, error = %e, kind, "accept failed: backing off until it succeeds");
+                        }
+                        backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
                         continue;
                     }
                 },
             };
+            if !backoff.is_zero() {
+                tracing::info!(source = self.source, "accepting connections again");
+                backoff = Duration::ZERO;
+            }
             if !self.allowed(peer) {
                 self.refuse(peer);
                 continue;
             }
+            let slot = match self.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => self.source, "reason" => full.label())
+                        .increment(1);
+                    tracing::debug!(source = self.source, %peer, reason = full.label(), "connection refused");
+                    // Closed at once: the sender sees the connection end.
+                    drop(stream);
+                    continue;
+                }
+            };
             let source = self.source;
             let done = connection(stream, peer, self.clone(), shutdown.clone());
             tasks.spawn(async move {
+                let _slot = slot;
                 if let Err(e) = done.await {
                     tracing::debug!(source, %peer, error = %e, "connection ended");
                 }
@@ -177,12 +525,12 @@ impl Listener {
 
     /// Queues `batch` without waiting, for datagram sources that cannot
     /// slow their sender: a full queue drops it, counted.
-    pub fn submit_nowait(&self, batch: &mut Vec<Event>) {
+    pub fn submit_nowait(&self, batch: &mut Batch) {
         if batch.is_empty() {
             return;
         }
-        let n = batch.len() as u64;
-        match self.writer.try_submit(std::mem::take(batch)) {
+        let n = batch.events.len() as u64;
+        match self.writer.try_submit(batch.take()) {
             // Nobody to acknowledge: the commit outcome is logged by the writer.
             Ok(_) => {}
             Err(SubmitError::Full | SubmitError::Closed) => {
@@ -193,12 +541,12 @@ impl Listener {
 
     /// Queues `batch` and waits for its commit, for stream sources: the next
     /// read waits, which slows the sender. An error closes the connection.
-    pub async fn submit_wait(&self, batch: &mut Vec<Event>) -> std::io::Result<()> {
+    pub async fn submit_wait(&self, batch: &mut Batch) -> std::io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let n = batch.len() as u64;
-        let committed = match self.writer.submit(std::mem::take(batch)).await {
+        let n = batch.events.len() as u64;
+        let committed = match self.writer.submit(batch.take()).await {
             Ok(pending) => matches!(pending.await, Ok(Ok(_))),
             Err(_) => false,
         };
@@ -211,5 +559,120 @@ impl Listener {
                 "the store did not commit; closing the connection",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidrs(nets: &[&str]) -> Vec<Cidr> {
+        nets.iter()
+            .map(|n| n.to_string().try_into().unwrap())
+            .collect()
+    }
+
+    fn listener_cfg(allow: &[&str], trusted: Option<bool>) -> SyslogListener {
+        SyslogListener {
+            allow_sources: cidrs(allow),
+            trusted,
+            ..SyslogListener::default()
+        }
+    }
+
+    #[test]
+    fn trust_defaults_follow_who_can_send() {
+        let cases: &[(&[&str], Option<bool>, bool, bool)] = &[
+            // Open to any address: untrusted.
+            (&[], None, false, false),
+            (&["0.0.0.0/0"], None, false, false),
+            (&["10.0.0.0/8", "0.0.0.0/0"], None, false, false),
+            (&["10.0.0.0/7"], None, false, false),
+            (&["192.0.2.0/24"], None, false, false),
+            // Private, loopback and link-local networks only: trusted.
+            (&["10.0.0.0/8", "192.168.1.0/24"], None, false, true),
+            (&["172.16.0.0/12", "127.0.0.1/32"], None, false, true),
+            (&["fd00::/8", "fe80::/64", "::1/128"], None, false, true),
+            (&["::ffff:10.1.0.0/112"], None, false, true),
+            // TLS with client certificates: trusted.
+            (&[], None, true, true),
+            // An explicit setting wins.
+            (&["10.0.0.0/8"], Some(false), true, false),
+            (&[], Some(true), false, true),
+        ];
+        for (allow, trusted, client_certs, expected) in cases {
+            assert_eq!(
+                listener_trusted(&listener_cfg(allow, *trusted), *client_certs),
+                *expected,
+                "{allow:?} trusted={trusted:?} client_certs={client_certs}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fd_budget_leaves_the_rest_of_the_node_its_share() {
+        // 1024 descriptors, 50 used by the node, none by ingest: 128 headroom.
+        assert_eq!(fd_budget(1024, 50, 0), 1024 - 50 - 128);
+        // Ingest connections count in the budget, not against it.
+        assert_eq!(fd_budget(1024, 550, 500), 1024 - 50 - 128);
+        assert_eq!(fd_budget(256, 40, 0), 256 - 40 - 32);
+        assert_eq!(fd_budget(1 << 20, 100, 0), (1 << 20) - 100 - 512);
+        // Nothing left: nothing accepted.
+        assert_eq!(fd_budget(64, 60, 0), 0);
+    }
+
+    #[test]
+    fn the_descriptor_limit_is_read_from_proc() {
+        let limit = fd_limit().unwrap();
+        let open = fds_open().unwrap();
+        assert!(limit >= open && open > 2, "limit {limit}, open {open}");
+    }
+
+    #[tokio::test]
+    async fn connections_are_capped_per_source_and_per_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let (writer, _thread) = crate::store::writer::spawn(
+            store,
+            4,
+            16,
+            Arc::new(crate::store::indexer::Progress::new(0)),
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        let listener = Arc::new(Listener::new(
+            writer,
+            ParseOptions::default(),
+            Vec::new(),
+            "syslog_tcp",
+            false,
+            Connections {
+                max_per_listener: 5,
+                max_per_source: 2,
+                idle_timeout_seconds: 300,
+            },
+        ));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = listener.admit(a).unwrap();
+        let _a2 = listener.admit(a).unwrap();
+        assert_eq!(listener.admit(a).err(), Some(Full::Source));
+        let _b1 = listener.admit(b).unwrap();
+        let _b2 = listener.admit(b).unwrap();
+        // A closed connection frees its slot.
+        drop(a1);
+        let _a3 = listener.admit(a).unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        let _c1 = listener.admit(c).unwrap();
+        assert_eq!(listener.admit(c).err(), Some(Full::Listener));
+        assert_eq!(listener.total.load(Ordering::Acquire), 5);
+    }
+
+    #[test]
+    fn descriptor_exhaustion_is_told_apart() {
+        assert!(fd_exhausted(&std::io::Error::from_raw_os_error(24)));
+        assert!(fd_exhausted(&std::io::Error::from_raw_os_error(23)));
+        assert!(!fd_exhausted(&std::io::Error::from_raw_os_error(104)));
     }
 }

@@ -10,6 +10,13 @@
 //! is committed, so a slow store slows the sender (backpressure, nothing
 //! dropped); UDP cannot wait, so a full write queue drops the datagrams and
 //! counts them in `secmon_events_dropped_total`.
+//!
+//! TCP and TLS connections are capped per listener and per source address,
+//! closed when no frame completes within the idle timeout, and TLS
+//! handshakes end after 10 s (see `crate::ingest` and `crate::tls`). A
+//! frame is at most `ingest.max_message_bytes` (the rest is skipped), so a
+//! connection holds one frame and one batch (submitted at 1024 events or
+//! 256 KiB, [`super::Batch`]) at most.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,11 +27,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Listener;
+use super::{Batch, Listener};
 use crate::tls::SyslogAcceptor;
 
-/// Events per store submission.
-const BATCH: usize = 1024;
 /// How long received UDP datagrams wait for more before they are submitted.
 const UDP_FLUSH: Duration = Duration::from_millis(20);
 /// Largest datagram read (the UDP maximum).
@@ -36,7 +41,7 @@ const MAX_LEN_DIGITS: usize = 10;
 pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Listener>, shutdown: CancellationToken) {
     super::count_from_zero(syslog.source, true);
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Batch::default();
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -53,7 +58,7 @@ pub async fn serve_udp(socket: UdpSocket, syslog: Arc<Listener>, shutdown: Cance
                     continue;
                 }
                 batch.push(syslog.event(buf[..n].to_vec(), peer));
-                if batch.len() >= BATCH {
+                if batch.is_full() {
                     syslog.submit_nowait(&mut batch);
                 }
             }
@@ -110,11 +115,18 @@ async fn connection<S: AsyncRead + Unpin>(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let limit = syslog.parse.max_message_bytes;
-    let mut batch = Vec::with_capacity(BATCH);
+    let idle = syslog.idle_timeout();
+    let mut batch = Batch::default();
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => None,
-            f = read_frame(&mut reader, limit) => f?,
+            f = tokio::time::timeout(idle, read_frame(&mut reader, limit)) => match f {
+                Ok(f) => f?,
+                Err(_) => {
+                    syslog.closed_idle(peer);
+                    None
+                }
+            },
         };
         let Some(frame) = frame else { break };
         if !frame.is_empty() {
@@ -122,7 +134,7 @@ async fn connection<S: AsyncRead + Unpin>(
         }
         // Submit when nothing more is buffered: whatever arrived together is
         // committed together, and the next read waits for that commit.
-        if batch.len() >= BATCH || reader.buffer().is_empty() {
+        if batch.is_full() || reader.buffer().is_empty() {
             syslog.submit_wait(&mut batch).await?;
         }
     }

@@ -66,6 +66,12 @@ pub struct Alert {
     /// The replication outbox seq of its latest update (0: not replicated).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub version: u64,
+    /// Every event behind its latest firing (raise or repeat) came from a
+    /// trusted source ([`crate::model::Event::trusted`]); set at each firing,
+    /// kept by analysts' changes. Alerts stored before it existed read as
+    /// untrusted. For a correlation, the event that completed it.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -229,6 +235,9 @@ pub struct AlertUpdate {
     pub tags: Vec<String>,
     pub group_key: Vec<(String, String)>,
     pub correlation: bool,
+    /// Whether this firing's events all came from trusted sources (for a
+    /// correlation: whether the trusted events alone made it fire).
+    pub trusted: bool,
 }
 
 impl AlertUpdate {
@@ -313,6 +322,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             version: 0,
+            trusted: false,
         };
         let mut assign = AlertChange::new("alice", Assign);
         assign.assignee = Some("bob".into());

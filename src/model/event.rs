@@ -61,6 +61,18 @@ pub struct Event {
     /// Anything else, searchable by path.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub fields: Map<String, Value>,
+    /// Provenance: the source that received it is configured `trusted`
+    /// (TLS with client certificates, an allow-list of private networks,
+    /// local files, journald, authenticated HTTP). Set by the source only:
+    /// [`Event::from_json`] never sets it, so a submitted document cannot
+    /// claim it. Stored only when true; events stored before it existed
+    /// read back as untrusted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub trusted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Why a submitted JSON document could not become an event.
@@ -104,6 +116,35 @@ impl Event {
             event.set_known(&key, value)?;
         }
         Ok(event)
+    }
+
+    /// Roughly how many bytes it holds in memory: its strings, labels and
+    /// fields plus the fixed part. What the write queue's byte bound counts.
+    pub fn approx_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Event>()
+            + self.message.len()
+            + opt(&self.original)
+            + opt(&self.host_name)
+            + opt(&self.user_name)
+            + opt(&self.user_target_name)
+            + opt(&self.process_name)
+            + opt(&self.process_command_line)
+            + opt(&self.process_executable)
+            + opt(&self.category)
+            + opt(&self.action)
+            + opt(&self.outcome)
+            + opt(&self.dataset)
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 64)
+                .sum::<usize>()
+            + self
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + value_bytes(v))
+                .sum::<usize>()
     }
 
     fn set_known(&mut self, key: &str, value: Value) -> Result<(), EventInputError> {
@@ -217,6 +258,29 @@ fn flatten_known(
             fields.insert(key, value);
         }
     }
+}
+
+/// Roughly the memory a JSON value holds (its strings and a fixed cost per
+/// node), without recursion deeper than the value's own depth.
+fn value_bytes(value: &Value) -> usize {
+    const NODE: usize = 32;
+    let mut total = 0;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        total += NODE;
+        match v {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    total += k.len();
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    total
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -366,6 +430,42 @@ mod tests {
                 expected
             );
         }
+    }
+
+    #[test]
+    fn a_document_cannot_claim_trust() {
+        for doc in [
+            json!({"message": "m", "trusted": true}),
+            json!({"message": "m", "event": {"trusted": true}, "labels": {"trusted": "true"}}),
+        ] {
+            let e = Event::from_json(doc, now()).unwrap();
+            assert!(!e.trusted, "{e:?}");
+        }
+        let e = Event::from_json(json!({"message": "m", "trusted": true}), now()).unwrap();
+        assert_eq!(e.fields["trusted"], json!(true), "kept as a plain field");
+    }
+
+    #[test]
+    fn trust_is_stored_and_old_events_read_as_untrusted() {
+        let mut e = Event::from_json(json!({"message": "m"}), now()).unwrap();
+        let old = serde_json::to_string(&e).unwrap();
+        assert!(!old.contains("trusted"), "not written when false: {old}");
+        assert!(!serde_json::from_str::<Event>(&old).unwrap().trusted);
+        e.trusted = true;
+        let new = serde_json::to_string(&e).unwrap();
+        assert!(serde_json::from_str::<Event>(&new).unwrap().trusted);
+    }
+
+    #[test]
+    fn approx_bytes_grows_with_what_it_holds() {
+        let small = Event::from_json(json!({"message": "m"}), now()).unwrap();
+        let big = Event::from_json(
+            json!({"message": "m".repeat(10_000), "kube": {"pod": "p".repeat(5_000)}}),
+            now(),
+        )
+        .unwrap();
+        assert!(small.approx_bytes() < 1_000);
+        assert!(big.approx_bytes() > 15_000 && big.approx_bytes() < 17_000);
     }
 
     #[test]

@@ -4,6 +4,16 @@
 //! request carries an idempotency key (`node/alert/version`, or the digest's
 //! seq range) so a receiver can drop the duplicate an at-least-once retry
 //! may bring.
+//!
+//! What an alert says comes from log lines an attacker may write (a user
+//! name, a host name), so every format renders it as text: control and
+//! bidirectional-formatting characters are shown escaped (`\n`,
+//! `\u{202e}`) and each value is bounded ([`plain`]); Slack mrkdwn gets
+//! `&`, `<` and `>` escaped and `verbatim` (no mentions, no links made from
+//! it); Teams gets `TextRun`s, which Adaptive Cards never read as markdown;
+//! an email subject is one bounded line. The webhook and Alertmanager get
+//! the values as JSON strings. No client follows redirects (a channel's
+//! headers would go with them), and an error never carries the URL.
 
 use std::time::Duration;
 
@@ -13,12 +23,19 @@ use lettre::AsyncTransport;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::redact::{http_error, redact};
 use crate::config::{Channel, ChannelKind};
 use crate::store::outbox::AlertSummary;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Alerts listed in a digest's text; the rest are counted.
 const DIGEST_LISTED: usize = 20;
+/// Characters of one log-derived value (user, host, rule title) shown.
+const VALUE_CHARS: usize = 200;
+/// Characters of an email subject.
+const SUBJECT_CHARS: usize = 200;
+/// Characters of a receiver's error answer kept in the error.
+const ANSWER_CHARS: usize = 200;
 
 /// Why a message was not delivered (retried later).
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +64,16 @@ impl Message<'_> {
         }
     }
 
+    /// One line of text (see [`plain`]).
     fn title(&self) -> String {
         match self.alerts {
             [(_, a)] if !self.digest => format!(
                 "[{}] {} ({})",
-                a.severity.to_uppercase(),
-                a.rule_title,
-                describe_event(a)
+                plain(&a.severity.to_uppercase()),
+                plain(&a.rule_title),
+                plain(&describe_event(a))
             ),
-            all => format!("{} alert updates on {}", all.len(), self.node_name),
+            all => format!("{} alert updates on {}", all.len(), plain(self.node_name)),
         }
     }
 
@@ -102,25 +120,67 @@ fn describe_event(a: &AlertSummary) -> String {
     }
 }
 
-/// One alert in one line of text.
+/// One alert in one line of text (each value through [`plain`]).
 fn line(a: &AlertSummary) -> String {
-    let mut parts = vec![format!("#{} {} [{}]", a.alert_id, a.rule_title, a.severity)];
+    let mut parts = vec![format!(
+        "#{} {} [{}]",
+        a.alert_id,
+        plain(&a.rule_title),
+        plain(&a.severity)
+    )];
     for (name, value) in [
         ("host", &a.host_name),
         ("source", &a.source_ip),
         ("user", &a.user_name),
     ] {
         if let Some(v) = value {
-            parts.push(format!("{name} {v}"));
+            parts.push(format!("{name} {}", plain(v)));
         }
     }
     parts.push(format!(
         "{} ({}x, last {})",
-        a.status,
+        plain(&a.status),
         a.count,
         rfc3339(a.last_seen)
     ));
     parts.join(" · ")
+}
+
+/// A value from a log line as one line of text: control characters
+/// (line breaks included) and the invisible formatting ones that reorder
+/// or hide text (bidirectional overrides, zero-width characters) are shown
+/// escaped, and the value is cut at [`VALUE_CHARS`] characters.
+pub fn plain(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(VALUE_CHARS * 4));
+    for (i, c) in value.chars().enumerate() {
+        if i == VALUE_CHARS {
+            out.push('…');
+            break;
+        }
+        let invisible = matches!(c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Text for Slack mrkdwn: `&`, `<` and `>` escaped, as Slack asks, so a
+/// `<!channel>` or `<https://evil|reset>` in it arrives as text.
+pub fn mrkdwn(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -131,6 +191,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 pub struct Sender {
     pub config: Channel,
     http: reqwest::Client,
+    /// The webhook's own headers (values marked sensitive).
+    headers: reqwest::header::HeaderMap,
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
 }
 
@@ -141,14 +203,30 @@ impl Sender {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(|e| format!("HTTP client: {}", http_error(e)))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers: {name:?} is not an HTTP header name"))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+                format!("headers: the value of {name} is not a valid header value (visible ASCII, no line breaks)")
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
         let smtp = match (&config.kind, &config.smtp_url) {
             (ChannelKind::Email, Some(url)) => Some(smtp_transport(url.expose(), &config)?),
             (ChannelKind::Email, None) => return Err("email needs smtp_url".into()),
             _ => None,
         };
-        Ok(Sender { config, http, smtp })
+        Ok(Sender {
+            config,
+            http,
+            headers,
+            smtp,
+        })
     }
 
     pub async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
@@ -195,9 +273,7 @@ impl Sender {
                 format!("sha256={}", sign(secret.expose(), &timestamp, &body)),
             );
         }
-        for (name, value) in &self.config.headers {
-            request = request.header(name, value);
-        }
+        request = request.headers(self.headers.clone());
         check(request.body(body).send().await).await
     }
 
@@ -251,7 +327,7 @@ impl Sender {
             .ok_or_else(|| SendError("no from address".into()))?;
         let mut builder = lettre::Message::builder()
             .from(from.parse().map_err(|e| SendError(format!("from: {e}")))?)
-            .subject(message.title())
+            .subject(subject(&message.title()))
             .message_id(Some(format!(
                 "<{}@secmon>",
                 message.idempotency_key().replace('/', ".")
@@ -265,7 +341,7 @@ impl Sender {
         smtp.send(email)
             .await
             .map(|_| ())
-            .map_err(|e| SendError(format!("smtp: {e}")))
+            .map_err(|e| SendError(format!("smtp: {}", redact(&e.to_string()))))
     }
 }
 
@@ -353,41 +429,78 @@ pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
         .collect()
 }
 
+/// An email subject: one line (see [`plain`]) of at most
+/// [`SUBJECT_CHARS`] characters.
+fn subject(title: &str) -> String {
+    let line = plain(title);
+    if line.chars().count() <= SUBJECT_CHARS {
+        return line;
+    }
+    truncate(&line, SUBJECT_CHARS)
+}
+
+/// The outcome of a request, as an error naming neither the URL nor what a
+/// redirect pointed at.
 async fn check(response: Result<reqwest::Response, reqwest::Error>) -> Result<(), SendError> {
-    let response = response.map_err(|e| SendError(format!("request: {e}")))?;
+    let response = response.map_err(|e| SendError(format!("request: {}", http_error(e))))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
+    if status.is_redirection() {
+        return Err(SendError(format!(
+            "answered {status}, a redirect: secmon follows none (the channel's headers would go with it); set url to the address that answers"
+        )));
+    }
     let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(200).collect();
-    Err(SendError(format!("answered {status}: {body}")))
+    let body: String = body.chars().take(ANSWER_CHARS).collect();
+    Err(SendError(format!(
+        "answered {status}: {}",
+        plain(&redact(&body))
+    )))
 }
 
-/// A Slack incoming-webhook message: text for notifications, blocks to read.
+/// A Slack incoming-webhook message: text for notifications, blocks to
+/// read. The mrkdwn parts are escaped and `verbatim` (Slack makes no
+/// links or mentions of them); the header is `plain_text`, never parsed.
 fn slack(message: &Message<'_>) -> Value {
+    let node = format!("secmon node {}", plain(message.node_name));
     json!({
-        "text": message.title(),
+        "text": mrkdwn(&message.title()),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": truncate(&message.title(), 150)}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&message.lines().join("\n"), 3000)}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("secmon node {}", message.node_name)}]},
+            {"type": "section", "text": {"type": "mrkdwn", "verbatim": true, "text": truncate_escaped(&mrkdwn(&message.lines().join("\n")), 3000)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "verbatim": true, "text": mrkdwn(&node)}]},
         ]
     })
 }
 
-/// A Teams (Workflows) incoming-webhook message: an Adaptive Card.
+/// `text` (escaped for mrkdwn) cut to `max` characters, never inside an
+/// `&amp;`-style entity.
+fn truncate_escaped(text: &str, max: usize) -> String {
+    let mut t = truncate(text, max);
+    if t != text {
+        t.pop(); // the ellipsis
+        if let Some(amp) = t.rfind('&')
+            && !t[amp..].contains(';')
+        {
+            t.truncate(amp);
+        }
+        t.push('…');
+    }
+    t
+}
+
+/// A Teams (Workflows) incoming-webhook message: an Adaptive Card. The text
+/// is in `TextRun`s of `RichTextBlock`s, which Adaptive Cards render as
+/// they are: a `TextBlock` would read markdown (links) from log text.
 fn teams(message: &Message<'_>) -> Value {
+    let run = |text: String| json!({"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text}]});
     let mut body = vec![json!({
-        "type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": true,
-        "text": message.title(),
+        "type": "RichTextBlock",
+        "inlines": [{"type": "TextRun", "size": "Large", "weight": "Bolder", "text": message.title()}],
     })];
-    body.extend(
-        message
-            .lines()
-            .into_iter()
-            .map(|l| json!({"type": "TextBlock", "wrap": true, "text": l})),
-    );
+    body.extend(message.lines().into_iter().map(run));
     json!({
         "type": "message",
         "attachments": [{
@@ -440,6 +553,244 @@ mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         });
+    }
+
+    const HOSTILE: &str = "<!channel> <https://evil|reset>";
+
+    fn hostile_alert() -> AlertSummary {
+        let now = Utc::now();
+        AlertSummary {
+            event: crate::store::outbox::AlertEvent::Raised,
+            alert_id: 7,
+            rule_title: "Brute *force* & [link](https://evil)".into(),
+            rule_id: "r".into(),
+            severity: "high".into(),
+            status: "open".into(),
+            count: 1,
+            first_seen: now,
+            last_seen: now,
+            source_ip: Some("10.0.0.1".into()),
+            host_name: Some("web\r\nBcc: victim@example.org".into()),
+            user_name: Some(HOSTILE.into()),
+            assignee: None,
+            correlation: false,
+            tags: vec![],
+            created_at: now,
+            updated_at: now,
+            trusted: false,
+        }
+    }
+
+    fn with_message<T>(f: impl FnOnce(&Message<'_>) -> T) -> T {
+        let alert = hostile_alert();
+        let alerts = [(1, &alert)];
+        f(&Message {
+            node_id: "n",
+            node_name: "node <!here>",
+            alerts: &alerts,
+            digest: false,
+        })
+    }
+
+    /// Every string in `v`, with where it is.
+    fn strings(v: &Value, at: String, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::String(s) => out.push((at, s.clone())),
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    strings(x, format!("{at}[{i}]"), out);
+                }
+            }
+            Value::Object(o) => {
+                for (k, x) in o {
+                    strings(x, format!("{at}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn slack_mrkdwn_escapes_mentions_and_links() {
+        let v = with_message(slack);
+        let mut all = Vec::new();
+        strings(&v, String::new(), &mut all);
+        let section = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(
+            section.contains("user &lt;!channel&gt; &lt;https://evil|reset&gt;"),
+            "{section}"
+        );
+        assert!(section.contains("Brute *force* &amp; [link]"), "{section}");
+        assert_eq!(v["blocks"][1]["text"]["verbatim"], true);
+        assert!(
+            section.contains("web\\r\\nBcc"),
+            "line breaks shown: {section}"
+        );
+        assert_eq!(
+            v["blocks"][2]["elements"][0]["text"],
+            "secmon node node &lt;!here&gt;"
+        );
+        for (at, text) in all {
+            if at.contains("blocks[0]") || at.ends_with(".type") {
+                continue; // plain_text: Slack parses nothing in it
+            }
+            assert!(!text.contains("<!"), "{at}: {text}");
+            assert!(!text.contains("<https"), "{at}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_cut_never_splits_an_entity() {
+        for n in [2000, 751] {
+            let text = mrkdwn(&"<".repeat(n));
+            let cut = truncate_escaped(&text, 3000);
+            assert!(cut.ends_with("&lt;…"), "{}", &cut[cut.len() - 12..]);
+            assert!(cut.chars().count() <= 3000);
+        }
+        let fits = mrkdwn(&"<".repeat(750));
+        assert_eq!(truncate_escaped(&fits, 3000), fits);
+    }
+
+    #[test]
+    fn teams_text_is_never_markdown() {
+        let v = with_message(teams);
+        let body = v["attachments"][0]["content"]["body"].as_array().unwrap();
+        for block in body {
+            assert_eq!(block["type"], "RichTextBlock", "{block}");
+            for run in block["inlines"].as_array().unwrap() {
+                assert_eq!(run["type"], "TextRun", "TextRuns are never markdown");
+            }
+        }
+        let text = body[1]["inlines"][0]["text"].as_str().unwrap();
+        assert!(text.contains(HOSTILE), "kept as text: {text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+
+    #[test]
+    fn an_email_subject_is_one_bounded_line() {
+        let mut alert = hostile_alert();
+        alert.rule_title = format!("x\r\nBcc: victim@example.org\r\n{}", "y".repeat(500));
+        let alerts = [(1, &alert)];
+        let message = Message {
+            node_id: "n",
+            node_name: "node",
+            alerts: &alerts,
+            digest: false,
+        };
+        let subject = subject(&message.title());
+        assert!(subject.chars().count() <= SUBJECT_CHARS, "{subject}");
+        assert!(!subject.contains(['\r', '\n']), "{subject}");
+        let email = lettre::Message::builder()
+            .from("a@example.org".parse().unwrap())
+            .to("b@example.org".parse().unwrap())
+            .subject(subject)
+            .body(message.lines().join("\n"))
+            .unwrap();
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        assert!(
+            !raw.lines().any(|l| l.starts_with("Bcc:")),
+            "no header injected: {raw}"
+        );
+    }
+
+    #[test]
+    fn plain_escapes_invisible_and_control_characters() {
+        assert_eq!(
+            plain("a\u{202e}b\u{200b}c\td\u{1b}[31m"),
+            "a\\u{202e}b\\u{200b}c\\td\\u{1b}[31m"
+        );
+        assert_eq!(plain(&"é".repeat(300)).chars().count(), VALUE_CHARS + 1);
+        assert_eq!(plain("ünïcode ok"), "ünïcode ok");
+    }
+
+    #[test]
+    fn webhook_headers_are_checked_and_kept_out_of_debug() {
+        let channel = |headers: &str| -> Channel {
+            serde_saphyr::from_str(&format!(
+                "name: h\nkind: webhook\nurl: http://127.0.0.1:1/\nheaders: {headers}\n"
+            ))
+            .unwrap()
+        };
+        let err = Sender::new(channel("{\"Bad Name\": x}")).err().unwrap();
+        assert!(err.contains("not an HTTP header name"), "{err}");
+        let err = Sender::new(channel("{X-A: \"a\\nb\"}")).err().unwrap();
+        assert!(err.contains("not a valid header value"), "{err}");
+        assert!(!err.contains("a\nb"));
+        let sender = Sender::new(channel("{Authorization: Bearer t0ken}")).unwrap();
+        assert!(!format!("{:?}", sender.headers).contains("t0ken"));
+        let shown = serde_json::to_value(&sender.config).unwrap();
+        assert_eq!(shown["headers"]["Authorization"], "***");
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_names_no_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let channel: Channel = serde_saphyr::from_str(&format!(
+            "name: s\nkind: slack\nurl: http://127.0.0.1:{port}/services/T0/B0/S3CR3T\n"
+        ))
+        .unwrap();
+        let sender = Sender::new(channel).unwrap();
+        let alert = hostile_alert();
+        let alerts = [(1, &alert)];
+        let message = Message {
+            node_id: "n",
+            node_name: "node",
+            alerts: &alerts,
+            digest: false,
+        };
+        let err = sender.send(&message).await.unwrap_err();
+        assert!(!err.0.contains("S3CR3T"), "{err}");
+        assert!(err.0.contains("cannot connect"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_nor_named() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let followed = Arc::new(AtomicUsize::new(0));
+        let app = {
+            let followed = followed.clone();
+            axum::Router::new()
+                .route(
+                    "/hook",
+                    axum::routing::post(|| async {
+                        (
+                            axum::http::StatusCode::TEMPORARY_REDIRECT,
+                            [("location", "/elsewhere/L0CATION-SECRET")],
+                        )
+                    }),
+                )
+                .fallback(move || {
+                    followed.fetch_add(1, Ordering::SeqCst);
+                    async { axum::http::StatusCode::OK }
+                })
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let channel: Channel = serde_saphyr::from_str(&format!(
+            "name: h\nkind: webhook\nurl: http://{addr}/hook\nheaders: {{X-Api-Key: k3y}}\n"
+        ))
+        .unwrap();
+        let sender = Sender::new(channel).unwrap();
+        let alert = hostile_alert();
+        let alerts = [(1, &alert)];
+        let message = Message {
+            node_id: "n",
+            node_name: "node",
+            alerts: &alerts,
+            digest: false,
+        };
+        let err = sender.send(&message).await.unwrap_err();
+        assert!(err.0.contains("307") && err.0.contains("redirect"), "{err}");
+        assert!(!err.0.contains("L0CATION-SECRET"), "{err}");
+        assert_eq!(
+            followed.load(Ordering::SeqCst),
+            0,
+            "the key went nowhere else"
+        );
     }
 
     #[test]

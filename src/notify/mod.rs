@@ -11,6 +11,7 @@
 //! pipeline never waits on a channel.
 
 pub mod channels;
+pub mod redact;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -219,6 +220,7 @@ impl Notifier {
             tags: Vec::new(),
             created_at: now,
             updated_at: now,
+            trusted: false,
         };
         let alerts = [(0, &sample)];
         let message = channels::Message {
@@ -227,7 +229,11 @@ impl Notifier {
             alerts: &alerts,
             digest: false,
         };
-        channel.sender.send(&message).await.map_err(|e| e.0)
+        channel
+            .sender
+            .send(&message)
+            .await
+            .map_err(|e| redact::redact(&e.0))
     }
 }
 
@@ -303,7 +309,9 @@ impl Sink for Dispatcher {
     }
 }
 
-/// The JSON a channel is stored as: its secrets in clear.
+/// The JSON a channel is stored as: its secrets (URLs, the signing key,
+/// header values) in clear. What the audit log and the API show of it is
+/// its `Serialize` form, where each of them is `***`.
 fn stored_form(channel: &Channel) -> Vec<u8> {
     let mut v = serde_json::to_value(channel).unwrap_or_default();
     for (key, secret) in [
@@ -314,6 +322,9 @@ fn stored_form(channel: &Channel) -> Vec<u8> {
         if let Some(secret) = secret {
             v[key] = serde_json::Value::String(secret.expose().to_owned());
         }
+    }
+    for (name, value) in &channel.headers {
+        v["headers"][name] = serde_json::Value::String(value.expose().to_owned());
     }
     v.to_string().into_bytes()
 }
@@ -530,7 +541,12 @@ async fn send(
         alerts: &alerts,
         digest,
     };
-    let sent = channel.sender.send(&message).await;
+    // Redacted at the source too; this is the net under every channel kind.
+    let sent = channel
+        .sender
+        .send(&message)
+        .await
+        .map_err(|e| channels::SendError(redact::redact(&e.0)));
     let outcome = match &sent {
         Ok(()) => Outcome::Sent { digest },
         Err(e) => Outcome::Failed { error: e.0.clone() },
@@ -598,14 +614,27 @@ async fn purge_loop(store: Store, keep_days: u64, shutdown: CancellationToken) {
     }
 }
 
-/// Per channel, for `/ready`.
+/// Per channel, for the unauthenticated `/ready`: states and counts, never
+/// error text (`failing` says whether the last attempt failed; the error
+/// itself is for admins, in GraphQL `notificationChannels`).
 pub fn report(notifier: &Notifier) -> serde_json::Value {
     let channels: BTreeMap<String, serde_json::Value> = notifier
         .channels()
         .into_iter()
-        .map(|(c, s, _)| (c.name, serde_json::json!(s)))
+        .map(|(c, s, _)| {
+            let state = serde_json::json!({
+                "pending": s.pending,
+                "messages_sent": s.messages_sent,
+                "digests_sent": s.digests_sent,
+                "failures": s.failures,
+                "last_sent": s.last_sent,
+                "failing": s.last_error.is_some(),
+            });
+            (c.name, state)
+        })
         .collect();
-    serde_json::json!({ "channels": channels, "dispatcher": notifier.dispatcher() })
+    let dispatcher = notifier.dispatcher().map(|s| s.ready_view());
+    serde_json::json!({ "channels": channels, "dispatcher": dispatcher })
 }
 
 #[cfg(test)]
@@ -640,6 +669,7 @@ mod tests {
             tags: vec![],
             created_at: now,
             updated_at: now,
+            trusted: false,
         }
     }
 

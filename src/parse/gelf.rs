@@ -11,6 +11,13 @@
 //!
 //! A payload that is not a GELF message is kept as text with
 //! `labels["gelf_error"]` saying why: nothing is dropped.
+//!
+//! Sizes: the source caps the payload (`crate::ingest::gelf`: to
+//! `max_message_bytes`, decompressed; a cut document no longer parses and
+//! is kept as text, flagged `truncated`). Here `short_message`,
+//! `full_message` and every additional field's value are each cut to
+//! `max_message_bytes`, flagged `truncated` (with `original_length` for the
+//! message), whatever the payload holds.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -32,8 +39,9 @@ pub fn parse(
         ..Event::default()
     };
     event.labels.insert("input".into(), "gelf".into());
-    // The source caps the payload; the size limit applies to the message,
-    // as a cut JSON document would not parse.
+    let max = opts.max_message_bytes;
+    // The source caps the payload; here the cap applies to each value, as
+    // a cut JSON document would not parse.
     let whole = ParseOptions {
         max_message_bytes: usize::MAX,
         ..opts.clone()
@@ -47,17 +55,17 @@ pub fn parse(
     let Some(short) = object.get("short_message").and_then(Value::as_str) else {
         return kept_as_text(event, text, "a GELF message needs a short_message string");
     };
-    let mut short = short;
-    if short.len() > opts.max_message_bytes {
+    let (short, cut_short) = cut(short, max);
+    if cut_short {
         event.labels.insert("truncated".into(), "true".into());
-        event
-            .labels
-            .insert("original_length".into(), short.len().to_string());
-        let mut end = opts.max_message_bytes;
-        while !short.is_char_boundary(end) {
-            end -= 1;
-        }
-        short = &short[..end];
+        event.labels.insert(
+            "original_length".into(),
+            object
+                .get("short_message")
+                .and_then(Value::as_str)
+                .map_or(0, str::len)
+                .to_string(),
+        );
     }
     event.message = short.to_owned();
     event.original = Some(short.to_owned());
@@ -76,10 +84,26 @@ pub fn parse(
         .and_then(|l| u8::try_from(l).ok())
         .filter(|l| *l <= 7);
     let mut program = None;
+    let mut cut_any = false;
     for (key, value) in &object {
         match key.as_str() {
             "full_message" | "facility" | "file" | "line" => {
-                set_field(&mut event, &format!("gelf.{key}"), value.clone());
+                let value = match value {
+                    Value::String(s) => {
+                        let (kept, was_cut) = cut(s, max);
+                        cut_any |= was_cut;
+                        Value::String(kept.to_owned())
+                    }
+                    Value::Number(_) | Value::Bool(_) | Value::Null => value.clone(),
+                    // Nothing the spec allows: kept as its text, cut.
+                    other => {
+                        let text = other.to_string();
+                        let (kept, was_cut) = cut(&text, max);
+                        cut_any |= was_cut;
+                        Value::String(kept.to_owned())
+                    }
+                };
+                set_field(&mut event, &format!("gelf.{key}"), value);
             }
             "_id" => {}
             _ => {
@@ -91,6 +115,13 @@ pub fn parse(
                     Value::Null => continue,
                     other => other.to_string(),
                 };
+                let value = match cut(&value, max) {
+                    (kept, true) => {
+                        cut_any = true;
+                        kept.to_owned()
+                    }
+                    (_, false) => value,
+                };
                 if matches!(name, "program" | "application_name" | "appname") {
                     program = Some(value.clone());
                 }
@@ -98,11 +129,26 @@ pub fn parse(
             }
         }
     }
+    if cut_any {
+        event.labels.insert("truncated".into(), "true".into());
+    }
     if let Some(p) = &program {
         event.process_name = Some(p.clone());
     }
     super::dispatch(program.as_deref(), None, short, &mut event);
     event
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, and whether it was.
+fn cut(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
 }
 
 fn kept_as_text(mut event: Event, text: String, why: &str) -> Event {
@@ -180,5 +226,45 @@ mod tests {
             e.labels.get("original_length").map(String::as_str),
             Some("80")
         );
+    }
+
+    #[test]
+    fn full_message_and_every_additional_field_are_cut_to_the_cap() {
+        let big = "x".repeat(5_000);
+        let json = format!(
+            r#"{{"short_message":"m","full_message":"{big}","_a":"{big}","_b":["{big}"],"_n":12,"file":{{"k":"{big}"}}}}"#
+        );
+        let opts = ParseOptions {
+            max_message_bytes: 1_000,
+            ..ParseOptions::default()
+        };
+        let e = parse(json.as_bytes(), None, Utc::now(), &opts);
+        assert_eq!(e.message, "m");
+        assert_eq!(e.labels.get("truncated").map(String::as_str), Some("true"));
+        assert!(
+            !e.labels.contains_key("original_length"),
+            "the message was whole"
+        );
+        assert_eq!(e.labels["a"].len(), 1_000);
+        assert_eq!(e.labels["b"].len(), 1_000);
+        assert_eq!(e.labels["n"], "12");
+        let full = super::super::get_field(&e, "gelf.full_message").unwrap();
+        assert_eq!(full.as_str().unwrap().len(), 1_000);
+        let file = super::super::get_field(&e, "gelf.file").unwrap();
+        assert_eq!(file.as_str().unwrap().len(), 1_000);
+        assert!(
+            e.approx_bytes() < 8 * 1_000,
+            "{} bytes from a {}-byte cap",
+            e.approx_bytes(),
+            1_000
+        );
+        // Under the cap nothing is flagged.
+        let e = parse(
+            br#"{"short_message":"m","full_message":"f","_a":"a"}"#,
+            None,
+            Utc::now(),
+            &opts,
+        );
+        assert!(!e.labels.contains_key("truncated"));
     }
 }

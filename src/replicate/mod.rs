@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::notify::redact::redact;
 use crate::store::indexer::Progress;
 use crate::store::outbox::{Entry, Heartbeat};
 use crate::store::{self, Store};
@@ -76,7 +77,8 @@ pub struct SinkStatus {
     state: Mutex<SinkState>,
 }
 
-/// One sink's state as `/ready` reports it.
+/// One sink's state. `/ready` (no credential) shows [`SinkState::ready_view`]:
+/// states and counts, never `last_error`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SinkState {
     /// The last batch was applied (false until the first one).
@@ -88,7 +90,24 @@ pub struct SinkState {
     /// The last seq applied.
     pub applied: u64,
     pub last_success: Option<DateTime<Utc>>,
+    /// Why the last batch failed, redacted of URLs and credentials
+    /// (`notify::redact`); `None` once one succeeds.
     pub last_error: Option<String>,
+}
+
+impl SinkState {
+    /// What the unauthenticated `/ready` shows: the state, not the error
+    /// text (`failing` is whether the last attempt failed).
+    pub fn ready_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connected": self.connected,
+            "lag_entries": self.lag_entries,
+            "lag_seconds": self.lag_seconds,
+            "applied": self.applied,
+            "last_success": self.last_success,
+            "failing": self.last_error.is_some(),
+        })
+    }
 }
 
 impl SinkStatus {
@@ -367,7 +386,7 @@ impl<S: Sink> Pump<S> {
                     next.abort();
                     self.status.update(|s| {
                         s.connected = false;
-                        s.last_error = Some(e.0.clone());
+                        s.last_error = Some(redact(&e.0));
                     });
                     break Err(e.into());
                 }
@@ -450,6 +469,7 @@ async fn run<S: Sink>(
             Err(e) => {
                 metrics::counter!(metric::REPLICATION_ERRORS, "sink" => name).increment(1);
                 let delay = backoff.next();
+                let e = redact(&e.to_string());
                 if failures == 0 {
                     tracing::warn!(sink = name, error = %e, retry_in_ms = delay.as_millis() as u64, "replication failed; the outbox keeps the entries and retries");
                 } else {

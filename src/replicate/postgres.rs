@@ -8,19 +8,27 @@
 //! advisory lock (two nodes starting together do not race) and recorded in
 //! `secmon.schema_migrations`.
 //!
-//! TLS goes through rustls: `sslmode=require` (or libpq's `verify-ca` /
-//! `verify-full`) needs it, the default `prefer` uses it when the server
-//! offers it, `disable` never does. The server's certificate is always
-//! verified, against the system roots or libpq's `sslrootcert=<file>`.
+//! TLS goes through rustls, with libpq's `sslmode` semantics ([`SslMode`]):
+//! `disable` never uses it; `allow` and `prefer` (the default) use it when
+//! the server offers it and go on in plain text when it does not;
+//! `require` needs it; these three do not verify the server's certificate
+//! (a stock Debian Postgres has a self-signed one), though the handshake's
+//! signatures are still checked. `verify-ca` verifies the chain against
+//! `sslrootcert=<file>` or the system roots, `verify-full` also the host
+//! name. As in libpq, `require` with `sslrootcert` is `verify-ca`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::types::ToSql;
 use ulid::Ulid;
 
@@ -58,7 +66,7 @@ pub struct Postgres {
 impl Postgres {
     /// Parses `url` and sets up the pool; connects on first use.
     pub fn new(url: &str, pool_size: usize, node_id: Ulid) -> Result<Postgres, Error> {
-        let (url, ca) = libpq_compat(url);
+        let (url, tls) = libpq_compat(url).map_err(Error::DatabaseUrl)?;
         let mut config =
             tokio_postgres::Config::from_str(&url).map_err(|e| Error::DatabaseUrl(describe(&e)))?;
         if config.get_connect_timeout().is_none() {
@@ -67,8 +75,13 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("secmon");
         }
-        let tls = crate::tls::client_config(ca.as_deref())?;
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        if !tls.mode.verifies() && tls.mode != SslMode::Disable {
+            tracing::warn!(
+                sslmode = tls.mode.as_str(),
+                "postgres TLS does not verify the server's certificate, so whoever sits on the path can read and change replication: set sslmode=verify-full in DATABASE_URL (with sslrootcert=<CA file> for a private CA)"
+            );
+        }
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(&tls)?);
         let manager = Manager::from_config(
             config,
             tls,
@@ -83,7 +96,7 @@ impl Postgres {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(|e| Error::DatabaseUrl(e.to_string()))?;
+            .map_err(|e| Error::DatabaseUrl(crate::notify::redact::redact(&e.to_string())))?;
         Ok(Postgres {
             pool,
             node_id: node_id.to_string(),
@@ -159,10 +172,10 @@ enum DbError {
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
-    let mut text = crate::error_chain(e);
+    let mut text = crate::notify::redact::redact(&crate::error_chain(e));
     if text.contains("invalid peer certificate") {
         text.push_str(
-            " (the server's certificate is not trusted: give its CA as sslrootcert=<file> in DATABASE_URL)",
+            " (the server's certificate is not trusted: give its CA as sslrootcert=<file> in DATABASE_URL, or sslmode=require to encrypt without verifying it)",
         );
     }
     text
@@ -171,32 +184,314 @@ fn describe(e: &tokio_postgres::Error) -> String {
 fn sink_error(e: &deadpool_postgres::PoolError) -> SinkError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => SinkError(describe(e)),
-        e => SinkError(format!("postgres: {e}")),
+        e => SinkError(format!(
+            "postgres: {}",
+            crate::notify::redact::redact(&e.to_string())
+        )),
     }
 }
 
-/// Takes what tokio-postgres does not know out of a libpq URL: the CA file
-/// (`sslrootcert`), and `sslmode=verify-ca|verify-full`, which is what
-/// `require` does here (the certificate is always verified).
-fn libpq_compat(url: &str) -> (String, Option<PathBuf>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut ca = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("sslrootcert", path)) => ca = Some(PathBuf::from(path)),
-            Some(("sslmode", "verify-ca" | "verify-full")) => kept.push("sslmode=require"),
-            _ => kept.push(pair),
+/// libpq's `sslmode`: how a connection to Postgres uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// libpq tries plain text first; here it is `prefer` (TLS when offered,
+    /// unverified): never weaker than libpq's.
+    Allow,
+    /// TLS when the server offers it, plain text when it does not; the
+    /// certificate is not verified. The default.
+    Prefer,
+    /// TLS or no connection; the certificate is not verified.
+    Require,
+    /// TLS with the certificate chain verified; not the host name.
+    VerifyCa,
+    /// TLS with the chain and the host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const ALL: [SslMode; 6] = [
+        SslMode::Disable,
+        SslMode::Allow,
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
         }
     }
-    let url = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
+
+    /// Whether the server's certificate is verified against a CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+
+    /// What tokio-postgres, which knows `disable`, `prefer` and `require`
+    /// only, is told.
+    fn for_tokio_postgres(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow | SslMode::Prefer => "prefer",
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+        }
+    }
+}
+
+/// What a `DATABASE_URL` asks of TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRequest {
+    /// The effective mode (`require` with `sslrootcert` is `verify-ca`).
+    pub mode: SslMode,
+    /// `sslrootcert`: the CA bundle trusted instead of the system roots.
+    pub ca: Option<PathBuf>,
+}
+
+/// The TLS a `DATABASE_URL` asks for (for `config check` and start-up
+/// validation); the error never repeats the URL.
+pub fn tls_request(url: &str) -> Result<TlsRequest, String> {
+    libpq_compat(url).map(|(_, tls)| tls)
+}
+
+/// Takes what tokio-postgres does not know out of a libpq connection
+/// string (a `postgres://` URL or `key=value` pairs): `sslrootcert`, and
+/// `sslmode` with its six values, which it gets back as the one of its
+/// three that connects the same way (the certificate checks are ours, in
+/// [`client_tls`]).
+fn libpq_compat(url: &str) -> Result<(String, TlsRequest), String> {
+    let mut mode = None;
+    let mut ca = None;
+    let mut take = |key: &str, value: &str| -> Result<bool, String> {
+        match key {
+            "sslmode" => {
+                let value = percent_decode(value);
+                mode = Some(
+                    SslMode::ALL
+                        .into_iter()
+                        .find(|m| m.as_str() == value)
+                        .ok_or_else(|| {
+                            "sslmode is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                                .to_owned()
+                        })?,
+                );
+                Ok(true)
+            }
+            "sslrootcert" => {
+                ca = Some(PathBuf::from(percent_decode(value)));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     };
-    (url, ca)
+    let rewritten = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if !take(key, value)? {
+                kept.push(pair.to_owned());
+            }
+        }
+        (base.to_owned(), kept, "&")
+    } else {
+        // key=value pairs; quoted values with spaces are left to
+        // tokio-postgres (sslmode and sslrootcert are written bare).
+        let mut kept = Vec::new();
+        for pair in url.split_whitespace() {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if !take(key.trim(), value.trim())? {
+                kept.push(pair.to_owned());
+            }
+        }
+        (kept.join(" "), Vec::new(), " ")
+    };
+    let mode = match (mode.unwrap_or(SslMode::Prefer), &ca) {
+        (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+        (mode, _) => mode,
+    };
+    let (base, mut kept, separator) = rewritten;
+    kept.push(format!("sslmode={}", mode.for_tokio_postgres()));
+    let url = if separator == "&" {
+        format!("{base}?{}", kept.join("&"))
+    } else {
+        format!("{base} {}", kept.join(" ")).trim().to_owned()
+    };
+    Ok((url, TlsRequest { mode, ca }))
+}
+
+/// `%2F` and friends in a URL query value (a path in `sslrootcert`).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The rustls configuration of a [`TlsRequest`].
+fn client_tls(req: &TlsRequest) -> Result<rustls::ClientConfig, Error> {
+    use rustls::client::WebPkiServerVerifier;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = |verifier: Arc<dyn ServerCertVerifier>| {
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.dangerous()
+                    .with_custom_certificate_verifier(verifier)
+                    .with_no_client_auth()
+            })
+            .map_err(|e| Error::DatabaseUrl(format!("TLS set-up failed: {e}")))
+    };
+    match req.mode {
+        SslMode::VerifyFull => Ok(crate::tls::client_config(req.ca.as_deref())?),
+        SslMode::VerifyCa => {
+            let mut roots = rustls::RootCertStore::empty();
+            match &req.ca {
+                Some(path) => {
+                    for cert in crate::tls::load_certs(path)? {
+                        roots.add(cert).map_err(|_| crate::tls::Error::Pem {
+                            path: path.clone(),
+                            reason: "a certificate does not parse",
+                        })?;
+                    }
+                }
+                None => {
+                    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                }
+            }
+            let chain =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::DatabaseUrl(format!("sslmode=verify-ca: {e}")))?;
+            builder(Arc::new(ChainOnly(chain)))
+        }
+        SslMode::Disable | SslMode::Allow | SslMode::Prefer | SslMode::Require => {
+            builder(Arc::new(AnyCertificate(provider.clone())))
+        }
+    }
+}
+
+/// `prefer`/`require`: any certificate is accepted (libpq's behaviour), but
+/// the handshake signatures are checked against it, so the session is still
+/// with whoever holds that certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted root; the name it is for
+/// does not matter (webpki checks the chain before the name, so a name
+/// error means the chain held).
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// Applies the migrations this database has not had yet.
@@ -699,23 +994,88 @@ mod tests {
 
     #[test]
     fn libpq_options_tokio_postgres_lacks_are_translated() {
-        assert_eq!(
-            libpq_compat("postgres://u@db/fleet?sslmode=verify-full&sslrootcert=/etc/ca.pem"),
+        let tls = |mode, ca: Option<&str>| TlsRequest {
+            mode,
+            ca: ca.map(PathBuf::from),
+        };
+        let cases = [
             (
-                "postgres://u@db/fleet?sslmode=require".to_owned(),
-                Some(PathBuf::from("/etc/ca.pem"))
-            )
-        );
-        assert_eq!(
-            libpq_compat("postgres://u@db/fleet"),
-            ("postgres://u@db/fleet".to_owned(), None)
-        );
-        assert_eq!(
-            libpq_compat("postgres://u@db/fleet?sslrootcert=/ca"),
+                "postgres://u@db/fleet?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+                "postgres://u@db/fleet?sslmode=require",
+                tls(SslMode::VerifyFull, Some("/etc/ca.pem")),
+            ),
             (
-                "postgres://u@db/fleet".to_owned(),
-                Some(PathBuf::from("/ca"))
-            )
+                "postgres://u@db/fleet",
+                "postgres://u@db/fleet?sslmode=prefer",
+                tls(SslMode::Prefer, None),
+            ),
+            (
+                "postgres://u@db/fleet?sslrootcert=%2Fca.pem&connect_timeout=3",
+                "postgres://u@db/fleet?connect_timeout=3&sslmode=prefer",
+                tls(SslMode::Prefer, Some("/ca.pem")),
+            ),
+            (
+                "postgresql://u@db/fleet?sslmode=require&sslrootcert=/ca",
+                "postgresql://u@db/fleet?sslmode=require",
+                tls(SslMode::VerifyCa, Some("/ca")),
+            ),
+            (
+                "postgres://u@db/fleet?sslmode=require",
+                "postgres://u@db/fleet?sslmode=require",
+                tls(SslMode::Require, None),
+            ),
+            (
+                "postgres://u@db/fleet?sslmode=verify-ca",
+                "postgres://u@db/fleet?sslmode=require",
+                tls(SslMode::VerifyCa, None),
+            ),
+            (
+                "postgres://u@db/fleet?sslmode=allow",
+                "postgres://u@db/fleet?sslmode=prefer",
+                tls(SslMode::Allow, None),
+            ),
+            (
+                "postgres://u@db/fleet?sslmode=disable",
+                "postgres://u@db/fleet?sslmode=disable",
+                tls(SslMode::Disable, None),
+            ),
+            (
+                "host=db user=u sslmode=verify-full sslrootcert=/ca.pem",
+                "host=db user=u sslmode=require",
+                tls(SslMode::VerifyFull, Some("/ca.pem")),
+            ),
+            (
+                "host=db user=u",
+                "host=db user=u sslmode=prefer",
+                tls(SslMode::Prefer, None),
+            ),
+        ];
+        for (given, url, request) in cases {
+            assert_eq!(
+                libpq_compat(given).unwrap(),
+                (url.to_owned(), request),
+                "{given}"
+            );
+            // tokio-postgres takes what is left.
+            assert!(tokio_postgres::Config::from_str(url).is_ok(), "{url}");
+        }
+        let err = libpq_compat("postgres://u:hunter2@db/x?sslmode=verify").unwrap_err();
+        assert!(err.contains("sslmode is not one of"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn every_sslmode_makes_a_tls_configuration() {
+        crate::install_crypto_provider();
+        for mode in SslMode::ALL {
+            client_tls(&TlsRequest { mode, ca: None }).unwrap();
+        }
+        assert!(
+            client_tls(&TlsRequest {
+                mode: SslMode::VerifyCa,
+                ca: Some(PathBuf::from("/nonexistent/ca.pem")),
+            })
+            .is_err()
         );
     }
 
@@ -732,5 +1092,76 @@ mod tests {
         assert!(err.starts_with("DATABASE_URL: "), "{err}");
         assert!(err.contains("sslmode"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    /// The machine's Postgres: Debian's, trust auth on 127.0.0.1, TLS with
+    /// the self-signed "snakeoil" certificate (CN and SAN `localhost`).
+    const LOCAL: &str = "postgres://root@127.0.0.1:5432/postgres";
+    const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+    /// Connects with `url`; whether the session is encrypted, or the error
+    /// as the sink would report it.
+    async fn encrypted(url: &str) -> Result<bool, String> {
+        crate::install_crypto_provider();
+        let pg = Postgres::new(url, 1, Ulid::nil()).map_err(|e| e.to_string())?;
+        let client = pg.pool.get().await.map_err(|e| sink_error(&e).0)?;
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(row.get(0))
+    }
+
+    #[tokio::test]
+    async fn sslmode_against_a_stock_debian_postgres() {
+        // No sslmode (prefer), and require: TLS, the self-signed
+        // certificate accepted as libpq does.
+        assert_eq!(encrypted(LOCAL).await, Ok(true));
+        assert_eq!(
+            encrypted(&format!("{LOCAL}?sslmode=require")).await,
+            Ok(true)
+        );
+        assert_eq!(encrypted(&format!("{LOCAL}?sslmode=allow")).await, Ok(true));
+        // disable: plain text.
+        assert_eq!(
+            encrypted(&format!("{LOCAL}?sslmode=disable")).await,
+            Ok(false)
+        );
+        // verify-full against the system roots: refused, saying what to do.
+        let err = encrypted(&format!("{LOCAL}?sslmode=verify-full"))
+            .await
+            .unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        assert!(err.contains("sslrootcert=<file>"), "{err}");
+        assert!(err.contains("sslmode=require"), "{err}");
+        // verify-ca with the certificate as its CA: the chain holds, and the
+        // name (127.0.0.1 is not `localhost`) does not matter ...
+        assert_eq!(
+            encrypted(&format!("{LOCAL}?sslmode=verify-ca&sslrootcert={SNAKEOIL}")).await,
+            Ok(true)
+        );
+        // ... and so does require with a CA, as in libpq.
+        assert_eq!(
+            encrypted(&format!("{LOCAL}?sslmode=require&sslrootcert={SNAKEOIL}")).await,
+            Ok(true)
+        );
+        // verify-full checks the name too: 127.0.0.1 is refused, localhost
+        // is the certificate's name.
+        let err = encrypted(&format!(
+            "{LOCAL}?sslmode=verify-full&sslrootcert={SNAKEOIL}"
+        ))
+        .await
+        .unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        assert_eq!(
+            encrypted(&format!(
+                "postgres://root@localhost:5432/postgres?sslmode=verify-full&sslrootcert={SNAKEOIL}"
+            ))
+            .await,
+            Ok(true)
+        );
     }
 }

@@ -22,6 +22,7 @@ use ulid::Ulid;
 
 use super::{Error, Sink, SinkError};
 use crate::config::Replication;
+use crate::notify::redact::redact;
 use crate::store::outbox::{Entry, Message};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,7 +55,7 @@ impl Redis {
             }
             None => redis::Client::open(url),
         }
-        .map_err(|e| Error::RedisUrl(e.to_string()))?;
+        .map_err(|e| Error::RedisUrl(redact(&e.to_string())))?;
         Ok(Redis {
             client,
             conn: None,
@@ -193,7 +194,7 @@ impl Sink for Redis {
         self.apply_batch(entries).await.map_err(|e| {
             // Reconnect on the next attempt.
             self.conn = None;
-            SinkError(format!("redis: {e}"))
+            SinkError(format!("redis: {}", redact(&e.to_string())))
         })
     }
 }

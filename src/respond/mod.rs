@@ -3,17 +3,33 @@
 //!
 //! The [`Responder`] reads alert updates from the outbox (its own cursor,
 //! like the notification dispatcher): a new alert, or one firing again,
-//! that matches an action triggers it. A block is a decision in redb
-//! (`store::decisions`, audited, its length doubling for repeat offenders)
-//! applied to an nftables set with the same expiry, so the kernel lifts it
-//! on time; at start-up the table is rebuilt with every active decision.
-//! Allow-listed networks are never blocked. `dry_run` logs and audits what
-//! would happen and does nothing.
+//! that matches an action triggers it, when the events of that firing all
+//! came from trusted sources (`response.require_trusted_sources`). A block
+//! is a decision in redb (`store::decisions`, audited, its length doubling
+//! for repeat offenders) applied to an nftables set with the same expiry,
+//! so the kernel lifts it on time; at start-up the table is rebuilt with
+//! every active decision.
+//!
+//! Every block, an action's or an analyst's, goes through
+//! [`Firewall::block`]: never an address of [`protect`] (loopback,
+//! link-local, the node's own, trusted proxies, the allow-list), at most
+//! `max_new_blocks_per_minute` new ones from alerts (untrusted alerts,
+//! when allowed at all, from a bucket and a share of `max_active_blocks`
+//! of their own, so they never starve trusted ones), then
+//! [`crate::store::decisions::plan`]. A dry run takes the same path into a ledger
+//! of its own and stops short of nftables, so it reports exactly what a
+//! real run would do. What is refused is counted
+//! (`secmon_response_refused_total{reason}`) and audited at most once a
+//! minute per reason ([`refusals`]).
+
+pub mod protect;
+pub mod rate;
+pub mod refusals;
 
 use std::net::IpAddr;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::io::AsyncWriteExt;
@@ -25,12 +41,20 @@ use crate::auth::Actor;
 use crate::config::{ActionKind, Config, Response, ResponseAction};
 use crate::notify::severity_rank;
 use crate::replicate::{self, Sink, SinkError};
-use crate::store::decisions::{BlockError, BlockRequest, Decision};
+use crate::store::decisions::{BlockError, BlockRequest, Decision, Ledger};
 use crate::store::outbox::{AlertEvent, AlertSummary, Entry, Message};
 use crate::store::{self, Store};
 use crate::telemetry::metric;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the node's addresses are enumerated again and refusals are
+/// audited (at most one entry per reason in this time).
+const MAINTENANCE: Duration = Duration::from_secs(60);
+
+use protect::{OwnAddresses, Protected, Protection};
+use rate::Bucket;
+use refusals::{Reason, RefusalLog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,22 +73,93 @@ pub struct Firewall {
     config: Response,
     store: Store,
     http: reqwest::Client,
+    protected: Protected,
+    /// New blocks from alerts: trusted ones, untrusted ones.
+    buckets: Mutex<(Bucket, Bucket)>,
+    refusals: Mutex<RefusalLog>,
 }
 
-/// Why a manual block was refused.
+/// Who asks for a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An analyst over the API.
+    Manual,
+    /// A response action, for this alert; `trusted` when the events of its
+    /// firing all came from trusted sources.
+    Alert { alert_id: u64, trusted: bool },
+}
+
+/// A block taken: applied to nftables, or in a dry run only recorded in the
+/// dry run's ledger.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    pub decision: Decision,
+    pub dry_run: bool,
+}
+
+/// Why a block was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockRefused {
-    #[error("{0} is in response.allow: it is never blocked")]
-    Allowed(IpAddr),
+    #[error(
+        "the alert's events did not all come from trusted sources (response.require_trusted_sources)"
+    )]
+    Untrusted,
+    #[error("{ip} is never blocked: {}", protection.why())]
+    Protected { ip: IpAddr, protection: Protection },
+    #[error("{0} new blocks a minute from alerts is the most allowed ({1}): try again later")]
+    RateLimited(u32, &'static str),
     #[error(transparent)]
     Block(#[from] BlockError),
     #[error("{0}")]
     Apply(String),
 }
 
+impl BlockRefused {
+    /// The reason counted and audited, for refusals of the policy (not for
+    /// an address blocked already, or a failure).
+    fn reason(&self) -> Option<Reason> {
+        match self {
+            BlockRefused::Untrusted => Some(Reason::UntrustedSource),
+            BlockRefused::Protected { .. } => Some(Reason::ProtectedAddress),
+            BlockRefused::RateLimited(..) => Some(Reason::RateLimited),
+            BlockRefused::Block(BlockError::Full(_)) => Some(Reason::MaxActive),
+            BlockRefused::Block(BlockError::FullUntrusted(_)) => Some(Reason::MaxActiveUntrusted),
+            BlockRefused::Block(BlockError::Active(..) | BlockError::Store(_))
+            | BlockRefused::Apply(_) => None,
+        }
+    }
+}
+
 impl Firewall {
-    fn allowed(&self, ip: IpAddr) -> bool {
-        self.config.allow.iter().any(|c| c.contains(ip))
+    /// The firewall of `config.response`, never blocking `own` (the node's
+    /// addresses) nor `auth.trusted_proxies`; nothing is applied yet.
+    pub fn new(
+        config: &Config,
+        store: Store,
+        http: reqwest::Client,
+        own: OwnAddresses,
+    ) -> Firewall {
+        let r = &config.response;
+        let now = Instant::now();
+        Firewall {
+            config: r.clone(),
+            store,
+            http,
+            protected: Protected::new(r.allow.clone(), config.auth.trusted_proxies.clone(), own),
+            buckets: Mutex::new((
+                Bucket::per_minute(r.max_new_blocks_per_minute, now),
+                Bucket::per_minute(r.max_new_untrusted_blocks_per_minute, now),
+            )),
+            refusals: Mutex::new(RefusalLog::new(MAINTENANCE, r.dry_run)),
+        }
+    }
+
+    fn ledger(&self) -> Ledger {
+        if self.config.dry_run {
+            Ledger::DryRun
+        } else {
+            Ledger::Real
+        }
     }
 
     fn set(ip: IpAddr) -> &'static str {
@@ -126,21 +221,64 @@ impl Firewall {
         .await
     }
 
-    /// Blocks `ip` (an analyst's decision, or an action's); applied at once.
+    /// Blocks `ip` (an analyst's decision, or an action's): the one
+    /// decision function of real and dry runs. In order: an alert whose
+    /// events were not all from trusted sources (with
+    /// `require_trusted_sources`), a protected address, an address blocked
+    /// already, the rate of new blocks from alerts; then the decision is
+    /// recorded with its audit entry, the bounds (`max_active_blocks`, the
+    /// untrusted share) checked in the same transaction
+    /// ([`crate::store::decisions::plan`]), and, unless in a dry run, applied at
+    /// once. Policy refusals are counted and audited (bounded).
     pub async fn block(
         &self,
         actor: &Actor,
         ip: IpAddr,
         reason: &str,
-        alert_id: Option<u64>,
+        origin: Origin,
         duration: chrono::Duration,
-    ) -> Result<Decision, BlockRefused> {
-        if self.allowed(ip) {
-            return Err(BlockRefused::Allowed(ip));
+    ) -> Result<Blocked, BlockRefused> {
+        let ip = ip.to_canonical();
+        let result = self.decide(actor, ip, reason, origin, duration).await;
+        if let Err(refused) = &result
+            && let Some(why) = refused.reason()
+        {
+            let mut example = serde_json::json!({"ip": ip, "by": actor.name});
+            if let Origin::Alert { alert_id, trusted } = origin {
+                example["alert_id"] = alert_id.into();
+                example["trusted"] = trusted.into();
+            } else {
+                example["origin"] = "manual".into();
+            }
+            if let BlockRefused::Protected { protection, .. } = refused {
+                example["protection"] = protection.as_str().into();
+            }
+            self.refused(why, example);
+        }
+        result
+    }
+
+    async fn decide(
+        &self,
+        actor: &Actor,
+        ip: IpAddr,
+        reason: &str,
+        origin: Origin,
+        duration: chrono::Duration,
+    ) -> Result<Blocked, BlockRefused> {
+        let (alert_id, trusted) = match origin {
+            Origin::Manual => (None, true),
+            Origin::Alert { alert_id, trusted } => (Some(alert_id), trusted),
+        };
+        if !trusted && self.config.require_trusted_sources {
+            return Err(BlockRefused::Untrusted);
+        }
+        if let Some(p) = self.protected.check(ip) {
+            return Err(BlockRefused::Protected { ip, protection: p });
         }
         let max_duration = chrono::Duration::from_std(self.config.max_block_duration.0)
             .unwrap_or(chrono::Duration::days(7));
-        let origin = if alert_id.is_some() {
+        let origin_name = if alert_id.is_some() {
             "alert"
         } else {
             "manual"
@@ -148,18 +286,60 @@ impl Firewall {
         let request = BlockRequest {
             ip,
             reason: reason.to_owned(),
-            origin,
+            origin: origin_name,
             alert_id,
             by: actor.name.clone(),
             duration,
             max_duration,
             max_active: self.config.max_active_blocks,
+            trusted,
+            max_active_untrusted: self.config.max_active_untrusted_blocks,
         };
-        let (store, actor) = (self.store.clone(), actor.clone());
-        let decision = tokio::task::spawn_blocking(move || store.add_decision(&actor, &request))
+        let ledger = self.ledger();
+        // Blocked already (an alert firing again): no token taken. The
+        // bounds are checked when the decision is recorded, after the rate,
+        // so a flood refused by the rate costs one lookup per alert.
+        let store = self.store.clone();
+        let current = tokio::task::spawn_blocking(move || store.active_decision(ip, ledger))
             .await
-            .map_err(|e| BlockRefused::Apply(e.to_string()))??;
-        metrics::counter!(metric::RESPONSE_BLOCKS, "origin" => origin).increment(1);
+            .map_err(|e| BlockRefused::Apply(e.to_string()))?
+            .map_err(BlockError::Store)?;
+        if let Some(d) = current {
+            return Err(BlockError::Active(ip, d.expires_at).into());
+        }
+        if alert_id.is_some() {
+            let now = Instant::now();
+            let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            let (taken, limit, key) = if trusted {
+                (
+                    buckets.0.take(now),
+                    self.config.max_new_blocks_per_minute,
+                    "response.max_new_blocks_per_minute",
+                )
+            } else {
+                (
+                    buckets.1.take(now),
+                    self.config.max_new_untrusted_blocks_per_minute,
+                    "response.max_new_untrusted_blocks_per_minute",
+                )
+            };
+            if !taken {
+                return Err(BlockRefused::RateLimited(limit, key));
+            }
+        }
+        let (store, actor) = (self.store.clone(), actor.clone());
+        let decision =
+            tokio::task::spawn_blocking(move || store.add_decision(&actor, &request, ledger))
+                .await
+                .map_err(|e| BlockRefused::Apply(e.to_string()))??;
+        if ledger == Ledger::DryRun {
+            tracing::info!(ip = %ip, until = %decision.expires_at, offence = decision.offence, reason, "dry run: would block");
+            return Ok(Blocked {
+                decision,
+                dry_run: true,
+            });
+        }
+        metrics::counter!(metric::RESPONSE_BLOCKS, "origin" => origin_name).increment(1);
         if let Err(e) = self.apply(&decision).await {
             // Recorded: the next start (or rebuild) applies it.
             metrics::counter!(metric::RESPONSE_ERRORS, "action" => "block").increment(1);
@@ -167,7 +347,55 @@ impl Firewall {
             return Err(BlockRefused::Apply(e));
         }
         tracing::info!(ip = %ip, until = %decision.expires_at, offence = decision.offence, reason, "blocked");
-        Ok(decision)
+        Ok(Blocked {
+            decision,
+            dry_run: false,
+        })
+    }
+
+    /// Counts a refusal and notes it for the bounded audit.
+    fn refused(&self, reason: Reason, example: serde_json::Value) {
+        metrics::counter!(metric::RESPONSE_REFUSED, "reason" => reason.as_str()).increment(1);
+        tracing::debug!(reason = reason.as_str(), %example, "response refused");
+        self.refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(reason, example, Utc::now());
+    }
+
+    /// Writes the refusal audit entries that are due (`all`: every one
+    /// noted), one `response.refused` entry per reason.
+    pub async fn flush_refusals(&self, all: bool) {
+        let due = self
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .due(Instant::now(), all);
+        if due.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let actor = Actor::system("response");
+            for (reason, body) in due {
+                let record = crate::store::audit::Record::new("response.refused")
+                    .target(reason.as_str().to_owned())
+                    .after(body);
+                store.audit(&actor, record)?;
+            }
+            Ok::<_, store::Error>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "response refusals were not audited"),
+            Err(e) => tracing::error!(error = %e, "response refusals were not audited"),
+        }
+    }
+
+    /// Why `ip` is never blocked, if it is not.
+    pub fn protection(&self, ip: IpAddr) -> Option<Protection> {
+        self.protected.check(ip)
     }
 
     /// Lifts the block of `ip` now.
@@ -178,7 +406,7 @@ impl Firewall {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        if ended.is_some() {
+        if ended.is_some() && !self.config.dry_run {
             self.nft(&format!(
                 "delete element inet {} {} {{ {ip} }}\n",
                 self.config.nft_table,
@@ -229,32 +457,32 @@ impl Sink for Responder {
                 }
             }
         }
+        self.firewall.flush_refusals(false).await;
         Ok(done)
     }
 }
 
 impl Responder {
     /// Runs one action. Only a failure to record (redb) is an error, which
-    /// retries the batch; a block that is refused (allow-listed, active,
-    /// too many) or a command that fails is logged and counted.
+    /// retries the batch; a refused block (untrusted, protected, rate,
+    /// bounds: counted and audited by [`Firewall::block`], or blocked
+    /// already) or a command that fails is logged and counted.
     async fn run(&self, action: &ResponseAction, alert: &AlertSummary) -> Result<(), SinkError> {
         let actor = Actor::system(&format!("response:{}", action.name));
         let fw = &self.firewall;
-        let source: Option<IpAddr> = alert.source_ip.as_deref().and_then(|s| s.parse().ok());
-        if fw.config.dry_run {
-            tracing::info!(action = %action.name, kind = ?action.kind, alert = alert.alert_id, source = ?source, "dry run: would respond");
-            let record = crate::store::audit::Record::new("response.dry_run")
-                .target(action.name.clone())
-                .after(
-                    serde_json::json!({"alert_id": alert.alert_id, "source_ip": alert.source_ip}),
-                );
-            let store = fw.store.clone();
-            return tokio::task::spawn_blocking(move || store.audit(&actor, record))
-                .await
-                .map_err(|e| SinkError(e.to_string()))?
-                .map(|_| ())
-                .map_err(|e| SinkError(e.to_string()));
+        if fw.config.require_trusted_sources && !alert.trusted {
+            fw.refused(
+                Reason::UntrustedSource,
+                serde_json::json!({
+                    "alert_id": alert.alert_id,
+                    "rule_id": alert.rule_id,
+                    "action": action.name,
+                    "source_ip": alert.source_ip,
+                }),
+            );
+            return Ok(());
         }
+        let source: Option<IpAddr> = alert.source_ip.as_deref().and_then(|s| s.parse().ok());
         let result = match action.kind {
             ActionKind::Block => {
                 let Some(ip) = source else {
@@ -262,22 +490,36 @@ impl Responder {
                 };
                 let duration = chrono::Duration::from_std(action.duration.0)
                     .unwrap_or(chrono::Duration::hours(1));
+                let origin = Origin::Alert {
+                    alert_id: alert.alert_id,
+                    trusted: alert.trusted,
+                };
                 match fw
-                    .block(
-                        &actor,
-                        ip,
-                        &alert.rule_title,
-                        Some(alert.alert_id),
-                        duration,
-                    )
+                    .block(&actor, ip, &alert.rule_title, origin, duration)
                     .await
                 {
-                    Ok(_) | Err(BlockRefused::Block(BlockError::Active(..))) => Ok(()),
+                    Ok(_) => Ok(()),
                     Err(BlockRefused::Block(BlockError::Store(e))) => {
                         return Err(SinkError(e.to_string()));
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(BlockRefused::Apply(e)) => Err(e),
+                    // Blocked already, or refused (counted and audited).
+                    Err(_) => Ok(()),
                 }
+            }
+            _ if fw.config.dry_run => {
+                tracing::info!(action = %action.name, kind = ?action.kind, alert = alert.alert_id, source = ?source, "dry run: would respond");
+                let record = crate::store::audit::Record::new("response.dry_run")
+                    .target(action.name.clone())
+                    .after(
+                        serde_json::json!({"alert_id": alert.alert_id, "source_ip": alert.source_ip}),
+                    );
+                let store = fw.store.clone();
+                return tokio::task::spawn_blocking(move || store.audit(&actor, record))
+                    .await
+                    .map_err(|e| SinkError(e.to_string()))?
+                    .map(|_| ())
+                    .map_err(|e| SinkError(e.to_string()));
             }
             ActionKind::Command => {
                 pipe(
@@ -295,7 +537,7 @@ impl Responder {
                     .await
                     .and_then(reqwest::Response::error_for_status)
                     .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                    .map_err(crate::notify::redact::http_error),
                 None => Err("no url".into()),
             },
         };
@@ -371,20 +613,40 @@ pub async fn start(
             crate::tls::client_config(None).map_err(|e| Error::Http(e.to_string()))?,
         )
         .timeout(TIMEOUT)
+        // The action's URL is a credential: a redirect would carry the
+        // alert somewhere else.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Error::Http(e.to_string()))?;
-    let firewall = Arc::new(Firewall {
-        config: config.response.clone(),
-        store: store.clone(),
-        http,
-    });
-    if !config.response.dry_run {
+    let own = tokio::task::spawn_blocking(OwnAddresses::enumerate)
+        .await
+        .map_err(|e| Error::Nft(e.to_string()))?;
+    let r = &config.response;
+    let firewall = Arc::new(Firewall::new(config, store.clone(), http, own));
+    tracing::info!(
+        own_addresses = firewall.protected.own_count(),
+        allow = r.allow.len(),
+        trusted_proxies = config.auth.trusted_proxies.len(),
+        require_trusted_sources = r.require_trusted_sources,
+        max_new_blocks_per_minute = r.max_new_blocks_per_minute,
+        dry_run = r.dry_run,
+        "active response: never blocking loopback, link-local, multicast, broadcast, this node's addresses, trusted proxies and the allow-list"
+    );
+    if !r.require_trusted_sources {
+        tracing::warn!(
+            "response.require_trusted_sources is false: forged log lines from untrusted sources can trigger response actions"
+        );
+    }
+    if !r.dry_run {
         let reapplied = firewall.rebuild().await?;
-        tracing::info!(table = %config.response.nft_table, reapplied, "nftables block set ready");
+        tracing::info!(table = %r.nft_table, reapplied, "nftables block set ready");
     }
     // From zero, so the first block or failure shows as an increase.
     for origin in ["alert", "manual"] {
         metrics::counter!(metric::RESPONSE_BLOCKS, "origin" => origin).increment(0);
+    }
+    for reason in Reason::ALL {
+        metrics::counter!(metric::RESPONSE_REFUSED, "reason" => reason.as_str()).increment(0);
     }
     for action in &config.response.actions {
         let kind = format!("{:?}", action.kind).to_lowercase();
@@ -396,23 +658,197 @@ pub async fn start(
         };
         replicate::spawn(config, store, responder, status, head, (tasks, shutdown)).await?;
     }
-    tasks.spawn(purge_loop(store.clone(), shutdown.clone()));
+    tasks.spawn(maintenance_loop(firewall.clone(), shutdown.clone()));
     Ok(Some(firewall))
 }
 
-/// Deletes decisions expired more than a day ago, hourly.
-async fn purge_loop(store: Store, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+/// Every minute: enumerates the node's addresses again and audits the
+/// refusals that are due; hourly: deletes decisions expired more than a
+/// day ago. At shutdown, audits every refusal left.
+async fn maintenance_loop(firewall: Arc<Firewall>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(MAINTENANCE);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                firewall.flush_refusals(true).await;
+                return;
+            }
         }
-        let store = store.clone();
-        let cutoff = Utc::now() - chrono::Duration::days(1);
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.purge_decisions(cutoff)).await
+        ticks += 1;
+        if let Ok(own) = tokio::task::spawn_blocking(OwnAddresses::enumerate).await {
+            firewall.protected.refresh(own);
+        }
+        firewall.flush_refusals(false).await;
+        if ticks % 60 == 1 {
+            let store = firewall.store.clone();
+            let cutoff = Utc::now() - chrono::Duration::days(1);
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || store.purge_decisions(cutoff)).await
+            {
+                tracing::warn!(error = %e, "cannot purge expired decisions");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firewall(store: &Store, response: &str) -> Firewall {
+        let mut config = Config {
+            response: serde_saphyr::from_str(response).unwrap(),
+            ..Config::default()
+        };
+        config.auth.trusted_proxies =
+            vec![crate::config::Cidr::try_from("198.51.100.0/24".to_owned()).unwrap()];
+        crate::install_crypto_provider();
+        Firewall::new(
+            &config,
+            store.clone(),
+            reqwest::Client::new(),
+            OwnAddresses::default(),
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const fn alert(alert_id: u64, trusted: bool) -> Origin {
+        Origin::Alert { alert_id, trusted }
+    }
+
+    /// The refusal of `origin`'s block of `addr`, or `None` when blocked.
+    async fn refusal(fw: &Firewall, addr: &str, origin: Origin) -> Option<String> {
+        let actor = Actor::system("response:test");
+        match fw
+            .block(&actor, ip(addr), "test", origin, chrono::Duration::hours(1))
+            .await
         {
-            tracing::warn!(error = %e, "cannot purge expired decisions");
+            Ok(b) => {
+                assert!(b.dry_run);
+                None
+            }
+            Err(BlockRefused::Protected { protection, .. }) => {
+                Some(format!("protected {}", protection.as_str()))
+            }
+            Err(BlockRefused::Block(BlockError::Active(..))) => Some("active".into()),
+            Err(e) => Some(
+                e.reason()
+                    .map_or_else(|| e.to_string(), |r| r.as_str().to_owned()),
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_decision_function_trust_protection_ledger_then_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fw = firewall(
+            &store,
+            "enabled: true\ndry_run: true\nallow: ['192.0.2.0/24']\n\
+             max_new_blocks_per_minute: 2\nmax_new_untrusted_blocks_per_minute: 1\n",
+        );
+        let cases: &[(&str, Origin, Option<&str>)] = &[
+            // Untrusted alerts first: refused before anything else.
+            ("203.0.113.1", alert(1, false), Some("untrusted_source")),
+            ("127.0.0.1", alert(2, false), Some("untrusted_source")),
+            // Protected, whoever asks.
+            ("127.0.0.1", alert(3, true), Some("protected loopback")),
+            (
+                "::ffff:127.0.0.1",
+                Origin::Manual,
+                Some("protected loopback"),
+            ),
+            ("192.0.2.9", alert(4, true), Some("protected allow_list")),
+            (
+                "198.51.100.9",
+                Origin::Manual,
+                Some("protected trusted_proxy"),
+            ),
+            ("fe80::1", alert(5, true), Some("protected link_local")),
+            // Two new blocks a minute from alerts.
+            ("203.0.113.1", alert(6, true), None),
+            // Blocked already: takes no token.
+            ("203.0.113.1", alert(7, true), Some("active")),
+            ("203.0.113.2", alert(8, true), None),
+            ("203.0.113.3", alert(9, true), Some("rate_limited")),
+            // An analyst is not rate-bound.
+            ("203.0.113.4", Origin::Manual, None),
+        ];
+        for (addr, origin, expected) in cases {
+            assert_eq!(
+                refusal(&fw, addr, *origin).await.as_deref(),
+                *expected,
+                "{addr} {origin:?}"
+            );
+        }
+        // A dry run's blocks are recorded in its own ledger, as a real
+        // run's would be; none in the real one.
+        assert!(store.decisions(false).unwrap().is_empty());
+        let audited: Vec<(String, Option<String>)> = store
+            .audit_entries(None, 100)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|e| (e.action, e.target))
+            .rev()
+            .collect();
+        assert_eq!(
+            audited,
+            ["203.0.113.1", "203.0.113.2", "203.0.113.4"]
+                .map(|t| ("response.dry_run".to_owned(), Some(t.to_owned())))
+        );
+        // Refusals: one audit entry per reason, with the count.
+        fw.flush_refusals(false).await;
+        let refused: Vec<(Option<String>, u64)> = store
+            .audit_entries(None, 100)
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|e| e.action == "response.refused")
+            .map(|e| (e.target, e.after.unwrap()["count"].as_u64().unwrap()))
+            .collect();
+        let mut refused = refused;
+        refused.sort();
+        assert_eq!(
+            refused,
+            [
+                (Some("protected_address".to_owned()), 5),
+                (Some("rate_limited".to_owned()), 1),
+                (Some("untrusted_source".to_owned()), 2),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn untrusted_alerts_have_a_bucket_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fw = firewall(
+            &store,
+            "enabled: true\ndry_run: true\nrequire_trusted_sources: false\n\
+             max_new_blocks_per_minute: 1\nmax_new_untrusted_blocks_per_minute: 2\n\
+             max_active_untrusted_blocks: 1\n",
+        );
+        let cases: &[(&str, Origin, Option<&str>)] = &[
+            ("10.0.0.1", alert(1, false), None),
+            // The untrusted share of active blocks is full.
+            ("10.0.0.2", alert(2, false), Some("max_active_untrusted")),
+            // Trusted ones are not held back by it, nor by their bucket.
+            ("10.0.0.3", alert(3, true), None),
+            ("10.0.0.4", alert(4, true), Some("rate_limited")),
+        ];
+        for (addr, origin, expected) in cases {
+            assert_eq!(
+                refusal(&fw, addr, *origin).await.as_deref(),
+                *expected,
+                "{addr} {origin:?}"
+            );
         }
     }
 }

@@ -62,6 +62,9 @@ pub(super) fn apply(
                     a.events.remove(0);
                 }
                 a.updated_at = now;
+                // This firing's provenance: a forged repeat cannot lend
+                // trust, nor take it from a later genuine one.
+                a.trusted = update.trusted;
                 a
             }
             _ => {
@@ -106,6 +109,7 @@ fn new_alert(id: u64, u: &AlertUpdate, event: &Event, now: DateTime<Utc>) -> Ale
         created_at: now,
         updated_at: now,
         version: 0,
+        trusted: u.trusted,
     }
 }
 
@@ -325,6 +329,7 @@ mod tests {
             tags: Vec::new(),
             group_key: vec![("source.ip".into(), ip.into())],
             correlation: false,
+            trusted: false,
         }
     }
 
@@ -337,6 +342,50 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn an_alert_is_trusted_when_the_events_of_its_latest_firing_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = chrono::Duration::hours(1);
+        let firing = |seq, minute: u32, trusted| Event {
+            trusted,
+            ..event(seq, &format!("2026-03-01T10:{minute:02}:00Z"))
+        };
+        let trusted_now = |store: &Store| {
+            let (all, _) = store.alerts(&AlertFilter::default(), None, 10).unwrap();
+            assert_eq!(all.len(), 1);
+            all[0].trusted
+        };
+        let as_trusted = |trusted| AlertUpdate {
+            trusted,
+            ..update("10.0.0.1")
+        };
+        apply_one(&store, firing(1, 0, true), as_trusted(true), hour);
+        assert!(trusted_now(&store));
+        // A forged repeat (an untrusted source) is untrusted...
+        apply_one(&store, firing(2, 1, false), as_trusted(false), hour);
+        assert!(!trusted_now(&store));
+        // ...and does not keep a later genuine firing from being trusted.
+        apply_one(&store, firing(3, 2, true), as_trusted(true), hour);
+        assert!(trusted_now(&store));
+        // An analyst's change keeps it.
+        store
+            .change_alerts(
+                &triage(),
+                &[1],
+                &AlertChange::new("bob", crate::model::AlertAction::Acknowledge),
+            )
+            .unwrap();
+        assert!(trusted_now(&store));
+        // An alert stored before the flag existed reads as untrusted.
+        let mut old = serde_json::to_value(
+            store.alerts(&AlertFilter::default(), None, 1).unwrap().0[0].clone(),
+        )
+        .unwrap();
+        old.as_object_mut().unwrap().remove("trusted");
+        assert!(!serde_json::from_value::<Alert>(old).unwrap().trusted);
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! A backup copies every table from ONE read transaction (a consistent
 //! snapshot; the writer keeps committing meanwhile) into a new redb file.
 //! The index is not backed up: it is derived, and rebuilt after a restore.
+//!
+//! A backup holds every account, the audit log and the channels' secrets:
+//! it is created mode 0600 (whatever the umask of who runs it), and never
+//! in a directory every user may write without the sticky bit (another
+//! user could swap the file). The caller audits it (`control::execute`).
 
 use std::path::{Path, PathBuf};
 
@@ -41,29 +46,40 @@ impl Store {
                 ),
             });
         }
+        check_directory(path)?;
         let partial = path.with_extension("partial");
         let _ = std::fs::remove_file(&partial);
-        let target = Database::create(&partial).map_err(|source| Error::Open {
-            path: partial.clone(),
-            source,
-        })?;
+        let file = private_file(&partial)?;
+        let target = redb::backends::FileBackend::new(file)
+            .and_then(|backend| Database::builder().create_with_backend(backend))
+            .map_err(|source| Error::Open {
+                path: partial.clone(),
+                source,
+            })?;
         let snapshot = self.with_db(|db| Ok(db.begin_read()?))?;
-        copy_table(&snapshot, &target, EVENTS)?;
-        copy_table(&snapshot, &target, META)?;
-        copy_table(&snapshot, &target, CHECKPOINTS)?;
-        copy_table(&snapshot, &target, super::alerts::ALERTS)?;
-        copy_table(&snapshot, &target, super::alerts::ALERT_GROUPS)?;
-        copy_table(&snapshot, &target, super::rules::RULES)?;
-        // Accounts and the audit log, but not the refresh tokens: a restored
-        // node starts with no sessions (and none revoked since comes back).
-        copy_table(&snapshot, &target, super::accounts::USERS)?;
-        copy_table(&snapshot, &target, super::accounts::API_KEYS)?;
-        copy_table(&snapshot, &target, super::audit::AUDIT)?;
-        // Blocks are re-applied by the restored node (offences escalate on).
-        copy_table(&snapshot, &target, super::decisions::DECISIONS)?;
-        copy_table(&snapshot, &target, super::decisions::OFFENCES)?;
-        copy_table(&snapshot, &target, super::channels::CHANNELS)?;
+        let copied = (|| -> Result<()> {
+            copy_table(&snapshot, &target, EVENTS)?;
+            copy_table(&snapshot, &target, META)?;
+            copy_table(&snapshot, &target, CHECKPOINTS)?;
+            copy_table(&snapshot, &target, super::alerts::ALERTS)?;
+            copy_table(&snapshot, &target, super::alerts::ALERT_GROUPS)?;
+            copy_table(&snapshot, &target, super::rules::RULES)?;
+            // Accounts and the audit log, but not the refresh tokens: a restored
+            // node starts with no sessions (and none revoked since comes back).
+            copy_table(&snapshot, &target, super::accounts::USERS)?;
+            copy_table(&snapshot, &target, super::accounts::API_KEYS)?;
+            copy_table(&snapshot, &target, super::audit::AUDIT)?;
+            // Blocks are re-applied by the restored node (offences escalate on).
+            copy_table(&snapshot, &target, super::decisions::DECISIONS)?;
+            copy_table(&snapshot, &target, super::decisions::OFFENCES)?;
+            copy_table(&snapshot, &target, super::channels::CHANNELS)?;
+            Ok(())
+        })();
         drop(target);
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
         std::fs::rename(&partial, path).map_err(io(path))?;
         let stats = self.stats_in(&snapshot)?;
         let bytes = std::fs::metadata(path).map_err(io(path))?.len();
@@ -74,6 +90,44 @@ impl Store {
             bytes,
         })
     }
+}
+
+/// A new file at `path`, mode 0600 from its creation (not set after, so
+/// there is no moment where others may open it), never over an existing
+/// file or through a symbolic link (`create_new` is `O_CREAT|O_EXCL`).
+fn private_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))
+}
+
+/// Refuses a directory that every user may write into without the sticky
+/// bit: another user could replace or remove the backup there.
+fn check_directory(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mode = std::fs::metadata(dir)
+        .map_err(io(dir))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(Error::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "every user may write into this directory (and it has no sticky bit): write the backup where only secmon's user (or root) can",
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Copies one table from the snapshot, in chunks of [`COPY_CHUNK`] entries.
@@ -233,6 +287,37 @@ mod tests {
             auth.refresh(&tokens.refresh_token, ip).is_err(),
             "sessions do not come back with a restore"
         );
+    }
+
+    #[test]
+    fn a_backup_is_private_from_its_creation_and_not_in_a_shared_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("live")).unwrap();
+        let backup = dir.path().join("b.redb");
+        store.backup_to(&backup).unwrap();
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+        // Every user may write here and nothing stops them swapping the file.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = store.backup_to(&shared.join("b.redb")).unwrap_err();
+        assert!(err.to_string().contains("sticky"), "{err}");
+        assert!(!shared.join("b.redb").exists());
+        assert!(!shared.join("b.partial").exists());
+        // With the sticky bit (like /tmp) only the owner may remove it.
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        store.backup_to(&shared.join("b.redb")).unwrap();
+
+        // A link planted at the partial file's name is not written through.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let target = dir.path().join("c.redb");
+        std::os::unix::fs::symlink(&victim, target.with_extension("partial")).unwrap();
+        store.backup_to(&target).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]

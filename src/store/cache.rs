@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 
-use super::index::SearchQuery;
+use super::index::{After, SearchQuery};
 use crate::model::Event;
 use crate::telemetry::metric;
 
@@ -25,7 +25,7 @@ struct Key {
     text: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-    offset: usize,
+    after: Option<After>,
     limit: usize,
     indexed: u64,
     purged: u64,
@@ -36,6 +36,8 @@ struct Key {
 pub struct Page {
     pub total: usize,
     pub events: Vec<Event>,
+    /// More hits follow this page.
+    pub more: bool,
 }
 
 pub struct SearchCache {
@@ -79,7 +81,7 @@ impl SearchCache {
                 .map(str::to_owned),
             from: q.from,
             to: q.to,
-            offset: q.offset,
+            after: q.after,
             limit: q.limit,
             indexed,
             purged,
@@ -110,6 +112,7 @@ mod tests {
                     ..Event::default()
                 })
                 .collect(),
+            more: false,
         }
     }
 
@@ -135,6 +138,36 @@ mod tests {
         assert_eq!(get(5, 0), 1, "same index state: served from the cache");
         assert_eq!(get(6, 0), 2, "new events indexed: searched again");
         assert_eq!(get(6, 3), 3, "retention deleted events: searched again");
+    }
+
+    #[test]
+    fn each_cursor_is_its_own_page() {
+        let cache = SearchCache::default();
+        let at = |seq| {
+            Some(After {
+                timestamp_micros: 1,
+                seq,
+            })
+        };
+        let mut calls = 0;
+        let mut get = |after| {
+            let q = SearchQuery {
+                after,
+                limit: 10,
+                ..Default::default()
+            };
+            cache
+                .get_or_search(&q, 5, 0, || {
+                    calls += 1;
+                    Ok::<_, ()>(page(calls))
+                })
+                .unwrap()
+                .total
+        };
+        assert_eq!(get(None), 1);
+        assert_eq!(get(at(7)), 2);
+        assert_eq!(get(at(3)), 3);
+        assert_eq!(get(at(7)), 2, "the same cursor: the cached page");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tantivy::aggregation::agg_req::{Aggregation, AggregationVariants, Aggregatio
 use tantivy::aggregation::agg_result::{AggregationResult, AggregationResults, BucketResult};
 use tantivy::aggregation::bucket::{DateHistogramAggregationReq, TermsAggregation};
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
+use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
@@ -20,8 +21,7 @@ use tantivy::schema::{
     Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
-    Term,
+    Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 
 use crate::model::Event;
@@ -35,6 +35,9 @@ pub enum Error {
     Tantivy(#[from] tantivy::TantivyError),
     #[error("invalid search query: {0}")]
     Query(#[from] tantivy::query::QueryParserError),
+    /// A query over the length or nesting limit, refused before parsing.
+    #[error("invalid search query: {0}")]
+    QueryLimit(String),
     /// A request the index cannot answer as asked (bad `group_by`, `top`,
     /// interval); the message says what is allowed.
     #[error("{0}")]
@@ -79,6 +82,12 @@ pub const DEFAULT_TOP: usize = 10;
 pub const MAX_TOP: usize = 1_000;
 /// The most buckets `histogram` returns.
 pub const MAX_TIME_BUCKETS: i64 = 10_000;
+/// Longest query text the index parses, whatever the API allows: the
+/// parser and [`complete_negations`] recurse, so length and depth are
+/// bounded before either sees a query.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Deepest nesting (parentheses, `+`/`-`/`NOT` prefixes) the index parses.
+pub const MAX_QUERY_DEPTH: usize = 64;
 
 struct Fields {
     seq: Field,
@@ -164,15 +173,111 @@ pub struct SearchQuery {
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `@timestamp`.
     pub to: Option<DateTime<Utc>>,
-    pub offset: usize,
+    /// Search after this hit: the page starts with the next older one
+    /// (search-after paging: no offset, so no page costs more than its size).
+    pub after: Option<After>,
     pub limit: usize,
+}
+
+/// Where a page ends: the `@timestamp` (µs since the epoch) and seq of its
+/// last hit. Hits are ordered newest `@timestamp` first, and events of the
+/// same `@timestamp` by seq (in the order they were received).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct After {
+    pub timestamp_micros: i64,
+    pub seq: u64,
+}
+
+impl After {
+    /// The position of `e` in the search order.
+    pub fn of(e: &Event) -> After {
+        After {
+            timestamp_micros: e.timestamp.timestamp_micros(),
+            seq: e.seq,
+        }
+    }
 }
 
 /// One page of hits, newest first, as store seqs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchPage {
+    /// Hits of the query and time range (not only those after the cursor).
     pub total: usize,
     pub seqs: Vec<u64>,
+    /// More hits follow this page.
+    pub more: bool,
+}
+
+/// Refuses a query text longer than `max_bytes` or nested deeper than
+/// `max_depth`, in one linear pass and before any parser sees it. Depth
+/// counts open parentheses (outside quotes) plus the unary prefixes (`+`,
+/// `-`, `!`, `NOT`) in a row before a term or group; an open quote counts
+/// one. Each of these makes the query parser recurse once.
+pub fn check_query(text: &str, max_bytes: usize, max_depth: usize) -> Result<(), Error> {
+    if text.len() > max_bytes {
+        return Err(Error::QueryLimit(format!(
+            "the query has {} bytes: at most {max_bytes}",
+            text.len()
+        )));
+    }
+    let deep = || {
+        Error::QueryLimit(format!(
+            "the query nests deeper than {max_depth} levels (parentheses, quotes, +/-/NOT): simplify it"
+        ))
+    };
+    let bytes = text.as_bytes();
+    let mut parens = 0usize;
+    let mut prefixes = 0usize;
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if quoted {
+            match b {
+                b'\\' => i += 1,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                quoted = true;
+                prefixes = 0;
+                if parens + 1 > max_depth {
+                    return Err(deep());
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                parens += 1;
+                prefixes = 0;
+            }
+            b')' | b']' | b'}' => {
+                parens = parens.saturating_sub(1);
+                prefixes = 0;
+            }
+            b'+' | b'-' | b'!' => prefixes += 1,
+            b'N' if bytes[i..].starts_with(b"NOT")
+                && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+                && bytes.get(i + 3).is_none_or(|c| !c.is_ascii_alphanumeric()) =>
+            {
+                prefixes += 1;
+                i += 2;
+            }
+            b'\\' => {
+                i += 1;
+                prefixes = 0;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => prefixes = 0,
+        }
+        if parens + prefixes > max_depth {
+            return Err(deep());
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// One group of `stats`: a field value and how many events have it.
@@ -333,10 +438,7 @@ impl EventIndex {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_u64(f.seq, e.seq);
-        doc.add_date(
-            f.timestamp,
-            tantivy::DateTime::from_timestamp_micros(e.timestamp.timestamp_micros()),
-        );
+        doc.add_date(f.timestamp, date(e.timestamp.timestamp_micros()));
         doc.add_text(f.message, &e.message);
         // The raw line is indexed only when it says more than the message:
         // a syslog header adds host and program, which have keyword fields.
@@ -396,10 +498,11 @@ impl EventIndex {
         doc
     }
 
-    /// The query for `q`'s text and time range (`offset`/`limit` are not part of it).
+    /// The query for `q`'s text and time range (`after`/`limit` are not part of it).
     fn query(&self, q: &SearchQuery) -> Result<Box<dyn Query>, Error> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            check_query(text, MAX_QUERY_BYTES, MAX_QUERY_DEPTH)?;
             clauses.push((
                 Occur::Must,
                 complete_negations(self.parser.parse_query(text)?),
@@ -407,10 +510,7 @@ impl EventIndex {
         }
         if q.from.is_some() || q.to.is_some() {
             let term = |t: DateTime<Utc>| {
-                Term::from_field_date(
-                    self.fields.timestamp,
-                    tantivy::DateTime::from_timestamp_micros(t.timestamp_micros()),
-                )
+                Term::from_field_date(self.fields.timestamp, date(t.timestamp_micros()))
             };
             let lower = q
                 .from
@@ -425,35 +525,69 @@ impl EventIndex {
         })
     }
 
+    /// One page of the hits of `q`, newest first: by `@timestamp`
+    /// descending, then seq ascending (one second's lines in the order they
+    /// came), starting after `q.after`. The work and memory
+    /// of a page depend on its `limit`, never on how deep it is.
     pub fn search(&self, q: &SearchQuery) -> Result<SearchPage, Error> {
         let query = self.query(q)?;
         let searcher = self.reader.searcher();
-        let top = TopDocs::with_limit(q.limit.max(1))
-            .and_offset(q.offset)
-            .order_by_fast_field::<tantivy::DateTime>("@timestamp", Order::Desc);
-        let (total, hits) = searcher.search(&query, &(Count, top))?;
-        let mut seqs = Vec::with_capacity(hits.len());
-        for (
-            _,
-            DocAddress {
-                segment_ord,
-                doc_id,
-            },
-        ) in hits.into_iter().take(q.limit)
-        {
-            let column = searcher
-                .segment_reader(segment_ord)
-                .fast_fields()
-                .u64("seq")?;
-            if let Some(seq) = column.first(doc_id) {
-                seqs.push(seq);
-            }
-        }
-        Ok(SearchPage { total, seqs })
+        let total = searcher.search(&query, &Count)?;
+        let query: Box<dyn Query> = match q.after {
+            None => query,
+            Some(after) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, self.older_than(after)),
+            ])),
+        };
+        // One more than the page tells whether another page follows.
+        let top = TopDocs::with_limit(q.limit.saturating_add(1)).order_by((
+            (
+                SortByStaticFastValue::<tantivy::DateTime>::for_field("@timestamp"),
+                Order::Desc,
+            ),
+            (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
+        ));
+        let hits = searcher.search(&query, &top)?;
+        let more = hits.len() > q.limit;
+        let seqs = hits
+            .into_iter()
+            .take(q.limit)
+            .filter_map(|((_, seq), _)| seq)
+            .collect();
+        Ok(SearchPage { total, seqs, more })
+    }
+
+    /// The documents ordered after `after`: an older `@timestamp`, or the
+    /// same one and a higher seq.
+    fn older_than(&self, after: After) -> Box<dyn Query> {
+        let at = Term::from_field_date(self.fields.timestamp, date(after.timestamp_micros));
+        let older: Box<dyn Query> = Box::new(RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(at.clone()),
+        ));
+        let same_time: Box<dyn Query> = Box::new(RangeQuery::new(
+            Bound::Included(at.clone()),
+            Bound::Included(at),
+        ));
+        let later_seq: Box<dyn Query> = Box::new(RangeQuery::new(
+            Bound::Excluded(Term::from_field_u64(self.fields.seq, after.seq)),
+            Bound::Unbounded,
+        ));
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Should, older),
+            (
+                Occur::Should,
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, same_time),
+                    (Occur::Must, later_seq),
+                ])),
+            ),
+        ]))
     }
 
     /// The `top` most frequent values of `group_by` among the events matching
-    /// `q` (its `offset`/`limit` are ignored), by count descending then value.
+    /// `q` (its `after`/`limit` are ignored), by count descending then value.
     /// Counts are exact: every segment reports all its values.
     pub fn stats(&self, q: &SearchQuery, group_by: &str, top: usize) -> Result<Vec<Bucket>, Error> {
         if !groupable().any(|name| name == group_by) {
@@ -491,7 +625,7 @@ impl EventIndex {
             .collect())
     }
 
-    /// Events matching `q` (its `offset`/`limit` are ignored) counted per
+    /// Events matching `q` (its `after`/`limit` are ignored) counted per
     /// `interval`, in ascending time. Buckets are aligned to the interval in
     /// UTC (since the Unix epoch) and run from the first non-empty bucket to
     /// the last, with empty ones in between (count 0). Refused when that would
@@ -539,6 +673,14 @@ impl EventIndex {
     }
 }
 
+/// Microseconds since the epoch as a tantivy date, clamped to what it
+/// holds (nanoseconds in an i64: about the years 1678 to 2262): a time
+/// outside, from a log line, a `from`/`to` or a cursor, neither overflows
+/// nor panics, and sorts at the end of the range.
+fn date(micros: i64) -> tantivy::DateTime {
+    tantivy::DateTime::from_timestamp_micros(micros.clamp(i64::MIN / 1000, i64::MAX / 1000))
+}
+
 /// The fields `stats` can group by: the fast keyword and numeric fields.
 fn groupable() -> impl Iterator<Item = &'static str> {
     KEYWORDS.iter().chain(NUMBERS.iter()).copied()
@@ -568,7 +710,7 @@ fn time_span(searcher: &Searcher, q: &SearchQuery) -> Result<Option<(i64, i64)>,
         lo = lo.max(from.timestamp_micros());
     }
     if let Some(to) = q.to {
-        hi = hi.min(to.timestamp_micros() - 1);
+        hi = hi.min(to.timestamp_micros().saturating_sub(1));
     }
     Ok((lo <= hi).then(|| (lo.div_euclid(1_000), hi.div_euclid(1_000))))
 }
@@ -784,9 +926,12 @@ mod tests {
             index.stats(&range, "user.name", DEFAULT_TOP).unwrap(),
             buckets(&[("alice", 1), ("bob", 1), ("carol", 1), ("dave", 1)])
         );
-        // Offset and limit do not apply to stats.
+        // Paging does not apply to stats.
         let paged = SearchQuery {
-            offset: 5,
+            after: Some(After {
+                timestamp_micros: 0,
+                seq: 1,
+            }),
             limit: 1,
             ..all()
         };
@@ -1026,24 +1171,208 @@ mod tests {
             all,
             SearchPage {
                 total: 5,
-                seqs: vec![5, 4, 3, 2, 1]
+                seqs: vec![5, 4, 3, 2, 1],
+                more: false,
             }
         );
-        let page = index
-            .search(&SearchQuery {
-                text: None,
-                offset: 2,
-                limit: 2,
-                ..Default::default()
-            })
-            .unwrap();
+        let page = |after| {
+            index
+                .search(&SearchQuery {
+                    text: None,
+                    after,
+                    limit: 2,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        let after = |i: u64| Some(After::of(&events[i as usize - 1]));
         assert_eq!(
-            page,
+            page(None),
             SearchPage {
                 total: 5,
-                seqs: vec![3, 2]
+                seqs: vec![5, 4],
+                more: true,
             }
         );
+        assert_eq!(
+            page(after(4)),
+            SearchPage {
+                total: 5,
+                seqs: vec![3, 2],
+                more: true,
+            }
+        );
+        assert_eq!(
+            page(after(2)),
+            SearchPage {
+                total: 5,
+                seqs: vec![1],
+                more: false,
+            }
+        );
+    }
+
+    #[test]
+    fn events_of_one_timestamp_page_in_seq_order_across_segments() {
+        // Eleven events in the same microsecond, in two segments: the
+        // order is seq ascending, and paging neither skips nor repeats.
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
+        let mut w = index.writer().unwrap();
+        for seq in [3, 9, 1, 7, 5, 11] {
+            w.add_document(index.document(&event(seq, 0, "x"))).unwrap();
+        }
+        w.commit().unwrap();
+        for seq in [2, 10, 4, 8, 6] {
+            w.add_document(index.document(&event(seq, 0, "x"))).unwrap();
+        }
+        w.commit().unwrap();
+        index.reload().unwrap();
+        let mut seen: Vec<u64> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = index
+                .search(&SearchQuery {
+                    after,
+                    limit: 3,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(page.total, 11);
+            seen.extend(&page.seqs);
+            let Some(&last) = page.seqs.last() else { break };
+            after = Some(After::of(&event(last, 0, "x")));
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, (1..=11).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_cursor_far_past_the_end_is_an_empty_page_not_an_allocation() {
+        let (_d, index) = index_with(&[event(1, 1, "x")]);
+        for after in [
+            After {
+                timestamp_micros: i64::MIN,
+                seq: 0,
+            },
+            After {
+                timestamp_micros: i64::MAX,
+                seq: u64::MAX,
+            },
+        ] {
+            let page = index
+                .search(&SearchQuery {
+                    after: Some(after),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(page.total, 1);
+            assert!(page.seqs.len() <= 1);
+        }
+    }
+
+    #[test]
+    fn times_beyond_what_the_index_holds_are_clamped_not_overflowed() {
+        let far = DateTime::<Utc>::from_timestamp(6_000_000_000_000, 0).unwrap();
+        let before = DateTime::<Utc>::from_timestamp(-6_000_000_000_000, 0).unwrap();
+        let mut e = event(1, 1, "x");
+        e.timestamp = far;
+        let (_d, index) = index_with(&[e, event(2, 2, "y")]);
+        let q = SearchQuery {
+            from: Some(before),
+            to: Some(far),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            index.search(&q).unwrap().total,
+            1,
+            "`to` excludes the clamped end"
+        );
+        assert!(index.histogram(&q, interval("366d")).is_ok());
+        assert!(index.stats(&q, "user.name", 10).is_ok());
+    }
+
+    #[test]
+    fn long_and_deep_queries_are_refused_before_parsing() {
+        let (_d, index) = index_with(&[event(1, 1, "a")]);
+        let refused = |text: String| {
+            let q = SearchQuery {
+                text: Some(text),
+                limit: 1,
+                ..Default::default()
+            };
+            matches!(index.search(&q), Err(Error::QueryLimit(_)))
+        };
+        // The crash of issue 17: 300 000 nested parentheses.
+        let deep = format!("{}a{}", "(".repeat(300_000), ")".repeat(300_000));
+        assert!(refused(deep));
+        let deep = format!(
+            "{}a{}",
+            "(".repeat(MAX_QUERY_DEPTH + 1),
+            ")".repeat(MAX_QUERY_DEPTH + 1)
+        );
+        assert!(refused(deep));
+        for prefix in ["-", "+", "NOT ", "!", "-(", "NOT ("] {
+            assert!(
+                refused(format!("{}a", prefix.repeat(MAX_QUERY_DEPTH + 1))),
+                "{prefix}"
+            );
+        }
+        assert!(refused("a ".repeat(MAX_QUERY_BYTES)));
+        // Within the limits, the parser answers (a result or its error).
+        let ok = format!(
+            "{}a{}",
+            "(".repeat(MAX_QUERY_DEPTH),
+            ")".repeat(MAX_QUERY_DEPTH)
+        );
+        assert!(!refused(ok));
+        assert!(!refused(
+            "NOTHING NOTE (a AND -b) \"((( inside quotes\"".into()
+        ));
+    }
+
+    #[test]
+    fn the_query_parser_survives_the_deepest_query_the_check_lets_through() {
+        // Each shape at the largest length and depth the index accepts, on a
+        // thread with the stack of a blocking-pool thread (2 MiB).
+        let shapes = [
+            format!(
+                "{}a{}",
+                "(".repeat(MAX_QUERY_DEPTH),
+                ")".repeat(MAX_QUERY_DEPTH)
+            ),
+            format!("{}a", "-".repeat(MAX_QUERY_DEPTH)),
+            format!("{}a", "NOT ".repeat(MAX_QUERY_DEPTH)),
+            format!("{}a", "-(".repeat(MAX_QUERY_DEPTH / 2)),
+            "a OR ".repeat(MAX_QUERY_BYTES / 5 - 1) + "a",
+            "a AND NOT ".repeat(MAX_QUERY_BYTES / 10 - 1) + "a",
+            "(a) ".repeat(MAX_QUERY_BYTES / 4),
+            "\"a\" ".repeat(MAX_QUERY_BYTES / 4),
+            "[a TO b] ".repeat(MAX_QUERY_BYTES / 9),
+        ];
+        let (_d, index) = index_with(&[event(1, 1, "a")]);
+        let index = std::sync::Arc::new(index);
+        for text in shapes {
+            let index = index.clone();
+            let short = text.chars().take(20).collect::<String>();
+            std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn(move || {
+                    let q = SearchQuery {
+                        text: Some(text),
+                        limit: 1,
+                        ..Default::default()
+                    };
+                    let _ = index.search(&q);
+                })
+                .unwrap()
+                .join()
+                .unwrap_or_else(|_| panic!("{short}…"));
+        }
     }
 
     #[test]
@@ -1089,7 +1418,8 @@ mod tests {
             got,
             SearchPage {
                 total: 2,
-                seqs: vec![3, 2]
+                seqs: vec![3, 2],
+                more: false,
             }
         );
     }

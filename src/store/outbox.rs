@@ -92,6 +92,11 @@ pub struct AlertSummary {
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// [`Alert::trusted`]: for `raised` and `repeated`, whether every event
+    /// behind THIS firing came from a trusted source. Entries written before
+    /// it existed read as untrusted.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 impl AlertSummary {
@@ -115,6 +120,7 @@ impl AlertSummary {
             tags: alert.tags.clone(),
             created_at: alert.created_at,
             updated_at: alert.updated_at,
+            trusted: alert.trusted,
         }
     }
 }
@@ -534,6 +540,43 @@ mod tests {
     use super::*;
     use crate::model::{AlertAction, AlertChange, AlertUpdate};
 
+    #[test]
+    fn an_alert_summary_carries_trust_and_old_entries_read_untrusted() {
+        let now = Utc::now();
+        let entry = json_entry(now);
+        let Message::Alert(old) = serde_json::from_value::<Entry>(entry.clone())
+            .unwrap()
+            .message
+        else {
+            panic!("not an alert");
+        };
+        assert!(!old.trusted);
+        let mut trusted = entry;
+        trusted["trusted"] = serde_json::json!(true);
+        let Message::Alert(new) = serde_json::from_value::<Entry>(trusted).unwrap().message else {
+            panic!("not an alert");
+        };
+        assert!(new.trusted);
+        let back = serde_json::to_value(Entry {
+            seq: 1,
+            at: now,
+            message: Message::Alert(new),
+        })
+        .unwrap();
+        assert_eq!(back["trusted"], true);
+    }
+
+    /// An alert entry as written before `trusted` existed.
+    fn json_entry(now: DateTime<Utc>) -> serde_json::Value {
+        serde_json::json!({
+            "at": now, "kind": "alert", "event": "raised", "alert_id": 1,
+            "rule_id": "r", "rule_title": "t", "severity": "high", "status": "open",
+            "count": 1, "first_seen": now, "last_seen": now, "source_ip": "192.0.2.1",
+            "host_name": null, "user_name": null, "assignee": null, "correlation": false,
+            "tags": [], "created_at": now, "updated_at": now
+        })
+    }
+
     fn event(host: &str, received_at: DateTime<Utc>) -> Event {
         Event {
             host_name: Some(host.to_owned()),
@@ -557,6 +600,7 @@ mod tests {
             group_key: vec![("source.ip".to_owned(), "10.0.0.1".to_owned())],
             correlation: false,
             tags: vec!["attack.t1110".to_owned()],
+            trusted: false,
         }
     }
 

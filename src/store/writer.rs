@@ -4,13 +4,22 @@
 //! writer drains whatever is queued (up to `batch_max_events`), commits it in
 //! ONE redb transaction, and only then acks each submitter. That is the
 //! durability promise: an ack means the events are on disk.
+//!
+//! The queue is bounded twice: in batches (`ingest.queue_capacity`) and in
+//! bytes (`ingest.queue_max_bytes`, the events' [`Event::approx_bytes`]).
+//! A batch's bytes count from its submission until its commit (or failure)
+//! is acknowledged, so they cover the batch being committed too. A submit
+//! that would pass either bound is refused ([`WriterHandle::try_submit`])
+//! or waits ([`WriterHandle::submit`]); a lone batch larger than the byte
+//! bound is taken when nothing else is queued, so it is never refused
+//! forever.
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Checkpoint, Error, Store};
 use crate::detect::Detector;
@@ -25,6 +34,85 @@ struct WriteRequest {
     events: Vec<Event>,
     checkpoint: Option<Checkpoint>,
     ack: Ack,
+    /// Reserved in [`QueuedBytes`]; released once acknowledged.
+    bytes: usize,
+}
+
+/// The default of `ingest.queue_max_bytes`.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+/// The bytes of the batches queued or being committed, and their bound.
+struct QueuedBytes {
+    used: AtomicUsize,
+    max: usize,
+    /// Woken when bytes are released, for the submitters that wait.
+    released: Notify,
+}
+
+impl QueuedBytes {
+    /// Reserves `n` bytes when they fit under the bound (or nothing else
+    /// is queued); false when they do not.
+    fn try_reserve(&self, n: usize) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used > 0 && used.saturating_add(n) > self.max {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + n,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // Relative, so concurrent changes cannot leave a stale value.
+                    metrics::gauge!(metric::WRITE_QUEUE_BYTES).increment(n as f64);
+                    return true;
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Waits until `n` bytes are reserved.
+    async fn reserve(&self, n: usize) {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check: a release in between wakes it.
+            released.as_mut().enable();
+            if self.try_reserve(n) {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        metrics::gauge!(metric::WRITE_QUEUE_BYTES).decrement(n as f64);
+        self.released.notify_waiters();
+    }
+}
+
+/// Bytes reserved by a submitter that has not queued its batch yet.
+struct Reserved<'a> {
+    queue: &'a QueuedBytes,
+    bytes: usize,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.queue.release(self.bytes);
+    }
+}
+
+/// The bytes a batch counts for.
+fn batch_bytes(events: &[Event]) -> usize {
+    events.iter().map(Event::approx_bytes).sum()
 }
 
 /// What the writer's queue carries.
@@ -38,6 +126,7 @@ enum Request {
 /// Why a batch was not queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
+    /// Full in batches or in bytes.
     #[error("the write queue is full: retry later")]
     Full,
     #[error("the writer is shut down")]
@@ -49,26 +138,59 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Request>,
+    bytes: Arc<QueuedBytes>,
+    /// Whether events submitted over the authenticated API (HTTP NDJSON,
+    /// `_bulk`, GraphQL `ingestEvents`) are marked trusted
+    /// (`ingest.api_trusted`): see [`crate::ingest::commit`].
+    api_trusted: bool,
 }
 
 /// What a submitter awaits: the committed seq range, or the storage error.
 pub type Pending = oneshot::Receiver<Result<Range<u64>, Arc<Error>>>;
 
 impl WriterHandle {
-    /// Queues a batch without waiting; fails fast when the queue is full.
+    /// Queues a batch without waiting; fails fast when the queue is full
+    /// (in batches or in bytes).
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
+        if self.tx.is_closed() {
+            return Err(SubmitError::Closed);
+        }
+        let bytes = batch_bytes(&events);
+        if !self.bytes.try_reserve(bytes) {
+            return Err(SubmitError::Full);
+        }
         let (ack, pending) = oneshot::channel();
         self.tx
             .try_send(Request::Write(WriteRequest {
                 events,
                 checkpoint: None,
                 ack,
+                bytes,
             }))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Full,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            .map_err(|e| {
+                self.bytes.release(bytes);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+                    mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+                }
             })?;
         Ok(pending)
+    }
+
+    /// Whether the authenticated API's events are marked trusted.
+    pub fn api_trusted(&self) -> bool {
+        self.api_trusted
+    }
+
+    /// The same handle, marking the authenticated API's events trusted or not.
+    pub fn with_api_trusted(mut self, trusted: bool) -> WriterHandle {
+        self.api_trusted = trusted;
+        self
+    }
+
+    /// Bytes queued or being committed now.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.used.load(Ordering::Acquire)
     }
 
     /// Queues a batch, waiting for room (for sources that apply backpressure
@@ -84,15 +206,28 @@ impl WriterHandle {
         events: Vec<Event>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Pending, SubmitError> {
+        if self.tx.is_closed() {
+            return Err(SubmitError::Closed);
+        }
+        let bytes = batch_bytes(&events);
+        self.bytes.reserve(bytes).await;
+        // Released if this future is dropped before the batch is queued.
+        let mut reserved = Reserved {
+            queue: &self.bytes,
+            bytes,
+        };
         let (ack, pending) = oneshot::channel();
         self.tx
             .send(Request::Write(WriteRequest {
                 events,
                 checkpoint,
                 ack,
+                bytes,
             }))
             .await
             .map_err(|_| SubmitError::Closed)?;
+        // Queued: the writer releases them once it has answered.
+        reserved.bytes = 0;
         Ok(pending)
     }
 
@@ -114,7 +249,8 @@ pub struct Detection {
 }
 
 /// Starts the writer thread. `progress.stored` is advanced after each commit
-/// and the indexer is woken through `progress`.
+/// and the indexer is woken through `progress`. The queue holds
+/// [`DEFAULT_QUEUE_MAX_BYTES`] at most (see [`spawn_bounded`]).
 pub fn spawn(
     store: Store,
     queue_capacity: usize,
@@ -123,30 +259,66 @@ pub fn spawn(
     live: Arc<Live>,
     detection: Option<Detection>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    spawn_bounded(
+        store,
+        (queue_capacity, DEFAULT_QUEUE_MAX_BYTES),
+        batch_max_events,
+        progress,
+        live,
+        detection,
+    )
+}
+
+/// [`spawn`] with the queue bounded to `(batches, bytes)`.
+pub fn spawn_bounded(
+    store: Store,
+    (queue_capacity, queue_max_bytes): (usize, usize),
+    batch_max_events: usize,
+    progress: Arc<Progress>,
+    live: Arc<Live>,
+    detection: Option<Detection>,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+    let bytes = Arc::new(QueuedBytes {
+        used: AtomicUsize::new(0),
+        max: queue_max_bytes.max(1),
+        released: Notify::new(),
+    });
     metrics::gauge!(metric::WRITE_QUEUE_CAPACITY).set(rx.max_capacity() as f64);
+    metrics::gauge!(metric::WRITE_QUEUE_CAPACITY_BYTES).set(bytes.max as f64);
+    metrics::gauge!(metric::WRITE_QUEUE_BYTES).increment(0.0);
     // From zero, so a stall or the first failure shows in rates and increases.
     metrics::counter!(metric::EVENTS_STORED).increment(0);
     metrics::counter!(metric::COMMIT_ERRORS).increment(0);
     let thread = std::thread::Builder::new()
         .name("secmon-writer".into())
-        .spawn(move || {
-            run(
-                store,
-                rx,
-                batch_max_events.max(1),
-                (&progress, &live),
-                detection,
-            )
+        .spawn({
+            let bytes = bytes.clone();
+            move || {
+                run(
+                    store,
+                    rx,
+                    batch_max_events.max(1),
+                    (&progress, &live, &bytes),
+                    detection,
+                )
+            }
         })?;
-    Ok((WriterHandle { tx }, thread))
+    Ok((
+        WriterHandle {
+            tx,
+            bytes,
+            api_trusted: true,
+        },
+        thread,
+    ))
 }
 
 fn run(
     store: Store,
     mut rx: mpsc::Receiver<Request>,
     batch_max: usize,
-    (progress, live): (&Progress, &Live),
+    (progress, live, bytes): (&Progress, &Live, &QueuedBytes),
     mut detection: Option<Detection>,
 ) {
     // Correlation windows first: no new event is evaluated before them.
@@ -170,6 +342,7 @@ fn run(
             match req {
                 Request::Write(req) => {
                     batch.waiting.push((req.events.len(), req.ack));
+                    batch.bytes += req.bytes;
                     batch.events.extend(req.events);
                     batch.checkpoints.extend(req.checkpoint);
                     if batch.events.len() < batch_max {
@@ -193,7 +366,12 @@ fn run(
                 Err(e) => tracing::error!(error = %e, "correlation windows not rebuilt yet"),
             }
         }
-        if !commit(&store, &mut batch, (progress, live), detection.as_mut()) && detection.is_some()
+        if !commit(
+            &store,
+            &mut batch,
+            (progress, live, bytes),
+            detection.as_mut(),
+        ) && detection.is_some()
         {
             stale_windows = true;
         }
@@ -221,13 +399,17 @@ struct Batch {
     checkpoints: Vec<Checkpoint>,
     /// Each submitter's event count, in order, and its ack.
     waiting: Vec<(usize, Ack)>,
+    /// What its requests reserved in the byte bound.
+    bytes: usize,
 }
 
-/// Evaluates and commits `batch`; false when the commit failed.
+/// Evaluates and commits `batch`; false when the commit failed. Its bytes
+/// are released before its submitters hear back, so a submitter that was
+/// answered finds them free.
 fn commit(
     store: &Store,
     batch: &mut Batch,
-    (progress, live): (&Progress, &Live),
+    (progress, live, queued): (&Progress, &Live, &QueuedBytes),
     detection: Option<&mut Detection>,
 ) -> bool {
     if batch.waiting.is_empty() {
@@ -237,6 +419,7 @@ fn commit(
         events,
         checkpoints,
         waiting,
+        bytes,
     } = batch;
     let _span = tracing::info_span!("batch", events = events.len()).entered();
     let (updates, dedup_window) = match detection {
@@ -265,6 +448,7 @@ fn commit(
             // can, and reads them back from redb when it cannot.
             progress.hand_over(std::mem::take(events));
             progress.wake_indexer();
+            queued.release(std::mem::take(bytes));
             let mut next = range.start;
             for (n, ack) in waiting.drain(..) {
                 let end = next + n as u64;
@@ -277,6 +461,7 @@ fn commit(
             tracing::error!(error = %e, events = events.len(), "batch commit failed");
             metrics::counter!(metric::COMMIT_ERRORS).increment(1);
             let e = Arc::new(e);
+            queued.release(std::mem::take(bytes));
             for (_, ack) in waiting.drain(..) {
                 let _ = ack.send(Err(Arc::clone(&e)));
             }
@@ -351,5 +536,58 @@ mod tests {
             .map(|e| e.message)
             .collect();
         assert_eq!(msgs, ["e0", "e1", "e2", "e0", "e1", "e0"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_queue_is_bounded_in_bytes_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let progress = Arc::new(Progress::new(0));
+        let blocker = store.with_db(|db| Ok(db.begin_write()?)).unwrap();
+        let big = |n: usize| {
+            vec![Event {
+                message: "x".repeat(n),
+                ..Event::default()
+            }]
+        };
+        // Room for many batches, but 100 KB.
+        let (writer, thread) = spawn_bounded(
+            store.clone(),
+            (64, 100_000),
+            1000,
+            progress.clone(),
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        let first = writer.try_submit(big(60_000)).unwrap();
+        assert!(writer.queued_bytes() >= 60_000);
+        // 60 KB + 60 KB > 100 KB: refused like a full queue.
+        assert_eq!(
+            writer.try_submit(big(60_000)).err(),
+            Some(SubmitError::Full)
+        );
+        // Small batches still fit.
+        let small = writer.try_submit(batch(3)).unwrap();
+        // A waiting submitter waits for room rather than failing.
+        let waiting = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.submit(big(60_000)).await.unwrap().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(blocker);
+        assert_eq!(first.await.unwrap().unwrap(), 1..2);
+        assert_eq!(small.await.unwrap().unwrap(), 2..5);
+        assert_eq!(waiting.await.unwrap().unwrap().unwrap(), 5..6);
+        // Everything acknowledged: nothing counted any more.
+        assert_eq!(writer.queued_bytes(), 0);
+        // A lone batch over the bound goes through when nothing else waits.
+        let huge = writer.try_submit(big(150_000)).unwrap();
+        assert_eq!(huge.await.unwrap().unwrap(), 6..7);
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     }
 }

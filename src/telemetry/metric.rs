@@ -21,8 +21,15 @@ pub const ALERT_CHANGES: &str = "secmon_alert_changes_total";
 pub const RULE_EVAL_SECONDS: &str = "secmon_rule_evaluation_seconds";
 pub const LOGINS: &str = "secmon_logins_total";
 pub const RATE_LIMITED: &str = "secmon_rate_limited_total";
+pub const LOCKOUT_REFUSALS: &str = "secmon_login_lockout_refusals_total";
+pub const PASSWORD_HASH_BUSY: &str = "secmon_password_hash_busy_total";
+pub const PASSWORD_CHANGES: &str = "secmon_password_changes_total";
+pub const TOKEN_REFRESHES: &str = "secmon_token_refreshes_total";
+pub const FORWARDED_IGNORED: &str = "secmon_forwarded_headers_ignored_total";
 pub const UNAUTHENTICATED: &str = "secmon_unauthenticated_requests_total";
 pub const SUBSCRIPTION_LAGGED: &str = "secmon_subscription_lagged_total";
+pub const API_PANICS: &str = "secmon_api_panics_total";
+pub const GRAPHQL_REFUSED: &str = "secmon_graphql_refused_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
 pub const TLS_RELOADS: &str = "secmon_tls_reloads_total";
@@ -37,8 +44,17 @@ pub const NOTIFICATION_FAILURES: &str = "secmon_notification_failures_total";
 pub const NOTIFICATIONS_PENDING: &str = "secmon_notifications_pending";
 pub const RESPONSE_BLOCKS: &str = "secmon_response_blocks_total";
 pub const RESPONSE_ERRORS: &str = "secmon_response_errors_total";
+pub const RESPONSE_REFUSED: &str = "secmon_response_refused_total";
 pub const WRITE_QUEUE: &str = "secmon_write_queue_batches";
 pub const WRITE_QUEUE_CAPACITY: &str = "secmon_write_queue_capacity_batches";
+pub const WRITE_QUEUE_BYTES: &str = "secmon_write_queue_bytes";
+pub const WRITE_QUEUE_CAPACITY_BYTES: &str = "secmon_write_queue_capacity_bytes";
+pub const GELF_LIMITED: &str = "secmon_gelf_limited_total";
+pub const INGEST_CONNECTIONS: &str = "secmon_ingest_connections";
+pub const INGEST_CONNECTIONS_MAX: &str = "secmon_ingest_connections_max";
+pub const INGEST_CONNECTIONS_REFUSED: &str = "secmon_ingest_connections_refused_total";
+pub const INGEST_CONNECTIONS_CLOSED: &str = "secmon_ingest_connections_closed_total";
+pub const INGEST_ACCEPT_ERRORS: &str = "secmon_ingest_accept_errors_total";
 pub const STORAGE_BYTES: &str = "secmon_storage_bytes";
 pub const DISK_FREE: &str = "secmon_disk_free_bytes";
 pub const DISK_TOTAL: &str = "secmon_disk_total_bytes";
@@ -100,6 +116,10 @@ pub(super) fn describe() {
         RESPONSE_ERRORS,
         "Response actions that failed, by action kind"
     );
+    describe_counter!(
+        RESPONSE_REFUSED,
+        "Response actions not taken (in a dry run: would not be), by reason: untrusted_source, protected_address, rate_limited, max_active, max_active_untrusted"
+    );
     describe_gauge!(
         NOTIFICATIONS_PENDING,
         Unit::Count,
@@ -140,6 +160,42 @@ pub(super) fn describe() {
         WRITE_QUEUE_CAPACITY,
         Unit::Count,
         "Batches the write queue holds (ingest.queue_capacity); past it ingest answers 429 or drops datagrams"
+    );
+    describe_gauge!(
+        WRITE_QUEUE_BYTES,
+        Unit::Bytes,
+        "Bytes of the events queued for the writer or being committed"
+    );
+    describe_gauge!(
+        WRITE_QUEUE_CAPACITY_BYTES,
+        Unit::Bytes,
+        "Bytes the write queue holds (ingest.queue_max_bytes); past it ingest answers 429, drops datagrams or stops reading streams"
+    );
+    describe_counter!(
+        GELF_LIMITED,
+        "GELF input cut or dropped by a limit, by reason (payload_truncated, field_truncated, too_many_chunks, message_too_large, reassembly_full, chunk_timeout)"
+    );
+    describe_gauge!(
+        INGEST_CONNECTIONS,
+        Unit::Count,
+        "Open connections of a TCP ingest listener, by source"
+    );
+    describe_gauge!(
+        INGEST_CONNECTIONS_MAX,
+        Unit::Count,
+        "Connections a TCP ingest listener accepts at most now (the configured cap, lowered to fit the file descriptor limit), by source"
+    );
+    describe_counter!(
+        INGEST_CONNECTIONS_REFUSED,
+        "TCP ingest connections closed at once, by source and reason (listener_full, source_full, fd_budget)"
+    );
+    describe_counter!(
+        INGEST_CONNECTIONS_CLOSED,
+        "TCP ingest connections closed by the node, by source and reason (idle)"
+    );
+    describe_counter!(
+        INGEST_ACCEPT_ERRORS,
+        "Failed accepts of a TCP ingest listener, by source and kind (fd_exhausted, other); the listener backs off"
     );
     describe_gauge!(
         STORAGE_BYTES,
@@ -187,7 +243,27 @@ pub(super) fn describe() {
     );
     describe_counter!(
         LOGINS,
-        "Password logins, by result (success, failure, locked)"
+        "Password logins, by result (success, failure, locked, busy)"
+    );
+    describe_counter!(
+        LOCKOUT_REFUSALS,
+        "Logins, password changes and refreshes refused by a lockout before any hashing, by limit (account, address)"
+    );
+    describe_counter!(
+        PASSWORD_HASH_BUSY,
+        "Requests refused because every password-hashing slot stayed busy, by operation"
+    );
+    describe_counter!(
+        PASSWORD_CHANGES,
+        "changePassword calls, by result (success, failure, locked, busy)"
+    );
+    describe_counter!(
+        TOKEN_REFRESHES,
+        "Refresh-token trades, by result (success, reused, refused, unknown, locked)"
+    );
+    describe_counter!(
+        FORWARDED_IGNORED,
+        "Requests whose Forwarded / X-Forwarded-For was ignored, by reason (untrusted_peer, malformed)"
     );
     describe_counter!(
         RATE_LIMITED,

@@ -122,6 +122,11 @@ impl Daemon {
         self.child.as_mut().unwrap()
     }
 
+    /// The directory it runs in (`data/`, `daemon.log`, `admin.key`).
+    pub fn dir(&self) -> &Path {
+        self.log.parent().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -7,7 +7,7 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{blocking, coded, grant, internal, page_size, session, state};
+use super::{blocking, coded, grant, internal, session, state};
 use crate::auth::{
     self, Auth, AuthError, CanAdminister, CanEditRules, CanIngest, CanRead, CanTriage, Capability,
     PrincipalKind,
@@ -219,6 +219,9 @@ impl AccountsQuery {
     }
 
     /// The audit log, newest first.
+    #[graphql(
+        complexity = "super::cost(first, super::DEFAULT_PAGE, super::MAX_PAGE, child_complexity)"
+    )]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
@@ -227,7 +230,7 @@ impl AccountsQuery {
     ) -> async_graphql::Result<AuditConnection> {
         let _admin: CanAdminister = grant(ctx)?;
         let state = state(ctx)?;
-        let limit = page_size(first)?;
+        let limit = super::page(ctx, first)?;
         let before = after
             .map(|c| {
                 c.parse::<u64>()
@@ -269,21 +272,45 @@ async fn as_admin<T: Send + 'static>(
     with_auth(ctx, move |auth, _| f(auth, &cap)).await
 }
 
+/// [`as_admin`] for an operation that hashes a password: it runs holding a
+/// slot of the hash gate (`RATE_LIMITED` when none frees up in time).
+async fn as_admin_hashing<T: Send + 'static>(
+    ctx: &Context<'_>,
+    operation: &'static str,
+    f: impl FnOnce(&Auth, &CanAdminister) -> Result<T, AuthError> + Send + 'static,
+) -> async_graphql::Result<T> {
+    let cap: CanAdminister = grant(ctx)?;
+    let slot = state(ctx)?
+        .auth
+        .hash_slot(operation)
+        .await
+        .map_err(failed)?;
+    with_auth(ctx, move |auth, _| {
+        let _slot = slot;
+        f(auth, &cap)
+    })
+    .await
+}
+
 #[Object]
 impl AccountsMutation {
     /// Logs in with a password. Unknown user and wrong password get the
     /// same `UNAUTHENTICATED` answer; repeated failures lock the account
-    /// and the address for growing times (`RATE_LIMITED`).
+    /// and the address for growing times (`RATE_LIMITED`), and so does a
+    /// node whose password-hashing slots are all busy.
     async fn login(
         &self,
         ctx: &Context<'_>,
         username: String,
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
-        with_auth(ctx, move |auth, ip| {
-            auth.login(&username, &password, ip).map(AuthPayload::from)
-        })
-        .await
+        let ip = session(ctx)?.ip;
+        state(ctx)?
+            .auth
+            .login_async(username, password, ip)
+            .await
+            .map(AuthPayload::from)
+            .map_err(failed)
     }
 
     /// Trades a refresh token for a new access and refresh token. Each
@@ -313,21 +340,25 @@ impl AccountsMutation {
     }
 
     /// Changes the caller's own password; every session of the user ends.
+    /// A wrong current password counts towards the login lockout of the
+    /// user and the address (`RATE_LIMITED` once locked).
     async fn change_password(
         &self,
         ctx: &Context<'_>,
         current_password: String,
         new_password: String,
     ) -> async_graphql::Result<bool> {
-        let principal = session(ctx)?
+        let session = session(ctx)?;
+        let principal = session
             .principal
             .clone()
             .ok_or_else(|| coded("UNAUTHENTICATED", "authentication required"))?;
-        with_auth(ctx, move |auth, ip| {
-            auth.change_password(&principal, &current_password, &new_password, ip)
-                .map(|()| true)
-        })
-        .await
+        state(ctx)?
+            .auth
+            .change_password_async(principal, current_password, new_password, session.ip)
+            .await
+            .map(|()| true)
+            .map_err(failed)
     }
 
     async fn create_user(
@@ -337,7 +368,7 @@ impl AccountsMutation {
         password: String,
         role: Role,
     ) -> async_graphql::Result<User> {
-        as_admin(ctx, move |auth, cap| {
+        as_admin_hashing(ctx, "create_user", move |auth, cap| {
             auth.create_user(cap, &username, &password, role.into())
                 .map(User::from)
         })
@@ -377,7 +408,7 @@ impl AccountsMutation {
         username: String,
         password: String,
     ) -> async_graphql::Result<User> {
-        as_admin(ctx, move |auth, cap| {
+        as_admin_hashing(ctx, "reset_password", move |auth, cap| {
             auth.reset_password(cap, &username, &password)
                 .map(User::from)
         })

@@ -58,10 +58,19 @@ impl Severity {
 
 pub type AlertConnection = Connection<String, AlertNode, EmptyFields, EmptyFields>;
 
+/// The events an alert's `events` counts for in the query cost: a typical
+/// alert's, not the 100 it may link (a page of 1000 alerts with their
+/// events would be refused outright). What they are in fact is taken from
+/// the request's item budget (`api.max_items_per_request`) as they load.
+const LINKED_EVENTS_COST: usize = 10;
+
 #[Object]
 impl AlertsQuery {
     /// Alerts, newest first. `from`/`to` bound `lastSeen` (`to` exclusive).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(
+        complexity = "super::cost(first, super::DEFAULT_PAGE, super::MAX_PAGE, child_complexity)"
+    )]
     async fn alerts(
         &self,
         ctx: &Context<'_>,
@@ -75,7 +84,7 @@ impl AlertsQuery {
     ) -> async_graphql::Result<AlertConnection> {
         let _read: CanRead = grant(ctx)?;
         let state = super::state(ctx)?;
-        let limit = super::page_size(first)?;
+        let limit = super::page(ctx, first)?;
         let before = match after {
             Some(cursor) => Some(
                 cursor
@@ -202,8 +211,12 @@ impl AlertNode {
         self.0.events_query()
     }
     /// The newest events behind the alert (at most 100 are linked).
+    #[graphql(
+        complexity = "super::cost(None, LINKED_EVENTS_COST, crate::model::MAX_LINKED_EVENTS, child_complexity)"
+    )]
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<EventNode>> {
         let state = super::state(ctx)?;
+        super::take(ctx, self.0.events.len())?;
         let seqs = self.0.events.clone();
         let events = blocking(move || state.store.get_many(&seqs).map_err(internal)).await?;
         Ok(events.into_iter().map(EventNode).collect())

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{blocking, coded, grant, internal};
 use crate::auth::{CanRead, CanTriage, Capability};
-use crate::respond::{BlockRefused, Firewall};
+use crate::respond::{BlockRefused, Firewall, Origin};
 use crate::store::decisions::{BlockError, Decision};
 
 #[derive(Default)]
@@ -67,15 +67,23 @@ fn firewall(ctx: &Context<'_>) -> async_graphql::Result<std::sync::Arc<Firewall>
 
 #[Object]
 impl DecisionsQuery {
-    /// Blocks, newest first: only those in force unless `activeOnly: false`.
+    /// Blocks, newest first: only those in force unless `activeOnly: false`;
+    /// the `first` of them (50 by default, at most 1000).
+    #[graphql(
+        complexity = "super::cost(first, super::DEFAULT_PAGE, super::MAX_PAGE, child_complexity)"
+    )]
     async fn decisions(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = true)] active_only: bool,
+        #[graphql(validator(minimum = 0))] first: Option<i32>,
     ) -> async_graphql::Result<Vec<DecisionNode>> {
         let _read: CanRead = grant(ctx)?;
+        let limit = super::page(ctx, first)?;
         let state = super::state(ctx)?;
-        let all = blocking(move || state.store.decisions(active_only).map_err(internal)).await?;
+        let mut all =
+            blocking(move || state.store.decisions(active_only).map_err(internal)).await?;
+        all.truncate(limit);
         Ok(all.into_iter().map(Into::into).collect())
     }
 }
@@ -83,7 +91,11 @@ impl DecisionsQuery {
 #[Object]
 impl DecisionsMutation {
     /// Blocks `ip` for `durationSeconds` (doubled for each earlier block of
-    /// it, up to `response.max_block_duration`).
+    /// it, up to `response.max_block_duration`). Never blocked
+    /// (`PROTECTED_ADDRESS`): loopback, link-local, unspecified, multicast
+    /// and broadcast addresses, the node's own, `auth.trusted_proxies` and
+    /// `response.allow`. In a dry run nothing is blocked (`DRY_RUN`, saying
+    /// what would have been).
     async fn add_decision(
         &self,
         ctx: &Context<'_>,
@@ -95,11 +107,25 @@ impl DecisionsMutation {
         let ip = parse_ip(&ip)?;
         let fw = firewall(ctx)?;
         let duration = chrono::Duration::seconds(duration_seconds);
-        match fw.block(cap.actor(), ip, &reason, None, duration).await {
-            Ok(d) => Ok(d.into()),
+        match fw
+            .block(cap.actor(), ip, &reason, Origin::Manual, duration)
+            .await
+        {
+            Ok(b) if b.dry_run => Err(coded(
+                "DRY_RUN",
+                format!(
+                    "response.dry_run is on: nothing was blocked; a real run would block {} until {} (offence {})",
+                    b.decision.ip, b.decision.expires_at, b.decision.offence
+                ),
+            )),
+            Ok(b) => Ok(b.decision.into()),
+            Err(e @ BlockRefused::Protected { .. }) => {
+                Err(coded("PROTECTED_ADDRESS", e.to_string()))
+            }
             Err(
-                e @ (BlockRefused::Allowed(_)
-                | BlockRefused::Block(BlockError::Active(..) | BlockError::Full(_))),
+                e @ BlockRefused::Block(
+                    BlockError::Active(..) | BlockError::Full(_) | BlockError::FullUntrusted(_),
+                ),
             ) => Err(coded("CONFLICT", e.to_string())),
             Err(BlockRefused::Apply(e)) => Err(coded(
                 "UNAVAILABLE",

@@ -12,7 +12,7 @@ use super::{blocking, coded, grant, internal};
 use crate::auth::CanRead;
 use crate::model::Event;
 use crate::store::cache::Page;
-use crate::store::index::SearchQuery;
+use crate::store::index::{After, SearchQuery};
 
 #[derive(Default)]
 pub struct EventsQuery;
@@ -27,10 +27,17 @@ pub type EventConnection = Connection<String, EventNode, EventTotals, EmptyField
 
 #[Object]
 impl EventsQuery {
-    /// Searches events, newest first. `query` uses the Lucene-like syntax of
-    /// tantivy over `message`, `log.original`, `process.command_line` and the
-    /// keyword fields (`host.name:web1 AND "failed password"`); terms are
-    /// ANDed. `from` is inclusive, `to` exclusive.
+    /// Searches events, newest first (events of one `@timestamp` in the order
+    /// they were received).
+    /// `query` uses the Lucene-like syntax of tantivy over `message`,
+    /// `log.original`, `process.command_line` and the keyword fields
+    /// (`host.name:web1 AND "failed password"`); terms are ANDed; at most
+    /// `api.max_search_query_bytes` long and `api.max_search_query_depth`
+    /// deep (`BAD_QUERY`). `from` is inclusive, `to` exclusive. `after` is
+    /// an `endCursor`: the page starts just after that event.
+    #[graphql(
+        complexity = "super::cost(first, super::DEFAULT_PAGE, super::MAX_PAGE, child_complexity)"
+    )]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -42,16 +49,14 @@ impl EventsQuery {
     ) -> async_graphql::Result<EventConnection> {
         let _read: CanRead = grant(ctx)?;
         let state = super::state(ctx)?;
-        let limit = super::page_size(first)?;
-        let offset = match after {
-            Some(cursor) => decode_cursor(&cursor)? + 1,
-            None => 0,
-        };
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        super::stats::check_search(&state, query.as_deref())?;
+        let limit = super::page(ctx, first)?;
         let search = SearchQuery {
             text: query,
             from,
             to,
-            offset,
+            after,
             limit,
         };
         let page = blocking(move || {
@@ -60,32 +65,30 @@ impl EventsQuery {
             state
                 .search_cache
                 .get_or_search(&search, indexed, purged, || {
-                    let page = state.index.search(&search).map_err(|e| match e {
-                        crate::store::index::Error::Query(e) => {
-                            coded("BAD_QUERY", format!("invalid search query: {e}"))
-                        }
-                        other => internal(other),
-                    })?;
+                    let page = state
+                        .index
+                        .search(&search)
+                        .map_err(super::stats::index_error)?;
                     let events = state.store.get_many(&page.seqs).map_err(internal)?;
                     Ok(Page {
                         total: page.total,
                         events,
+                        more: page.more,
                     })
                 })
         })
         .await?;
-        let (total, events) = (page.total, page.events.clone());
-        let has_next = offset + events.len() < total;
         let mut connection = Connection::with_additional_fields(
-            offset > 0,
-            has_next,
-            EventTotals { total_count: total },
+            after.is_some(),
+            page.more,
+            EventTotals {
+                total_count: page.total,
+            },
         );
         connection.edges.extend(
-            events
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| Edge::new(encode_cursor(offset + i), EventNode(e))),
+            page.events
+                .iter()
+                .map(|e| Edge::new(encode_cursor(After::of(e)), EventNode(e.clone()))),
         );
         Ok(connection)
     }
@@ -103,17 +106,89 @@ impl EventsQuery {
     }
 }
 
-fn encode_cursor(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o{offset}"))
+/// Longest cursor this API hands out (`t<i64>:<u64>`, base64): anything
+/// longer is refused before it is decoded.
+const MAX_CURSOR: usize = 64;
+
+/// An event's cursor: where it is in the search order (`@timestamp` in µs
+/// and seq), so the next page is a search after it, never an offset.
+pub fn encode_cursor(at: After) -> String {
+    URL_SAFE_NO_PAD.encode(format!("t{}:{}", at.timestamp_micros, at.seq))
 }
 
-fn decode_cursor(cursor: &str) -> async_graphql::Result<usize> {
-    URL_SAFE_NO_PAD
+pub fn decode_cursor(cursor: &str) -> async_graphql::Result<After> {
+    let bad = || {
+        coded(
+            "BAD_REQUEST",
+            "`after` is not a cursor from this API: use an `endCursor`",
+        )
+    };
+    if cursor.len() > MAX_CURSOR {
+        return Err(bad());
+    }
+    let text = URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix('o').and_then(|n| n.parse().ok()))
-        .ok_or_else(|| coded("BAD_REQUEST", "`after` is not a cursor from this API"))
+        .ok_or_else(bad)?;
+    let (micros, seq) = text
+        .strip_prefix('t')
+        .and_then(|rest| rest.split_once(':'))
+        .ok_or_else(bad)?;
+    let timestamp_micros: i64 = micros.parse().map_err(|_| bad())?;
+    // Beyond what an event can have (chrono's range), it came from no page.
+    chrono::DateTime::<Utc>::from_timestamp_micros(timestamp_micros).ok_or_else(bad)?;
+    Ok(After {
+        timestamp_micros,
+        seq: seq.parse().map_err(|_| bad())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_nothing_else_decodes() {
+        for at in [
+            After {
+                timestamp_micros: 1_700_000_000_123_456,
+                seq: 42,
+            },
+            After {
+                timestamp_micros: -8_000_000_000_000_000,
+                seq: u64::MAX,
+            },
+        ] {
+            let c = encode_cursor(at);
+            assert!(c.len() <= MAX_CURSOR, "{c}");
+            assert_eq!(decode_cursor(&c).unwrap(), at);
+        }
+        let code = |c: &str| {
+            let e = decode_cursor(c).unwrap_err();
+            e.extensions.and_then(|x| x.get("code").cloned())
+        };
+        let bad = [
+            // The offset cursor of issue 17 (`o10000000000000`).
+            "bzEwMDAwMDAwMDAwMDAwMA",
+            "",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("t1:"),
+            &URL_SAFE_NO_PAD.encode("t:1"),
+            &URL_SAFE_NO_PAD.encode("t99999999999999999999:1"),
+            &URL_SAFE_NO_PAD.encode("t1:-1"),
+            &URL_SAFE_NO_PAD.encode(format!("t{}:1", i64::MIN)),
+            &URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
+            &"A".repeat(100_000),
+        ];
+        for c in bad {
+            assert_eq!(
+                code(c),
+                Some(async_graphql::Value::from("BAD_REQUEST")),
+                "{c:.40}"
+            );
+        }
+    }
 }
 
 /// A stored event.

@@ -60,8 +60,10 @@ impl FleetView {
     }
 
     /// Alerts of every node, latest `lastSeen` first. `from`/`to` bound
-    /// `lastSeen` (`to` exclusive).
+    /// `lastSeen` (`to` exclusive). `offset` is at most 100 000 (Postgres
+    /// reads every row it skips).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "super::cost(Some(limit), 100, MAX_ROWS as usize, child_complexity)")]
     async fn alerts(
         &self,
         node_id: Option<String>,
@@ -71,7 +73,7 @@ impl FleetView {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         #[graphql(default = 100)] limit: i32,
-        #[graphql(default = 0, validator(minimum = 0))] offset: i32,
+        #[graphql(default = 0, validator(minimum = 0, maximum = 100_000))] offset: i32,
     ) -> async_graphql::Result<Vec<FleetAlert>> {
         let filter = FleetAlertFilter {
             node_id,
@@ -90,6 +92,7 @@ impl FleetView {
     /// Hourly event counts of every node in `from..to` (hours, `to`
     /// exclusive), oldest first.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "super::cost(Some(limit), 1000, MAX_ROWS as usize, child_complexity)")]
     async fn rollups(
         &self,
         from: DateTime<Utc>,

@@ -25,6 +25,11 @@ use crate::telemetry::metric;
 
 /// Longest live-tail filter.
 const MAX_FILTER: usize = 1024;
+/// Most terms in a live-tail filter: each is checked against every event
+/// of every committed batch.
+const MAX_TERMS: usize = 32;
+/// Most rule ids an `alerts` subscription filters on.
+const MAX_RULE_IDS: usize = 100;
 
 /// An alert raised, repeated or changed; or a lag notice.
 #[derive(SimpleObject)]
@@ -68,7 +73,7 @@ fn feed<T: Clone + Send + 'static>(
 #[Subscription]
 impl LiveSubscription {
     /// Alerts as they are raised, repeated or changed, at or above
-    /// `minSeverity`, of `ruleIds` when given.
+    /// `minSeverity`, of `ruleIds` (at most 100) when given.
     async fn alerts(
         &self,
         ctx: &Context<'_>,
@@ -76,6 +81,20 @@ impl LiveSubscription {
         rule_ids: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = AlertFeed> + use<>> {
         let _read: CanRead = grant(ctx)?;
+        if rule_ids.as_ref().is_some_and(|ids| {
+            ids.len() > MAX_RULE_IDS
+                || ids
+                    .iter()
+                    .any(|id| id.len() > crate::detect::catalog::MAX_ID_BYTES)
+        }) {
+            return Err(coded(
+                "BAD_REQUEST",
+                format!(
+                    "`ruleIds` holds at most {MAX_RULE_IDS} ids of at most {} bytes",
+                    crate::detect::catalog::MAX_ID_BYTES
+                ),
+            ));
+        }
         let rx = state(ctx)?.live.subscribe_alerts();
         let wanted = move |a: &Alert| {
             min_severity.is_none_or(|min| Severity::parse(&a.severity) >= min)
@@ -197,6 +216,9 @@ impl TailFilter {
             let prefix = field.is_some() && value.len() > 1 && value.ends_with('*');
             let suffix = field.is_some() && value.len() > 1 && value.starts_with('*');
             let value = value.trim_matches('*').to_lowercase();
+            if terms.len() == MAX_TERMS {
+                return Err(format!("a live filter has at most {MAX_TERMS} terms"));
+            }
             terms.push(Term {
                 negated,
                 field,
@@ -321,5 +343,7 @@ mod tests {
         }
         assert!(TailFilter::parse("\"open quote").is_err());
         assert!(TailFilter::parse(&"x".repeat(MAX_FILTER + 1)).is_err());
+        assert!(TailFilter::parse(&"x ".repeat(MAX_TERMS)).is_ok());
+        assert!(TailFilter::parse(&"x ".repeat(MAX_TERMS + 1)).is_err());
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{blocking, coded, grant, internal};
 use crate::auth::{CanAdminister, CanRead, Capability};
+use crate::notify::redact::redact;
 use crate::store::audit::Record;
 use crate::store::deliveries::{Delivery, DeliveryState};
 
@@ -24,7 +25,7 @@ pub enum State {
     Digested,
 }
 
-/// A configured channel (its URLs and secrets are never shown).
+/// A configured channel (its URLs, secrets and headers are never shown).
 #[derive(SimpleObject)]
 pub struct NotificationChannel {
     name: String,
@@ -68,8 +69,10 @@ impl DeliveryNode {
     async fn attempts(&self) -> u32 {
         self.0.attempts
     }
-    async fn last_error(&self) -> Option<&str> {
-        self.0.last_error.as_deref()
+    /// Why the last attempt failed; never a URL or a credential.
+    async fn last_error(&self) -> Option<String> {
+        // Redacted when recorded; again here for what older versions stored.
+        self.0.last_error.as_deref().map(redact)
     }
     async fn queued_at(&self) -> DateTime<Utc> {
         self.0.queued_at
@@ -85,6 +88,9 @@ pub type NotificationConnection = Connection<String, DeliveryNode, EmptyFields, 
 impl NotificationsQuery {
     /// Deliveries, newest first: what was announced where, and what is
     /// still pending (with its last error).
+    #[graphql(
+        complexity = "super::cost(first, super::DEFAULT_PAGE, super::MAX_PAGE, child_complexity)"
+    )]
     async fn notifications(
         &self,
         ctx: &Context<'_>,
@@ -96,7 +102,7 @@ impl NotificationsQuery {
         let _read: CanRead = grant(ctx)?;
         let state_filter = state.map(DeliveryState::from);
         let app = super::state(ctx)?;
-        let limit = super::page_size(first)?;
+        let limit = super::page(ctx, first)?;
         let before = match after {
             Some(c) => Some(
                 c.parse::<u64>()
@@ -146,7 +152,7 @@ impl NotificationsQuery {
                 digests_sent: s.digests_sent,
                 failures: s.failures,
                 last_sent: s.last_sent,
-                last_error: s.last_error,
+                last_error: s.last_error.as_deref().map(redact),
             })
             .collect())
     }

@@ -31,6 +31,9 @@ pub const MAX_BACKTEST_EVENTS: u64 = 1_000_000;
 pub const MAX_BACKTEST_DAYS: i64 = 31;
 /// Hits a back-test returns unless `limit` says otherwise.
 const DEFAULT_HITS: usize = 100;
+/// What a back-test costs besides its hits, in the query cost: it reads up
+/// to `MAX_BACKTEST_EVENTS` events, so a request holds a few at most.
+const BACKTEST_COST: usize = 10_000;
 /// How long a change waits for the writer to take the new rules.
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
 
@@ -254,6 +257,9 @@ impl RulesQuery {
     /// or not), by id. `query` looks for text (any case) in the id, title,
     /// description, tags and file name.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(
+        complexity = "super::cost(first, super::DEFAULT_PAGE, super::MAX_PAGE, child_complexity)"
+    )]
     async fn rules(
         &self,
         ctx: &Context<'_>,
@@ -267,7 +273,7 @@ impl RulesQuery {
     ) -> async_graphql::Result<RuleConnection> {
         let _read: CanRead = grant(ctx)?;
         let state = state(ctx)?;
-        let limit = super::page_size(first)?;
+        let limit = super::page(ctx, first)?;
         let filter = Filter {
             enabled,
             source: source.map(Into::into),
@@ -306,7 +312,11 @@ impl RulesQuery {
     /// `createRule` checks it) or the rule `id`. A correlation runs with the
     /// rules it builds on; its windows start empty at `from`. At most
     /// 31 days and 1 000 000 events; `limit` hits returned (100 unless
-    /// set, at most 1000), all of them counted.
+    /// set, at most 1000), all of them counted. A back-test still running
+    /// when the request's time is up stops there (`complete: false`).
+    #[graphql(
+        complexity = "BACKTEST_COST.saturating_add(super::cost(limit, DEFAULT_HITS, super::MAX_PAGE, child_complexity))"
+    )]
     async fn backtest_rule(
         &self,
         ctx: &Context<'_>,
@@ -327,6 +337,8 @@ impl RulesQuery {
             Some(n) => super::page_size(Some(n))?,
             None => DEFAULT_HITS,
         };
+        super::take(ctx, limit)?;
+        let deadline = super::deadline(ctx);
         if let Some(yaml) = &yaml {
             check_size(yaml)?;
         }
@@ -346,7 +358,7 @@ impl RulesQuery {
                     ));
                 }
             };
-            backtest(&state, &own, from, to, limit)
+            backtest(&state, &own, from, to, limit, deadline)
         })
         .await
     }
@@ -631,6 +643,7 @@ fn backtest(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: usize,
+    deadline: Option<std::time::Instant>,
 ) -> async_graphql::Result<RuleBacktest> {
     if own.kind == Kind::Filter {
         return Err(coded(
@@ -686,8 +699,9 @@ fn backtest(
                 result.hits.push(hit.into());
             }
         }
+        let out_of_time = deadline.is_some_and(|d| std::time::Instant::now() >= d);
         match scan.next {
-            Some(_) if result.events_scanned >= MAX_BACKTEST_EVENTS => {
+            Some(_) if result.events_scanned >= MAX_BACKTEST_EVENTS || out_of_time => {
                 result.complete = false;
                 break;
             }
@@ -771,6 +785,7 @@ mod tests {
             fleet: None,
             notifier: None,
             firewall: None,
+            limits: Default::default(),
         });
         Fixture {
             _dir: dir,
@@ -789,10 +804,9 @@ mod tests {
                 }),
                 ip: "10.1.2.3".parse().unwrap(),
             };
-            let request = Request::new(query)
-                .variables(Variables::from_json(variables))
-                .data(session);
-            serde_json::to_value(self.schema.execute(request).await).unwrap()
+            let request = Request::new(query).variables(Variables::from_json(variables));
+            let response = crate::api::graphql::execute(&self.schema, session, request).await;
+            serde_json::to_value(response).unwrap()
         }
 
         async fn admin(&self, query: &str, variables: Value) -> Value {

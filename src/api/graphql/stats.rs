@@ -5,8 +5,9 @@ use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::{blocking, coded, grant, internal};
+use crate::api::ApiState;
 use crate::auth::CanRead;
-use crate::store::index::{self, DEFAULT_TOP, Interval, SearchQuery};
+use crate::store::index::{self, DEFAULT_TOP, Interval, MAX_TIME_BUCKETS, SearchQuery};
 
 #[derive(Default)]
 pub struct StatsQuery;
@@ -33,6 +34,7 @@ impl StatsQuery {
     /// then value. `groupBy` is a keyword field (`source.ip`, `user.name`,
     /// `host.name`, ...) or `source.port`, `destination.port`, `process.pid`,
     /// `event.severity`; `top` defaults to 10, at most 1000.
+    #[graphql(complexity = "super::cost(top, DEFAULT_TOP, index::MAX_TOP, child_complexity)")]
     async fn event_stats(
         &self,
         ctx: &Context<'_>,
@@ -44,6 +46,7 @@ impl StatsQuery {
     ) -> async_graphql::Result<Vec<Bucket>> {
         let _read: CanRead = grant(ctx)?;
         let state = super::state(ctx)?;
+        check_search(&state, query.as_deref())?;
         let top = match top {
             None => DEFAULT_TOP,
             Some(n) => usize::try_from(n).map_err(|_| {
@@ -53,6 +56,7 @@ impl StatsQuery {
                 )
             })?,
         };
+        super::take(ctx, top)?;
         let search = search_query(query, from, to);
         let buckets = blocking(move || {
             state
@@ -74,7 +78,11 @@ impl StatsQuery {
     /// (`30s`, `1m`, `5m`, `1h`, `1d`: a whole number of s, m, h or d), in
     /// ascending time. Buckets are aligned to the interval in UTC and run
     /// from the first non-empty one to the last, empty ones included with
-    /// count 0; at most 10 000 buckets.
+    /// count 0; at most 10 000 buckets (`BAD_REQUEST` beyond: a larger
+    /// interval or a narrower range).
+    #[graphql(
+        complexity = "histogram_cost(&interval, from, to).saturating_mul(child_complexity.max(1))"
+    )]
     async fn event_histogram(
         &self,
         ctx: &Context<'_>,
@@ -85,7 +93,18 @@ impl StatsQuery {
     ) -> async_graphql::Result<Vec<TimeBucket>> {
         let _read: CanRead = grant(ctx)?;
         let state = super::state(ctx)?;
+        check_search(&state, query.as_deref())?;
         let interval: Interval = interval.parse().map_err(index_error)?;
+        if let Some(n) = span_buckets(interval, from, to)
+            && n > MAX_TIME_BUCKETS
+        {
+            return Err(coded(
+                "BAD_REQUEST",
+                format!(
+                    "`from`..`to` holds {n} intervals: at most {MAX_TIME_BUCKETS}, use a larger interval or a narrower range"
+                ),
+            ));
+        }
         let search = search_query(query, from, to);
         let buckets = blocking(move || {
             state
@@ -94,6 +113,7 @@ impl StatsQuery {
                 .map_err(index_error)
         })
         .await?;
+        super::take(ctx, buckets.len())?;
         Ok(buckets
             .into_iter()
             .map(|b| TimeBucket {
@@ -117,9 +137,46 @@ fn search_query(
     }
 }
 
-fn index_error(e: index::Error) -> async_graphql::Error {
+/// Refuses a search query over the configured length or nesting
+/// (`BAD_QUERY`), before the index parses it.
+pub(super) fn check_search(state: &ApiState, text: Option<&str>) -> async_graphql::Result<()> {
+    let Some(text) = text else { return Ok(()) };
+    let limits = &state.limits;
+    index::check_query(
+        text,
+        limits.max_search_query_bytes.min(index::MAX_QUERY_BYTES),
+        limits.max_search_query_depth.min(index::MAX_QUERY_DEPTH),
+    )
+    .map_err(index_error)
+}
+
+/// How many `interval`s `from..to` holds, when both are given.
+fn span_buckets(
+    interval: Interval,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Option<i64> {
+    let (from, to) = (from?, to?);
+    let span = (to - from).num_milliseconds().max(0);
+    Some(span / interval.millis() + 1)
+}
+
+/// A histogram's cost: the buckets it can return (at most
+/// `MAX_TIME_BUCKETS`, all of them when the range is open).
+fn histogram_cost(interval: &str, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> usize {
+    let most = MAX_TIME_BUCKETS as usize;
+    match interval.parse::<Interval>() {
+        Ok(i) => span_buckets(i, from, to).map_or(most, |n| (n.max(1) as usize).min(most)),
+        Err(_) => 1,
+    }
+}
+
+pub(super) fn index_error(e: index::Error) -> async_graphql::Error {
     match e {
         index::Error::Query(e) => coded("BAD_QUERY", format!("invalid search query: {e}")),
+        index::Error::QueryLimit(message) => {
+            coded("BAD_QUERY", format!("invalid search query: {message}"))
+        }
         index::Error::BadRequest(message) => coded("BAD_REQUEST", message),
         other => internal(other),
     }
