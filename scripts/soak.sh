@@ -40,7 +40,7 @@ cluster=$(pg_lsclusters -h | awk '$4 == "online" && $3 == 5432 { print $1 "/" $2
 [ -n "$cluster" ] || die "no online Postgres cluster on port 5432 (pg_lsclusters)"
 
 work=$(mktemp -d /tmp/secmon-soak.XXXXXX)
-trap 'pkill -KILL -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT   # soak.py stops its node however it ends
 mkdir -p "$out"
 db=secmon_soak
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db" postgres

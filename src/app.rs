@@ -294,7 +294,8 @@ impl App {
         // Client certificates make syslog TLS senders known (source trust).
         let client_certs = tls.is_some() && config.tls.syslog_client_ca_path.is_some();
         let listener = |source, cfg: &crate::config::SyslogListener| {
-            let trusted = ingest::listener_trusted(cfg, source == "syslog_tls" && client_certs);
+            let transport = ingest::Transport::of(source, client_certs);
+            let trusted = ingest::listener_trusted(cfg, transport);
             tracing::info!(source, trusted, "ingest listener source trust");
             Arc::new(ingest::Listener::new(
                 writer.clone(),

@@ -188,24 +188,43 @@ pub struct Refusal {
 /// the lockout, however many arrive at once.
 ///
 /// The account key is the name as typed, known or not, so a lockout says
-/// nothing about whether the account exists. An attempt refused by its
-/// address never reaches the account's count: one address can fail at
+/// nothing about whether the account exists. The address is checked (and
+/// its slot taken) first: an attempt refused by its address never looks up,
+/// creates or touches an account's state, so a locked-out address cannot
+/// churn the account cache with made-up names. One address can fail at
 /// most `max_failures_per_ip + 1` times before its own lockout, which
 /// then doubles like an account's, so it cannot keep more accounts locked
 /// than its own lockout lets it fail.
+///
+/// Account state lives in two bounded caches. `accounts` holds a slot for
+/// every name an admitted attempt was made for (evictable, least recently
+/// and least frequently used first). `held` holds, besides, the slot of
+/// every name with a recorded failure (its count and lockout), until a
+/// success clears it or it has been idle for twice the maximum lockout: an
+/// entry enters `held` only through a failed password check, which is
+/// charged to an address and bounded by that address's own lockout, so
+/// pushing a failing or locked account's state out of `held` takes as many
+/// failures for other names as `held` has room for (100 000), not requests.
 pub struct LoginLimiter {
     accounts: moka::sync::Cache<String, Slot>,
+    held: moka::sync::Cache<String, Slot>,
     ips: moka::sync::Cache<IpAddr, Slot>,
     cfg: LoginLimits,
 }
 
+/// Entries of each of the limiter's caches.
+const CAPACITY: u64 = 100_000;
+
 /// A reserved attempt. Resolve it with [`Attempt::failed`] or
 /// [`Attempt::succeeded`]; dropped undecided (the request was refused for
 /// another reason, or failed), it is released without counting.
+///
+/// An attempt reserved with [`LoginLimiter::reserve_address`] holds the
+/// address alone (no account is involved).
 #[must_use]
 #[derive(Debug)]
 pub struct Attempt {
-    account: Slot,
+    account: Option<AccountHold>,
     ip: Slot,
     free_account: u32,
     free_ip: u32,
@@ -213,11 +232,25 @@ pub struct Attempt {
     decided: bool,
 }
 
+/// The account side of an attempt: its slot, and where a failure pins it.
+#[derive(Debug)]
+struct AccountHold {
+    slot: Slot,
+    key: String,
+    held: moka::sync::Cache<String, Slot>,
+}
+
 impl Attempt {
-    /// The password was wrong (or the user unknown or disabled).
+    /// The password was wrong (or the user unknown or disabled; for an
+    /// address-only attempt: the token was not one anybody was issued).
     pub fn failed(mut self) {
         self.decided = true;
-        lock(&self.account).fail(self.free_account, self.max);
+        if let Some(account) = &self.account {
+            lock(&account.slot).fail(self.free_account, self.max);
+            account
+                .held
+                .insert(account.key.clone(), account.slot.clone());
+        }
         lock(&self.ip).fail(self.free_ip, self.max);
     }
 
@@ -225,13 +258,16 @@ impl Attempt {
     /// address's: one good password must not reset a spray from it).
     pub fn succeeded(mut self) {
         self.decided = true;
-        {
-            let mut f = lock(&self.account);
-            f.in_flight = f.in_flight.saturating_sub(1);
-            f.count = 0;
-            f.locked_until = None;
-            f.audited_at = None;
-            f.refused = 0;
+        if let Some(account) = &self.account {
+            {
+                let mut f = lock(&account.slot);
+                f.in_flight = f.in_flight.saturating_sub(1);
+                f.count = 0;
+                f.locked_until = None;
+                f.audited_at = None;
+                f.refused = 0;
+            }
+            account.held.invalidate(&account.key);
         }
         let mut ip = lock(&self.ip);
         ip.in_flight = ip.in_flight.saturating_sub(1);
@@ -243,8 +279,8 @@ impl Drop for Attempt {
         if self.decided {
             return;
         }
-        {
-            let mut f = lock(&self.account);
+        if let Some(account) = &self.account {
+            let mut f = lock(&account.slot);
             f.in_flight = f.in_flight.saturating_sub(1);
         }
         let mut ip = lock(&self.ip);
@@ -254,16 +290,24 @@ impl Drop for Attempt {
 
 impl LoginLimiter {
     pub fn new(cfg: &LoginLimits) -> LoginLimiter {
-        let idle = Duration::from_secs(cfg.max_lockout_seconds.max(60) * 2);
+        LoginLimiter::with_capacity(cfg, CAPACITY)
+    }
+
+    fn with_capacity(cfg: &LoginLimits, capacity: u64) -> LoginLimiter {
+        let idle = Duration::from_secs(cfg.max_lockout_seconds.max(60).saturating_mul(2));
+        fn cache<K>(capacity: u64, idle: Duration) -> moka::sync::Cache<K, Slot>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+        {
+            moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .build()
+        }
         LoginLimiter {
-            accounts: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(idle)
-                .build(),
-            ips: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(idle)
-                .build(),
+            accounts: cache(capacity, idle),
+            held: cache(capacity, idle),
+            ips: cache(capacity, idle),
             cfg: cfg.clone(),
         }
     }
@@ -274,34 +318,42 @@ impl LoginLimiter {
 
     /// Reserves a password attempt for `user` from `ip`, or refuses it
     /// while either is locked or has as many attempts in flight as it may
-    /// still fail.
+    /// still fail. The address is checked first: an attempt it refuses
+    /// never creates or touches the account's state.
     pub fn reserve(&self, user: &str, ip: IpAddr) -> Result<Attempt, Refusal> {
-        let account = self.accounts.get_with(Self::key(user), Default::default);
         let address = self.ips.get_with(address_key(ip), Default::default);
         let now = Instant::now();
-        // Always account before address: no other order is ever taken.
-        let mut a = lock(&account);
+        // Always address before account: no other order is ever taken.
         let mut i = lock(&address);
-        let by_ip = i.admits(self.cfg.max_failures_per_ip, now).err();
-        let by_account = a.admits(self.cfg.max_failures_per_account, now).err();
-        let refused = match (by_account, by_ip) {
-            (None, None) => None,
-            (Some(account), Some(ip)) if ip > account => Some((ip, Limit::Address)),
-            (Some(account), _) => Some((account, Limit::Account)),
-            (None, Some(ip)) => Some((ip, Limit::Address)),
+        if let Err(wait) = i.admits(self.cfg.max_failures_per_ip, now) {
+            return Err(Refusal {
+                wait,
+                limit: Limit::Address,
+                audit: i.refuse(),
+            });
+        }
+        let key = Self::key(user);
+        let account = match self.held.get(&key) {
+            Some(slot) => slot,
+            None => self.accounts.get_with(key.clone(), Default::default),
         };
-        if let Some((wait, limit)) = refused {
-            let audit = match limit {
-                Limit::Account => a.refuse(),
-                Limit::Address => i.refuse(),
-            };
-            return Err(Refusal { wait, limit, audit });
+        let mut a = lock(&account);
+        if let Err(wait) = a.admits(self.cfg.max_failures_per_account, now) {
+            return Err(Refusal {
+                wait,
+                limit: Limit::Account,
+                audit: a.refuse(),
+            });
         }
         a.in_flight += 1;
         i.in_flight += 1;
         drop((a, i));
         Ok(Attempt {
-            account,
+            account: Some(AccountHold {
+                slot: account,
+                key,
+                held: self.held.clone(),
+            }),
             ip: address,
             free_account: self.cfg.max_failures_per_account,
             free_ip: self.cfg.max_failures_per_ip,
@@ -310,32 +362,31 @@ impl LoginLimiter {
         })
     }
 
-    /// Refuses while the address is locked (not for attempts in flight):
-    /// for requests that cost no hashing, such as a refresh.
-    pub fn check_address(&self, ip: IpAddr) -> Result<(), Refusal> {
-        let Some(slot) = self.ips.get(&address_key(ip)) else {
-            return Ok(());
-        };
-        let mut f = lock(&slot);
-        let now = Instant::now();
-        match f.locked_until.and_then(|u| u.checked_duration_since(now)) {
-            Some(wait) if !wait.is_zero() => Err(Refusal {
+    /// Reserves an attempt against the address alone, for requests that
+    /// cost no hashing but can fail on a guess (a refresh token): refused
+    /// while the address is locked or has as many attempts in flight as it
+    /// may still fail, so concurrent guesses from one address are held to
+    /// `max_failures_per_ip + 1` before its lockout, like logins.
+    pub fn reserve_address(&self, ip: IpAddr) -> Result<Attempt, Refusal> {
+        let address = self.ips.get_with(address_key(ip), Default::default);
+        let mut i = lock(&address);
+        if let Err(wait) = i.admits(self.cfg.max_failures_per_ip, Instant::now()) {
+            return Err(Refusal {
                 wait,
                 limit: Limit::Address,
-                audit: f.refuse(),
-            }),
-            _ => Ok(()),
+                audit: i.refuse(),
+            });
         }
-    }
-
-    /// A failure of the address alone, without a reservation (a refresh
-    /// token nobody was issued).
-    pub fn address_failed(&self, ip: IpAddr) {
-        let slot = self.ips.get_with(address_key(ip), Default::default);
-        lock(&slot).record_failure(
-            self.cfg.max_failures_per_ip,
-            Duration::from_secs(self.cfg.max_lockout_seconds),
-        );
+        i.in_flight += 1;
+        drop(i);
+        Ok(Attempt {
+            account: None,
+            ip: address,
+            free_account: self.cfg.max_failures_per_account,
+            free_ip: self.cfg.max_failures_per_ip,
+            max: Duration::from_secs(self.cfg.max_lockout_seconds),
+            decided: false,
+        })
     }
 }
 
@@ -550,6 +601,107 @@ mod tests {
         let refusal = limiter.reserve("someone-else", ip).unwrap_err();
         assert_eq!(refusal.limit, Limit::Address);
         assert!(limiter.reserve("someone-else", other).is_ok());
+    }
+
+    #[test]
+    fn a_locked_address_creates_no_account_state() {
+        // One free failure per address: the second locks it.
+        let limiter = LoginLimiter::new(&limits(5, 1));
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        fail(&limiter, "first", ip);
+        fail(&limiter, "second", ip);
+        limiter.accounts.run_pending_tasks();
+        assert_eq!(limiter.accounts.entry_count(), 2);
+        // 1000 requests with 1000 made-up names: each refused by the
+        // address, none creates (or touches) an account entry.
+        for i in 0..1000 {
+            let refusal = limiter.reserve(&format!("churn{i}"), ip).unwrap_err();
+            assert_eq!(refusal.limit, Limit::Address);
+        }
+        limiter.accounts.run_pending_tasks();
+        limiter.held.run_pending_tasks();
+        assert_eq!(limiter.accounts.entry_count(), 2);
+        assert!((0..1000).all(|i| !limiter.accounts.contains_key(&format!("churn{i}"))));
+        assert_eq!(limiter.held.entry_count(), 2);
+        // Another address is not affected.
+        assert!(
+            limiter
+                .reserve("third", "10.0.0.8".parse().unwrap())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_locked_account_outlives_churn_of_the_name_cache() {
+        // A cache of 50 names; one address per churned name so that no
+        // address lockout gets in the way.
+        let limiter = LoginLimiter::with_capacity(&limits(2, 100), 50);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            fail(&limiter, "alice", ip);
+        }
+        assert_eq!(
+            limiter.reserve("alice", ip).unwrap_err().limit,
+            Limit::Account
+        );
+        // 5000 admitted attempts for other names, undecided (as when every
+        // hashing slot is busy): the name cache turns over many times.
+        for i in 0..5000u32 {
+            let other = IpAddr::from([10, 1, (i >> 8) as u8, i as u8]);
+            // More often each than alice was tried, so that no frequency
+            // estimate favours her slot.
+            for _ in 0..8 {
+                drop(limiter.reserve(&format!("churn{i}"), other).unwrap());
+            }
+        }
+        limiter.accounts.run_pending_tasks();
+        assert!(limiter.accounts.entry_count() <= 50);
+        // Alice's failures are still held: locked, from anywhere.
+        let refusal = limiter
+            .reserve("alice", "10.9.9.9".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(refusal.limit, Limit::Account);
+        // A success releases the hold.
+        let limiter = LoginLimiter::with_capacity(&limits(2, 100), 50);
+        fail(&limiter, "bob", ip);
+        limiter.reserve("bob", ip).unwrap().succeeded();
+        limiter.held.run_pending_tasks();
+        assert!(!limiter.held.contains_key("bob"));
+    }
+
+    #[test]
+    fn address_only_attempts_are_held_to_the_address_lockout() {
+        // 200 refresh guesses at once from one address: the free failures
+        // plus one pass, the rest are refused, one refusal sampled.
+        let limiter = LoginLimiter::new(&limits(5, 20));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        for _ in 0..200 {
+            match limiter.reserve_address(ip) {
+                Ok(a) => held.push(a),
+                Err(r) => refused.push(r),
+            }
+        }
+        assert_eq!(held.len(), 21);
+        assert!(refused.iter().all(|r| r.limit == Limit::Address));
+        assert_eq!(refused.iter().filter(|r| r.audit.is_some()).count(), 1);
+        for a in held {
+            a.failed();
+        }
+        // Locked now, for logins too; no account state was made.
+        assert!(limiter.reserve_address(ip).is_err());
+        assert_eq!(
+            limiter.reserve("alice", ip).unwrap_err().limit,
+            Limit::Address
+        );
+        limiter.accounts.run_pending_tasks();
+        assert_eq!(limiter.accounts.entry_count(), 0);
+        // An undecided one is released uncounted.
+        let limiter = LoginLimiter::new(&limits(5, 0));
+        drop(limiter.reserve_address(ip).unwrap());
+        limiter.reserve_address(ip).unwrap().succeeded();
+        assert!(limiter.reserve_address(ip).is_ok());
     }
 
     #[test]

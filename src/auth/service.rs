@@ -438,12 +438,17 @@ impl Auth {
     /// token presented again revokes its whole family: one of the two
     /// holders is not the user. Every outcome is audited: `token.refresh`,
     /// `token.reuse_revoked`, `token.refresh.failed` (an expired token, or
-    /// its user gone or disabled: its family is removed with the entry; a
-    /// token nobody was issued also counts as a failure of the address, so
-    /// the address lockout bounds how many such entries it can cause).
+    /// its user gone or disabled: its family is removed with the entry).
+    /// The attempt is reserved against the address's lockout before the
+    /// token is looked up, like a login: a token nobody was issued counts
+    /// as a failure of the address, so however many arrive at once, at most
+    /// `max_failures_per_ip + 1` of them are looked up and audited before
+    /// the address locks; the refusals are counted and sampled into the
+    /// audit log (`token.refresh.locked`), one entry per lockout period.
     pub fn refresh(&self, refresh_token: &str, ip: IpAddr) -> Result<Tokens, AuthError> {
-        self.logins
-            .check_address(ip)
+        let attempt = self
+            .logins
+            .reserve_address(ip)
             .map_err(|refusal| self.refused(REFRESH_LOCKED, "", ip, refusal))?;
         let digest = token::digest(refresh_token);
         let invalid = || AuthError::Unauthenticated("the refresh token is not valid".into());
@@ -494,9 +499,12 @@ impl Auth {
         };
         ::metrics::counter!(metric::TOKEN_REFRESHES, "result" => result).increment(1);
         match outcome {
-            Refreshed::Issued(tokens) => Ok(tokens),
+            Refreshed::Issued(tokens) => {
+                attempt.succeeded();
+                Ok(tokens)
+            }
             Refreshed::Unknown => {
-                self.logins.address_failed(ip);
+                attempt.failed();
                 let actor = Actor {
                     name: ANONYMOUS.to_owned(),
                     ip: Some(ip),

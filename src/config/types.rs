@@ -1122,10 +1122,13 @@ pub struct SyslogListener {
     pub scope: Scope,
     /// Networks allowed to send; empty means any.
     pub allow_sources: Vec<Cidr>,
-    /// Whether its events come from a trusted source. Unset: trusted when
-    /// TLS requires client certificates (`tls.syslog_client_ca_path`) or
-    /// `allow_sources` lists only private, loopback or link-local networks;
-    /// otherwise (open to any address) untrusted.
+    /// Whether its events come from a trusted source. Unset: for the TCP
+    /// and TLS listeners, trusted when TLS requires client certificates
+    /// (`tls.syslog_client_ca_path`) or `allow_sources` lists only private,
+    /// loopback or link-local networks, otherwise (open to any address)
+    /// untrusted; for the UDP listeners (`syslog_udp`, `gelf_udp`) always
+    /// untrusted, since a datagram's source address can be spoofed: set
+    /// `true` only where the network itself rules out forged senders.
     pub trusted: Option<bool>,
 }
 

@@ -281,23 +281,49 @@ pub fn check(
     first(&collection, &api_source(id), yaml).ok_or_else(|| vec![problem(yaml, "no rule")])
 }
 
-/// Why the detection `condition` of `yaml` is too deep to parse, if it is
-/// (see [`condition_depth`]); the YAML was checked already.
+/// Why a `condition` of `yaml` is too deep to parse, or why its conditions
+/// cannot be checked, if either (see [`condition_depth`]); the YAML was
+/// checked already. Every string (or list of strings) under a key named
+/// `condition`, at any level, is checked: the Sigma parser reads one in
+/// `detection`, in array blocks, in filters and in correlations. A rule
+/// that does not convert to plain data (a complex key such as `? [a]: b`)
+/// is refused: its conditions could reach the parser unchecked.
 fn deep_condition(yaml: &str) -> Option<String> {
-    let doc: serde_json::Value = serde_saphyr::from_str(yaml).ok()?;
-    let conditions: Vec<&str> = match doc.get("detection")?.get("condition")? {
-        serde_json::Value::String(c) => vec![c.as_str()],
-        serde_json::Value::Array(items) => items.iter().filter_map(|c| c.as_str()).collect(),
-        _ => Vec::new(),
+    let Ok(doc) = serde_saphyr::from_str::<serde_json::Value>(yaml) else {
+        return Some(
+            "the rule cannot be checked: use plain keys (strings, not lists, maps or `?` complex keys)"
+                .to_owned(),
+        );
     };
-    conditions
-        .into_iter()
-        .any(|c| condition_depth(c) > MAX_CONDITION_DEPTH)
-        .then(|| {
-            format!(
-                "the condition nests deeper than {MAX_CONDITION_DEPTH} levels (parentheses and `not`s): flatten it"
-            )
-        })
+    let too_deep = |c: &serde_json::Value| {
+        c.as_str()
+            .is_some_and(|c| condition_depth(c) > MAX_CONDITION_DEPTH)
+    };
+    // An explicit stack: the nesting is bounded, but it is client data.
+    let mut stack = vec![&doc];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let deep = match value {
+                        serde_json::Value::Array(items) if key == "condition" => {
+                            items.iter().any(too_deep)
+                        }
+                        _ => key == "condition" && too_deep(value),
+                    };
+                    if deep {
+                        return Some(format!(
+                            "the condition nests deeper than {MAX_CONDITION_DEPTH} levels (parentheses and `not`s): flatten it"
+                        ));
+                    }
+                    stack.push(value);
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The deepest nesting of a Sigma condition, in one linear pass:
@@ -491,6 +517,39 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_whose_condition_cannot_be_checked_is_refused() {
+        let yaml = format!(
+            "{HEAD}? [a]\n: b\ndetection:\n    selection:\n        message: x\n    condition: selection\n"
+        );
+        let problems = check(&yaml, &pipeline(), |_| false).unwrap_err();
+        assert!(
+            problems[0].reason.starts_with("the rule cannot be checked"),
+            "{problems:?}"
+        );
+        assert!(deep_condition(&yaml).is_some());
+        // A plain rule is checked, and passes.
+        let plain = format!(
+            "{HEAD}detection:\n    selection:\n        message: x\n    condition: [selection, not selection]\n"
+        );
+        assert_eq!(deep_condition(&plain), None);
+        // Every built-in rule is checked, and passes.
+        for (file, text) in crate::detect::rules::BUILTIN {
+            let mut doc = String::new();
+            for line in text.lines().chain(["---"]) {
+                if line.trim_end() == "---" {
+                    if !doc.trim().is_empty() {
+                        assert_eq!(deep_condition(&doc), None, "{file}:\n{doc}");
+                    }
+                    doc.clear();
+                } else {
+                    doc.push_str(line);
+                    doc.push('\n');
+                }
+            }
+        }
+    }
+
+    #[test]
     fn condition_depth_counts_parentheses_and_nots() {
         assert_eq!(condition_depth("selection"), 0);
         assert_eq!(condition_depth("a and (b or (c and not d))"), 3);
@@ -533,6 +592,24 @@ mod tests {
             format!(
                 "{HEAD}detection:\n    selection:\n        message: {}x\n    condition: selection\n",
                 "- ".repeat(10_000)
+            ),
+            // A complex key: the rule does not convert to plain data, so its
+            // condition could not be checked (it used to pass unchecked).
+            format!(
+                "{HEAD}? [a]\n: b\ndetection:\n    selection:\n        message: x\n    condition: {}selection{}\n",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            ),
+            // Conditions the Sigma parser reads outside `detection.condition`.
+            format!(
+                "{HEAD}detection:\n    selection:\n        - message: x\n          condition: {}selection{}\n    condition: selection\n",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            ),
+            format!(
+                "title: t\nid: 5d1f3c3e-9a7e-4d0b-8b53-2b9d0e6c1a77\ncorrelation:\n    type: temporal\n    rules: [a, b]\n    timespan: 5m\n    condition: {}a and b{}\n",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
             ),
         ];
         for yaml in deep {

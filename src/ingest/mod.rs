@@ -134,13 +134,45 @@ pub fn count_parsed(event: &Event, source: &'static str) {
     }
 }
 
+/// How a syslog or GELF listener receives: what its source address is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Datagrams (`syslog_udp`, `gelf_udp`): the source address has no
+    /// handshake behind it and anyone on the path can forge it.
+    Udp,
+    /// A TCP connection (`syslog_tcp`, `gelf_tcp`): the handshake proves
+    /// the source address, not the sender.
+    Tcp,
+    /// TLS (`syslog_tls`); `client_certs` when it requires client
+    /// certificates (`tls.syslog_client_ca_path`).
+    Tls { client_certs: bool },
+}
+
+impl Transport {
+    /// The transport of the listener named `source` (`syslog_udp`, ...).
+    pub fn of(source: &str, client_certs: bool) -> Transport {
+        match source {
+            "syslog_udp" | "gelf_udp" => Transport::Udp,
+            "syslog_tls" => Transport::Tls { client_certs },
+            _ => Transport::Tcp,
+        }
+    }
+}
+
 /// Whether a syslog or GELF listener's events are trusted: its `trusted`
-/// when set, else true when TLS requires client certificates
-/// (`client_certs`) or `allow_sources` lists only private, loopback or
-/// link-local networks, and false for a listener open to any address.
-pub fn listener_trusted(cfg: &SyslogListener, client_certs: bool) -> bool {
-    cfg.trusted.unwrap_or_else(|| {
-        client_certs || (!cfg.allow_sources.is_empty() && cfg.allow_sources.iter().all(is_private))
+/// when set; else, for TCP and TLS, true when TLS requires client
+/// certificates or `allow_sources` lists only private, loopback or
+/// link-local networks, and false for a listener open to any address; and
+/// for UDP always false, since a datagram's source address can be spoofed
+/// and an allow-list of it proves nothing.
+pub fn listener_trusted(cfg: &SyslogListener, transport: Transport) -> bool {
+    cfg.trusted.unwrap_or_else(|| match transport {
+        Transport::Udp => false,
+        Transport::Tls { client_certs: true } => true,
+        Transport::Tcp
+        | Transport::Tls {
+            client_certs: false,
+        } => !cfg.allow_sources.is_empty() && cfg.allow_sources.iter().all(is_private),
     })
 }
 
@@ -582,31 +614,67 @@ mod tests {
 
     #[test]
     fn trust_defaults_follow_who_can_send() {
-        let cases: &[(&[&str], Option<bool>, bool, bool)] = &[
+        use Transport::{Tcp, Tls, Udp};
+        let certs = Tls { client_certs: true };
+        let no_certs = Tls {
+            client_certs: false,
+        };
+        let cases: &[(&[&str], Option<bool>, Transport, bool)] = &[
             // Open to any address: untrusted.
-            (&[], None, false, false),
-            (&["0.0.0.0/0"], None, false, false),
-            (&["10.0.0.0/8", "0.0.0.0/0"], None, false, false),
-            (&["10.0.0.0/7"], None, false, false),
-            (&["192.0.2.0/24"], None, false, false),
-            // Private, loopback and link-local networks only: trusted.
-            (&["10.0.0.0/8", "192.168.1.0/24"], None, false, true),
-            (&["172.16.0.0/12", "127.0.0.1/32"], None, false, true),
-            (&["fd00::/8", "fe80::/64", "::1/128"], None, false, true),
-            (&["::ffff:10.1.0.0/112"], None, false, true),
+            (&[], None, Tcp, false),
+            (&[], None, no_certs, false),
+            (&["0.0.0.0/0"], None, Tcp, false),
+            (&["10.0.0.0/8", "0.0.0.0/0"], None, Tcp, false),
+            (&["10.0.0.0/7"], None, Tcp, false),
+            (&["192.0.2.0/24"], None, no_certs, false),
+            // TCP or TLS from private, loopback and link-local networks
+            // only: trusted.
+            (&["10.0.0.0/8", "192.168.1.0/24"], None, Tcp, true),
+            (&["172.16.0.0/12", "127.0.0.1/32"], None, no_certs, true),
+            (&["fd00::/8", "fe80::/64", "::1/128"], None, Tcp, true),
+            (&["::ffff:10.1.0.0/112"], None, Tcp, true),
             // TLS with client certificates: trusted.
-            (&[], None, true, true),
+            (&[], None, certs, true),
+            (&["0.0.0.0/0"], None, certs, true),
+            // UDP: the source address can be forged, so no allow-list makes
+            // it trusted by default.
+            (&[], None, Udp, false),
+            (&["0.0.0.0/0"], None, Udp, false),
+            (&["10.0.0.0/8", "192.168.1.0/24"], None, Udp, false),
+            (&["127.0.0.1/32"], None, Udp, false),
+            (&["::1/128"], None, Udp, false),
             // An explicit setting wins.
-            (&["10.0.0.0/8"], Some(false), true, false),
-            (&[], Some(true), false, true),
+            (&["10.0.0.0/8"], Some(false), certs, false),
+            (&["10.0.0.0/8"], Some(false), Tcp, false),
+            (&[], Some(true), Tcp, true),
+            (&[], Some(true), Udp, true),
+            (&["127.0.0.1/32"], Some(true), Udp, true),
         ];
-        for (allow, trusted, client_certs, expected) in cases {
+        for (allow, trusted, transport, expected) in cases {
             assert_eq!(
-                listener_trusted(&listener_cfg(allow, *trusted), *client_certs),
+                listener_trusted(&listener_cfg(allow, *trusted), *transport),
                 *expected,
-                "{allow:?} trusted={trusted:?} client_certs={client_certs}"
+                "{allow:?} trusted={trusted:?} {transport:?}"
             );
         }
+    }
+
+    #[test]
+    fn listener_names_map_to_their_transport() {
+        assert_eq!(Transport::of("syslog_udp", true), Transport::Udp);
+        assert_eq!(Transport::of("gelf_udp", true), Transport::Udp);
+        assert_eq!(Transport::of("syslog_tcp", true), Transport::Tcp);
+        assert_eq!(Transport::of("gelf_tcp", true), Transport::Tcp);
+        assert_eq!(
+            Transport::of("syslog_tls", true),
+            Transport::Tls { client_certs: true }
+        );
+        assert_eq!(
+            Transport::of("syslog_tls", false),
+            Transport::Tls {
+                client_certs: false
+            }
+        );
     }
 
     #[test]

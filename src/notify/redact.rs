@@ -12,25 +12,41 @@
 /// are gone.
 const ELIDED: &str = "/…";
 
-/// Keys whose `key=value` values are masked wherever they appear.
-const SECRET_KEYS: [&str; 10] = [
+/// Keys whose values are masked wherever they appear: a key matches when
+/// it ends with one of these (ASCII case-insensitive), so `db_password`,
+/// `PGPASSWORD`, `client_secret`, `x-api-key` and `access_token` all do.
+/// Some harmless keys match too (`monkey`, `hotkey`): a masked value that
+/// was no secret is not a bug, a shown secret is.
+const SECRET_SUFFIXES: [&str; 14] = [
     "password",
     "passwd",
-    "pwd",
-    "pass",
-    "token",
-    "access_token",
     "secret",
-    "api_key",
+    "token",
+    "key",
     "apikey",
+    "api-key",
+    "auth",
+    "authorization",
+    "sig",
     "signature",
+    "credential",
+    "credentials",
+    "pwd",
 ];
 
+/// Keys masked only as a whole (as a suffix, `pass` would match `bypass`).
+const SECRET_KEYS: [&str; 1] = ["pass"];
+
+/// Authorization schemes: the credential is the word after them.
+const SCHEMES: [&str; 5] = ["bearer", "basic", "token", "digest", "negotiate"];
+
 /// `text` with every URL (`scheme://…`) reduced to its scheme and host
-/// (`https://hooks.slack.com/…`): no user, password, path or query. Also
-/// masks `password=…`, `token=…` and similar pairs as `password=***`.
+/// (`https://hooks.slack.com/…`): no user, password, path or query (a URL
+/// escaped for JSON, `https:\/\/…`, too). Also masks the values of
+/// secret-looking keys, as `password=***`, `"password":"***"` or
+/// `password: ***`.
 pub fn redact(text: &str) -> String {
-    mask_pairs(&strip_urls(text))
+    mask_pairs(&strip_urls(&text.replace("\\/", "/")))
 }
 
 /// A reqwest error as text: its kind and causes, without the URL it was
@@ -100,33 +116,109 @@ fn strip_urls(text: &str) -> String {
     out
 }
 
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && (SECRET_KEYS.contains(&key) || SECRET_SUFFIXES.iter().any(|s| key.ends_with(s)))
+}
+
+/// The key ending just before the separator at `sep`: spaces and one
+/// closing quote (`"`, `'`, or JSON-escaped `\"`) may stand between.
+fn key_before(lower: &[u8], sep: usize) -> (usize, usize) {
+    let mut end = sep;
+    while end > 0 && lower[end - 1] == b' ' {
+        end -= 1;
+    }
+    if end > 0 && matches!(lower[end - 1], b'"' | b'\'') {
+        end -= 1;
+        if end > 0 && lower[end - 1] == b'\\' {
+            end -= 1;
+        }
+    }
+    let mut start = end;
+    while start > 0 && is_key_byte(lower[start - 1]) {
+        start -= 1;
+    }
+    (start, end)
+}
+
+/// Where the value after the separator at `sep` starts and ends (the
+/// part to mask: inside its quotes when quoted), or `None` when it is
+/// empty.
+fn value_after(text: &str, sep: usize) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut start = sep + 1;
+    while start < bytes.len() && bytes[start] == b' ' {
+        start += 1;
+    }
+    // An opening quote, possibly JSON-escaped: the value ends at its match.
+    let quote = match bytes.get(start..) {
+        Some([b'\\', q @ (b'"' | b'\''), ..]) => Some((2, [b'\\', *q])),
+        Some([q @ (b'"' | b'\''), ..]) => Some((1, [*q, 0])),
+        _ => None,
+    };
+    if let Some((len, q)) = quote {
+        start += len;
+        let closing: &[u8] = if len == 2 { &q } else { &q[..1] };
+        let end = text.as_bytes()[start..]
+            .windows(closing.len())
+            .position(|w| w == closing)
+            .map_or(text.len(), |p| p + start);
+        return (end > start).then_some((start, end));
+    }
+    let word_end = |from: usize| {
+        text[from..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '&' | ';' | ',' | '"' | '\'' | ')' | '}' | ']')
+            })
+            .map_or(text.len(), |p| p + from)
+    };
+    let mut end = word_end(start);
+    if end == start {
+        return None;
+    }
+    // `Authorization: Bearer abc`: the credential is the next word.
+    if SCHEMES.contains(&text[start..end].to_ascii_lowercase().as_str())
+        && bytes.get(end) == Some(&b' ')
+    {
+        let next = word_end(end + 1);
+        if next > end + 1 {
+            end = next;
+        }
+    }
+    Some((start, end))
+}
+
 fn mask_pairs(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
+    let lower = lower.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut i = 0;
-    while let Some(eq) = lower[i..].find('=').map(|p| p + i) {
-        i = eq + 1;
-        let key_start = lower[..eq]
-            .char_indices()
-            .rev()
-            .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .last()
-            .map_or(eq, |(p, _)| p);
-        let key = &lower[key_start..eq];
-        if !SECRET_KEYS.contains(&key) {
+    while let Some(sep) = lower[i..]
+        .iter()
+        .position(|b| matches!(b, b'=' | b':'))
+        .map(|p| p + i)
+    {
+        i = sep + 1;
+        let (key_start, key_end) = key_before(lower, sep);
+        if key_start < copied {
             continue;
         }
-        let value_end = text[i..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | ',' | '"' | '\'' | ')'))
-            .map_or(text.len(), |p| p + i);
-        if value_end == i {
+        let key = std::str::from_utf8(&lower[key_start..key_end]).unwrap_or_default();
+        if !is_secret_key(key) {
             continue;
         }
-        out.push_str(&text[copied..i]);
+        let Some((start, end)) = value_after(text, sep) else {
+            continue;
+        };
+        out.push_str(&text[copied..start]);
         out.push_str("***");
-        copied = value_end;
-        i = value_end;
+        copied = end;
+        i = end;
     }
     out.push_str(&text[copied..]);
     out
@@ -174,8 +266,73 @@ mod tests {
             "host=db user=secmon password=*** sslmode=require"
         );
         assert_eq!(redact("TOKEN=abc&x=1"), "TOKEN=***&x=1");
-        assert_eq!(redact("mypassword=x"), "mypassword=x", "whole keys only");
-        assert_eq!(redact("password= empty"), "password= empty");
+        assert_eq!(redact("password=&x=1"), "password=&x=1", "nothing to mask");
+        assert_eq!(redact("password="), "password=");
+    }
+
+    #[test]
+    fn keys_ending_in_a_secret_word_are_masked() {
+        for (input, expected) in [
+            ("db_password=hunter2 x=1", "db_password=*** x=1"),
+            ("PGPASSWORD=hunter2", "PGPASSWORD=***"),
+            ("client_secret=abc&grant=x", "client_secret=***&grant=x"),
+            ("x-api-key=abc", "x-api-key=***"),
+            ("X-Api-Key: abc", "X-Api-Key: ***"),
+            ("refresh_token=r1;", "refresh_token=***;"),
+            (
+                "spring.datasource.passwd = p4ss",
+                "spring.datasource.passwd = ***",
+            ),
+            ("aws_sig=0a1b", "aws_sig=***"),
+            ("X-Amz-Signature=0a1b", "X-Amz-Signature=***"),
+            ("credentials=u:p", "credentials=***"),
+            ("proxy_auth=abc", "proxy_auth=***"),
+            ("pwd=x", "pwd=***"),
+            ("pass=x bypass=y", "pass=*** bypass=y"),
+            (
+                "Authorization: Bearer eyJhbGci.x.y next",
+                "Authorization: *** next",
+            ),
+            ("authorization: Basic dXNlcjpwYXNz", "authorization: ***"),
+            ("user=secmon host=db", "user=secmon host=db"),
+        ] {
+            assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn json_and_yaml_forms_are_masked() {
+        for (input, expected) in [
+            (
+                r#"{"user":"a","password":"hunter2","ok":false}"#,
+                r#"{"user":"a","password":"***","ok":false}"#,
+            ),
+            (
+                r#"{"client_secret" : "s3cr3t with spaces"}"#,
+                r#"{"client_secret" : "***"}"#,
+            ),
+            (r#"{'apiKey': 'abc'}"#, r#"{'apiKey': '***'}"#),
+            ("password: hunter2\nuser: x", "password: ***\nuser: x"),
+            ("token:abc", "token:***"),
+            (r#"{\"password\":\"hunter2\"}"#, r#"{\"password\":\"***\"}"#),
+            (r#"{"token": 12345}"#, r#"{"token": ***}"#),
+            (r#"{"password":""}"#, r#"{"password":""}"#),
+            (r#"{"password":"unterminated"#, r#"{"password":"***"#),
+        ] {
+            assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn json_escaped_urls_are_stripped() {
+        assert_eq!(
+            redact(r#"{"error":"POST https:\/\/user:pass@am.example\/api\/v2 failed"}"#),
+            r#"{"error":"POST https://am.example/… failed"}"#
+        );
+        assert_eq!(
+            redact(r#"{"url":"https:\/\/hooks.slack.com\/services\/T0\/B0\/XyZ"}"#),
+            r#"{"url":"https://hooks.slack.com/…"}"#
+        );
     }
 
     #[test]

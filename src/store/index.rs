@@ -209,10 +209,8 @@ pub struct SearchPage {
 }
 
 /// Refuses a query text longer than `max_bytes` or nested deeper than
-/// `max_depth`, in one linear pass and before any parser sees it. Depth
-/// counts open parentheses (outside quotes) plus the unary prefixes (`+`,
-/// `-`, `!`, `NOT`) in a row before a term or group; an open quote counts
-/// one. Each of these makes the query parser recurse once.
+/// `max_depth` (see [`query_depth`]), in one linear pass and before any
+/// parser sees it.
 pub fn check_query(text: &str, max_bytes: usize, max_depth: usize) -> Result<(), Error> {
     if text.len() > max_bytes {
         return Err(Error::QueryLimit(format!(
@@ -220,64 +218,197 @@ pub fn check_query(text: &str, max_bytes: usize, max_depth: usize) -> Result<(),
             text.len()
         )));
     }
-    let deep = || {
-        Error::QueryLimit(format!(
+    if query_depth(text) > max_depth {
+        return Err(Error::QueryLimit(format!(
             "the query nests deeper than {max_depth} levels (parentheses, quotes, +/-/NOT): simplify it"
-        ))
-    };
-    let bytes = text.as_bytes();
-    let mut parens = 0usize;
-    let mut prefixes = 0usize;
-    let mut quoted = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if quoted {
-            match b {
-                b'\\' => i += 1,
-                b'"' => quoted = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
+        )));
+    }
+    Ok(())
+}
+
+/// Whitespace as tantivy's grammar reads it (nom's `multispace`).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Where a field name (`name:`, as tantivy-query-grammar 0.27 reads one)
+/// starting at `i` ends, after its colon.
+fn field_name_end(b: &[u8], i: usize) -> Option<usize> {
+    const SPECIAL: &[u8] = b"+^`:{}\"'[]()!\\* ";
+    let mut j = i;
+    while j < b.len() {
+        match b[j] {
+            b'\\' if b.get(j + 1).is_some_and(|c| SPECIAL.contains(c)) => j += 2,
+            b'\\' => j += 1,
+            c if SPECIAL.contains(&c) => break,
+            b'-' if j == i => return None,
+            _ => j += 1,
         }
-        match b {
-            b'"' => {
-                quoted = true;
-                prefixes = 0;
-                if parens + 1 > max_depth {
-                    return Err(deep());
-                }
+    }
+    if j == i {
+        return None;
+    }
+    while j < b.len() && is_space(b[j]) {
+        j += 1;
+    }
+    (b.get(j) == Some(&b':')).then_some(j + 1)
+}
+
+/// Where a quoted phrase opened by `b[i]` (`"` or `'`) ends, after its
+/// closing quote: `\` escapes any character, the other quote is text.
+fn phrase_end(b: &[u8], i: usize) -> Option<usize> {
+    let quote = b[i];
+    let mut j = i + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            c if c == quote => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// Where a regex literal `/.../` starting at `i` ends: at least one
+/// character, `\/` escapes a slash, and whitespace, `)`, `^` or the end
+/// follows it; quotes and parentheses in it are text.
+fn regex_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < b.len() && b[j] != b'/' {
+        j += if b[j] == b'\\' && b.get(j + 1) == Some(&b'/') {
+            2
+        } else {
+            1
+        };
+    }
+    if j >= b.len() || j == i + 1 {
+        return None;
+    }
+    let after = b.get(j + 1).copied();
+    after
+        .is_none_or(|c| is_space(c) || c == b')' || c == b'^')
+        .then_some(j + 1)
+}
+
+/// Where a range bound (`*`, or a word without whitespace and
+/// `` ` ``, braces, brackets, parentheses or `"`: quotes `'` are text there)
+/// starting at `i` ends.
+fn range_word_end(b: &[u8], i: usize) -> Option<usize> {
+    let stop = |c: u8| is_space(c) || b"{}\"[]()".contains(&c);
+    if b.get(i).is_none_or(|&c| stop(c) || c == b'`') {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < b.len() && !stop(b[j]) {
+        j += 1;
+    }
+    Some(j)
+}
+
+/// Where a range (`[a TO b]`, `{a TO b}` and mixes, `>a`, `>=a`, `<a`,
+/// `<=a`) starting at `i` ends.
+fn range_end(b: &[u8], i: usize) -> Option<usize> {
+    let spaces = |mut j: usize| {
+        while j < b.len() && is_space(b[j]) {
+            j += 1;
+        }
+        j
+    };
+    match b[i] {
+        b'>' | b'<' => {
+            let j = i + if b.get(i + 1) == Some(&b'=') { 2 } else { 1 };
+            range_word_end(b, spaces(j))
+        }
+        b'[' | b'{' => {
+            let j = range_word_end(b, spaces(i + 1))?;
+            let k = spaces(j);
+            if k == j || !b[k..].starts_with(b"TO") {
+                return None;
             }
+            let l = spaces(k + 2);
+            if l == k + 2 {
+                return None;
+            }
+            let m = spaces(range_word_end(b, l)?);
+            matches!(b.get(m), Some(b']' | b'}')).then_some(m + 1)
+        }
+        _ => None,
+    }
+}
+
+/// How deep tantivy's query parser (tantivy-query-grammar 0.27) may
+/// recurse on `text`, never less: open parentheses (and brackets and
+/// braces) plus the unary prefixes (`+`, `-`, `!`, `NOT`) in a row before a
+/// term or group; a phrase, regex or range counts one, as a leaf.
+///
+/// It reads the text as the grammar does where a term may start (at the
+/// beginning, after whitespace, `(`, `[`, `{`, `:` or a prefix): a phrase
+/// in `"..."` or `'...'` (`\` escapes; the other quote is text), a regex
+/// `/.../` (`\/` escapes; quotes are text) unless a field name reads
+/// first, a range whose bounds may hold `'`. Anywhere else a quote is
+/// counted as text: the parser stops there, so what follows is never
+/// parsed, and counting it only errs high.
+pub fn query_depth(text: &str) -> usize {
+    let b = text.as_bytes();
+    let (mut parens, mut prefixes, mut deepest) = (0usize, 0usize, 0usize);
+    // Whether a term (phrase, regex, range, word) may start at `i`.
+    let mut start = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if start {
+            let leaf = match c {
+                b'"' | b'\'' => phrase_end(b, i),
+                b'/' | b'>' | b'<' if field_name_end(b, i).is_some() => None,
+                b'/' => regex_end(b, i),
+                b'>' | b'<' | b'[' | b'{' => range_end(b, i),
+                _ => None,
+            };
+            if let Some(end) = leaf {
+                deepest = deepest.max(parens + prefixes + 1);
+                prefixes = 0;
+                start = false;
+                i = end;
+                continue;
+            }
+        }
+        match c {
             b'(' | b'[' | b'{' => {
                 parens += 1;
                 prefixes = 0;
+                start = true;
             }
             b')' | b']' | b'}' => {
                 parens = parens.saturating_sub(1);
                 prefixes = 0;
+                start = false;
             }
+            // A prefix keeps `start` as it was: `-"a"` is a phrase, `a-"b"` is not.
             b'+' | b'-' | b'!' => prefixes += 1,
-            b'N' if bytes[i..].starts_with(b"NOT")
-                && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
-                && bytes.get(i + 3).is_none_or(|c| !c.is_ascii_alphanumeric()) =>
+            b'N' if b[i..].starts_with(b"NOT")
+                && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+                && b.get(i + 3).is_none_or(|c| !c.is_ascii_alphanumeric()) =>
             {
                 prefixes += 1;
+                start = false;
                 i += 2;
             }
             b'\\' => {
                 i += 1;
                 prefixes = 0;
+                start = false;
             }
-            b' ' | b'\t' | b'\n' | b'\r' => {}
-            _ => prefixes = 0,
+            b':' => start = true,
+            c if is_space(c) => start = true,
+            _ => {
+                prefixes = 0;
+                start = false;
+            }
         }
-        if parens + prefixes > max_depth {
-            return Err(deep());
-        }
+        deepest = deepest.max(parens + prefixes);
         i += 1;
     }
-    Ok(())
+    deepest
 }
 
 /// One group of `stats`: a field value and how many events have it.
@@ -1333,6 +1464,73 @@ mod tests {
         assert!(!refused(
             "NOTHING NOTE (a AND -b) \"((( inside quotes\"".into()
         ));
+    }
+
+    #[test]
+    fn the_depth_scan_reads_quotes_regexes_and_ranges_as_the_grammar_does() {
+        let deep = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+        let over = MAX_QUERY_DEPTH + 1;
+        let refused = |text: &str| check_query(text, usize::MAX, MAX_QUERY_DEPTH).is_err();
+        // A single-quoted `"` used to open a phrase for the scan and hide
+        // the parentheses that tantivy parses.
+        for text in [
+            format!("'\"' {} '\"'", deep(over)),
+            format!("'\"' {} '\"'", deep(300_000)),
+            format!("\"'\" {} \"'\"", deep(over)),
+            format!("f:'\"' AND {} AND g:'\"'", deep(over)),
+            // A regex holding a quote: the quote is text.
+            format!("/a\"b/ {} /c\"d/", deep(over)),
+            format!("f:/\"/ {} x:/\"/", deep(over)),
+            // A range bound may hold `'`.
+            format!(">'a {} b'", deep(over)),
+            format!("f:[a' TO b'] {} c'", deep(over)),
+            // Escaped quotes are text.
+            format!("\\\" {} \\\"", deep(over)),
+            format!("\\' {} \\'", deep(over)),
+            // A quote inside a word does not open a phrase.
+            format!("a\"b {} c\"", deep(over)),
+            // A field name reads before a regex: `/x:(` is a group.
+            format!("/x:{}/ ", deep(over)),
+            // An unterminated phrase: everything counts.
+            format!("\"{}", "(".repeat(over)),
+        ] {
+            let short: String = text.chars().take(30).collect();
+            assert!(refused(&text), "{short}");
+            assert!(query_depth(&text) > MAX_QUERY_DEPTH, "{short}");
+        }
+        // Text in phrases and regexes nests nothing.
+        for text in [
+            format!("\"{}\"", "(".repeat(1000)),
+            format!("'{}'", "(".repeat(1000)),
+            format!("'a \"{}\" b'", "(".repeat(1000)),
+            format!("\"it's {}\"", ")(".repeat(1000)),
+            format!("\"\\\"{}\"", "(".repeat(1000)),
+            format!("/{}/", "(".repeat(1000)),
+            format!("f:/a\\/{}/ b", "(".repeat(1000)),
+            format!("(/\"/) {}", deep(MAX_QUERY_DEPTH - 1)),
+        ] {
+            let short: String = text.chars().take(30).collect();
+            assert!(!refused(&text), "{short}");
+        }
+        assert_eq!(query_depth("a"), 0);
+        assert_eq!(query_depth("\"a\""), 1);
+        assert_eq!(query_depth("(a AND (b OR \"c\"))"), 3);
+        assert_eq!(query_depth("-NOT +a"), 3);
+        assert_eq!(query_depth("'\"' ((a)) '\"'"), 2);
+        assert_eq!(query_depth("[1 TO 5] ((a))"), 2);
+        assert_eq!(query_depth(">=5 AND f:<'x ((a))"), 2);
+        // The shapes above are the grammar's: it reads each as one leaf.
+        for text in [
+            "'\"' a '\"'",
+            "/a\"b/",
+            "f:[a' TO b']",
+            "f:>'x",
+            "\"it's\"",
+            "a OR 'b c'",
+            "(/\"/)",
+        ] {
+            assert!(tantivy::query_grammar::parse_query(text).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -20,9 +20,12 @@ use crate::telemetry::metric;
 
 /// Events read from redb per step.
 const SCAN_CHUNK: usize = 4096;
-/// Committed events held in memory for the indexer at most; beyond that
-/// (the indexer is behind) it reads them back from redb.
+/// Committed events held in memory for the indexer at most, by count and by
+/// bytes ([`Event::approx_bytes`]); beyond either (the indexer is behind) it
+/// reads them back from redb. The byte bound keeps a lagging indexer from
+/// holding 16 384 events of 64 KiB message and original each (~2 GiB).
 const HANDOFF_MAX_EVENTS: usize = 16_384;
+const HANDOFF_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Shared progress of the write path, read by the API and `/ready`.
 #[derive(Default)]
@@ -43,8 +46,10 @@ pub struct Progress {
 
 #[derive(Default)]
 struct Handoff {
-    batches: std::collections::VecDeque<Vec<Event>>,
+    /// Each batch with its bytes ([`Event::approx_bytes`] summed).
+    batches: std::collections::VecDeque<(Vec<Event>, usize)>,
     events: usize,
+    bytes: usize,
 }
 
 #[derive(Default)]
@@ -67,14 +72,22 @@ impl Progress {
             .saturating_sub(self.indexed.load(Ordering::Acquire))
     }
 
-    /// Offers a just-committed batch to the indexer (dropped when too much
-    /// is waiting already: the indexer then reads it from redb).
+    /// Offers a just-committed batch to the indexer (dropped when too many
+    /// events or bytes are waiting already: the indexer then reads it from
+    /// redb).
     pub fn hand_over(&self, batch: Vec<Event>) {
+        self.hand_over_within(batch, HANDOFF_MAX_EVENTS, HANDOFF_MAX_BYTES);
+    }
+
+    fn hand_over_within(&self, batch: Vec<Event>, max_events: usize, max_bytes: usize) {
+        let bytes: usize = batch.iter().map(Event::approx_bytes).sum();
         if let Ok(mut h) = self.handoff.lock()
-            && h.events + batch.len() <= HANDOFF_MAX_EVENTS
+            && h.events + batch.len() <= max_events
+            && h.bytes + bytes <= max_bytes
         {
             h.events += batch.len();
-            h.batches.push_back(batch);
+            h.bytes += bytes;
+            h.batches.push_back((batch, bytes));
         }
     }
 
@@ -82,14 +95,15 @@ impl Progress {
     /// batch in memory starts there; batches already indexed are dropped.
     fn take_after(&self, after: u64) -> Option<Vec<Event>> {
         let mut h = self.handoff.lock().ok()?;
-        while let Some(front) = h.batches.front() {
+        while let Some((front, _)) = h.batches.front() {
             let first = front.first().map_or(0, |e| e.seq);
             let last = front.last().map_or(0, |e| e.seq);
             if first > after + 1 {
                 return None;
             }
-            let mut batch = h.batches.pop_front()?;
+            let (mut batch, bytes) = h.batches.pop_front()?;
             h.events -= batch.len();
+            h.bytes -= bytes;
             if last > after {
                 batch.retain(|e| e.seq > after);
                 return Some(batch);
@@ -173,6 +187,72 @@ mod handoff_tests {
             None,
             "the overflow was not kept"
         );
+    }
+
+    fn big(seqs: std::ops::RangeInclusive<u64>, message_bytes: usize) -> Vec<Event> {
+        seqs.map(|seq| Event {
+            seq,
+            message: "m".repeat(message_bytes),
+            original: Some("o".repeat(message_bytes)),
+            ..Event::default()
+        })
+        .collect()
+    }
+
+    fn held(p: &Progress) -> (usize, usize) {
+        let h = p.handoff.lock().unwrap();
+        (h.events, h.bytes)
+    }
+
+    #[test]
+    fn holds_a_bounded_number_of_bytes() {
+        // Events of 64 KiB message and 64 KiB original: far fewer than the
+        // event bound fit in the byte bound.
+        let p = Progress::new(0);
+        let per_batch = 64u64;
+        let mut next = 1;
+        for _ in 0..(HANDOFF_MAX_EVENTS as u64 / per_batch) {
+            p.hand_over(big(next..=next + per_batch - 1, 64 * 1024));
+            next += per_batch;
+        }
+        let (events, bytes) = held(&p);
+        assert!(bytes <= HANDOFF_MAX_BYTES, "{bytes} bytes held");
+        assert!(
+            events < HANDOFF_MAX_EVENTS / 2,
+            "{events} events of 128 KiB held"
+        );
+        // Every batch held is in order from 1; the indexer reads the
+        // rest back from redb.
+        let mut after = 0;
+        while let Some(b) = p.take_after(after) {
+            after = b.last().unwrap().seq;
+        }
+        assert_eq!(after as usize, events);
+        assert_eq!(held(&p), (0, 0), "taking releases the bytes");
+        // Room again once taken.
+        p.hand_over(big(next..=next, 64 * 1024));
+        assert_eq!(held(&p).0, 1);
+    }
+
+    #[test]
+    fn either_bound_refuses_a_batch() {
+        let p = Progress::new(0);
+        let one = big(1..=1, 1000)
+            .iter()
+            .map(Event::approx_bytes)
+            .sum::<usize>();
+        p.hand_over_within(big(1..=2, 1000), 10, 3 * one);
+        // Over the byte bound, under the event bound: refused.
+        p.hand_over_within(big(3..=4, 1000), 10, 3 * one);
+        assert_eq!(held(&p), (2, 2 * one));
+        // Fits both: kept.
+        p.hand_over_within(big(3..=3, 1000), 10, 3 * one);
+        assert_eq!(held(&p), (3, 3 * one));
+        // A partly indexed batch still releases all its bytes.
+        assert_eq!(seqs(p.take_after(1)), Some(vec![2]));
+        assert_eq!(held(&p), (1, one));
+        assert_eq!(seqs(p.take_after(2)), Some(vec![3]));
+        assert_eq!(held(&p), (0, 0));
     }
 }
 

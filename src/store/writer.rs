@@ -13,6 +13,11 @@
 //! or waits ([`WriterHandle::submit`]); a lone batch larger than the byte
 //! bound is taken when nothing else is queued, so it is never refused
 //! forever.
+//!
+//! If the writer thread ends for any reason (a panic included), it closes
+//! its queue and releases the bytes of the batch it held and of the batches
+//! still queued: submitters waiting for room get [`SubmitError::Closed`]
+//! instead of waiting forever, and those waiting for an ack get an error.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -74,7 +79,9 @@ impl QueuedBytes {
         }
     }
 
-    /// Waits until `n` bytes are reserved.
+    /// Waits until `n` bytes are reserved. Only ends by itself once bytes
+    /// are released: callers also watch for the writer being gone
+    /// ([`WriterHandle::submit_with`]).
     async fn reserve(&self, n: usize) {
         loop {
             let released = self.released.notified();
@@ -210,7 +217,12 @@ impl WriterHandle {
             return Err(SubmitError::Closed);
         }
         let bytes = batch_bytes(&events);
-        self.bytes.reserve(bytes).await;
+        // A writer that is gone (it ended, or panicked) releases nothing
+        // more: answer Closed rather than wait for room forever.
+        tokio::select! {
+            () = self.bytes.reserve(bytes) => {}
+            () = self.tx.closed() => return Err(SubmitError::Closed),
+        }
         // Released if this future is dropped before the batch is queued.
         let mut reserved = Reserved {
             queue: &self.bytes,
@@ -314,13 +326,50 @@ pub fn spawn_bounded(
     ))
 }
 
+/// What the writer thread holds that others wait on: its queue and the
+/// batch being committed. Dropped when the thread ends, by returning or by
+/// unwinding from a panic: the queue is closed (submitters get
+/// [`SubmitError::Closed`], waiting ones included) and the bytes of the held
+/// and queued batches are released; their acks are dropped, so their
+/// submitters hear an error rather than nothing.
+struct Running<'a> {
+    rx: mpsc::Receiver<Request>,
+    batch: Batch,
+    bytes: &'a QueuedBytes,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut held = std::mem::take(&mut self.batch.bytes);
+        while let Ok(req) = self.rx.try_recv() {
+            if let Request::Write(req) = req {
+                held += req.bytes;
+            }
+        }
+        if held > 0 {
+            tracing::error!(
+                bytes = held,
+                "writer stopped with batches not acknowledged; their submitters get an error"
+            );
+        }
+        self.bytes.release(held);
+    }
+}
+
 fn run(
     store: Store,
-    mut rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Request>,
     batch_max: usize,
     (progress, live, bytes): (&Progress, &Live, &QueuedBytes),
     mut detection: Option<Detection>,
 ) {
+    let mut running = Running {
+        rx,
+        batch: Batch::default(),
+        bytes,
+    };
+    let Running { rx, batch, .. } = &mut running;
     // Correlation windows first: no new event is evaluated before them.
     if let Some(d) = &mut detection {
         match d.detector.rebuild_windows(&store) {
@@ -330,7 +379,6 @@ fn run(
             }
         }
     }
-    let mut batch = Batch::default();
     // A batch advanced the correlation windows but failed to commit: they
     // are rebuilt from the store before the next batch is evaluated (by
     // these rules or, after a reload, by the new ones that took them over).
@@ -366,12 +414,8 @@ fn run(
                 Err(e) => tracing::error!(error = %e, "correlation windows not rebuilt yet"),
             }
         }
-        if !commit(
-            &store,
-            &mut batch,
-            (progress, live, bytes),
-            detection.as_mut(),
-        ) && detection.is_some()
+        if !commit(&store, batch, (progress, live, bytes), detection.as_mut())
+            && detection.is_some()
         {
             stale_windows = true;
         }
@@ -433,6 +477,8 @@ fn commit(
     };
     let started = Instant::now();
     let result = store.commit_batch(events, checkpoints, &updates, dedup_window);
+    #[cfg(test)]
+    tests::maybe_panic(events);
     metrics::histogram!(metric::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     let committed = result.is_ok();
     match result {
@@ -475,6 +521,18 @@ fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::task::Poll;
+
+    /// A label that makes the writer panic right after committing the batch
+    /// that holds it, before it releases or acknowledges anything.
+    const PANIC_LABEL: &str = "test.writer_panics";
+
+    pub(super) fn maybe_panic(events: &[Event]) {
+        if events.iter().any(|e| e.labels.contains_key(PANIC_LABEL)) {
+            panic!("writer panic injected by a test");
+        }
+    }
 
     fn batch(n: usize) -> Vec<Event> {
         (0..n)
@@ -589,5 +647,61 @@ mod tests {
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_writer_that_dies_answers_waiting_submitters_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let progress = Arc::new(Progress::new(0));
+        // Hold redb's write lock so the writer blocks inside its first
+        // commit, holding that batch's bytes.
+        let blocker = store.with_db(|db| Ok(db.begin_write()?)).unwrap();
+        let (writer, thread) = spawn_bounded(
+            store.clone(),
+            (4, 100_000),
+            1000,
+            progress,
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        let mut poison = Event {
+            message: "x".repeat(60_000),
+            ..Event::default()
+        };
+        poison.labels.insert(PANIC_LABEL.into(), "1".into());
+        let first = writer.try_submit(vec![poison]).unwrap();
+        while writer.tx.capacity() < 4 {
+            tokio::task::yield_now().await;
+        }
+        // 60 KB held + 60 KB > 100 KB: this submitter waits for room.
+        let big = vec![Event {
+            message: "y".repeat(60_000),
+            ..Event::default()
+        }];
+        let mut waiting = Box::pin(writer.submit(big));
+        let pending =
+            std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
+        assert!(pending, "the second batch did not wait for room");
+
+        // The writer commits, then panics before releasing or acking.
+        drop(blocker);
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
+            .await
+            .expect("a submitter waiting for room hangs after the writer died");
+        assert_eq!(answer.err(), Some(SubmitError::Closed));
+        assert!(first.await.is_err(), "the held batch's ack was dropped");
+        let joined = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+        assert!(joined.is_err(), "the writer did not panic");
+        assert_eq!(writer.queued_bytes(), 0, "the held bytes were released");
+        // Later submitters hear Closed at once, waiting or not.
+        assert_eq!(
+            writer.submit(batch(1)).await.err(),
+            Some(SubmitError::Closed)
+        );
+        assert_eq!(writer.try_submit(batch(1)).err(), Some(SubmitError::Closed));
     }
 }

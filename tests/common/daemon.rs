@@ -181,6 +181,25 @@ impl Daemon {
         v
     }
 
+    /// The newest `first` audit entries, newest first, each with `seq action
+    /// actor sourceIp target after` (read with the admin key).
+    pub async fn audit_log(&self, first: usize) -> Vec<Value> {
+        let admin = super::bearer_client(&admin_key(self.dir()));
+        let v = self
+            .graphql(
+                &admin,
+                "query($n: Int) { auditLog(first: $n) { edges { node { seq action actor sourceIp target after } } } }",
+                json!({ "n": first }),
+            )
+            .await;
+        v["data"]["auditLog"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"].clone())
+            .collect()
+    }
+
     /// `system { indexLag eventsStored lastSeq }`.
     pub async fn system(&self, http: &reqwest::Client) -> Value {
         let v = self

@@ -125,6 +125,38 @@ async fn the_crashes_of_issue_17_and_their_siblings_answer_a_code() {
         .await;
         assert_eq!(code(&v), "BAD_QUERY", "{field}: {v:.300}");
     }
+    // A single-quoted `"` used to open a phrase for the depth check and
+    // hide the parentheses from it (tantivy reads `'"'` as a phrase); a
+    // regex holding `"` likewise.
+    for text in [format!("'\"' {deep} '\"'"), format!("/a\"b/ {deep} /c\"d/")] {
+        let (_, v) = post(
+            &daemon,
+            &viewer,
+            "query($q: String) { events(query: $q) { totalCount } }",
+            json!({"q": text}),
+        )
+        .await;
+        assert_eq!(code(&v), "BAD_QUERY", "{v:.300}");
+    }
+    serving(&daemon).await;
+    // A rule whose YAML does not convert to plain data (a complex key)
+    // used to skip the condition depth check and reach Sigma's recursive
+    // parser.
+    let admin = bearer_client(&admin_key(daemon.dir()));
+    let rule = format!(
+        "title: t\nid: 6f0c8e0e-2d5b-4c7e-9a39-4b1f3e2a7c10\n? [a]\n: b\nlogsource:\n    product: linux\ndetection:\n    selection:\n        message: x\n    condition: {}selection{}\n",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let (_, v) = post(
+        &daemon,
+        &admin,
+        "mutation($y: String!) { createRule(yaml: $y) { id } }",
+        json!({"y": rule}),
+    )
+    .await;
+    assert_eq!(code(&v), "RULE_INVALID", "{v:.300}");
+    serving(&daemon).await;
     let long = "a ".repeat(3_000);
     let (_, v) = post(
         &daemon,
@@ -277,17 +309,7 @@ async fn refused_mutations_in_one_request_are_one_audit_entry() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start(dir.path()).await;
     let viewer = bearer_client(&key(&daemon, "reader", "VIEWER").await);
-    let admin = bearer_client(&admin_key(daemon.dir()));
-    let last_audit = || async {
-        let v = daemon
-            .graphql(
-                &admin,
-                "{ auditLog(first: 1) { edges { node { seq action target after } } } }",
-                json!({}),
-            )
-            .await;
-        v["data"]["auditLog"]["edges"][0]["node"].clone()
-    };
+    let last_audit = || async { daemon.audit_log(1).await[0].clone() };
     let before = last_audit().await["seq"].as_u64().unwrap();
 
     let aliases: String = (0..2_400)
@@ -502,4 +524,142 @@ async fn websocket_floods_are_capped_and_closed() {
         msg["payload"]["data"]["systemStatus"]["lastSeq"].is_u64(),
         "{msg}"
     );
+}
+
+/// `n` fragments, each spreading the next `fan` times: `fan^(n-1)` fields
+/// once expanded, in a few KiB.
+fn fragment_bomb(n: usize, fan: usize) -> String {
+    let mut doc = String::from("{ ...F0 }");
+    for i in 0..n {
+        let body = if i + 1 == n {
+            "system { lastSeq }".to_owned()
+        } else {
+            format!("...F{} ", i + 1).repeat(fan)
+        };
+        doc.push_str(&format!(" fragment F{i} on QueryRoot {{ {body} }}"));
+    }
+    doc
+}
+
+/// The `secmon_graphql_refused_total` sample of `code`, 0 when absent.
+async fn refused_total(daemon: &Daemon, code: &str) -> f64 {
+    let port = daemon.ports["metrics"].as_u64().expect("a metrics port");
+    let admin = bearer_client(&admin_key(daemon.dir()));
+    let text = admin
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("secmon_graphql_refused_total{{code=\"{code}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Chained fragments (the review's bomb: 30 fragments each spreading the
+/// next 100 times, ~20 KB) were walked once per spread by async-graphql's
+/// recursion-depth check and validation: ~100^29 visits on a runtime
+/// thread, where the request timeout never fires, and anonymous callers
+/// reach parsing. Each is now refused after parsing, in one linear walk,
+/// over POST, GET and the WebSocket, anonymous or not.
+#[tokio::test]
+async fn a_fragment_bomb_is_refused_at_once_anonymous_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path()).await;
+    let viewer_key = key(&daemon, "reader", "VIEWER").await;
+    let viewer = bearer_client(&viewer_key);
+    let anonymous = reqwest::Client::new();
+    let before = refused_total(&daemon, "QUERY_TOO_COMPLEX").await;
+    let mut refused = 0.0;
+    // Over the spread cap; under it but expanding to 40^19 fields; a cycle.
+    let cycle = "{ ...A } fragment A on QueryRoot { system { lastSeq } ...B } \
+                 fragment B on QueryRoot { ...A ...A }";
+    let bombs = [
+        fragment_bomb(30, 100),
+        fragment_bomb(20, 40),
+        cycle.to_owned(),
+    ];
+    for bomb in &bombs {
+        for (who, http) in [("anonymous", &anonymous), ("viewer", &viewer)] {
+            let started = std::time::Instant::now();
+            let (_, v) = tokio::time::timeout(
+                Duration::from_secs(10),
+                post(&daemon, http, bomb, json!({})),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no answer within 10 s\n{}", daemon.log_tail()));
+            assert_eq!(code(&v), "QUERY_TOO_COMPLEX", "{who}: {v:.300}");
+            assert!(v["data"].is_null(), "{v:.300}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{who}: {:?}",
+                started.elapsed()
+            );
+            refused += 1.0;
+        }
+    }
+    eprintln!(
+        "{} fragment bombs, {} bytes the largest",
+        bombs.len(),
+        bombs[0].len()
+    );
+    serving(&daemon).await;
+
+    // GET.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        viewer
+            .get(format!("{}/graphql", daemon.api))
+            .query(&[("query", &bombs[1])])
+            .send(),
+    )
+    .await
+    .expect("GET answered within 10 s")
+    .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(code(&v), "QUERY_TOO_COMPLEX", "{v:.300}");
+    refused += 1.0;
+
+    // The WebSocket.
+    let mut socket = ws_connect(&daemon, &viewer_key).await;
+    for (i, bomb) in bombs.iter().enumerate() {
+        ws::send(
+            &mut socket,
+            json!({"id": format!("b{i}"), "type": "subscribe", "payload": {"query": bomb}}),
+        )
+        .await;
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    while codes.len() < bombs.len() {
+        let msg = next_text(&mut socket).await.expect("connection open");
+        if let Some(id) = msg["id"].as_str().filter(|id| id.starts_with('b')) {
+            let code = ws::error_code(&msg).map_or_else(|| msg.to_string(), str::to_owned);
+            codes.entry(id.to_owned()).or_insert(code);
+        }
+    }
+    assert!(
+        codes.values().all(|c| c == "QUERY_TOO_COMPLEX"),
+        "{codes:?}"
+    );
+    refused += bombs.len() as f64;
+
+    // A small document with fragments still runs.
+    let v = daemon
+        .graphql(
+            &viewer,
+            "{ ...S ...S } fragment S on QueryRoot { system { ...L } } fragment L on System { lastSeq }",
+            json!({}),
+        )
+        .await;
+    assert!(v["data"]["system"]["lastSeq"].is_u64(), "{v}");
+    let after = refused_total(&daemon, "QUERY_TOO_COMPLEX").await;
+    assert!(
+        after - before >= refused,
+        "secmon_graphql_refused_total{{code=\"QUERY_TOO_COMPLEX\"}}: {before} -> {after}, {refused} refused"
+    );
+    serving(&daemon).await;
 }

@@ -8,6 +8,10 @@
 //! - a flood of logins for unknown names from many addresses: argon2 runs
 //!   at most `auth.max_concurrent_hashes` at once, the rest are answered
 //!   `RATE_LIMITED`, and memory stays bounded;
+//! - 200 refreshes with tokens nobody was issued, at once from one
+//!   address: at most the address's free failures plus one are looked up
+//!   and audited, the rest are refused before the lookup and sampled into
+//!   the audit log; a user elsewhere still logs in and refreshes;
 //! - `X-Forwarded-For` from a peer outside `auth.trusted_proxies` is
 //!   ignored, from a trusted proxy it names the client: the audit log and
 //!   the address lockout see the client, so a lockout of one client behind
@@ -113,20 +117,12 @@ async fn create_user(daemon: &Daemon, admin: &reqwest::Client, name: &str) {
 }
 
 /// The newest audit entries (up to 500): (action, actor, sourceIp, after).
-async fn audit(daemon: &Daemon, admin: &reqwest::Client) -> Vec<(String, String, String, Value)> {
-    let v = daemon
-        .graphql(
-            admin,
-            "{ auditLog(first: 500) { edges { node { action actor sourceIp after } } } }",
-            json!({}),
-        )
-        .await;
-    v["data"]["auditLog"]["edges"]
-        .as_array()
-        .unwrap()
+async fn audit(daemon: &Daemon) -> Vec<(String, String, String, Value)> {
+    daemon
+        .audit_log(500)
+        .await
         .iter()
-        .map(|e| {
-            let n = &e["node"];
+        .map(|n| {
             (
                 n["action"].as_str().unwrap_or_default().to_owned(),
                 n["actor"].as_str().unwrap_or_default().to_owned(),
@@ -212,7 +208,7 @@ async fn two_hundred_concurrent_guesses_are_held_to_the_lockout() {
 
     // Each failure is audited; the refusals only sampled (one per lockout
     // period, carrying the count of the ones not written).
-    let entries = audit(&daemon, &admin).await;
+    let entries = audit(&daemon).await;
     let failed = entries.iter().filter(|e| e.0 == "login.failed").count();
     let locked: Vec<_> = entries.iter().filter(|e| e.0 == "login.locked").collect();
     assert_eq!(failed, checked, "{entries:?}");
@@ -331,7 +327,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         login(&daemon, &proxy, "trudy", "wrong-password-2", &chain).await,
         Err("UNAUTHENTICATED".to_owned())
     );
-    let entries = audit(&daemon, &admin).await;
+    let entries = audit(&daemon).await;
     let ip_of = |actor: &str| {
         entries
             .iter()
@@ -392,7 +388,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
             "{value}: {answer:?}"
         );
     }
-    let entries = audit(&daemon, &admin).await;
+    let entries = audit(&daemon).await;
     let eve: Vec<_> = entries
         .iter()
         .filter(|e| e.1 == "eve")
@@ -420,6 +416,119 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         ) >= 1.0,
         "{text}"
     );
+
+    assert_serving(&daemon, MAX_RSS_MIB).await;
+}
+
+const REFRESH: &str =
+    "mutation($t: String!) { refresh(refreshToken: $t) { accessToken refreshToken } }";
+
+/// A refresh's answer: the new refresh token or the error code.
+async fn refresh_at(api: &str, http: &reqwest::Client, token: &str) -> Result<String, String> {
+    let response = http
+        .post(format!("{api}/graphql"))
+        .json(&json!({"query": REFRESH, "variables": {"t": token}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let v: Value = response.json().await.unwrap();
+    if let Some(token) = v["data"]["refresh"]["refreshToken"].as_str() {
+        return Ok(token.to_owned());
+    }
+    Err(v["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code in {status} {v}"))
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_unknown_refresh_tokens_are_held_to_the_address_lockout() {
+    secmon::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    let admin = crate::common::bearer_client(&daemon::admin_key(dir.path()));
+    create_user(&daemon, &admin, "carol").await;
+
+    let attacker = client_from("127.0.0.7");
+    let mut set = JoinSet::new();
+    for i in 0..200 {
+        let (api, http) = (daemon.api.clone(), attacker.clone());
+        set.spawn(async move { refresh_at(&api, &http, &format!("smr_guess{i:04}")).await });
+    }
+    let answers = set.join_all().await;
+    let looked_up = answers
+        .iter()
+        .filter(|a| a.as_ref().err().map(String::as_str) == Some("UNAUTHENTICATED"))
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.as_ref().err().map(String::as_str) == Some("RATE_LIMITED"))
+        .count();
+    assert_eq!(looked_up + refused, 200, "{answers:?}");
+    // Defaults: 20 free failures per address, the 21st locks it.
+    assert!(looked_up <= 21, "{looked_up} unknown tokens looked up");
+
+    // One `token.refresh.failed` entry per lookup, not per request; the
+    // refusals sampled, carrying the count of the ones not written.
+    let entries = audit(&daemon).await;
+    let failed = entries
+        .iter()
+        .filter(|e| e.0 == "token.refresh.failed" && e.2 == "127.0.0.7")
+        .count();
+    assert_eq!(failed, looked_up, "{entries:?}");
+    assert!(failed <= 21, "{failed} failure entries for 200 refreshes");
+    let locked: Vec<_> = entries
+        .iter()
+        .filter(|e| e.0 == "token.refresh.locked")
+        .collect();
+    // At most one per recorded failure (a period ends with the next
+    // failure), however many refusals.
+    assert!(
+        !locked.is_empty() && locked.len() <= looked_up + 1,
+        "{} refusal entries for {refused} refusals",
+        locked.len()
+    );
+    let counted: u64 = locked
+        .iter()
+        .map(|e| e.3["refused_since_last_entry"].as_u64().unwrap() + 1)
+        .sum();
+    assert!(counted <= refused as u64, "{locked:?}");
+    println!(
+        "refresh flood: {looked_up} looked up, {refused} refused RATE_LIMITED, {failed} token.refresh.failed and {} token.refresh.locked entries",
+        locked.len()
+    );
+    let text = metrics(&daemon).await;
+    assert!(
+        series(
+            &text,
+            "secmon_login_lockout_refusals_total",
+            "limit=\"address\""
+        ) >= refused as f64,
+        "{text}"
+    );
+
+    // The attacker's address stays refused; a user elsewhere logs in and
+    // refreshes.
+    assert_eq!(
+        refresh_at(&daemon.api, &attacker, "smr_one-more").await,
+        Err("RATE_LIMITED".to_owned())
+    );
+    let user = client_from("127.0.0.8");
+    let v: Value = user
+        .post(format!("{}/graphql", daemon.api))
+        .json(&json!({"query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { refreshToken } }", "variables": {"u": "carol", "p": PASSWORD}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = v["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let renewed = refresh_at(&daemon.api, &user, token).await;
+    assert!(renewed.is_ok(), "{renewed:?}");
 
     assert_serving(&daemon, MAX_RSS_MIB).await;
 }

@@ -486,17 +486,28 @@ async fn the_write_queue_is_bounded_in_bytes() {
 /// JSON log lines that claim `"trusted": true` stay untrusted when they
 /// come from a source that is not: the flag is the source's (here an open
 /// syslog TCP listener), while a trusted source's (the authenticated HTTP
-/// API, and syslog UDP allow-listed to loopback) events are trusted.
+/// API, GELF TCP allow-listed to loopback, GELF UDP set `trusted: true`)
+/// events are trusted. Syslog UDP allow-listed to loopback stays untrusted:
+/// a datagram's source address can be forged, so only an explicit `trusted`
+/// makes a UDP listener trusted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_claiming_trust_stays_untrusted() {
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
-        "detection:\n  enabled: false\nexposure:\n  listeners:\n    syslog_udp:\n      allow_sources: [127.0.0.0/8]\n",
+        "detection:\n  enabled: false\nexposure:\n  listeners:\n\
+         \x20   syslog_udp:\n      allow_sources: [127.0.0.0/8]\n\
+         \x20   gelf_udp:\n      allow_sources: [127.0.0.0/8]\n      trusted: true\n\
+         \x20   gelf_tcp:\n      allow_sources: [127.0.0.0/8]\n",
     );
     let daemon = Daemon::start_with(
         dir.path(),
-        &[("SYSLOG_TCP_PORT", "0"), ("SYSLOG_UDP_PORT", "0")],
+        &[
+            ("SYSLOG_TCP_PORT", "0"),
+            ("SYSLOG_UDP_PORT", "0"),
+            ("GELF_UDP_PORT", "0"),
+            ("GELF_TCP_PORT", "0"),
+        ],
     )
     .await;
     let admin = http_client(dir.path(), Duration::from_secs(30));
@@ -515,6 +526,20 @@ async fn a_document_claiming_trust_stays_untrusted() {
         ("127.0.0.1", port(&daemon, "syslog_udp")),
     )
     .unwrap();
+    udp.send_to(
+        br#"{"version":"1.1","host":"web-1","short_message":"explicitly trusted udp"}"#,
+        ("127.0.0.1", port(&daemon, "gelf_udp")),
+    )
+    .unwrap();
+    let mut gelf_tcp = TcpStream::connect(("127.0.0.1", port(&daemon, "gelf_tcp")))
+        .await
+        .unwrap();
+    gelf_tcp
+        .write_all(
+            b"{\"version\":\"1.1\",\"host\":\"web-1\",\"short_message\":\"allow-listed tcp\"}\0",
+        )
+        .await
+        .unwrap();
     let resp = admin
         .post(format!("{}/api/v1/ingest", daemon.api))
         .body("{\"message\":\"over the api\",\"trusted\":false}\n")
@@ -524,6 +549,8 @@ async fn a_document_claiming_trust_stays_untrusted() {
     assert_eq!(resp.status(), 200);
     wait_found(&daemon, &admin, "forged", 2).await;
     wait_found(&daemon, &admin, "\"allow-listed udp\"", 1).await;
+    wait_found(&daemon, &admin, "\"explicitly trusted udp\"", 1).await;
+    wait_found(&daemon, &admin, "\"allow-listed tcp\"", 1).await;
     wait_found(&daemon, &admin, "\"over the api\"", 1).await;
     daemon.wait_indexed(&admin, Duration::from_secs(20)).await;
     assert_serving(&daemon, MAX_RSS_MIB).await;
@@ -562,6 +589,8 @@ async fn a_document_claiming_trust_stays_untrusted() {
     };
     assert!(!trusted("forged tcp"));
     assert!(!trusted("forged in a line"));
-    assert!(trusted("allow-listed udp"));
+    assert!(!trusted("allow-listed udp"));
+    assert!(trusted("explicitly trusted udp"));
+    assert!(trusted("allow-listed tcp"));
     assert!(trusted("over the api"));
 }

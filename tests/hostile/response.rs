@@ -174,20 +174,12 @@ async fn wait_refused(daemon: &Daemon, reason: &str, n: u64) {
 }
 
 /// The audit log, oldest first: (action, target, after).
-async fn audit(daemon: &Daemon, http: &reqwest::Client) -> Vec<(String, String, Value)> {
-    let v = daemon
-        .graphql(
-            http,
-            "{ auditLog(first: 1000) { edges { node { action target after } } } }",
-            json!({}),
-        )
-        .await;
-    let mut out: Vec<(String, String, Value)> = v["data"]["auditLog"]["edges"]
-        .as_array()
-        .unwrap()
+async fn audit(daemon: &Daemon) -> Vec<(String, String, Value)> {
+    let mut out: Vec<(String, String, Value)> = daemon
+        .audit_log(1000)
+        .await
         .iter()
-        .map(|e| {
-            let n = &e["node"];
+        .map(|n| {
             (
                 n["action"].as_str().unwrap().to_owned(),
                 n["target"].as_str().unwrap_or_default().to_owned(),
@@ -201,14 +193,10 @@ async fn audit(daemon: &Daemon, http: &reqwest::Client) -> Vec<(String, String, 
 
 /// Waits for the dry run's block of `ip`: every alert before it was
 /// handled (the responder reads the outbox in order). The audit log then.
-async fn wait_dry_run_block(
-    daemon: &Daemon,
-    http: &reqwest::Client,
-    ip: IpAddr,
-) -> Vec<(String, String, Value)> {
+async fn wait_dry_run_block(daemon: &Daemon, ip: IpAddr) -> Vec<(String, String, Value)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let entries = audit(daemon, http).await;
+        let entries = audit(daemon).await;
         if entries
             .iter()
             .any(|(action, target, _)| action == "response.dry_run" && *target == ip.to_string())
@@ -254,7 +242,7 @@ async fn forged_syslog_lines_from_an_untrusted_source_block_nothing() {
     // The same line from a trusted source is acted on.
     let real: IpAddr = "203.0.113.50".parse().unwrap();
     trusted(&daemon, &admin, &[real]).await;
-    let entries = wait_dry_run_block(&daemon, &admin, real).await;
+    let entries = wait_dry_run_block(&daemon, real).await;
 
     assert_eq!(blocks(&entries), [(real.to_string(), true)]);
     let audited = refusal_entries(&entries, "untrusted_source");
@@ -294,7 +282,7 @@ async fn a_flood_of_forged_sources_cannot_crowd_out_a_trusted_block() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (blocked, limited) = loop {
         let (blocked, limited) = (
-            audit(&daemon, &admin)
+            audit(&daemon)
                 .await
                 .iter()
                 .filter(|(action, ..)| action == "response.dry_run")
@@ -322,7 +310,7 @@ async fn a_flood_of_forged_sources_cannot_crowd_out_a_trusted_block() {
     // The real attacker, seen by a trusted source, is still blocked.
     let real: IpAddr = "203.0.113.51".parse().unwrap();
     trusted(&daemon, &admin, &[real]).await;
-    let entries = wait_dry_run_block(&daemon, &admin, real).await;
+    let entries = wait_dry_run_block(&daemon, real).await;
     let all = blocks(&entries);
     assert_eq!(
         all.iter().filter(|(_, trusted)| !trusted).count() as u64,
@@ -370,7 +358,7 @@ async fn a_rule_firing_on_the_nodes_own_addresses_blocks_nothing() {
     trusted(&daemon, &admin, &protected).await;
     let real: IpAddr = "203.0.113.52".parse().unwrap();
     trusted(&daemon, &admin, &[real]).await;
-    let entries = wait_dry_run_block(&daemon, &admin, real).await;
+    let entries = wait_dry_run_block(&daemon, real).await;
     assert_eq!(
         blocks(&entries),
         [(real.to_string(), true)],

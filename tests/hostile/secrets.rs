@@ -227,19 +227,10 @@ fn mode(path: &Path) -> u32 {
 }
 
 async fn audited_backups(daemon: &Daemon) -> Vec<Value> {
-    let admin = crate::common::bearer_client(&daemon::admin_key(daemon.dir()));
-    let v = daemon
-        .graphql(
-            &admin,
-            "{ auditLog(first: 200) { edges { node { action actor target after } } } }",
-            json!({}),
-        )
-        .await;
-    v["data"]["auditLog"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["node"].clone())
+    daemon
+        .audit_log(200)
+        .await
+        .into_iter()
         .filter(|n| n["action"].as_str().unwrap().starts_with("backup."))
         .collect()
 }

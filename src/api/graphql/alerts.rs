@@ -149,6 +149,11 @@ impl AlertNode {
     async fn status(&self) -> Status {
         self.0.status.into()
     }
+    /// Whether every event of its latest firing came from a trusted source:
+    /// active response acts only on trusted firings (docs/RESPONSE.md).
+    async fn trusted(&self) -> bool {
+        self.0.trusted
+    }
     /// How many times the rule fired for this group.
     async fn count(&self) -> u64 {
         self.0.count

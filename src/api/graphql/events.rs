@@ -269,6 +269,11 @@ impl EventNode {
     async fn original(&self) -> Option<&str> {
         self.0.original.as_deref()
     }
+    /// Whether it came from a trusted source (set by the source's
+    /// configuration, never by the event's content; docs/SECURITY.md).
+    async fn trusted(&self) -> bool {
+        self.0.trusted
+    }
     async fn labels(&self) -> Json<&std::collections::BTreeMap<String, String>> {
         Json(&self.0.labels)
     }

@@ -2,14 +2,17 @@
 //! it runs: the document's size and nesting (a linear scan, before the
 //! recursive parser sees it), the nesting of its variables, the items it
 //! may return over all its fields and aliases ([`Budget`]), and the
-//! refused mutations it made, audited as one entry ([`Refusals`]).
+//! refused mutations it made, audited as one entry ([`Refusals`]); once
+//! parsed, and before async-graphql validates it, the size its fragments
+//! expand to ([`check_expansion`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use async_graphql::Value;
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
 use super::coded;
 
@@ -22,13 +25,34 @@ pub enum Refused {
     TooDeep { max: usize },
     /// `QUERY_TOO_DEEP`, in the variables.
     VariablesTooDeep { max: usize },
+    /// `QUERY_TOO_COMPLEX`: more fragment definitions than [`MAX_FRAGMENTS`].
+    TooManyFragments { count: usize, max: usize },
+    /// `QUERY_TOO_COMPLEX`: more fragment spreads than [`MAX_SPREADS`].
+    TooManySpreads { max: usize },
+    /// `QUERY_TOO_COMPLEX`: with its fragments expanded, the document
+    /// selects more fields than [`MAX_EXPANDED_FIELDS`].
+    ExpandsTooFar { max: usize },
+    /// `QUERY_TOO_COMPLEX`: a fragment spreads itself, directly or not.
+    FragmentCycle { name: String },
 }
+
+/// Most fragment definitions one document may hold.
+pub const MAX_FRAGMENTS: usize = 100;
+/// Most fragment spreads (`...Name`) one document may hold, counted as written.
+pub const MAX_SPREADS: usize = 1_000;
+/// Most fields one document may select once every fragment spread is
+/// replaced by its fragment (and for each fragment on its own).
+pub const MAX_EXPANDED_FIELDS: usize = 10_000;
 
 impl Refused {
     pub fn code(&self) -> &'static str {
         match self {
             Refused::TooLarge { .. } => "QUERY_TOO_LARGE",
             Refused::TooDeep { .. } | Refused::VariablesTooDeep { .. } => "QUERY_TOO_DEEP",
+            Refused::TooManyFragments { .. }
+            | Refused::TooManySpreads { .. }
+            | Refused::ExpandsTooFar { .. }
+            | Refused::FragmentCycle { .. } => "QUERY_TOO_COMPLEX",
         }
     }
 
@@ -44,6 +68,20 @@ impl Refused {
                 format!(
                     "the variables nest arrays or objects deeper than {max} levels: flatten them"
                 )
+            }
+            Refused::TooManyFragments { count, max } => format!(
+                "the GraphQL document defines {count} fragments: at most {max} (inline them or split the request)"
+            ),
+            Refused::TooManySpreads { max } => format!(
+                "the GraphQL document spreads fragments more than {max} times: split the request"
+            ),
+            Refused::ExpandsTooFar { max } => format!(
+                "the GraphQL document selects more than {max} fields once its fragments are expanded: split the request"
+            ),
+            Refused::FragmentCycle { name } => {
+                // Names are at most the document's bytes; keep the message short.
+                let name: String = name.chars().take(64).collect();
+                format!("the fragment `{name}` spreads itself: remove the cycle")
             }
         }
     }
@@ -119,6 +157,127 @@ pub fn check_variables<'a>(
             return Err(Refused::VariablesTooDeep { max: max_depth });
         }
         stack.extend(children.map(|v| (v, depth + 1)));
+    }
+    Ok(())
+}
+
+/// The fields a selection set selects itself (its own fields, those of its
+/// inline fragments, and of their sub-selections) and the fragments it
+/// spreads, one entry per spread as written.
+struct Shape<'a> {
+    fields: usize,
+    spreads: Vec<&'a str>,
+}
+
+/// The [`Shape`] of `set`, walked with an explicit stack; `spreads` counts
+/// the spreads seen in the whole document and refuses past [`MAX_SPREADS`].
+fn shape<'a>(set: &'a SelectionSet, spreads: &mut usize) -> Result<Shape<'a>, Refused> {
+    let mut out = Shape {
+        fields: 0,
+        spreads: Vec::new(),
+    };
+    let mut stack = vec![set];
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    out.fields = out.fields.saturating_add(1);
+                    stack.push(&field.node.selection_set.node);
+                }
+                Selection::InlineFragment(inline) => stack.push(&inline.node.selection_set.node),
+                Selection::FragmentSpread(spread) => {
+                    *spreads += 1;
+                    if *spreads > MAX_SPREADS {
+                        return Err(Refused::TooManySpreads { max: MAX_SPREADS });
+                    }
+                    out.spreads.push(spread.node.fragment_name.node.as_str());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a parsed document that async-graphql's own checks (its
+/// recursion-depth check, complexity and validation, which walk a fragment
+/// again at each spread) could not walk in bounded time: more than
+/// [`MAX_FRAGMENTS`] fragment definitions or [`MAX_SPREADS`] spreads, a
+/// fragment cycle, or more than [`MAX_EXPANDED_FIELDS`] fields once every
+/// spread is expanded (over all operations, and for each fragment). Each
+/// fragment's expanded size is computed once (memoised, saturating), so
+/// this is linear in the document, and no recursion follows client data.
+pub fn check_expansion(doc: &ExecutableDocument) -> Result<(), Refused> {
+    if doc.fragments.len() > MAX_FRAGMENTS {
+        return Err(Refused::TooManyFragments {
+            count: doc.fragments.len(),
+            max: MAX_FRAGMENTS,
+        });
+    }
+    let mut spreads = 0usize;
+    let mut shapes: HashMap<&str, Shape<'_>> = HashMap::with_capacity(doc.fragments.len());
+    for (name, fragment) in &doc.fragments {
+        shapes.insert(
+            name.as_str(),
+            shape(&fragment.node.selection_set.node, &mut spreads)?,
+        );
+    }
+    let mut operations = Vec::new();
+    for (_, op) in doc.operations.iter() {
+        operations.push(shape(&op.node.selection_set.node, &mut spreads)?);
+    }
+    let too_far = || Refused::ExpandsTooFar {
+        max: MAX_EXPANDED_FIELDS,
+    };
+    // Expanded size of each fragment, depth first with an explicit stack.
+    // Unknown fragments expand to nothing here: validation reports them.
+    let mut sizes: HashMap<&str, usize> = HashMap::with_capacity(shapes.len());
+    let mut open: HashSet<&str> = HashSet::new();
+    for &root in shapes.keys() {
+        if sizes.contains_key(root) {
+            continue;
+        }
+        // (fragment, index of the next spread to look at)
+        let mut stack: Vec<(&str, usize)> = vec![(root, 0)];
+        open.insert(root);
+        while let Some(top) = stack.last_mut() {
+            let (name, next) = *top;
+            top.1 += 1;
+            let Some(shape) = shapes.get(name) else {
+                stack.pop();
+                continue;
+            };
+            if let Some(&child) = shape.spreads.get(next) {
+                if sizes.contains_key(child) || !shapes.contains_key(child) {
+                    continue;
+                }
+                if !open.insert(child) {
+                    return Err(Refused::FragmentCycle {
+                        name: child.to_owned(),
+                    });
+                }
+                stack.push((child, 0));
+                continue;
+            }
+            let size = shape.spreads.iter().fold(shape.fields, |sum, child| {
+                sum.saturating_add(sizes.get(child).copied().unwrap_or(0))
+            });
+            if size > MAX_EXPANDED_FIELDS {
+                return Err(too_far());
+            }
+            sizes.insert(name, size);
+            open.remove(name);
+            stack.pop();
+        }
+    }
+    let total = operations.iter().fold(0usize, |total, op| {
+        op.spreads
+            .iter()
+            .fold(total.saturating_add(op.fields), |sum, child| {
+                sum.saturating_add(sizes.get(child).copied().unwrap_or(0))
+            })
+    });
+    if total > MAX_EXPANDED_FIELDS {
+        return Err(too_far());
     }
     Ok(())
 }
@@ -293,6 +452,119 @@ mod tests {
                 .join()
                 .unwrap();
         }
+    }
+
+    fn parse(doc: &str) -> ExecutableDocument {
+        async_graphql::parser::parse_query(doc).unwrap()
+    }
+
+    /// `n` fragments, each spreading the next `fan` times; the last selects `a`.
+    fn chain(n: usize, fan: usize) -> String {
+        let mut doc = String::from("{ ...F0 }");
+        for i in 0..n {
+            let body = if i + 1 == n {
+                "a".to_owned()
+            } else {
+                format!("...F{} ", i + 1).repeat(fan)
+            };
+            doc.push_str(&format!(" fragment F{i} on Q {{ {body} }}"));
+        }
+        doc
+    }
+
+    #[test]
+    fn fragments_are_expanded_once_each_and_refused_past_the_cap() {
+        // 100^29 fields if walked spread by spread (the bomb of the
+        // review); refused by its spread count, at once.
+        let started = Instant::now();
+        assert_eq!(
+            check_expansion(&parse(&chain(30, 100))),
+            Err(Refused::TooManySpreads { max: MAX_SPREADS })
+        );
+        // Under the spread cap: 40^19 fields, refused by expansion.
+        assert_eq!(
+            check_expansion(&parse(&chain(20, 40))),
+            Err(Refused::ExpandsTooFar {
+                max: MAX_EXPANDED_FIELDS
+            })
+        );
+        // Saturating: 2^99 would overflow a usize.
+        assert_eq!(
+            check_expansion(&parse(&chain(100, 2))),
+            Err(Refused::ExpandsTooFar {
+                max: MAX_EXPANDED_FIELDS
+            })
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Exactly at the cap: F1 expands to 100 x 100 fields.
+        let at_cap = format!(
+            "{{ ...F1 }} fragment F1 on Q {{ {} }} fragment F0 on Q {{ {} }}",
+            "...F0 ".repeat(100),
+            (0..100).map(|i| format!("f{i} ")).collect::<String>()
+        );
+        assert_eq!(check_expansion(&parse(&at_cap)), Ok(()));
+        let over = at_cap.replacen("{ ...F1 }", "{ x ...F1 }", 1);
+        assert_eq!(
+            check_expansion(&parse(&over)),
+            Err(Refused::ExpandsTooFar {
+                max: MAX_EXPANDED_FIELDS
+            })
+        );
+        // Two operations add up; nested fields and inline fragments count.
+        let two = at_cap.replacen(
+            "{ ...F1 }",
+            "query a { ...F1 } query b { y { ... on Q { z } } }",
+            1,
+        );
+        assert!(check_expansion(&parse(&two)).is_err());
+        // An unused fragment is held to the cap too.
+        let unused = at_cap.replacen("{ ...F1 }", "{ a }", 1);
+        assert_eq!(check_expansion(&parse(&unused)), Ok(()));
+        let unused = unused.replacen("{ a }", "{ a } fragment F2 on Q { ...F1 ...F1 }", 1);
+        assert!(check_expansion(&parse(&unused)).is_err());
+        // Small documents, and unknown fragments (validation reports them).
+        assert_eq!(check_expansion(&parse(&chain(3, 3))), Ok(()));
+        assert_eq!(check_expansion(&parse("{ a ...Missing }")), Ok(()));
+        assert_eq!(check_expansion(&parse("{ a { b c } d }")), Ok(()));
+    }
+
+    #[test]
+    fn fragment_cycles_and_counts_are_refused() {
+        for doc in [
+            "{ ...A } fragment A on Q { a ...A }",
+            "{ ...A } fragment A on Q { ...B } fragment B on Q { c { ...C } } fragment C on Q { ...A }",
+            // Unused, still a cycle.
+            "{ a } fragment A on Q { ...B } fragment B on Q { ...A }",
+        ] {
+            let refused = check_expansion(&parse(doc)).unwrap_err();
+            assert!(
+                matches!(refused, Refused::FragmentCycle { .. }),
+                "{doc}: {refused:?}"
+            );
+            assert_eq!(refused.code(), "QUERY_TOO_COMPLEX");
+        }
+        // A diamond is no cycle.
+        let diamond = "{ ...A } fragment A on Q { ...B ...C } fragment B on Q { ...D } \
+                       fragment C on Q { ...D } fragment D on Q { d }";
+        assert_eq!(check_expansion(&parse(diamond)), Ok(()));
+        let many: String = (0..=MAX_FRAGMENTS)
+            .map(|i| format!(" fragment F{i} on Q {{ a }}"))
+            .collect();
+        assert_eq!(
+            check_expansion(&parse(&format!("{{ a }}{many}"))),
+            Err(Refused::TooManyFragments {
+                count: MAX_FRAGMENTS + 1,
+                max: MAX_FRAGMENTS
+            })
+        );
+        let spreads = format!(
+            "{{ {} }} fragment F on Q {{ a }}",
+            "...F ".repeat(MAX_SPREADS + 1)
+        );
+        assert_eq!(
+            check_expansion(&parse(&spreads)),
+            Err(Refused::TooManySpreads { max: MAX_SPREADS })
+        );
     }
 
     #[test]

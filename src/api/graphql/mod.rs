@@ -203,9 +203,12 @@ pub async fn execute(schema: &ApiSchema, session: Session, mut req: Request) -> 
 }
 
 /// Checks `req` against the document limits, before anything recursive
-/// reads it; then parses it (the parse is kept for execution) and says
-/// which kind of operation it selects (none when it does not parse or
-/// names no operation it has: execution reports that).
+/// reads it; then parses it (the parse is kept for execution), refuses it
+/// when its fragments expand too far (before async-graphql's own checks
+/// walk them, once per spread), and says which kind of operation it
+/// selects (none when it does not parse or names no operation it has:
+/// execution reports that). Every path runs this first: POST, GET and the
+/// WebSocket.
 pub(crate) fn prepare(limits: &Api, req: &mut Request) -> Result<Option<OperationType>, Refused> {
     limits::check_document(
         &req.query,
@@ -217,6 +220,7 @@ pub(crate) fn prepare(limits: &Api, req: &mut Request) -> Result<Option<Operatio
     let Ok(doc) = req.parsed_query() else {
         return Ok(None);
     };
+    limits::check_expansion(doc)?;
     Ok(match (&doc.operations, name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops
@@ -520,6 +524,59 @@ mod tests {
         assert_eq!(kind("{ a", None), Ok(None));
         let deep = format!("{{ a(x: {}1{}) }}", "[".repeat(100), "]".repeat(100));
         assert_eq!(kind(&deep, None), Err(Refused::TooDeep { max: 32 }));
+        let bomb = fragment_bomb(30, 100);
+        assert_eq!(
+            kind(&bomb, None),
+            Err(Refused::TooManySpreads {
+                max: limits::MAX_SPREADS
+            })
+        );
+        let bomb = fragment_bomb(20, 40);
+        assert_eq!(
+            kind(&bomb, None),
+            Err(Refused::ExpandsTooFar {
+                max: limits::MAX_EXPANDED_FIELDS
+            })
+        );
+        assert_eq!(
+            kind(&fragment_bomb(3, 3), None),
+            Ok(Some(OperationType::Query))
+        );
+    }
+
+    /// `n` fragments, each spreading the next `fan` times: `fan^n` fields.
+    fn fragment_bomb(n: usize, fan: usize) -> String {
+        let mut doc = String::from("{ ...F0 }");
+        for i in 0..n {
+            let body = if i + 1 == n {
+                "a".to_owned()
+            } else {
+                format!("...F{} ", i + 1).repeat(fan)
+            };
+            doc.push_str(&format!(" fragment F{i} on QueryRoot {{ {body} }}"));
+        }
+        doc
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_refused_in_bounded_time_and_counted_as_too_complex() {
+        let limits = Api::default();
+        let started = std::time::Instant::now();
+        let mut req = Request::new(fragment_bomb(20, 40));
+        let refused = prepare(&limits, &mut req).unwrap_err();
+        assert_eq!(refused.code(), "QUERY_TOO_COMPLEX");
+        assert_eq!(
+            refusal(&refused).errors[0]
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("code")),
+            Some(&async_graphql::Value::from("QUERY_TOO_COMPLEX"))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
