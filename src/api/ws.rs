@@ -19,12 +19,18 @@
 //! most `api.max_subscriptions_per_connection` subscriptions at once, sends
 //! at most `api.ws_messages_per_second` messages (`api.ws_message_burst`
 //! at once; a connection over it is closed) and no message or frame over
-//! `api.max_ws_message_bytes` (the connection is closed).
+//! `api.max_ws_message_bytes` (the connection is closed). At most
+//! `api.max_ws_connections` connections are open at once, and
+//! `api.max_ws_connections_per_address` from one address (an IPv6 /64):
+//! past either an upgrade answers 429 `TOO_MANY_CONNECTIONS`, so one
+//! client cannot hold every file descriptor of the port.
 
 use std::any::TypeId;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_graphql::futures_util::stream::{self, BoxStream, Stream, StreamExt};
@@ -55,6 +61,7 @@ struct WsState {
     schema: ApiSchema,
     auth: Arc<Auth>,
     shutdown: CancellationToken,
+    open: Arc<Open>,
 }
 
 pub fn router(schema: ApiSchema, auth: Arc<Auth>, shutdown: CancellationToken) -> Router {
@@ -64,7 +71,61 @@ pub fn router(schema: ApiSchema, auth: Arc<Auth>, shutdown: CancellationToken) -
             schema,
             auth,
             shutdown,
+            open: Arc::default(),
         })
+}
+
+/// The open connections, in all and per address key.
+#[derive(Default)]
+struct Open(Mutex<(usize, HashMap<IpAddr, usize>)>);
+
+/// One open connection; dropping it (the connection ended, or its upgrade
+/// never completed) frees its place.
+struct Place {
+    open: Arc<Open>,
+    key: IpAddr,
+}
+
+impl Open {
+    fn enter(self: &Arc<Self>, ip: IpAddr, limits: &Api) -> Option<Place> {
+        let key = crate::auth::limit::address_key(ip);
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (total, by_address) = &mut *guard;
+        let mine = by_address.entry(key).or_default();
+        if *total >= limits.max_ws_connections || *mine >= limits.max_ws_connections_per_address {
+            if *mine == 0 {
+                by_address.remove(&key);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Place {
+            open: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut guard = self
+            .open
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (total, by_address) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(n) = by_address.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                by_address.remove(&self.key);
+            }
+        }
+    }
 }
 
 async fn upgrade(
@@ -77,10 +138,19 @@ async fn upgrade(
     // Checked by the guard already when present.
     let from_header = guard::credential(&headers);
     let limits = graphql::api_state(&state.schema).map_or_else(Api::default, |a| a.limits.clone());
+    let Some(place) = state.open.enter(session.ip, &limits) else {
+        ::metrics::counter!(metric::GRAPHQL_REFUSED, "code" => "TOO_MANY_CONNECTIONS").increment(1);
+        return guard::error(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_CONNECTIONS",
+            "too many WebSocket connections from this address or in all: close one first",
+        );
+    };
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)
         .on_upgrade(move |socket| async move {
+            let _place = place;
             let (accepted_tx, accepted) = tokio::sync::oneshot::channel::<String>();
             let auth = state.auth.clone();
             let (sink, input) = socket.split();
@@ -333,6 +403,32 @@ mod tests {
         // Saved up to the burst, no more.
         let later = t0 + Duration::from_secs(60);
         assert_eq!((0..10).filter(|_| b.take(later)).count(), 5);
+    }
+
+    #[test]
+    fn connections_are_capped_per_address_and_in_all_and_freed_on_drop() {
+        let limits = Api {
+            max_ws_connections: 3,
+            max_ws_connections_per_address: 2,
+            ..Api::default()
+        };
+        let open = Arc::new(Open::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a6: IpAddr = "2001:db8::1".parse().unwrap();
+        let same64: IpAddr = "2001:db8::2".parse().unwrap();
+        let (p1, p2) = (open.enter(a, &limits), open.enter(a, &limits));
+        assert!(p1.is_some() && p2.is_some());
+        assert!(open.enter(a, &limits).is_none(), "per address");
+        let p3 = open.enter(a6, &limits);
+        assert!(p3.is_some());
+        assert!(open.enter(same64, &limits).is_none(), "in all");
+        drop(p3);
+        let p4 = open.enter(same64, &limits);
+        assert!(p4.is_some());
+        drop((p1, p2, p4));
+        let state = open.0.lock().unwrap();
+        assert_eq!(state.0, 0);
+        assert!(state.1.is_empty(), "nothing left behind: {:?}", state.1);
     }
 
     #[test]

@@ -537,6 +537,10 @@ pub struct Api {
     pub ws_message_burst: u32,
     /// Largest WebSocket message (and frame) accepted.
     pub max_ws_message_bytes: usize,
+    /// WebSocket connections open at once, and from one address (an IPv6
+    /// /64); past either, an upgrade answers 429 `TOO_MANY_CONNECTIONS`.
+    pub max_ws_connections: usize,
+    pub max_ws_connections_per_address: usize,
 }
 
 impl Default for Api {
@@ -554,6 +558,8 @@ impl Default for Api {
             ws_messages_per_second: 20,
             ws_message_burst: 100,
             max_ws_message_bytes: 512 * 1024,
+            max_ws_connections: 1024,
+            max_ws_connections_per_address: 32,
         }
     }
 }

@@ -136,6 +136,11 @@ fn check_api(cfg: &Config, problems: &mut Vec<Problem>) {
         ),
         ("api.ws_message_burst", wide(a.ws_message_burst.into())),
         ("api.max_ws_message_bytes", a.max_ws_message_bytes),
+        ("api.max_ws_connections", a.max_ws_connections),
+        (
+            "api.max_ws_connections_per_address",
+            a.max_ws_connections_per_address,
+        ),
     ];
     for (key, value) in limits {
         if value == 0 {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::assert_serving;
 use crate::common::bearer_client;
@@ -524,6 +525,62 @@ async fn websocket_floods_are_capped_and_closed() {
         msg["payload"]["data"]["systemStatus"]["lastSeq"].is_u64(),
         "{msg}"
     );
+}
+
+/// A WebSocket handshake from `local` (a loopback address of the test's
+/// choosing) to the node: Ok, or the HTTP status it was refused with.
+async fn ws_upgrade_from(daemon: &Daemon, local: &str) -> Result<ws::Ws, u16> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", daemon.ports["websocket"])
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    match tokio_tungstenite::client_async(request, tcp).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+/// One address cannot hold every WebSocket connection: past
+/// `max_ws_connections_per_address` (32) its upgrades answer 429, another
+/// address still connects, and closing frees the places.
+#[tokio::test]
+async fn websocket_connections_are_capped_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path()).await;
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..40 {
+        match ws_upgrade_from(&daemon, "127.0.0.1").await {
+            Ok(ws) => held.push(ws),
+            Err(status) => refused.push(status),
+        }
+    }
+    assert_eq!(held.len(), 32, "refused: {refused:?}");
+    assert!(refused.iter().all(|&s| s == 429), "{refused:?}");
+    assert!(
+        ws_upgrade_from(&daemon, "127.0.0.2").await.is_ok(),
+        "another address is refused"
+    );
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ws_upgrade_from(&daemon, "127.0.0.1").await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed connections did not free their places"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serving(&daemon).await;
 }
 
 /// `n` fragments, each spreading the next `fan` times: `fan^(n-1)` fields
