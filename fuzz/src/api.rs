@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 const ADMIN_PASSWORD: &str = "fuzz-admin-password";
 
 struct Node {
+    /// Kept (not leaked) so LeakSanitizer sees it reachable.
+    _app: std::sync::Mutex<App>,
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     url: String,
@@ -85,9 +87,8 @@ static NODE: LazyLock<Node> = LazyLock::new(|| {
             .unwrap();
         (app, url, key)
     });
-    // The node lives as long as the process.
-    std::mem::forget(app);
     Node {
+        _app: std::sync::Mutex::new(app),
         rt,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
