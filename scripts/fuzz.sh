@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
     "$bin/$t" "$work/$t" "corpus/$t" -runs="$runs" -max_total_time="$seconds" \
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" -timeout=60 -rss_limit_mb=4096 \
         >"$work/$t.log" 2>&1 || status=$?
-    "$bin/$t" -merge=1 "corpus/$t" "$work/$t" >/dev/null 2>&1 || true
+    "$bin/$t" -merge=1 -artifact_prefix="$work/" "corpus/$t" "$work/$t" >/dev/null 2>&1 || true
     after=$(find "corpus/$t" -type f | wc -l)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -1)
     secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$work/$t.log" | tail -1)
