@@ -422,3 +422,74 @@ async fn the_gql_python_client_receives_alerts_over_both_protocols() {
     }
     node.app.stop().await;
 }
+
+/// Reads `socket` until the server closes it; false when it is still open
+/// after `within`.
+async fn closed_within(socket: &mut Ws, within: Duration) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// A connection that never sends `connection_init` keeps its place only
+/// for the init timeout (10 s): silent upgrades cannot hold every place of
+/// the port.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_init_timeout_and_frees_its_place() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.api.max_ws_connections_per_address = 2;
+    let node = Node::start(cfg).await;
+    let addr = node.app.addrs().websocket;
+    let upgrade = || async move {
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio_tungstenite::client_async(request, tcp).await
+    };
+    let started = std::time::Instant::now();
+    let (mut silent_a, _) = ws::connect(addr, "graphql-transport-ws").await;
+    let (mut silent_b, _) = ws::connect(addr, "graphql-ws").await;
+    // Both places of the address are taken.
+    match upgrade().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("a third upgrade was not refused: {:?}", other.map(|_| ())),
+    }
+    for socket in [&mut silent_a, &mut silent_b] {
+        assert!(
+            closed_within(socket, Duration::from_secs(15)).await,
+            "a connection that never authenticated is still open"
+        );
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(9) && elapsed < Duration::from_secs(14),
+        "closed after {elapsed:?}, not the 10 s init timeout"
+    );
+    // Their places are free: two new connections authenticate and work.
+    let mut a = connected(&node, "graphql-transport-ws").await;
+    let _b = connected(&node, "graphql-ws").await;
+    ws::subscribe(
+        &mut a,
+        false,
+        "status",
+        "subscription { systemStatus(intervalSeconds: 1) { uptimeSeconds } }",
+        json!({}),
+    )
+    .await;
+    assert!(ws::next(&mut a, Duration::from_secs(5)).await.is_some());
+    node.app.stop().await;
+}

@@ -150,11 +150,14 @@ pub enum Transport {
 
 impl Transport {
     /// The transport of the listener named `source` (`syslog_udp`, ...).
+    /// A name not listed here counts as UDP, the least trusted: a new
+    /// listener is never trusted by default through a typo or an
+    /// oversight.
     pub fn of(source: &str, client_certs: bool) -> Transport {
         match source {
-            "syslog_udp" | "gelf_udp" => Transport::Udp,
+            "syslog_tcp" | "gelf_tcp" => Transport::Tcp,
             "syslog_tls" => Transport::Tls { client_certs },
-            _ => Transport::Tcp,
+            _ => Transport::Udp,
         }
     }
 }
@@ -675,6 +678,23 @@ mod tests {
                 client_certs: false
             }
         );
+    }
+
+    #[test]
+    fn unknown_listener_names_are_untrusted_udp() {
+        for name in [
+            "",
+            "syslog",
+            "syslog_tcp2",
+            "SYSLOG_TCP",
+            "http",
+            "journald",
+        ] {
+            assert_eq!(Transport::of(name, true), Transport::Udp, "{name:?}");
+        }
+        // So a private allow-list does not make an unknown listener trusted.
+        let cfg = listener_cfg(&["10.0.0.0/8"], None);
+        assert!(!listener_trusted(&cfg, Transport::of("mystery", false)));
     }
 
     #[test]

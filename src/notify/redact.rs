@@ -88,7 +88,15 @@ fn strip_urls(text: &str) -> String {
         let scheme = &before[before.len() - scheme_len..];
         let scheme = scheme.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
         out.push_str(&before[..before.len() - scheme.len()]);
-        let after = &rest[at + 3..];
+        let mut after = &rest[at + 3..];
+        // A `user:pass@` may hold any character that would end a URL in
+        // running text (`"`, `<`, `|`, `\`, ...): everything up to the last
+        // `@` before the next whitespace goes, whatever it holds.
+        let word = after.find(char::is_whitespace).unwrap_or(after.len());
+        let userinfo = after[..word].rfind('@').is_some_and(|p| {
+            after = &after[p + 1..];
+            true
+        });
         let end = after.find(ends_url).unwrap_or(after.len());
         let mut url = &after[..end];
         // Punctuation closing the sentence or a parenthesis is not the URL's.
@@ -106,7 +114,7 @@ fn strip_urls(text: &str) -> String {
             out.push_str("://");
         }
         out.push_str(host);
-        if host.len() < url.len() {
+        if userinfo || host.len() < url.len() {
             out.push_str(ELIDED);
         }
         out.push_str(trailer);
@@ -125,11 +133,17 @@ fn is_secret_key(key: &str) -> bool {
         && (SECRET_KEYS.contains(&key) || SECRET_SUFFIXES.iter().any(|s| key.ends_with(s)))
 }
 
-/// The key ending just before the separator at `sep`: spaces and one
+/// Blanks between a key, its separator and its value: ASCII whitespace
+/// other than a newline (which ends a `key: value` line).
+fn is_blank(b: u8) -> bool {
+    b.is_ascii_whitespace() && b != b'\n'
+}
+
+/// The key ending just before the separator at `sep`: blanks and one
 /// closing quote (`"`, `'`, or JSON-escaped `\"`) may stand between.
 fn key_before(lower: &[u8], sep: usize) -> (usize, usize) {
     let mut end = sep;
-    while end > 0 && lower[end - 1] == b' ' {
+    while end > 0 && is_blank(lower[end - 1]) {
         end -= 1;
     }
     if end > 0 && matches!(lower[end - 1], b'"' | b'\'') {
@@ -151,7 +165,7 @@ fn key_before(lower: &[u8], sep: usize) -> (usize, usize) {
 fn value_after(text: &str, sep: usize) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut start = sep + 1;
-    while start < bytes.len() && bytes[start] == b' ' {
+    while start < bytes.len() && is_blank(bytes[start]) {
         start += 1;
     }
     // An opening quote, possibly JSON-escaped: the value ends at its match.
@@ -162,11 +176,7 @@ fn value_after(text: &str, sep: usize) -> Option<(usize, usize)> {
     };
     if let Some((len, q)) = quote {
         start += len;
-        let closing: &[u8] = if len == 2 { &q } else { &q[..1] };
-        let end = text.as_bytes()[start..]
-            .windows(closing.len())
-            .position(|w| w == closing)
-            .map_or(text.len(), |p| p + start);
+        let end = closing_quote(bytes, start, len == 2, q[len - 1]);
         return (end > start).then_some((start, end));
     }
     let word_end = |from: usize| {
@@ -182,7 +192,7 @@ fn value_after(text: &str, sep: usize) -> Option<(usize, usize)> {
     }
     // `Authorization: Bearer abc`: the credential is the next word.
     if SCHEMES.contains(&text[start..end].to_ascii_lowercase().as_str())
-        && bytes.get(end) == Some(&b' ')
+        && bytes.get(end).is_some_and(|b| is_blank(*b))
     {
         let next = word_end(end + 1);
         if next > end + 1 {
@@ -190,6 +200,29 @@ fn value_after(text: &str, sep: usize) -> Option<(usize, usize)> {
         }
     }
     Some((start, end))
+}
+
+/// Where the quoted value starting at `from` ends: at its closing quote
+/// `q` (`\q` when `escaped`, the value being inside a JSON string), past
+/// every backslash escape (`\q` inside `"…"`, `\\\q` inside `\"…\"`), or
+/// at the end of the text when it has none.
+fn closing_quote(bytes: &[u8], from: usize, escaped: bool, q: u8) -> usize {
+    let mut i = from;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'\\', Some(&b'\\')) if escaped => {
+                // An escape inside the JSON string: `\\` then the escaped
+                // character, itself escaped (`\q`, `\\`) or plain (`n`).
+                i += 2;
+                i += if bytes.get(i) == Some(&b'\\') { 2 } else { 1 };
+            }
+            (b'\\', Some(&c)) if escaped && c == q => return i,
+            (b'\\', Some(_)) if !escaped => i += 2,
+            (c, _) if c == q && !escaped => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 fn mask_pairs(text: &str) -> String {
@@ -320,6 +353,66 @@ mod tests {
             (r#"{"password":"unterminated"#, r#"{"password":"***"#),
         ] {
             assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn tabs_and_other_blanks_around_the_separator_are_skipped() {
+        for (input, expected) in [
+            ("password:\thunter2", "password:\t***"),
+            ("password\t=\t hunter2 x", "password\t=\t *** x"),
+            ("password :\r hunter2", "password :\r ***"),
+            (
+                "Authorization:\tBearer\tabc next",
+                "Authorization:\t*** next",
+            ),
+            // A newline ends the line: the next line is not the value.
+            ("password:\nuser: x", "password:\nuser: x"),
+        ] {
+            assert_eq!(redact(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_quotes_do_not_end_a_quoted_value() {
+        for (input, expected) in [
+            (r#"{"password":"ab\"cd"}"#, r#"{"password":"***"}"#),
+            (
+                r#"{"password":"ab\\","x":1}"#,
+                r#"{"password":"***","x":1}"#,
+            ),
+            (r#"{'password':'it\'s'}"#, r#"{'password':'***'}"#),
+            (
+                r#"{\"password\":\"ab\\\"cd\"}"#,
+                r#"{\"password\":\"***\"}"#,
+            ),
+            (
+                r#"{\"password\":\"ab\\\\\",\"x\":1}"#,
+                r#"{\"password\":\"***\",\"x\":1}"#,
+            ),
+        ] {
+            let out = redact(input);
+            assert_eq!(out, expected, "{input}");
+            assert!(!out.contains("cd") && !out.contains("ab"), "{out}");
+        }
+    }
+
+    #[test]
+    fn a_password_with_url_ending_characters_is_dropped_whole() {
+        for (input, expected) in [
+            (
+                r#"GET http://admin:p"ss<x>|y@am.example:9093/api failed"#,
+                "GET http://am.example:9093/… failed",
+            ),
+            (
+                "redis://:pa'ss`w\\rd@cache:6379 down",
+                "redis://cache:6379/… down",
+            ),
+            ("http://u:a@b@host/x", "http://host/…"),
+            ("http://u:p>w@host", "http://host/…"),
+        ] {
+            let out = redact(input);
+            assert_eq!(out, expected, "{input}");
         }
     }
 

@@ -223,6 +223,17 @@ pub fn check_query(text: &str, max_bytes: usize, max_depth: usize) -> Result<(),
             "the query nests deeper than {max_depth} levels (parentheses, quotes, +/-/NOT): simplify it"
         )));
     }
+    // tantivy separates a JSON field's path from its value with control
+    // bytes: one in a `labels.`/`fields.` path trips an assertion in its
+    // query parser (found by the search_query fuzz target).
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(Error::QueryLimit(
+            "the query holds a control character: remove it".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -341,13 +352,16 @@ fn range_end(b: &[u8], i: usize) -> Option<usize> {
 /// braces) plus the unary prefixes (`+`, `-`, `!`, `NOT`) in a row before a
 /// term or group; a phrase, regex or range counts one, as a leaf.
 ///
-/// It reads the text as the grammar does where a term may start (at the
-/// beginning, after whitespace, `(`, `[`, `{`, `:` or a prefix): a phrase
-/// in `"..."` or `'...'` (`\` escapes; the other quote is text), a regex
-/// `/.../` (`\/` escapes; quotes are text) unless a field name reads
-/// first, a range whose bounds may hold `'`. Anywhere else a quote is
-/// counted as text: the parser stops there, so what follows is never
-/// parsed, and counting it only errs high.
+/// A word ends at a quote, bracket, brace or parenthesis, and the grammar
+/// reads the next term right there (`multispace0` between terms), so any
+/// unescaped `"` or `'` outside a range or regex opens a phrase (`\`
+/// escapes; the other quote is text), and `[` or `{` may open a range
+/// (whose bounds may hold `'`), wherever they stand. A regex `/.../`
+/// (`\/` escapes; quotes are text), unless a field name reads first, and
+/// a `>`/`<` range are read where a term may start: at the beginning,
+/// after whitespace, `(`, `)`, `[`, `]`, `{`, `}`, `:`, a prefix, or a
+/// phrase, regex or range. Where it is unsure the scan counts more, never
+/// less: an unterminated phrase is text, so what follows counts.
 pub fn query_depth(text: &str) -> usize {
     let b = text.as_bytes();
     let (mut parens, mut prefixes, mut deepest) = (0usize, 0usize, 0usize);
@@ -356,21 +370,21 @@ pub fn query_depth(text: &str) -> usize {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        if start {
-            let leaf = match c {
-                b'"' | b'\'' => phrase_end(b, i),
-                b'/' | b'>' | b'<' if field_name_end(b, i).is_some() => None,
-                b'/' => regex_end(b, i),
-                b'>' | b'<' | b'[' | b'{' => range_end(b, i),
-                _ => None,
-            };
-            if let Some(end) = leaf {
-                deepest = deepest.max(parens + prefixes + 1);
-                prefixes = 0;
-                start = false;
-                i = end;
-                continue;
-            }
+        let leaf = match c {
+            b'"' | b'\'' => phrase_end(b, i),
+            b'[' | b'{' => range_end(b, i),
+            b'/' | b'>' | b'<' if !start || field_name_end(b, i).is_some() => None,
+            b'/' => regex_end(b, i),
+            b'>' | b'<' => range_end(b, i),
+            _ => None,
+        };
+        if let Some(end) = leaf {
+            deepest = deepest.max(parens + prefixes + 1);
+            prefixes = 0;
+            // The grammar reads the next term right after a leaf.
+            start = true;
+            i = end;
+            continue;
         }
         match c {
             b'(' | b'[' | b'{' => {
@@ -381,7 +395,7 @@ pub fn query_depth(text: &str) -> usize {
             b')' | b']' | b'}' => {
                 parens = parens.saturating_sub(1);
                 prefixes = 0;
-                start = false;
+                start = true;
             }
             // A prefix keeps `start` as it was: `-"a"` is a phrase, `a-"b"` is not.
             b'+' | b'-' | b'!' => prefixes += 1,
@@ -1454,6 +1468,11 @@ mod tests {
             );
         }
         assert!(refused("a ".repeat(MAX_QUERY_BYTES)));
+        // A control byte in a JSON field's path (found by fuzzing: tantivy
+        // asserts on it); tabs and newlines are whitespace.
+        assert!(refused("labels.a\0b:1".into()));
+        assert!(refused("fields.x\u{1}y:5".into()));
+        assert!(!refused("host.name:web\tAND\nfailed".into()));
         // Within the limits, the parser answers (a result or its error).
         let ok = format!(
             "{}a{}",
@@ -1487,8 +1506,6 @@ mod tests {
             // Escaped quotes are text.
             format!("\\\" {} \\\"", deep(over)),
             format!("\\' {} \\'", deep(over)),
-            // A quote inside a word does not open a phrase.
-            format!("a\"b {} c\"", deep(over)),
             // A field name reads before a regex: `/x:(` is a group.
             format!("/x:{}/ ", deep(over)),
             // An unterminated phrase: everything counts.
@@ -1508,6 +1525,11 @@ mod tests {
             format!("/{}/", "(".repeat(1000)),
             format!("f:/a\\/{}/ b", "(".repeat(1000)),
             format!("(/\"/) {}", deep(MAX_QUERY_DEPTH - 1)),
+            // A word ends at a quote and a phrase starts right there
+            // (after the first term; the first must be followed by
+            // whitespace, so here tantivy stops at the quote).
+            format!("a\"b {} c\"", deep(over)),
+            format!("x a\"b {} c\"", deep(MAX_QUERY_DEPTH - 1)),
         ] {
             let short: String = text.chars().take(30).collect();
             assert!(!refused(&text), "{short}");
@@ -1528,9 +1550,190 @@ mod tests {
             "\"it's\"",
             "a OR 'b c'",
             "(/\"/)",
+            "x a\"b ((a)) c\"",
         ] {
             assert!(tantivy::query_grammar::parse_query(text).is_ok(), "{text}");
         }
+    }
+
+    /// The second review's shapes: a quote, regex or range right after a
+    /// word, a `)` or a phrase is read by tantivy (no whitespace needed
+    /// between terms), so the scan must read it too, `n` groups deep.
+    fn desync_shapes(n: usize) -> Vec<String> {
+        let deep = format!("{}y{}", "(".repeat(n), ")".repeat(n));
+        vec![
+            format!("x a\" \"{deep} b\" \""),
+            format!("x a' '{deep} b' '"),
+            format!("x (a)\" \"{deep} b\" \""),
+            format!("x \"a\"/ \"/ {deep} /\""),
+            format!("x \"a\"/\"/ {deep} /\""),
+            format!("x [a TO b]/ \"/ {deep} /\""),
+            format!("x[a' TO b]{deep} '"),
+            format!("x (a)/ '/ {deep} '"),
+        ]
+    }
+
+    #[test]
+    fn the_depth_scan_reads_terms_that_follow_without_whitespace() {
+        let refused = |text: &str| check_query(text, usize::MAX, MAX_QUERY_DEPTH).is_err();
+        for n in [MAX_QUERY_DEPTH + 1, 2_000] {
+            for text in desync_shapes(n) {
+                let short: String = text.chars().take(30).collect();
+                assert!(query_depth(&text) >= n, "{short}");
+                assert!(refused(&text), "{short}");
+            }
+        }
+        // At the store's 64 KiB ceiling, refused by depth.
+        for text in desync_shapes((MAX_QUERY_BYTES - 40) / 2) {
+            assert!(text.len() <= MAX_QUERY_BYTES);
+            let refused = check_query(&text, MAX_QUERY_BYTES, MAX_QUERY_DEPTH).unwrap_err();
+            assert!(refused.to_string().contains("nest"), "{refused}");
+        }
+        // Each shape is what tantivy reads: a word, then a phrase, regex or
+        // range right after it (shallow here, so it parses on any stack).
+        for text in desync_shapes(3) {
+            let ast = tantivy::query_grammar::parse_query(&text);
+            if let Ok(ast) = ast {
+                assert!(query_depth(&text) + 1 >= ast_depth(&ast), "{text}");
+            }
+        }
+        assert!(tantivy::query_grammar::parse_query("x a\" \"((y)) b\" \"").is_ok());
+    }
+
+    /// How many clauses tantivy's AST nests (the whole query is one when it
+    /// has more than one term: one more than the groups it parsed).
+    fn ast_depth(ast: &tantivy::query_grammar::UserInputAst) -> usize {
+        use tantivy::query_grammar::UserInputAst;
+        match ast {
+            UserInputAst::Clause(items) if items.is_empty() => 0,
+            UserInputAst::Clause(items) => {
+                1 + items
+                    .iter()
+                    .map(|(_, ast)| ast_depth(ast))
+                    .max()
+                    .unwrap_or(0)
+            }
+            UserInputAst::Boost(ast, _) => ast_depth(ast),
+            UserInputAst::Leaf(_) => 0,
+        }
+    }
+
+    /// Appends to `out` up to 4 terms, each a leaf or a group of terms
+    /// (at most 8 deep), joined by whitespace, an operator or nothing (the
+    /// grammar reads the next term right after a phrase, range or group);
+    /// returns how deep its groups nest. The leaves are balanced and a
+    /// regex is preceded by whitespace, so when tantivy parses the whole
+    /// string, each group written is a group it parsed.
+    fn grouped_query(next: &mut impl FnMut() -> u64, depth: usize, out: &mut String) -> usize {
+        const LEAVES: &[&str] = &[
+            "a",
+            "x",
+            "\" \"",
+            "'a b'",
+            "\"'\"",
+            " /\"/ ",
+            " / '/ ",
+            "[a TO b]",
+            "[a' TO b']",
+            "\\\"",
+            "a:b",
+            "\"(\"",
+            "'(('",
+            "-a",
+            "NOT a",
+        ];
+        const SEPARATORS: &[&str] = &[" ", "", "", " AND ", " OR "];
+        let mut deepest = 0;
+        for k in 0..1 + next() % 4 {
+            if k > 0 {
+                out.push_str(SEPARATORS[(next() % SEPARATORS.len() as u64) as usize]);
+            }
+            if depth < 8 && next().is_multiple_of(3) {
+                out.push('(');
+                deepest = deepest.max(1 + grouped_query(next, depth + 1, out));
+                out.push(')');
+            } else {
+                out.push_str(LEAVES[(next() % LEAVES.len() as u64) as usize]);
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn the_depth_scan_never_reads_fewer_groups_than_tantivy_parses() {
+        // The scan before the second review read 17 of these shallower
+        // than tantivy (a phrase or regex right after a word, `)` or phrase).
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut parsed, mut nested) = (0, 0);
+        for _ in 0..50_000 {
+            let mut text = String::new();
+            let groups = grouped_query(&mut next, 0, &mut text);
+            if tantivy::query_grammar::parse_query(&text).is_err() {
+                continue;
+            }
+            parsed += 1;
+            if groups > 2 {
+                nested += 1;
+            }
+            assert!(
+                query_depth(&text) >= groups,
+                "{text:?}: scan {} < {groups} groups",
+                query_depth(&text)
+            );
+        }
+        assert!(
+            parsed > 10_000 && nested > 500,
+            "{parsed} parsed, {nested} nested"
+        );
+    }
+
+    #[test]
+    fn the_depth_scan_never_reads_less_than_tantivy_nests() {
+        // Strings over the characters that steer the scan, from a fixed
+        // xorshift seed; whenever tantivy parses one, the scan's depth is
+        // at least the nesting of the AST it built (less the clause of the
+        // whole query).
+        const ALPHABET: &[&str] = &[
+            "(", ")", "\"", "'", "/", "a", ":", "[", "]", "{", "}", "\\", " ", "NOT ", "-", " TO ",
+            "((", "))", " a ", "(a ", " a)", "\"a\"", "'a'",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut parsed, mut nested) = (0, 0);
+        for _ in 0..200_000 {
+            let len = 1 + (next() % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let Ok(ast) = tantivy::query_grammar::parse_query(&text) else {
+                continue;
+            };
+            parsed += 1;
+            let depth = ast_depth(&ast);
+            if depth > 1 {
+                nested += 1;
+            }
+            assert!(
+                query_depth(&text) + 1 >= depth,
+                "{text:?}: scan {} < tantivy {depth}",
+                query_depth(&text)
+            );
+        }
+        assert!(
+            parsed > 1_000 && nested > 50,
+            "{parsed} parsed, {nested} nested"
+        );
     }
 
     #[test]
@@ -1552,6 +1755,15 @@ mod tests {
             "\"a\" ".repeat(MAX_QUERY_BYTES / 4),
             "[a TO b] ".repeat(MAX_QUERY_BYTES / 9),
         ];
+        // The second review's shapes, as deep as the check lets through.
+        let shapes = shapes
+            .into_iter()
+            .chain(
+                desync_shapes(MAX_QUERY_DEPTH - 1)
+                    .into_iter()
+                    .filter(|text| check_query(text, MAX_QUERY_BYTES, MAX_QUERY_DEPTH).is_ok()),
+            )
+            .chain(desync_shapes(MAX_QUERY_DEPTH - 2));
         let (_d, index) = index_with(&[event(1, 1, "a")]);
         let index = std::sync::Arc::new(index);
         for text in shapes {

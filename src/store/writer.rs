@@ -331,11 +331,14 @@ pub fn spawn_bounded(
 /// unwinding from a panic: the queue is closed (submitters get
 /// [`SubmitError::Closed`], waiting ones included) and the bytes of the held
 /// and queued batches are released; their acks are dropped, so their
-/// submitters hear an error rather than nothing.
+/// submitters hear an error rather than nothing; and the indexer is told
+/// the writer finished, so it indexes what was committed and stops rather
+/// than waiting for events that never come (shutdown joins it).
 struct Running<'a> {
     rx: mpsc::Receiver<Request>,
     batch: Batch,
     bytes: &'a QueuedBytes,
+    progress: &'a Progress,
 }
 
 impl Drop for Running<'_> {
@@ -354,6 +357,8 @@ impl Drop for Running<'_> {
             );
         }
         self.bytes.release(held);
+        // Idempotent: after a normal return `run` has said so already.
+        self.progress.writer_finished();
     }
 }
 
@@ -368,6 +373,7 @@ fn run(
         rx,
         batch: Batch::default(),
         bytes,
+        progress,
     };
     let Running { rx, batch, .. } = &mut running;
     // Correlation windows first: no new event is evaluated before them.
@@ -661,9 +667,23 @@ mod tests {
             store.clone(),
             (4, 100_000),
             1000,
-            progress,
+            progress.clone(),
             Default::default(),
             None,
+        )
+        .unwrap();
+        // The indexer waits for the writer; it must hear that it died.
+        let (index, opened) =
+            crate::store::index::EventIndex::open(&dir.path().join("index")).unwrap();
+        let indexer = crate::store::indexer::spawn(
+            store.clone(),
+            Arc::new(index),
+            opened,
+            progress,
+            crate::store::indexer::IndexerConfig {
+                commit_interval: std::time::Duration::from_millis(10),
+                commit_max_events: 100_000,
+            },
         )
         .unwrap();
         let mut poison = Event {
@@ -696,6 +716,18 @@ mod tests {
             .await
             .unwrap();
         assert!(joined.is_err(), "the writer did not panic");
+        // The indexer stops (it waits up to an hour when idle otherwise):
+        // shutdown, which joins it, does not hang.
+        // Joined on a thread of its own: a hung indexer fails the test
+        // rather than holding the runtime's shutdown.
+        let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = joined_tx.send(indexer.join().is_ok());
+        });
+        let indexer_ok = tokio::time::timeout(std::time::Duration::from_secs(20), joined_rx)
+            .await
+            .expect("the indexer still waits for a writer that died");
+        assert_eq!(indexer_ok, Ok(true), "the indexer panicked");
         assert_eq!(writer.queued_bytes(), 0, "the held bytes were released");
         // Later submitters hear Closed at once, waiting or not.
         assert_eq!(

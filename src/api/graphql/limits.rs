@@ -30,8 +30,12 @@ pub enum Refused {
     /// `QUERY_TOO_COMPLEX`: more fragment spreads than [`MAX_SPREADS`].
     TooManySpreads { max: usize },
     /// `QUERY_TOO_COMPLEX`: with its fragments expanded, the document
-    /// selects more fields than [`MAX_EXPANDED_FIELDS`].
+    /// holds more selections (fields, fragment spreads, inline fragments)
+    /// than [`MAX_EXPANDED_FIELDS`].
     ExpandsTooFar { max: usize },
+    /// `BAD_REQUEST`: a spread names a fragment the document does not
+    /// define (async-graphql's depth check would walk around it unbounded).
+    UnknownFragment { name: String },
     /// `QUERY_TOO_COMPLEX`: a fragment spreads itself, directly or not.
     FragmentCycle { name: String },
 }
@@ -40,7 +44,8 @@ pub enum Refused {
 pub const MAX_FRAGMENTS: usize = 100;
 /// Most fragment spreads (`...Name`) one document may hold, counted as written.
 pub const MAX_SPREADS: usize = 1_000;
-/// Most fields one document may select once every fragment spread is
+/// Most selections (fields, fragment spreads and inline fragments, each
+/// counting 1) one document may hold once every fragment spread is
 /// replaced by its fragment (and for each fragment on its own).
 pub const MAX_EXPANDED_FIELDS: usize = 10_000;
 
@@ -53,6 +58,7 @@ impl Refused {
             | Refused::TooManySpreads { .. }
             | Refused::ExpandsTooFar { .. }
             | Refused::FragmentCycle { .. } => "QUERY_TOO_COMPLEX",
+            Refused::UnknownFragment { .. } => "BAD_REQUEST",
         }
     }
 
@@ -76,8 +82,12 @@ impl Refused {
                 "the GraphQL document spreads fragments more than {max} times: split the request"
             ),
             Refused::ExpandsTooFar { max } => format!(
-                "the GraphQL document selects more than {max} fields once its fragments are expanded: split the request"
+                "the GraphQL document holds more than {max} selections once its fragments are expanded: split the request"
             ),
+            Refused::UnknownFragment { name } => {
+                let name: String = name.chars().take(64).collect();
+                format!("the fragment `{name}` is not defined: define it or remove the spread")
+            }
             Refused::FragmentCycle { name } => {
                 // Names are at most the document's bytes; keep the message short.
                 let name: String = name.chars().take(64).collect();
@@ -161,11 +171,11 @@ pub fn check_variables<'a>(
     Ok(())
 }
 
-/// The fields a selection set selects itself (its own fields, those of its
-/// inline fragments, and of their sub-selections) and the fragments it
-/// spreads, one entry per spread as written.
+/// The selections a selection set holds itself (its own fields, inline
+/// fragments and spreads, and those of their sub-selections, each counting
+/// 1) and the fragments it spreads, one entry per spread as written.
 struct Shape<'a> {
-    fields: usize,
+    selections: usize,
     spreads: Vec<&'a str>,
 }
 
@@ -173,7 +183,7 @@ struct Shape<'a> {
 /// the spreads seen in the whole document and refuses past [`MAX_SPREADS`].
 fn shape<'a>(set: &'a SelectionSet, spreads: &mut usize) -> Result<Shape<'a>, Refused> {
     let mut out = Shape {
-        fields: 0,
+        selections: 0,
         spreads: Vec::new(),
     };
     let mut stack = vec![set];
@@ -181,11 +191,15 @@ fn shape<'a>(set: &'a SelectionSet, spreads: &mut usize) -> Result<Shape<'a>, Re
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
-                    out.fields = out.fields.saturating_add(1);
+                    out.selections = out.selections.saturating_add(1);
                     stack.push(&field.node.selection_set.node);
                 }
-                Selection::InlineFragment(inline) => stack.push(&inline.node.selection_set.node),
+                Selection::InlineFragment(inline) => {
+                    out.selections = out.selections.saturating_add(1);
+                    stack.push(&inline.node.selection_set.node);
+                }
                 Selection::FragmentSpread(spread) => {
+                    out.selections = out.selections.saturating_add(1);
                     *spreads += 1;
                     if *spreads > MAX_SPREADS {
                         return Err(Refused::TooManySpreads { max: MAX_SPREADS });
@@ -202,8 +216,12 @@ fn shape<'a>(set: &'a SelectionSet, spreads: &mut usize) -> Result<Shape<'a>, Re
 /// recursion-depth check, complexity and validation, which walk a fragment
 /// again at each spread) could not walk in bounded time: more than
 /// [`MAX_FRAGMENTS`] fragment definitions or [`MAX_SPREADS`] spreads, a
-/// fragment cycle, or more than [`MAX_EXPANDED_FIELDS`] fields once every
-/// spread is expanded (over all operations, and for each fragment). Each
+/// spread to a fragment it does not define (async-graphql's depth check
+/// skips those, so they would hide an unbounded walk), a fragment cycle,
+/// or more than [`MAX_EXPANDED_FIELDS`] selections once every spread is
+/// expanded (over all operations, and for each fragment). Every selection
+/// counts 1 (a field, an inline fragment, a spread), a spread plus its
+/// fragment's expansion, so selections without fields still add up. Each
 /// fragment's expanded size is computed once (memoised, saturating), so
 /// this is linear in the document, and no recursion follows client data.
 pub fn check_expansion(doc: &ExecutableDocument) -> Result<(), Refused> {
@@ -225,11 +243,20 @@ pub fn check_expansion(doc: &ExecutableDocument) -> Result<(), Refused> {
     for (_, op) in doc.operations.iter() {
         operations.push(shape(&op.node.selection_set.node, &mut spreads)?);
     }
+    if let Some(name) = shapes
+        .values()
+        .chain(operations.iter())
+        .flat_map(|shape| shape.spreads.iter())
+        .find(|name| !shapes.contains_key(*name))
+    {
+        return Err(Refused::UnknownFragment {
+            name: (*name).to_owned(),
+        });
+    }
     let too_far = || Refused::ExpandsTooFar {
         max: MAX_EXPANDED_FIELDS,
     };
     // Expanded size of each fragment, depth first with an explicit stack.
-    // Unknown fragments expand to nothing here: validation reports them.
     let mut sizes: HashMap<&str, usize> = HashMap::with_capacity(shapes.len());
     let mut open: HashSet<&str> = HashSet::new();
     for &root in shapes.keys() {
@@ -258,7 +285,7 @@ pub fn check_expansion(doc: &ExecutableDocument) -> Result<(), Refused> {
                 stack.push((child, 0));
                 continue;
             }
-            let size = shape.spreads.iter().fold(shape.fields, |sum, child| {
+            let size = shape.spreads.iter().fold(shape.selections, |sum, child| {
                 sum.saturating_add(sizes.get(child).copied().unwrap_or(0))
             });
             if size > MAX_EXPANDED_FIELDS {
@@ -272,7 +299,7 @@ pub fn check_expansion(doc: &ExecutableDocument) -> Result<(), Refused> {
     let total = operations.iter().fold(0usize, |total, op| {
         op.spreads
             .iter()
-            .fold(total.saturating_add(op.fields), |sum, child| {
+            .fold(total.saturating_add(op.selections), |sum, child| {
                 sum.saturating_add(sizes.get(child).copied().unwrap_or(0))
             })
     });
@@ -496,10 +523,11 @@ mod tests {
             })
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        // Exactly at the cap: F1 expands to 100 x 100 fields.
+        // Exactly at the cap: the operation's spread (1) plus F1's 99
+        // spreads, each 1 plus F0's 100 fields: 1 + 99 x 101 = 10,000.
         let at_cap = format!(
             "{{ ...F1 }} fragment F1 on Q {{ {} }} fragment F0 on Q {{ {} }}",
-            "...F0 ".repeat(100),
+            "...F0 ".repeat(99),
             (0..100).map(|i| format!("f{i} ")).collect::<String>()
         );
         assert_eq!(check_expansion(&parse(&at_cap)), Ok(()));
@@ -522,10 +550,77 @@ mod tests {
         assert_eq!(check_expansion(&parse(&unused)), Ok(()));
         let unused = unused.replacen("{ a }", "{ a } fragment F2 on Q { ...F1 ...F1 }", 1);
         assert!(check_expansion(&parse(&unused)).is_err());
-        // Small documents, and unknown fragments (validation reports them).
+        // Small documents.
         assert_eq!(check_expansion(&parse(&chain(3, 3))), Ok(()));
-        assert_eq!(check_expansion(&parse("{ a ...Missing }")), Ok(()));
         assert_eq!(check_expansion(&parse("{ a { b c } d }")), Ok(()));
+    }
+
+    /// The second review's bomb: F0..F29 each spread the next 31 times,
+    /// F30 spreads a fragment that does not exist; no field anywhere.
+    /// async-graphql's depth check walks it 31^30 times.
+    fn fieldless_bomb() -> String {
+        let mut doc = String::from("{ ...F0 }");
+        for i in 0..30 {
+            let body = format!("...F{} ", i + 1).repeat(31);
+            doc.push_str(&format!(" fragment F{i} on Q {{ {body} }}"));
+        }
+        doc.push_str(" fragment F30 on Q { ...Missing }");
+        doc
+    }
+
+    #[test]
+    fn spreads_and_inline_fragments_count_and_unknown_fragments_are_refused() {
+        let started = Instant::now();
+        let bomb = fieldless_bomb();
+        let refused = check_expansion(&parse(&bomb)).unwrap_err();
+        assert_eq!(
+            refused,
+            Refused::UnknownFragment {
+                name: "Missing".into()
+            }
+        );
+        assert_eq!(refused.code(), "BAD_REQUEST");
+        // The same without the unknown spread: refused by expansion, with
+        // no field in it.
+        let known = bomb.replace("{ ...Missing }", "{ ... on Q { __typename } }");
+        assert_eq!(
+            check_expansion(&parse(&known)),
+            Err(Refused::ExpandsTooFar {
+                max: MAX_EXPANDED_FIELDS
+            })
+        );
+        let empty_inline = bomb.replace("{ ...Missing }", "{ ... on Q { ... on Q { a } } }");
+        assert!(check_expansion(&parse(&empty_inline)).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Unknown fragments anywhere: in an operation, in an unused fragment.
+        for doc in [
+            "{ a ...Missing }",
+            "{ a { b ...Missing } }",
+            "{ a } fragment A on Q { ... on Q { ...Missing } }",
+        ] {
+            assert!(
+                matches!(
+                    check_expansion(&parse(doc)),
+                    Err(Refused::UnknownFragment { .. })
+                ),
+                "{doc}"
+            );
+        }
+        // Spreads and inline fragments count 1 each: 10,001 selections.
+        let spreads = format!(
+            "{{ {} }} fragment F on Q {{ {} }}",
+            "...F ".repeat(1_000),
+            "... on Q { a } ".repeat(4) + "b "
+        );
+        // 1,000 x (1 + 4 x 2 + 1) = 10,000: at the cap.
+        assert_eq!(check_expansion(&parse(&spreads)), Ok(()));
+        let over = spreads.replacen("{ ...F", "{ x ...F", 1);
+        assert_eq!(
+            check_expansion(&parse(&over)),
+            Err(Refused::ExpandsTooFar {
+                max: MAX_EXPANDED_FIELDS
+            })
+        );
     }
 
     #[test]
