@@ -137,8 +137,10 @@ in_root setpriv --reuid=secmon --regid=secmon --init-groups env $env_file \
 grep -q '^data_dir: /var/lib/secmon$' "$work/config.txt" || fail "the packaged binary's data dir is not /var/lib/secmon"
 ok "secmon config check --environment production passes as user secmon"
 # The administrator's CLI finds the data dir without flags.
-in_root setpriv --reuid=secmon --regid=secmon --init-groups /usr/bin/secmon user list \
-    | grep -q '"admin"' || fail "secmon user list does not find the admin"
+# Read whole, then searched: `grep -q` closing the pipe early would fail the write.
+users=$(in_root setpriv --reuid=secmon --regid=secmon --init-groups /usr/bin/secmon user list) \
+    || fail "secmon user list failed"
+grep -q '"admin"' <<<"$users" || fail "secmon user list does not find the admin"
 ok "secmon user list finds the admin without flags"
 
 in_root systemd-analyze verify /usr/lib/systemd/system/secmon.service >"$work/verify.txt" 2>&1 \
