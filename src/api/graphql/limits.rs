@@ -415,7 +415,7 @@ impl Summary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use async_graphql::Name;
 
@@ -485,8 +485,13 @@ mod tests {
         async_graphql::parser::parse_query(doc).unwrap()
     }
 
-    /// `n` fragments, each spreading the next `fan` times; the last selects `a`.
     fn chain(n: usize, fan: usize) -> String {
+        fragment_bomb(n, fan, "Q")
+    }
+
+    /// `n` fragments on `on`, each spreading the next `fan` times; the
+    /// last selects `a`: `fan^(n-1)` fields once expanded.
+    pub(in crate::api::graphql) fn fragment_bomb(n: usize, fan: usize, on: &str) -> String {
         let mut doc = String::from("{ ...F0 }");
         for i in 0..n {
             let body = if i + 1 == n {
@@ -494,7 +499,7 @@ mod tests {
             } else {
                 format!("...F{} ", i + 1).repeat(fan)
             };
-            doc.push_str(&format!(" fragment F{i} on Q {{ {body} }}"));
+            doc.push_str(&format!(" fragment F{i} on {on} {{ {body} }}"));
         }
         doc
     }

@@ -544,18 +544,8 @@ mod tests {
         );
     }
 
-    /// `n` fragments, each spreading the next `fan` times: `fan^n` fields.
     fn fragment_bomb(n: usize, fan: usize) -> String {
-        let mut doc = String::from("{ ...F0 }");
-        for i in 0..n {
-            let body = if i + 1 == n {
-                "a".to_owned()
-            } else {
-                format!("...F{} ", i + 1).repeat(fan)
-            };
-            doc.push_str(&format!(" fragment F{i} on QueryRoot {{ {body} }}"));
-        }
-        doc
+        super::limits::tests::fragment_bomb(n, fan, "QueryRoot")
     }
 
     #[test]
