@@ -31,6 +31,7 @@ if [ -z "${SOAK_BIN:-}" ]; then
     cargo build --release --bin secmon
 fi
 [ -x "$bin" ] || die "$bin is missing"
+bin=$(realpath "$bin")   # the driver starts it from a scratch directory
 for cmd in psql pg_ctlcluster redis-cli redis-server python3; do
     command -v "$cmd" >/dev/null || die "$cmd is missing: the soak restarts the machine's Postgres and Redis"
 done
