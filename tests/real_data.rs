@@ -90,12 +90,12 @@ fn triple(e: &Event) -> (Option<&str>, Option<&str>, Option<&str>) {
 fn loghub_openssh_agrees_with_templates() {
     let expected: BTreeMap<&str, (&str, &str, &str)> = [
         ("E1", ("sshd", "ssh_login", "success")),
-        ("E2", ("sshd", "ssh_disconnect", "unknown")),
+        ("E2", ("sshd", "ssh_disconnect", "failure")),
         ("E3", ("sshd", "ssh_no_identification", "failure")),
         ("E4", ("sshd", "ssh_max_auth_attempts", "failure")),
         ("E5", ("sshd", "ssh_max_auth_attempts", "failure")),
-        ("E6", ("sshd", "ssh_disconnect", "unknown")),
-        ("E7", ("sshd", "ssh_disconnect", "unknown")),
+        ("E6", ("sshd", "ssh_disconnect", "failure")),
+        ("E7", ("sshd", "ssh_disconnect", "failure")),
         ("E8", ("sshd", "ssh_login", "failure")),
         ("E9", ("sshd", "ssh_login", "failure")),
         ("E10", ("sshd", "ssh_login", "failure")),
@@ -112,8 +112,8 @@ fn loghub_openssh_agrees_with_templates() {
         ("E21", ("pam", "pam_user_unknown", "failure")),
         ("E22", ("pam", "session_closed", "success")),
         ("E23", ("pam", "session_opened", "success")),
-        ("E24", ("sshd", "ssh_disconnect", "unknown")),
-        ("E25", ("sshd", "ssh_disconnect", "unknown")),
+        ("E24", ("sshd", "ssh_disconnect", "failure")),
+        ("E25", ("sshd", "ssh_disconnect", "failure")),
         ("E26", ("sshd", "ssh_disconnect", "unknown")),
         ("E27", ("sshd", "ssh_reverse_mapping_failed", "unknown")),
     ]
@@ -151,7 +151,7 @@ fn loghub_openssh_agrees_with_templates() {
             && !matches!(row["EventId"].as_str(), "E4" | "E5" | "E11" | "E12" | "E18")
         {
             assert!(
-                e.source_ip.is_some() || get_field(&e, "source.address").is_some(),
+                e.source_ip.is_some() || get_field(&e, "source.domain").is_some(),
                 "no source: {}",
                 row["Content"]
             );

@@ -567,7 +567,8 @@ pub fn route(rule: &SigmaRule) -> Option<Vec<&'static str>> {
     if let Some(service) = ls.service.as_deref() {
         return Some(match service {
             "sshd" | "ssh" => vec!["sshd"],
-            "auth" => vec!["sshd", "pam", "sudo", "su", "accounts"],
+            "auth" => vec!["sshd", "dropbear", "pam", "sudo", "su", "accounts"],
+            "dropbear" => vec!["dropbear"],
             "sudo" => vec!["sudo"],
             "su" => vec!["su"],
             "pam" => vec!["pam"],

@@ -129,7 +129,11 @@ pub fn count_parsed(event: &Event, source: &'static str) {
     if event.labels.contains_key("truncated") {
         metrics::counter!(metric::EVENTS_TRUNCATED, "source" => source).increment(1);
     }
-    if event.dataset.is_some() {
+    if event.action.as_deref() == Some(parse::UNRECOGNISED) {
+        if let Some(program) = event.process_name.as_deref().and_then(parse::known_program) {
+            metrics::counter!(metric::PARSE_UNRECOGNISED, "program" => program).increment(1);
+        }
+    } else if event.dataset.is_some() {
         metrics::counter!(metric::EVENTS_PARSED, "source" => source).increment(1);
     }
 }

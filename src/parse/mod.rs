@@ -15,7 +15,8 @@
 //!    has no `event.dataset`, the program parser still runs on its `message`.
 //! 5. **Syslog header** (RFC 5424, RFC 3164, loose forms; see [`syslog`]):
 //!    `host.name`, `process.name`, `process.pid`, `@timestamp` (else the
-//!    receive time), `message` = the MSG part, the rest in `fields.log.syslog`.
+//!    receive time), `message` = the MSG part, the rest in `fields.log.syslog`
+//!    (a Solaris `[ID 800047 auth.info]` message ID too).
 //! 6. **Program parser**, chosen by the program name (see [`dispatch`]), or by
 //!    the shape of a header-less line (audit `type=` records, access logs).
 //!
@@ -27,7 +28,9 @@
 //!
 //! | dataset | programs | categories |
 //! |---|---|---|
-//! | `sshd` | sshd | authentication, network, session |
+//! | `sshd` | sshd, sshd-session, sshd-auth | authentication, network, session |
+//! | `dropbear` | dropbear (sshd's action names) | authentication, network, session |
+//! | `ftp` | vsftpd, proftpd, pure-ftpd | authentication, network |
 //! | `pam` | any `pam_unix(...)` / `prog(pam_unix)` line | authentication, session |
 //! | `sudo` | sudo | process, authentication |
 //! | `su` | su | authentication, session |
@@ -38,7 +41,10 @@
 //! | `cron` | cron, CRON, crond | process, configuration |
 //! | `systemd` | systemd | process |
 //!
-//! `event.outcome` is `success`, `failure` or `unknown`.
+//! `event.outcome` is `success`, `failure` or `unknown`. A line from a
+//! program of this table (see [`PROGRAMS`]) always gets its dataset; when the
+//! parser does not know the message, `event.action` is [`UNRECOGNISED`] (and
+//! the ingest path counts it in `secmon_parse_unrecognised_total{program}`).
 
 use std::net::IpAddr;
 
@@ -51,7 +57,9 @@ use crate::model::Event;
 pub mod accounts;
 pub mod auditd;
 pub mod cron;
+pub mod dropbear;
 pub mod firewall;
+pub mod ftp;
 pub mod gelf;
 pub mod journald;
 pub mod pam;
@@ -78,8 +86,9 @@ pub struct RawRecord {
 pub struct ParseOptions {
     /// Longer input is truncated to this many bytes and flagged.
     pub max_message_bytes: usize,
-    /// Year for RFC 3164 timestamps, which have none; `None`: the receive
-    /// year (the previous one if the date would be over a month ahead).
+    /// Year for RFC 3164 timestamps, which have none; `None`: the most
+    /// recent year that does not put the date in the future
+    /// ([`syslog::infer_year`]).
     pub year_hint: Option<i32>,
 }
 
@@ -94,7 +103,8 @@ impl Default for ParseOptions {
 
 /// Every dataset a program parser may set.
 pub const DATASETS: &[&str] = &[
-    "sshd", "pam", "sudo", "su", "accounts", "auditd", "firewall", "web", "cron", "systemd",
+    "sshd", "dropbear", "ftp", "pam", "sudo", "su", "accounts", "auditd", "firewall", "web",
+    "cron", "systemd",
 ];
 
 /// Turns one record into one event. Never fails, never drops the line.
@@ -135,6 +145,7 @@ pub fn parse(raw: &RawRecord, opts: &ParseOptions) -> Event {
                 }
                 None => msg,
             };
+            let inner = strip_solaris_id(inner, &mut event);
             dispatch(program, header.tag_module, inner, &mut event);
         }
         None => {
@@ -177,11 +188,59 @@ pub fn decode<'a>(
     }
 }
 
+/// Programs with a parser, and the dataset each writes. A line from one of
+/// them always gets its dataset: with [`UNRECOGNISED`] as its action when
+/// the parser does not know the message.
+pub const PROGRAMS: &[(&str, &str)] = &[
+    ("sshd", "sshd"),
+    ("sshd-session", "sshd"),
+    ("sshd-auth", "sshd"),
+    ("dropbear", "dropbear"),
+    ("vsftpd", "ftp"),
+    ("proftpd", "ftp"),
+    ("pure-ftpd", "ftp"),
+    ("sudo", "sudo"),
+    ("su", "su"),
+    ("useradd", "accounts"),
+    ("groupadd", "accounts"),
+    ("usermod", "accounts"),
+    ("userdel", "accounts"),
+    ("groupdel", "accounts"),
+    ("groupmod", "accounts"),
+    ("passwd", "accounts"),
+    ("chpasswd", "accounts"),
+    ("gpasswd", "accounts"),
+    ("chage", "accounts"),
+    ("audit", "auditd"),
+    ("auditd", "auditd"),
+    ("audispd", "auditd"),
+    ("audisp-syslog", "auditd"),
+    ("nginx", "web"),
+    ("apache", "web"),
+    ("apache2", "web"),
+    ("httpd", "web"),
+    ("cron", "cron"),
+    ("CRON", "cron"),
+    ("crond", "cron"),
+    ("systemd", "systemd"),
+];
+
+/// The `event.action` of a line from a known program ([`PROGRAMS`]) whose
+/// message its parser does not recognise.
+pub const UNRECOGNISED: &str = "unrecognised";
+
+/// The known program `name` (from [`PROGRAMS`]), as a static string.
+pub fn known_program(name: &str) -> Option<&'static str> {
+    PROGRAMS.iter().find(|(p, _)| *p == name).map(|(p, _)| *p)
+}
+
 /// Runs the parser for `program` on `msg`; true when a parser recognised it.
 ///
 /// `module` is the `(pam_unix)` part of the old `prog(pam_unix)[pid]` tag.
 pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &mut Event) -> bool {
-    if (module.is_some_and(|m| m.starts_with("pam_")) || msg.starts_with("pam_"))
+    if (module.is_some_and(|m| m.starts_with("pam_"))
+        || msg.starts_with("pam_")
+        || msg.starts_with("(pam_"))
         && pam::parse(msg, event)
     {
         return true;
@@ -189,19 +248,31 @@ pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &
     let Some(program) = program else {
         return dispatch_headerless(msg, event);
     };
-    match program {
-        "sshd" | "sshd-session" => sshd::parse(msg, event),
+    if program == "kernel" {
+        return firewall::parse(msg, event);
+    }
+    let Some(&(_, dataset)) = PROGRAMS.iter().find(|(p, _)| *p == program) else {
+        return dispatch_headerless(msg, event);
+    };
+    let recognised = match dataset {
+        "sshd" => sshd::parse(msg, event),
+        "dropbear" => dropbear::parse(msg, event),
+        "ftp" => ftp::parse(program, msg, event),
         "sudo" => sudo::parse(msg, event),
         "su" => su::parse(msg, event),
-        "useradd" | "groupadd" | "usermod" | "userdel" | "groupdel" | "groupmod" | "passwd"
-        | "chpasswd" | "gpasswd" | "chage" => accounts::parse(program, msg, event),
-        "kernel" => firewall::parse(msg, event),
-        "audit" | "auditd" | "audispd" | "audisp-syslog" => auditd::parse(msg, event),
-        "nginx" | "apache" | "apache2" | "httpd" => web::parse(msg, event),
-        "cron" | "CRON" | "crond" => cron::parse(msg, event),
-        "systemd" => systemd::parse(msg, event),
-        _ => dispatch_headerless(msg, event),
+        "accounts" => accounts::parse(program, msg, event),
+        "auditd" => auditd::parse(msg, event),
+        "web" => web::parse(msg, event),
+        "cron" => cron::parse(msg, event),
+        _ => systemd::parse(msg, event),
+    };
+    // PAM lines under the program's own name, without a module prefix.
+    if recognised || pam::parse(msg, event) {
+        return true;
     }
+    event.dataset = Some(dataset.to_owned());
+    event.action = Some(UNRECOGNISED.to_owned());
+    false
 }
 
 /// Chooses a parser by the shape of a line that has no (known) program.
@@ -213,7 +284,31 @@ fn dispatch_headerless(text: &str, event: &mut Event) -> bool {
     if t.contains(" SRC=") && t.contains(" PROTO=") {
         return firewall::parse(t, event);
     }
+    // vsftpd's own log: `[pid N] [user] FAIL LOGIN: Client "IP"`.
+    if t.starts_with("[pid ") && ftp::vsftpd(t, event) {
+        event.process_name.get_or_insert_with(|| "vsftpd".into());
+        return true;
+    }
     web::parse(t, event)
+}
+
+/// Solaris's `[ID 800047 auth.info] msg`: the message ID goes to
+/// `log.syslog.msgid`, the message on without it.
+fn strip_solaris_id<'a>(msg: &'a str, event: &mut Event) -> &'a str {
+    let Some((inside, after)) = msg
+        .strip_prefix("[ID ")
+        .and_then(|rest| rest.split_once("] "))
+    else {
+        return msg;
+    };
+    let Some((id, facility)) = inside.split_once(' ') else {
+        return msg;
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || !facility.contains('.') {
+        return msg;
+    }
+    set_field(event, "log.syslog.msgid", Value::from(id));
+    after
 }
 
 /// A JSON object line, as an event; `None` when it is not JSON, an error when
@@ -321,6 +416,26 @@ fn kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
+/// A host as a line names it: an address goes to `source.ip`, a host name
+/// to `fields.source.domain`; anything else (`UNKNOWN`, stray words) is not
+/// a host and is left out.
+fn set_source_host(event: &mut Event, host: &str) {
+    if let Some(ip) = parse_ip(host) {
+        event.source_ip = Some(ip);
+    } else if is_host_name(host) {
+        set_field(event, "source.domain", Value::from(host));
+    }
+}
+
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with(['-', '.'])
+        && !s.eq_ignore_ascii_case("unknown")
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
 /// An IP address; IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes IPv4.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
@@ -402,6 +517,54 @@ mod tests {
         // Invalid JSON is just text.
         let e = parse(&raw(b"{not json"), &ParseOptions::default());
         assert_eq!(e.message, "{not json");
+    }
+
+    #[test]
+    fn known_programs_always_get_their_dataset() {
+        let e = parse(
+            &raw(b"<38>Oct 11 22:14:15 host sshd[7]: Server listening on 0.0.0.0 port 22."),
+            &ParseOptions::default(),
+        );
+        assert_eq!(e.dataset.as_deref(), Some("sshd"));
+        assert_eq!(e.action.as_deref(), Some(UNRECOGNISED));
+        assert_eq!(e.outcome, None);
+        let e = parse(
+            &raw(b"<38>Oct 11 22:14:15 host myapp: hello"),
+            &ParseOptions::default(),
+        );
+        assert_eq!(e.dataset, None);
+        assert_eq!(known_program("sshd-session"), Some("sshd-session"));
+        assert_eq!(known_program("sshd-sessionX"), None);
+    }
+
+    #[test]
+    fn solaris_message_ids_are_read() {
+        let e = parse(
+            &raw(b"Mar 29 05:59:23 dusky sshd[20878]: [ID 800047 auth.info] Failed keyboard-interactive for james from 205.186.180.55 port 42742 ssh2"),
+            &ParseOptions::default(),
+        );
+        assert_eq!(e.action.as_deref(), Some("ssh_login"));
+        assert_eq!(e.outcome.as_deref(), Some("failure"));
+        assert_eq!(e.source_ip, "205.186.180.55".parse().ok());
+        assert_eq!(
+            get_field(&e, "log.syslog.msgid"),
+            Some(&Value::from("800047"))
+        );
+    }
+
+    #[test]
+    fn hosts_by_name_are_domains_and_junk_is_no_host() {
+        let mut e = Event::default();
+        set_source_host(&mut e, "mail.example.com");
+        assert_eq!(
+            get_field(&e, "source.domain"),
+            Some(&Value::from("mail.example.com"))
+        );
+        let mut e = Event::default();
+        for junk in ["UNKNOWN", "", "-x", "a b", "<invalid>"] {
+            set_source_host(&mut e, junk);
+        }
+        assert!(e.fields.is_empty() && e.source_ip.is_none());
     }
 
     #[test]

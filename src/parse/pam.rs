@@ -15,7 +15,7 @@
 //! `user.target.name` the account; with no name after `by`, `user.name` is
 //! the account. For auth failures, `user.name` is the `user=` being
 //! authenticated, `source.ip` the `rhost=` when it is an address
-//! (`fields.source.address` otherwise). `fields.pam` holds `module`,
+//! (`fields.source.domain` for a host name). `fields.pam` holds `module`,
 //! `service`, `type`, `ruser`, `tty`, `uid`.
 
 use serde_json::Value;
@@ -34,12 +34,22 @@ pub fn parse(msg: &str, event: &mut Event) -> bool {
     {
         prefix = Some((module, svc));
         body = rest;
+    } else if let Some((module, rest)) = body
+        .strip_prefix('(')
+        .and_then(|b| b.split_once(") "))
+        .or_else(|| body.split_once(": "))
+        && module.starts_with("pam_")
+        && !module.contains(' ')
+    {
+        // (pam_unix) ..., pam_unix: ... (old Linux-PAM, Solaris)
+        prefix = Some((module, ""));
+        body = rest;
     }
     if !recognise(body, event) {
         return false;
     }
     match prefix {
-        Some((module, svc)) => {
+        Some((module, svc)) if !svc.is_empty() => {
             set_field(event, "pam.module", Value::from(module));
             let (service, kind) = svc.split_once(':').unwrap_or((svc, ""));
             set_field(event, "pam.service", Value::from(service));
@@ -47,7 +57,10 @@ pub fn parse(msg: &str, event: &mut Event) -> bool {
                 set_field(event, "pam.type", Value::from(kind));
             }
         }
-        None => {
+        _ => {
+            if let Some((module, _)) = prefix {
+                set_field(event, "pam.module", Value::from(module));
+            }
             if let Some(service) = event.process_name.clone() {
                 set_field(event, "pam.service", Value::from(service));
             }
@@ -56,17 +69,37 @@ pub fn parse(msg: &str, event: &mut Event) -> bool {
     true
 }
 
+/// The `rhost=` value of `logname=.. uid=.. euid=.. tty=.. ruser=R rhost=H[
+/// user=U]`: R and U are the client's and may carry a fake `rhost=`, so it
+/// is the first `rhost=` that ends the text or is followed by `user=`.
+fn rhost(s: &str) -> Option<&str> {
+    let mut at = 0;
+    let mut last = None;
+    while let Some(pos) = s[at..].find("rhost=") {
+        let start = at + pos;
+        at = start + "rhost=".len();
+        if start > 0 && s.as_bytes()[start - 1] != b' ' {
+            continue;
+        }
+        let value = &s[at..];
+        let end = value.find(' ').unwrap_or(value.len());
+        let after = value[end..].trim_start();
+        last = Some(&value[..end]);
+        if after.is_empty() || after.starts_with("user=") {
+            return last;
+        }
+    }
+    last
+}
+
 /// The message after any `pam_x(service:type): ` prefix.
 fn recognise(body: &str, event: &mut Event) -> bool {
     if let Some(rest) = body.strip_prefix("authentication failure;") {
         if let Some(user) = non_empty(kv(rest, "user")) {
             event.user_name = Some(user.to_owned());
         }
-        if let Some(rhost) = non_empty(kv(rest, "rhost")) {
-            match super::parse_ip(rhost) {
-                Some(ip) => event.source_ip = Some(ip),
-                None => set_field(event, "source.address", Value::from(rhost)),
-            }
+        if let Some(rhost) = non_empty(rhost(rest)) {
+            super::set_source_host(event, rhost);
         }
         for key in ["ruser", "tty", "uid", "logname"] {
             if let Some(v) = non_empty(kv(rest, key)) {
@@ -172,7 +205,37 @@ mod tests {
             "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=host.example.com",
             &mut e
         ));
-        assert_eq!(e.fields["source"]["address"], "host.example.com");
+        assert_eq!(e.fields["source"]["domain"], "host.example.com");
+    }
+
+    #[test]
+    fn prefix_forms_of_old_pam() {
+        for line in [
+            "(pam_unix) authentication failure; logname= uid=0 euid=0 tty= ruser= rhost=209.67.1.67",
+            "pam_unix: authentication failure; logname= uid=0 euid=0 tty=ftp ruser=an8767 rhost=209.67.1.67",
+        ] {
+            let mut e = Event::default();
+            assert!(parse(line, &mut e), "{line}");
+            assert_eq!(e.source_ip, "209.67.1.67".parse().ok());
+            assert_eq!(e.fields["pam"]["module"], "pam_unix");
+        }
+    }
+
+    /// fail2ban's injection tests: `ruser=` and `user=` are the client's.
+    #[test]
+    fn injected_rhost_is_not_believed() {
+        let mut e = Event::default();
+        assert!(parse(
+            "pam_unix(auth): authentication failure; logname= uid=0 euid=0 tty=xxx ruser=test rhost=192.0.2.151 rhost=192.0.2.1",
+            &mut e
+        ));
+        assert_eq!(e.source_ip, "192.0.2.1".parse().ok());
+        let mut e = Event::default();
+        assert!(parse(
+            "pam_unix(auth): authentication failure; logname= uid=0 euid=0 tty=xxx ruser= rhost=192.0.2.2 user=test rhost=192.0.2.152",
+            &mut e
+        ));
+        assert_eq!(e.source_ip, "192.0.2.2".parse().ok());
     }
 
     #[test]

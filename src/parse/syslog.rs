@@ -3,8 +3,13 @@
 //! `syslog_loose` does the parsing; around it we fix only what the vectors in
 //! `shared/data` show it gets wrong or leaves out:
 //!
-//! - an ISO 8601 time without a zone (`2019-06-14T10:40:20.912134 host
-//!   sudo: ...`) is read as UTC;
+//! - a line that starts with an ISO 8601 date is ours ([`iso_header`]):
+//!   with `T` or a space before the time, a fraction, a zone as `Z`,
+//!   `+hh:mm` or `+hhmm` or none (read as UTC), one or more spaces, and a
+//!   host and tag when there are (`2019-06-14T10:40:20.912134 host sudo:
+//!   ...`, `2020-03-24 08:38:42.344447-0700  localhost sshd[2519]: ...`,
+//!   `2013-01-04 17:03:46 msg`), and so is C's `ctime()` date of programs'
+//!   own log files (`Fri Jan 19 12:20:33 2007 msg`, [`ctime_header`]);
 //! - `<PRI>` followed by only an RFC 3339 timestamp is a header (it needs a
 //!   space after the timestamp);
 //! - an RFC 5424 line without a valid PRI (`122 - - ...`) is no header;
@@ -64,8 +69,11 @@ pub fn parse_header(
     received_at: DateTime<Utc>,
     year_hint: Option<i32>,
 ) -> Option<Header<'_>> {
-    let get_year = move |(month, day, ..): syslog_loose::IncompleteDate| {
-        year_hint.unwrap_or_else(|| infer_year(month, day, received_at))
+    if let Some(header) = iso_header(line).or_else(|| ctime_header(line)) {
+        return Some(header);
+    }
+    let get_year = move |date: syslog_loose::IncompleteDate| {
+        year_hint.unwrap_or_else(|| infer_year(date, received_at))
     };
     let m: Message<&str> =
         syslog_loose::parse_message_with_year_tz(line, get_year, Some(Utc), Variant::Either);
@@ -84,7 +92,7 @@ pub fn parse_header(
         && m.hostname.is_none()
         && m.appname.is_none()
     {
-        return pri_and_timestamp_only(line).or_else(|| zoneless_iso(line));
+        return pri_and_timestamp_only(line);
     }
     let (facility, severity) = match (m.facility, m.severity) {
         (Some(f), Some(s)) => (Some(f as u8), Some(s as u8)),
@@ -198,20 +206,29 @@ pub const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
-/// The year of a yearless RFC 3164 date seen at `received_at`: the receive
-/// year, or the previous one when the date would be more than a month in the
-/// future (a December line read in January), or the next one for a January
-/// line received on 31 December (sender clock slightly ahead).
-pub fn infer_year(month: u32, day: u32, received_at: DateTime<Utc>) -> i32 {
+/// How far into the future a yearless date may lie and still be read in the
+/// receive year: a sender's local time may be up to 14 hours ahead of UTC
+/// (which we read it as), plus clock skew.
+pub const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::hours(26);
+
+/// The year of a yearless RFC 3164 date (`month`, `day`, `h:m:s`) seen at
+/// `received_at`: the most recent year that does not put the event more than
+/// [`FUTURE_SKEW`] after `received_at`, as rsyslog and syslog-ng do. A
+/// `Dec 27` line read on 3 December is last year's; a `Jan 1 00:00:05` line
+/// read on 31 December at 23:59:59 is next year's; `Feb 29` goes back to the
+/// last leap year.
+pub fn infer_year(date: syslog_loose::IncompleteDate, received_at: DateTime<Utc>) -> i32 {
+    let (month, day, hour, minute, second) = date;
+    let latest = received_at + FUTURE_SKEW;
     let year = received_at.year();
-    let now = received_at.month();
-    if month == 1 && now == 12 && day <= 1 {
-        year + 1
-    } else if month > now + 1 {
-        year - 1
-    } else {
-        year
-    }
+    (year - 8..=year + 1)
+        .rev()
+        .find(|&y| {
+            chrono::NaiveDate::from_ymd_opt(y, month, day)
+                .and_then(|d| d.and_hms_opt(hour, minute, second))
+                .is_some_and(|t| t.and_utc() <= latest)
+        })
+        .unwrap_or(year)
 }
 
 /// `<14>2010-08-30T23:00:05Z` and nothing else: `syslog_loose` needs a space
@@ -237,19 +254,25 @@ fn pri_and_timestamp_only(line: &str) -> Option<Header<'_>> {
     })
 }
 
-/// `2019-06-14T10:40:20.912134 host tag[pid]: msg`: an ISO 8601 time without
-/// a zone (read as UTC; journald/rsyslog file output with a local-time
-/// template), which `syslog_loose` does not take as RFC 3339.
-fn zoneless_iso(line: &str) -> Option<Header<'_>> {
-    let (ts, rest) = line.split_once(' ')?;
-    if ts.len() < 19 || !ts.as_bytes()[0].is_ascii_digit() {
-        return None;
-    }
-    let naive = chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-    let (hostname, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-    let (tag, msg) = match rest.split_once(": ") {
-        Some((tag, msg)) if !tag.contains(' ') => (Some(tag), msg),
-        _ => (None, rest),
+/// A line that starts with an ISO 8601 date: `2019-06-14T10:40:20.912134
+/// host tag[pid]: msg` (no zone: read as UTC), `2020-03-24
+/// 08:38:42.344447-0700  host tag[pid]: msg` (space-separated, offset without
+/// a colon, two spaces), rsyslog's `RSYSLOG_FileFormat` (RFC 3339), and
+/// program logs with no host or tag (`2013-01-04 17:03:46 msg`).
+/// `syslog_loose` takes only some of these, and the others wrongly.
+fn iso_header(line: &str) -> Option<Header<'_>> {
+    let (timestamp, rest) = iso_timestamp(line)?;
+    let rest = rest.trim_start_matches(' ');
+    // `host tag[pid]: msg`, `tag[pid]: msg` or just `msg`.
+    let (hostname, tag, msg) = match rest.split_once(' ') {
+        Some((first, after)) if is_tag(first) => (None, Some(&first[..first.len() - 1]), after),
+        Some((host, after)) => match after.split_once(' ') {
+            Some((tag, msg)) if is_tag(tag) => (Some(host), Some(&tag[..tag.len() - 1]), msg),
+            _ if is_tag(after) => (Some(host), Some(&after[..after.len() - 1]), ""),
+            _ => (None, None, rest),
+        },
+        None if is_tag(rest) => (None, Some(&rest[..rest.len() - 1]), ""),
+        None => (None, None, rest),
     };
     let (appname, procid) = match tag.and_then(|t| t.strip_suffix(']')?.split_once('[')) {
         Some((app, pid)) => (Some(app), Some(pid.to_owned())),
@@ -260,8 +283,8 @@ fn zoneless_iso(line: &str) -> Option<Header<'_>> {
         version: None,
         facility: None,
         severity: None,
-        timestamp: Some(naive.and_utc().fixed_offset()),
-        hostname: Some(hostname).filter(|h| !h.is_empty()),
+        timestamp: Some(timestamp),
+        hostname,
         appname,
         program,
         tag_module,
@@ -270,6 +293,123 @@ fn zoneless_iso(line: &str) -> Option<Header<'_>> {
         structured_data: Vec::new(),
         msg,
     })
+}
+
+/// `Fri Jan 19 12:20:33 2007 msg`: C's `ctime()` date, which programs
+/// writing their own log file use (vsftpd): read as UTC; no host, no tag.
+fn ctime_header(line: &str) -> Option<Header<'_>> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let day = line.get(..4)?;
+    if !DAYS.iter().any(|d| day.strip_suffix(' ') == Some(*d)) {
+        return None;
+    }
+    let rest = &line[4..];
+    // `Jan 19 12:20:33 2007` or `Sep  8 00:39:49 2016`, then a space.
+    let mut end = 0;
+    let mut words = 0;
+    for (i, c) in rest.char_indices() {
+        if c == ' ' && i > 0 && !rest[..i].ends_with(' ') {
+            words += 1;
+            if words == 4 {
+                end = i;
+                break;
+            }
+        }
+    }
+    if end == 0 {
+        return None;
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(&rest[..end], "%b %e %H:%M:%S %Y").ok()?;
+    Some(Header {
+        version: None,
+        facility: None,
+        severity: None,
+        timestamp: Some(naive.and_utc().fixed_offset()),
+        hostname: None,
+        appname: None,
+        program: None,
+        tag_module: None,
+        procid: None,
+        msgid: None,
+        structured_data: Vec::new(),
+        msg: &rest[end + 1..],
+    })
+}
+
+/// `prog:`, `prog[pid]:` or `prog(module)[pid]:`: a syslog tag.
+fn is_tag(word: &str) -> bool {
+    let Some(tag) = word.strip_suffix(':') else {
+        return false;
+    };
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag.as_bytes()[0].is_ascii_alphabetic()
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./()[]@".contains(&b))
+}
+
+/// `YYYY-MM-DD[T| ]hh:mm:ss[.frac][Z|±hh:mm|±hhmm|±hh]` at the start of
+/// `line`, then a space: the time (UTC when it has no zone) and the rest.
+fn iso_timestamp(line: &str) -> Option<(DateTime<FixedOffset>, &str)> {
+    let b = line.as_bytes();
+    let num = |from: usize, to: usize| -> Option<u32> {
+        let digits = b.get(from..to)?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let mut end = 19;
+    let mut nanos = 0;
+    if matches!(b[end], b'.' | b',') {
+        let digits = b[end + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        // Nanoseconds from the first nine digits.
+        let used = digits.min(9);
+        nanos = num(end + 1, end + 1 + used)? * 10u32.pow(9 - used as u32);
+        end += 1 + digits;
+    }
+    let time =
+        chrono::NaiveTime::from_hms_nano_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, nanos)?;
+    let naive = date.and_time(time);
+    let offset_secs = match b.get(end) {
+        Some(b'Z') => {
+            end += 1;
+            Some(0)
+        }
+        Some(&sign @ (b'+' | b'-')) => {
+            let hours = num(end + 1, end + 3)?;
+            end += 3;
+            if b.get(end) == Some(&b':') {
+                end += 1;
+            }
+            let minutes = num(end, end + 2).inspect(|_| end += 2).unwrap_or(0);
+            let secs = (hours * 3600 + minutes * 60) as i32;
+            Some(if sign == b'-' { -secs } else { secs })
+        }
+        _ => None,
+    };
+    let rest = line.get(end..)?.strip_prefix(' ')?;
+    let timestamp = match offset_secs {
+        None => naive.and_utc().fixed_offset(),
+        Some(secs) => naive
+            .and_local_timezone(FixedOffset::east_opt(secs)?)
+            .single()?,
+    };
+    Some((timestamp, rest))
 }
 
 /// `sshd(pam_unix)` -> (`sshd`, `pam_unix`).
@@ -327,18 +467,124 @@ mod tests {
         assert_eq!(unwrap_repeated("message repeated x times: [a]"), None);
     }
 
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     #[test]
-    fn year_inference_handles_new_year() {
-        let jan = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(infer_year(12, 31, jan), 2025);
-        assert_eq!(infer_year(1, 2, jan), 2026);
-        assert_eq!(infer_year(2, 10, jan), 2026);
-        let dec = DateTime::parse_from_rfc3339("2026-12-31T23:59:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(infer_year(1, 1, dec), 2027);
+    fn iso_dated_headers() {
+        let now = at("2026-12-03T10:00:00Z");
+        let h = parse_header(
+            "2020-03-24 08:38:42.344447-0700  localhost sshd[2519]: Failed none for root",
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.hostname, Some("localhost"));
+        assert_eq!(h.program, Some("sshd"));
+        assert_eq!(h.procid.as_deref(), Some("2519"));
+        assert_eq!(h.msg, "Failed none for root");
+        assert_eq!(
+            h.timestamp.unwrap().with_timezone(&Utc),
+            at("2020-03-24T15:38:42.344447Z")
+        );
+
+        let h = parse_header("2019-06-14T10:40:20.912134 host sudo: x y", now, None).unwrap();
+        assert_eq!(
+            h.timestamp.unwrap().with_timezone(&Utc),
+            at("2019-06-14T10:40:20.912134Z")
+        );
+        assert_eq!(
+            (h.hostname, h.program, h.msg),
+            (Some("host"), Some("sudo"), "x y")
+        );
+
+        let h = parse_header(
+            "2015-04-16T18:02:50.568798+02:00 host sshd[2716]: Connection closed",
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            h.timestamp.unwrap().with_timezone(&Utc),
+            at("2015-04-16T16:02:50.568798Z")
+        );
+        assert_eq!(h.procid.as_deref(), Some("2716"));
+
+        // A program's own log: no host, no tag.
+        let h = parse_header(
+            "2013-01-04 17:03:46 login authenticator failed for x",
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!((h.hostname, h.program), (None, None));
+        assert_eq!(h.msg, "login authenticator failed for x");
+
+        let h = parse_header("2026-01-01T00:00:00Z sshd[1]: m", now, None).unwrap();
+        assert_eq!((h.hostname, h.program, h.msg), (None, Some("sshd"), "m"));
+
+        let h = parse_header(
+            "Thu Sep  8 00:39:49 2016 [pid 15019] [guest] FAIL LOGIN: Client \"::ffff:192.0.2.1\"",
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            h.timestamp.unwrap().with_timezone(&Utc),
+            at("2016-09-08T00:39:49Z")
+        );
+        assert!(h.msg.starts_with("[pid 15019] [guest] FAIL LOGIN"));
+        assert!(ctime_header("Thu Sep  8 00:39:49").is_none());
+        assert!(ctime_header("Thursday x").is_none());
+
+        // Not dates.
+        assert!(iso_timestamp("2026-13-01T00:00:00Z x").is_none());
+        assert!(iso_timestamp("2026-01-01T00:00:00+2x x").is_none());
+        assert!(iso_timestamp("2026-01-01T00:00:00").is_none());
+    }
+
+    #[test]
+    fn year_inference_never_invents_a_future_date() {
+        // Issue 21: a line dated 27 December read on 3 December is last year's.
+        let dec3 = at("2026-12-03T10:00:00Z");
+        assert_eq!(infer_year((12, 27, 3, 23, 51), dec3), 2025);
+        assert_eq!(infer_year((12, 3, 9, 0, 0), dec3), 2026);
+        // A sender ahead of UTC (read as UTC) stays in this year.
+        assert_eq!(infer_year((12, 4, 11, 0, 0), dec3), 2026);
+        assert_eq!(infer_year((1, 15, 0, 0, 0), dec3), 2026);
+    }
+
+    #[test]
+    fn year_inference_handles_the_turn_of_the_year() {
+        let jan2 = at("2026-01-02T00:00:00Z");
+        assert_eq!(infer_year((12, 31, 23, 59, 59), jan2), 2025);
+        assert_eq!(infer_year((1, 1, 0, 0, 1), jan2), 2026);
+        assert_eq!(infer_year((1, 3, 0, 0, 0), jan2), 2026);
+        assert_eq!(infer_year((2, 10, 0, 0, 0), jan2), 2025);
+        let new_years_eve = at("2026-12-31T23:59:59Z");
+        assert_eq!(infer_year((1, 1, 0, 0, 5), new_years_eve), 2027);
+        assert_eq!(infer_year((12, 31, 23, 59, 58), new_years_eve), 2026);
+        assert_eq!(infer_year((1, 2, 12, 0, 0), new_years_eve), 2026);
+    }
+
+    #[test]
+    fn year_inference_finds_the_last_leap_day() {
+        assert_eq!(
+            infer_year((2, 29, 12, 0, 0), at("2026-03-01T00:00:00Z")),
+            2024
+        );
+        assert_eq!(
+            infer_year((2, 29, 12, 0, 0), at("2028-03-01T00:00:00Z")),
+            2028
+        );
+        // Not a date in any year: the receive year, as before.
+        assert_eq!(
+            infer_year((2, 30, 0, 0, 0), at("2026-03-01T00:00:00Z")),
+            2026
+        );
     }
 
     #[test]

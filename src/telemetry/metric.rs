@@ -4,6 +4,7 @@
 pub const EVENTS_RECEIVED: &str = "secmon_events_received_total";
 pub const EVENTS_REJECTED: &str = "secmon_events_rejected_total";
 pub const EVENTS_PARSED: &str = "secmon_events_parsed_total";
+pub const PARSE_UNRECOGNISED: &str = "secmon_parse_unrecognised_total";
 pub const EVENTS_TRUNCATED: &str = "secmon_events_truncated_total";
 pub const EVENTS_DROPPED: &str = "secmon_events_dropped_total";
 pub const EVENTS_STORED: &str = "secmon_events_stored_total";
@@ -72,6 +73,10 @@ pub(super) fn describe() {
     describe_counter!(
         EVENTS_PARSED,
         "Events a program parser recognised, by source"
+    );
+    describe_counter!(
+        PARSE_UNRECOGNISED,
+        "Lines from a program with a parser whose message it did not recognise, by program"
     );
     describe_counter!(
         EVENTS_TRUNCATED,

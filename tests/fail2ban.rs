@@ -1,0 +1,395 @@
+//! fail2ban's own annotated test logs (`../shared/data/fail2ban-logs`, see
+//! `SOURCES.md`) as an oracle for the parsers.
+//!
+//! Each log line there may be preceded by `# failJSON: {"match": .., "host":
+//! ..}`: `match: true` is an authentication failure (or abuse) from `host`,
+//! `match: false` (and every unannotated line) is not. For each line we
+//! parse, a `match: true` must give `event.outcome: failure` with the host as
+//! `source.ip` (or `source.domain`), and a `match: false` must not give a
+//! failure. Lines in a `logtype: journal` block have no syslog header: they
+//! reach us as journal entries (`_HOSTNAME`, `SYSLOG_IDENTIFIER`, `_PID`,
+//! `MESSAGE`) and go through the journald parser.
+//!
+//! fail2ban's filters keep state across lines (per pid or connection), so a
+//! few of its verdicts are about the line's place in a session, not the line:
+//! those lines are listed in [`STATEFUL`] with the reason, and checked for
+//! what the line alone says.
+//!
+//! `oracle_table` prints the per-file table (`cargo test --test fail2ban --
+//! --nocapture`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use secmon::model::Event;
+use secmon::parse::{DATASETS, ParseOptions, RawRecord, get_field, journald, parse};
+use serde_json::{Map, Value};
+
+const DIR: &str = "../shared/data/fail2ban-logs";
+
+/// fail2ban's test clock (`MyTime.setTime(1124013600)`): yearless dates
+/// after it are last year's, as fail2ban's own annotations have them.
+fn test_clock() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_124_013_600, 0).unwrap()
+}
+
+/// One log line and what fail2ban says of it.
+#[derive(Debug)]
+struct Case {
+    file: String,
+    line_no: usize,
+    line: String,
+    journal: bool,
+    /// `None`: not annotated (must not be a failure).
+    fail: Option<Expect>,
+}
+
+#[derive(Debug, Clone)]
+struct Expect {
+    matched: bool,
+    host: Option<String>,
+    per_mode: bool,
+}
+
+fn cases(file: &str) -> Vec<Case> {
+    let bytes = std::fs::read(format!("{DIR}/{file}")).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = Vec::new();
+    let mut pending: Option<Expect> = None;
+    let mut file_journal = false;
+    let mut journal = false;
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with('#') {
+            let body = line.trim_start_matches('#').trim_start();
+            if let Some(json) = body.strip_prefix("failJSON:") {
+                let v: Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| {
+                    panic!("{file}:{}: bad failJSON: {e}", i + 1);
+                });
+                // A verdict for one of fail2ban's modes only (the same line
+                // is annotated once per mode): we have no modes.
+                let per_mode = v["constraint"].as_str().is_some_and(|c| c.contains("mode"));
+                pending = Some(Expect {
+                    matched: v["match"].as_bool().unwrap(),
+                    host: ["host", "ip4", "ip6"]
+                        .iter()
+                        .find_map(|k| v[*k].as_str())
+                        .map(str::to_owned),
+                    per_mode,
+                });
+            } else if let Some(opts) = body.strip_prefix("fileOptions:") {
+                file_journal = is_journal(opts);
+                journal = file_journal;
+            } else if let Some(opts) = body.strip_prefix("filterOptions:") {
+                journal = file_journal || is_journal(opts);
+            }
+            continue;
+        }
+        out.push(Case {
+            file: file.to_owned(),
+            line_no: i + 1,
+            line: line.to_owned(),
+            journal,
+            fail: pending.take(),
+        });
+    }
+    out
+}
+
+/// `{"logtype": "journal"}` in a `fileOptions` / `filterOptions` line.
+fn is_journal(opts: &str) -> bool {
+    opts.replace(' ', "").contains("\"logtype\":\"journal\"")
+}
+
+fn files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n != "COPYING")
+        .collect();
+    names.sort();
+    names
+}
+
+/// `srv sshd[123]: msg` (a journal-mode line) as the journal entry it was.
+fn journal_entry(line: &str) -> Map<String, Value> {
+    let mut entry = Map::new();
+    let (host, rest) = line.split_once(' ').unwrap_or(("", line));
+    let (tag, msg) = rest.split_once(": ").unwrap_or(("", rest));
+    let (ident, pid) = match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((ident, pid)) => (ident, Some(pid)),
+        None => (tag, None),
+    };
+    entry.insert("_HOSTNAME".into(), host.into());
+    entry.insert("SYSLOG_IDENTIFIER".into(), ident.into());
+    if let Some(pid) = pid {
+        entry.insert("_PID".into(), pid.into());
+    }
+    entry.insert("MESSAGE".into(), msg.into());
+    entry
+}
+
+fn parse_case(case: &Case) -> Event {
+    let opts = ParseOptions::default();
+    if case.journal {
+        journald::parse(&journal_entry(&case.line), test_clock(), &opts)
+    } else {
+        let raw = RawRecord {
+            bytes: case.line.as_bytes().to_vec(),
+            source: "file",
+            peer: None,
+            received_at: test_clock(),
+        };
+        parse(&raw, &opts)
+    }
+}
+
+fn text<'a>(e: &'a Event, path: &str) -> Option<&'a str> {
+    get_field(e, path).and_then(Value::as_str)
+}
+
+fn is_failure(e: &Event) -> bool {
+    e.outcome.as_deref() == Some("failure")
+}
+
+/// The host the event blames: `source.ip`, else `source.domain`.
+fn blamed(e: &Event) -> Option<String> {
+    e.source_ip
+        .map(|ip| ip.to_canonical().to_string())
+        .or_else(|| text(e, "source.domain").map(str::to_owned))
+}
+
+/// Same host: equal addresses (`::ffff:a.b.c.d` is `a.b.c.d`), or equal
+/// names (case-insensitive), or the same text.
+fn same_host(ours: &str, theirs: &str) -> bool {
+    match (ours.parse::<IpAddr>(), theirs.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a.to_canonical() == b.to_canonical(),
+        _ => ours.eq_ignore_ascii_case(theirs),
+    }
+}
+
+/// What we say of one case, against fail2ban.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Verdict {
+    /// Not from a program we parse (no known dataset), or a verdict for one
+    /// of fail2ban's modes only: not counted.
+    NotCompared,
+    /// Agrees with fail2ban.
+    Agrees,
+    /// fail2ban says failure; we say none.
+    MissedFailure,
+    /// fail2ban says failure; we say failure but blame another host.
+    WrongHost,
+    /// fail2ban says no failure; we say failure.
+    FalseFailure,
+}
+
+fn verdict(case: &Case, e: &Event) -> Verdict {
+    if !e.dataset.as_deref().is_some_and(|d| DATASETS.contains(&d)) {
+        return Verdict::NotCompared;
+    }
+    let expect = case.fail.clone().unwrap_or(Expect {
+        matched: false,
+        host: None,
+        per_mode: false,
+    });
+    if expect.per_mode {
+        return Verdict::NotCompared;
+    }
+    match (expect.matched, is_failure(e)) {
+        (true, false) => Verdict::MissedFailure,
+        (false, true) => Verdict::FalseFailure,
+        (true, true) => match (expect.host, blamed(e)) {
+            (Some(theirs), Some(ours)) if same_host(&ours, &theirs) => Verdict::Agrees,
+            (None, _) => Verdict::Agrees,
+            _ => Verdict::WrongHost,
+        },
+        (false, false) => Verdict::Agrees,
+    }
+}
+
+/// Files of programs we parse: every disagreement in them must be one of
+/// [`STATEFUL`] (or have the host on another line).
+const TARGETS: &[&str] = &[
+    "sshd",
+    "sshd-journal",
+    "dropbear",
+    "pam-generic",
+    "vsftpd",
+    "proftpd",
+    "pure-ftpd",
+];
+
+/// Where fail2ban's verdict is about the line's place in a connection, not
+/// the line: (text in the line, our verdict, why). We report what the line
+/// says; the correlation rules count per source.
+const STATEFUL: &[(&str, Verdict, &str)] = &[
+    (
+        "not allowed because account is locked",
+        Verdict::FalseFailure,
+        "a refusal; fail2ban counts the connection once, at its next line",
+    ),
+    (
+        "input_userauth_request: invalid user",
+        Verdict::FalseFailure,
+        "an unknown user (no address in the line); fail2ban counts the connection at another line",
+    ),
+    (
+        "Failed publickey for git",
+        Verdict::FalseFailure,
+        "a rejected key of a valid user: clients offer several, fail2ban counts only when all fail",
+    ),
+    (
+        "Too many authentication failures",
+        Verdict::FalseFailure,
+        "the summary of attempts fail2ban has already counted one by one",
+    ),
+    (
+        "pam_unix(sshd:auth): authentication failure",
+        Verdict::FalseFailure,
+        "fail2ban defers PAM failures to the end of the connection (two-method logins, gh-2070)",
+    ),
+    (
+        "Accepted password for known",
+        Verdict::MissedFailure,
+        "a successful login; fail2ban counts it as a failure because the connection tried other users first",
+    ),
+    (
+        "Disconnected from authenticating user admin",
+        Verdict::FalseFailure,
+        "a pre-authentication disconnect, which fail2ban counts only in its aggressive mode",
+    ),
+    (
+        "kex_exchange_identification:",
+        Verdict::FalseFailure,
+        "a failed banner exchange without an address; fail2ban waits for the connection's line with one",
+    ),
+    (
+        "pop(pam_unix)[4920]",
+        Verdict::FalseFailure,
+        "a real failure in the pre-0.99.2 Linux-PAM format, which fail2ban no longer matches",
+    ),
+];
+
+/// Why a disagreement is not one, when it is not.
+fn explained(case: &Case, v: Verdict) -> Option<&'static str> {
+    // The address is on an earlier line of the same connection: fail2ban
+    // follows connections by pid; one line alone cannot name the host.
+    let host = case.fail.as_ref().and_then(|f| f.host.as_deref());
+    if v == Verdict::WrongHost && host.is_some_and(|h| !case.line.contains(h)) {
+        return Some("the host is on another line of the same connection");
+    }
+    STATEFUL
+        .iter()
+        .find(|(text, verdict, _)| *verdict == v && case.line.contains(text))
+        .map(|(_, _, why)| *why)
+}
+
+#[derive(Default)]
+struct Row {
+    lines: usize,
+    parsed: usize,
+    fail_lines: usize,
+    fail_agree: usize,
+    clean_lines: usize,
+    clean_agree: usize,
+    /// Disagreements [`explained`] (stateful verdicts).
+    stateful: usize,
+    misses: Vec<String>,
+}
+
+fn row(file: &str) -> Row {
+    let mut row = Row::default();
+    for case in cases(file) {
+        let e = parse_case(&case);
+        let v = verdict(&case, &e);
+        let failing = case.fail.as_ref().is_some_and(|f| f.matched);
+        row.lines += 1;
+        if v == Verdict::NotCompared {
+            continue;
+        }
+        row.parsed += 1;
+        if failing {
+            row.fail_lines += 1;
+            row.fail_agree += usize::from(v == Verdict::Agrees);
+        } else {
+            row.clean_lines += 1;
+            row.clean_agree += usize::from(v == Verdict::Agrees);
+        }
+        if v != Verdict::Agrees && explained(&case, v).is_some() {
+            row.stateful += 1;
+        } else if v != Verdict::Agrees {
+            row.misses.push(format!(
+                "{}:{}: {v:?} (ours: outcome {:?}, action {:?}, host {:?}; theirs: {:?}): {}",
+                case.file,
+                case.line_no,
+                e.outcome,
+                e.action,
+                blamed(&e),
+                case.fail.as_ref().and_then(|f| f.host.clone()),
+                case.line
+            ));
+        }
+    }
+    row
+}
+
+#[test]
+fn oracle_table() {
+    println!(
+        "| file | lines | parsed | failures agreed | non-failures agreed | stateful (fail2ban follows the connection) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut total = Row::default();
+    let mut target_misses = Vec::new();
+    for file in files() {
+        let r = row(&file);
+        println!(
+            "| {file} | {} | {} | {}/{} | {}/{} | {} |",
+            r.lines, r.parsed, r.fail_agree, r.fail_lines, r.clean_agree, r.clean_lines, r.stateful
+        );
+        total.lines += r.lines;
+        total.parsed += r.parsed;
+        total.fail_lines += r.fail_lines;
+        total.fail_agree += r.fail_agree;
+        total.clean_lines += r.clean_lines;
+        total.clean_agree += r.clean_agree;
+        total.stateful += r.stateful;
+        if TARGETS.contains(&file.as_str()) {
+            target_misses.extend(r.misses.iter().cloned());
+        }
+        total.misses.extend(r.misses);
+    }
+    println!(
+        "| **all** | {} | {} | {}/{} | {}/{} | {} |",
+        total.lines,
+        total.parsed,
+        total.fail_agree,
+        total.fail_lines,
+        total.clean_agree,
+        total.clean_lines,
+        total.stateful
+    );
+    println!("\nwhy fail2ban follows the connection:");
+    for (text, verdict, why) in STATEFUL {
+        println!("  {text:?} ({verdict:?}): {why}");
+    }
+    println!("\ndisagreements (files of programs without a parser yet included):");
+    for m in &total.misses {
+        println!("  {m}");
+    }
+    assert!(total.lines > 1000, "the fail2ban logs are missing: {DIR}");
+    assert!(
+        target_misses.is_empty(),
+        "{} disagreements with fail2ban in {TARGETS:?}:\n{}",
+        target_misses.len(),
+        target_misses.join("\n")
+    );
+}
