@@ -52,6 +52,8 @@ macro_rules! corpus {
 
 corpus!(
     sshd,
+    dropbear,
+    ftp,
     pam,
     sudo,
     su,

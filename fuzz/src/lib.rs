@@ -16,6 +16,8 @@ pub type Target = fn(&[u8]);
 /// Every target: its name (the folder of its corpus) and its body.
 pub const TARGETS: &[(&str, Target)] = &[
     ("sshd", parsers::sshd),
+    ("dropbear", parsers::dropbear),
+    ("ftp", parsers::ftp),
     ("pam", parsers::pam),
     ("sudo", parsers::sudo),
     ("su", parsers::su),

@@ -38,6 +38,12 @@ macro_rules! program {
 }
 
 program!(sshd, |t, e| secmon::parse::sshd::parse(&t, &mut e));
+program!(dropbear, |t, e| secmon::parse::dropbear::parse(&t, &mut e));
+program!(ftp, |t, e| secmon::parse::ftp::parse(
+    ["vsftpd", "proftpd", "pure-ftpd"][t.len() % 3],
+    &t,
+    &mut e
+));
 program!(pam, |t, e| secmon::parse::pam::parse(&t, &mut e));
 program!(sudo, |t, e| secmon::parse::sudo::parse(&t, &mut e));
 program!(su, |t, e| secmon::parse::su::parse(&t, &mut e));
