@@ -265,14 +265,17 @@ fn iso_header(line: &str) -> Option<Header<'_>> {
     let rest = rest.trim_start_matches(' ');
     // `host tag[pid]: msg`, `tag[pid]: msg` or just `msg`.
     let (hostname, tag, msg) = match rest.split_once(' ') {
-        Some((first, after)) if is_tag(first) => (None, Some(&first[..first.len() - 1]), after),
+        Some((first, after)) if tag_of(first).is_some() => (None, tag_of(first), after),
         Some((host, after)) => match after.split_once(' ') {
-            Some((tag, msg)) if is_tag(tag) => (Some(host), Some(&tag[..tag.len() - 1]), msg),
-            _ if is_tag(after) => (Some(host), Some(&after[..after.len() - 1]), ""),
+            Some((tag, msg)) if tag_of(tag).is_some() => (Some(host), tag_of(tag), msg),
+            _ if tag_of(after).is_some() => (Some(host), tag_of(after), ""),
             _ => (None, None, rest),
         },
-        None if is_tag(rest) => (None, Some(&rest[..rest.len() - 1]), ""),
-        None => (None, None, rest),
+        None => (
+            None,
+            tag_of(rest),
+            if tag_of(rest).is_some() { "" } else { rest },
+        ),
     };
     let (appname, procid) = match tag.and_then(|t| t.strip_suffix(']')?.split_once('[')) {
         Some((app, pid)) => (Some(app), Some(pid.to_owned())),
@@ -336,17 +339,24 @@ fn ctime_header(line: &str) -> Option<Header<'_>> {
     })
 }
 
-/// `prog:`, `prog[pid]:` or `prog(module)[pid]:`: a syslog tag.
-fn is_tag(word: &str) -> bool {
-    let Some(tag) = word.strip_suffix(':') else {
-        return false;
+/// `prog:`, `prog[pid]:` or `prog(module)[pid]:`, or `prog[pid]` without
+/// the colon (ProFTPD's own log): a syslog tag; the tag without the colon.
+fn tag_of(word: &str) -> Option<&str> {
+    let tag = match word.strip_suffix(':') {
+        Some(tag) => tag,
+        None => word
+            .strip_suffix(']')
+            .and_then(|w| w.split_once('['))
+            .filter(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .map(|_| word)?,
     };
-    !tag.is_empty()
+    let ok = !tag.is_empty()
         && tag.len() <= 64
         && tag.as_bytes()[0].is_ascii_alphabetic()
         && tag
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./()[]@".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./()[]@".contains(&b));
+    ok.then_some(tag)
 }
 
 /// `YYYY-MM-DD[T| ]hh:mm:ss[.frac][Z|±hh:mm|±hhmm|±hh]` at the start of
@@ -512,6 +522,15 @@ mod tests {
             at("2015-04-16T16:02:50.568798Z")
         );
         assert_eq!(h.procid.as_deref(), Some("2716"));
+
+        let h = parse_header(
+            "2013-11-16 21:59:30,121 novo proftpd[25891] localhost (andy[1.2.3.4]): USER kjsad",
+            now,
+            None,
+        )
+        .unwrap();
+        assert_eq!((h.hostname, h.program), (Some("novo"), Some("proftpd")));
+        assert_eq!(h.msg, "localhost (andy[1.2.3.4]): USER kjsad");
 
         // A program's own log: no host, no tag.
         let h = parse_header(
