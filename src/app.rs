@@ -428,6 +428,7 @@ impl App {
             &shutdown,
         ));
         tasks.spawn(forget_idle_limits(auth.clone(), shutdown.clone()));
+        tasks.spawn(fold_histograms(prometheus, shutdown.clone()));
         let metrics_router = api::metrics::router(
             prometheus,
             config.auth.metrics_token.clone(),
@@ -754,6 +755,21 @@ async fn forget_idle_limits(auth: Arc<Auth>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(60)) => auth.requests.forget_idle(),
+        }
+    }
+}
+
+/// Folds the histogram samples recorded since into their buckets now and
+/// then: the recorder keeps every sample until then, and only a scrape of
+/// `/metrics` would do it otherwise.
+async fn fold_histograms(
+    prometheus: &'static metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => prometheus.run_upkeep(),
         }
     }
 }

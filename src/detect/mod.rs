@@ -10,7 +10,8 @@
 //!   the event; the rules it cannot prune stay in the crate's engine.
 //! - [`adapter`] shows an [`Event`] to the engine without copying it.
 //! - Correlation rules run in the crate's correlation engine, fed with the
-//!   detections; their windows live in memory and are rebuilt by replaying
+//!   detections; their windows live in memory (bounded, ended ones dropped
+//!   every 10 s, see `window_time`) and are rebuilt by replaying
 //!   the stored events of the longest timespan after a restart (on the
 //!   writer thread, before its first batch: start-up does not wait for it,
 //!   ingest does) and after a failed commit.
@@ -37,8 +38,16 @@ use crate::store::Store;
 /// Most events replayed into the correlation windows at start-up.
 pub const MAX_REPLAY: u64 = 1_000_000;
 /// Most entries one group's correlation window keeps (the newest); a rule
-/// may set its own with the `rsigma.max_group_entries` attribute.
-pub const MAX_GROUP_ENTRIES: usize = 10_000;
+/// may set its own with the `rsigma.max_group_entries` attribute, and an
+/// `event_count` window keeps only what its condition needs.
+pub const MAX_GROUP_ENTRIES: usize = 1_000;
+/// Most groups (one per correlation and group-by value) each set of
+/// windows keeps; past it the stalest tenth are dropped.
+pub const MAX_GROUPS: usize = 100_000;
+/// How often windows past their timespan are dropped. The crate drops a
+/// group's old entries only when that group sees an event, and whole groups
+/// only once [`MAX_GROUPS`] is reached.
+const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The rules routed to one dataset.
 struct DatasetRules {
@@ -153,6 +162,9 @@ impl Detector {
                     .map(|(r, trusted)| update(i, event, r, trusted)),
             );
         }
+        if let Some(c) = &mut self.correlation {
+            c.evict_if_due();
+        }
         hits
     }
 
@@ -233,6 +245,9 @@ impl Detector {
                 c.process(event, detections);
             }
         }
+        if let Some(c) = &mut self.correlation {
+            c.evict_if_due();
+        }
     }
 }
 
@@ -243,6 +258,9 @@ impl Detector {
 struct Correlations {
     all: CorrelationEngine,
     trusted: CorrelationEngine,
+    /// The latest window time seen ([`window_time`]): the windows' clock.
+    now: i64,
+    evicted_at: std::time::Instant,
 }
 
 impl Correlations {
@@ -250,7 +268,27 @@ impl Correlations {
         Ok(Correlations {
             all: correlation_engine(collection)?,
             trusted: correlation_engine(collection)?,
+            now: 0,
+            evicted_at: std::time::Instant::now(),
         })
+    }
+
+    fn evict_if_due(&mut self) {
+        if self.evicted_at.elapsed() >= EVICT_EVERY {
+            self.evict();
+        }
+    }
+
+    /// Drops the windows that ended before `now`.
+    fn evict(&mut self) {
+        self.evicted_at = std::time::Instant::now();
+        self.all.evict_expired(self.now);
+        self.trusted.evict_expired(self.now);
+        metrics::gauge!(crate::telemetry::metric::CORRELATION_GROUPS).set(self.groups() as f64);
+    }
+
+    fn groups(&self) -> usize {
+        self.all.state_count() + self.trusted.state_count()
     }
 
     /// `event`'s detections and correlation firings, each with its trust:
@@ -263,7 +301,8 @@ impl Correlations {
         event: &Event,
         detections: Vec<EvaluationResult>,
     ) -> Vec<(EvaluationResult, bool)> {
-        let at = event.timestamp.timestamp();
+        let at = window_time(event);
+        self.now = self.now.max(at);
         let mut trusted_firings: Vec<EvaluationResult> = if event.trusted {
             self.trusted
                 .process_with_detections(&SigmaEvent(event), detections.clone(), at)
@@ -299,8 +338,16 @@ impl Correlations {
     fn take_state_of(&mut self, old: &Correlations) -> bool {
         let all = self.all.import_state(old.all.export_state());
         let trusted = self.trusted.import_state(old.trusted.export_state());
+        self.now = old.now;
         all && trusted
     }
+}
+
+/// The time a window counts `event` at: its own, but never later than its
+/// arrival. A window expires its entries oldest arrival first, so one line
+/// stamped in the future would otherwise hold its group open for good.
+fn window_time(event: &Event) -> i64 {
+    event.timestamp.min(event.received_at).timestamp()
 }
 
 /// The same correlation rule firing for the same group.
@@ -320,6 +367,7 @@ fn correlation_engine(collection: &SigmaCollection) -> Result<CorrelationEngine,
         // check walks the whole window on every event, so an unbounded
         // window (a flood from one source) would cost quadratic time.
         max_group_entries: Some(MAX_GROUP_ENTRIES),
+        max_state_entries: MAX_GROUPS,
         ..CorrelationConfig::default()
     });
     engine
@@ -360,23 +408,124 @@ fn update(index: usize, event: &Event, result: EvaluationResult, trusted: bool) 
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
+
     use super::*;
 
     const BRUTE_FORCE: &str = "443f2c4e-156b-49bf-a0a7-b193b705812c";
 
     fn failures(n: usize) -> Vec<Event> {
-        (0..n)
-            .map(|_| Event {
-                timestamp: chrono::Utc::now(),
-                dataset: Some("sshd".into()),
-                category: Some("authentication".into()),
-                outcome: Some("failure".into()),
-                action: Some("ssh_login".into()),
-                source_ip: Some("10.7.7.7".parse().unwrap()),
-                message: "Failed password for root from 10.7.7.7".into(),
-                ..Event::default()
-            })
-            .collect()
+        (0..n).map(|_| failure("10.7.7.7", Utc::now())).collect()
+    }
+
+    /// A failed SSH login from `ip`, stamped `at`, arrived now.
+    fn failure(ip: &str, at: DateTime<Utc>) -> Event {
+        Event {
+            timestamp: at,
+            received_at: Utc::now(),
+            dataset: Some("sshd".into()),
+            category: Some("authentication".into()),
+            outcome: Some("failure".into()),
+            action: Some("ssh_login".into()),
+            source_ip: Some(ip.parse().unwrap()),
+            message: format!("Failed password for root from {ip}"),
+            ..Event::default()
+        }
+    }
+
+    fn builtin_detector() -> Detector {
+        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
+        let pipeline = mapping.pipeline(&Default::default()).unwrap();
+        Detector::new(&rules::load(&rules::builtin(), &mapping, &pipeline)).unwrap()
+    }
+
+    fn groups(detector: &Detector) -> usize {
+        detector.correlation.as_ref().unwrap().groups()
+    }
+
+    /// Windows past their timespan are dropped (every [`EVICT_EVERY`] in
+    /// service), whether or not their group sees another event: many
+    /// sources failing once leave nothing behind an hour later.
+    #[test]
+    fn windows_past_their_timespan_are_dropped() {
+        let mut detector = builtin_detector();
+        let then = Utc::now() - chrono::Duration::hours(3);
+        let once: Vec<Event> = (0..500)
+            .map(|i| failure(&format!("10.1.{}.{}", i / 250, i % 250), then))
+            .collect();
+        detector.evaluate(&once);
+        let held = groups(&detector);
+        assert!(held >= 500, "{held}");
+        // Events of now: the old windows ended long before.
+        detector.evaluate(&failures(1));
+        detector.correlation.as_mut().unwrap().evict();
+        assert!(groups(&detector) < 10, "{}", groups(&detector));
+    }
+
+    /// An `event_count` window keeps what its condition needs (`gte: 6`:
+    /// 7 entries) unless its rule says otherwise; other kinds keep
+    /// [`MAX_GROUP_ENTRIES`].
+    #[test]
+    fn event_count_windows_keep_what_their_condition_needs() {
+        let custom = rules::Source {
+            name: "custom.yml".into(),
+            text: "title: Failures\nid: 5d1c4f0e-2c55-4d8e-9d44-0f7e6c1b2a10\n\
+                   logsource:\n    product: linux\n    service: sshd\n\
+                   detection:\n    selection:\n        event.outcome: failure\n\
+                   \x20   condition: selection\n---\n\
+                   title: Many failures\ncorrelation:\n    type: event_count\n\
+                   \x20   rules: [5d1c4f0e-2c55-4d8e-9d44-0f7e6c1b2a10]\n\
+                   \x20   group-by: [source.ip]\n    timespan: 1h\n\
+                   \x20   condition:\n        gte: 50000\n\
+                   rsigma.max_group_entries: '60000'\n"
+                .into(),
+        };
+        let mut sources = rules::builtin();
+        sources.push(custom);
+        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
+        let pipeline = mapping.pipeline(&Default::default()).unwrap();
+        let set = rules::load(&sources, &mapping, &pipeline);
+        assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+        let cap = |title: &str| {
+            let corr = &set
+                .correlations
+                .iter()
+                .find(|c| c.rule.title == title)
+                .unwrap()
+                .rule;
+            corr.custom_attributes
+                .get("rsigma.max_group_entries")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            cap("SSH Brute Force From Single Source").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            cap("SSH Password Spraying Or User Enumeration From Single Source"),
+            None
+        );
+        assert_eq!(cap("Many failures").as_deref(), Some("60000"));
+    }
+
+    /// A line stamped in the future counts at its arrival, so it cannot
+    /// become the windows' clock and end every other window at once.
+    #[test]
+    fn a_future_stamp_counts_at_its_arrival() {
+        let mut detector = builtin_detector();
+        detector.evaluate(&failures(1));
+        detector.correlation.as_mut().unwrap().evict();
+        let one_source = groups(&detector);
+        assert!(one_source > 0);
+        let future = Utc::now() + chrono::Duration::days(365);
+        detector.evaluate(&[failure("10.8.8.8", future)]);
+        detector.correlation.as_mut().unwrap().evict();
+        assert_eq!(
+            groups(&detector),
+            2 * one_source,
+            "a future stamp ended the other windows"
+        );
     }
 
     fn brute_force(updates: &[AlertUpdate]) -> usize {

@@ -326,6 +326,7 @@ pub fn load(sources: &[Source], mapping: &FieldMapping, pipeline: &Pipeline) -> 
         for mut corr in collection.correlations {
             corr.group_by = corr.group_by.iter().map(|f| mapping.rename(f)).collect();
             require_every_rule(&mut corr);
+            cap_event_count_windows(&mut corr);
             if let rsigma_parser::CorrelationCondition::Threshold {
                 field: Some(fields),
                 ..
@@ -372,6 +373,29 @@ fn require_every_rule(corr: &mut CorrelationRule) {
         && predicates.as_slice() == [(ConditionOperator::Gte, 1)]
     {
         predicates[0].1 = corr.rules.len() as u64;
+    }
+}
+
+/// An `event_count` window needs no more entries than its condition's
+/// largest number plus one (`gte: 6` is decided by the newest 6), so unless
+/// the rule sets `rsigma.max_group_entries` itself, its groups keep that
+/// many: 100 000 groups then hold kilobytes each, not megabytes.
+fn cap_event_count_windows(corr: &mut CorrelationRule) {
+    use rsigma_parser::{CorrelationCondition, CorrelationType};
+    const KEY: &str = "rsigma.max_group_entries";
+    if corr.correlation_type != CorrelationType::EventCount
+        || corr.custom_attributes.contains_key(KEY)
+    {
+        return;
+    }
+    if let CorrelationCondition::Threshold { predicates, .. } = &corr.condition
+        && let Some(largest) = predicates.iter().map(|&(_, n)| n).max()
+    {
+        let cap = largest
+            .saturating_add(1)
+            .min(super::MAX_GROUP_ENTRIES as u64);
+        corr.custom_attributes
+            .insert(KEY.to_owned(), yaml_serde::Value::String(cap.to_string()));
     }
 }
 

@@ -545,7 +545,14 @@ impl EventIndex {
     }
 
     pub fn writer(&self) -> Result<IndexWriter, Error> {
-        Ok(self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?)
+        // One indexing and one merge thread (tantivy's default is four
+        // merge threads: four big merges at once on a small node).
+        let options = tantivy::indexer::IndexWriterOptions::builder()
+            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .build();
+        Ok(self.index.writer_with_options(options)?)
     }
 
     /// The seq recorded with the last index commit (0 if none).

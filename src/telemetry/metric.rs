@@ -20,6 +20,7 @@ pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
 pub const ALERTS_RAISED: &str = "secmon_alerts_raised_total";
 pub const ALERT_CHANGES: &str = "secmon_alert_changes_total";
 pub const RULE_EVAL_SECONDS: &str = "secmon_rule_evaluation_seconds";
+pub const CORRELATION_GROUPS: &str = "secmon_correlation_groups";
 pub const LOGINS: &str = "secmon_logins_total";
 pub const RATE_LIMITED: &str = "secmon_rate_limited_total";
 pub const LOCKOUT_REFUSALS: &str = "secmon_login_lockout_refusals_total";
@@ -144,6 +145,11 @@ pub(super) fn describe() {
         RULE_EVAL_SECONDS,
         Unit::Seconds,
         "Rule evaluation time of one write batch"
+    );
+    describe_gauge!(
+        CORRELATION_GROUPS,
+        Unit::Count,
+        "Groups held in the correlation windows (both sets: all events, trusted events)"
     );
     describe_counter!(
         INGEST_THROTTLED,
