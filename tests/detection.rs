@@ -289,10 +289,12 @@ fn the_specification_correlation_examples_fire_as_specified() {
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
+    // Each event arrives at its own time, as from a live sender.
     let event = |secs: i64, fields: Value| {
+        let at = t0 + chrono::Duration::seconds(secs);
         let mut v = fields;
-        v["@timestamp"] = json!((t0 + chrono::Duration::seconds(secs)).to_rfc3339());
-        secmon::model::Event::from_json(v, t0).unwrap()
+        v["@timestamp"] = json!(at.to_rfc3339());
+        secmon::model::Event::from_json(v, at).unwrap()
     };
     // Fires(correlation title) per event fed.
     let run = |example: &str, bases: &[(&str, &str, &str)], events: Vec<secmon::model::Event>| {
