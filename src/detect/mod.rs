@@ -433,10 +433,17 @@ mod tests {
         }
     }
 
-    fn builtin_detector() -> Detector {
+    /// The built-in pack and `extra`, loaded with the shipped field mapping.
+    fn builtin_and(extra: Option<rules::Source>) -> RuleSet {
+        let mut sources = rules::builtin();
+        sources.extend(extra);
         let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
         let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        Detector::new(&rules::load(&rules::builtin(), &mapping, &pipeline)).unwrap()
+        rules::load(&sources, &mapping, &pipeline)
+    }
+
+    fn builtin_detector() -> Detector {
+        Detector::new(&builtin_and(None)).unwrap()
     }
 
     fn groups(detector: &Detector) -> usize {
@@ -480,11 +487,7 @@ mod tests {
                    rsigma.max_group_entries: '60000'\n"
                 .into(),
         };
-        let mut sources = rules::builtin();
-        sources.push(custom);
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&sources, &mapping, &pipeline);
+        let set = builtin_and(Some(custom));
         assert!(set.rejected.is_empty(), "{:?}", set.rejected);
         let cap = |title: &str| {
             let corr = &set
@@ -537,9 +540,7 @@ mod tests {
     /// time (here: the retry completes the 6 failures and fires).
     #[test]
     fn windows_reset_from_the_store_forget_an_uncommitted_batch() {
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&rules::builtin(), &mapping, &pipeline);
+        let set = builtin_and(None);
         let mut detector = Detector::new(&set).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -567,9 +568,7 @@ mod tests {
     /// the trusted events alone make the correlation fire.
     #[test]
     fn a_correlation_is_trusted_only_when_its_trusted_events_complete_it() {
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&rules::builtin(), &mapping, &pipeline);
+        let set = builtin_and(None);
         let trusted = |mut events: Vec<Event>, trusted: bool| {
             for e in &mut events {
                 e.trusted = trusted;
@@ -626,11 +625,7 @@ mod tests {
                    \x20   selection:\n        source.ip: 10.0.0.5\n    condition: not selection\n"
                 .into(),
         };
-        let mut sources = rules::builtin();
-        sources.push(filter);
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&sources, &mapping, &pipeline);
+        let set = builtin_and(Some(filter));
         assert!(set.rejected.is_empty(), "{:?}", set.rejected);
         assert_eq!(set.filters.len(), 1);
         let mut detector = Detector::new(&set).unwrap();
