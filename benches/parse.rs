@@ -5,7 +5,8 @@
 //! - `sshd`: Loghub OpenSSH_2k, the sshd parser alone, the syslog header
 //!   alone, and the whole `parse`.
 //! - `per_dataset`: the whole `parse` on the real lines of the shared data
-//!   (Loghub Linux and Apache, the Beats samples, the CrowdSec hub tests),
+//!   (Loghub Linux and Apache, the Beats samples, the CrowdSec hub tests,
+//!   fail2ban's test logs),
 //!   grouped by the dataset they parse into: lines/s per program parser.
 
 use std::hint::black_box;
@@ -94,6 +95,12 @@ fn corpus() -> Vec<String> {
     .iter()
     .map(|f| format!("{data}/{f}"))
     .collect();
+    // fail2ban's annotated test logs: mail, DNS, VPN, proxy, web error logs.
+    if let Ok(logs) = std::fs::read_dir(format!("{data}/fail2ban-logs")) {
+        for f in logs.flatten().filter(|f| f.path().is_file()) {
+            files.push(f.path().display().to_string());
+        }
+    }
     if let Ok(tests) = std::fs::read_dir(format!("{data}/crowdsec-hub/.tests")) {
         for dir in tests.flatten() {
             for f in std::fs::read_dir(dir.path())
@@ -130,7 +137,7 @@ fn per_dataset(c: &mut Criterion) {
     let mut g = c.benchmark_group("per_dataset");
     for (dataset, raws) in &by_dataset {
         g.throughput(Throughput::Elements(raws.len() as u64));
-        g.bench_function(format!("{dataset}_{}_lines", raws.len()), |b| {
+        g.bench_function(dataset.as_str(), |b| {
             b.iter(|| {
                 for r in raws {
                     black_box(parse(black_box(r), &opts));

@@ -41,6 +41,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../rules/builtin/ssh_bruteforce.yml"),
     ),
     (
+        "service_bruteforce.yml",
+        include_str!("../../rules/builtin/service_bruteforce.yml"),
+    ),
+    (
         "ssh_root_login.yml",
         include_str!("../../rules/builtin/ssh_root_login.yml"),
     ),

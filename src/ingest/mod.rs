@@ -130,7 +130,12 @@ pub fn count_parsed(event: &Event, source: &'static str) {
         metrics::counter!(metric::EVENTS_TRUNCATED, "source" => source).increment(1);
     }
     if event.action.as_deref() == Some(parse::UNRECOGNISED) {
-        if let Some(program) = event.process_name.as_deref().and_then(parse::known_program) {
+        if let Some(program) = event
+            .process_name
+            .as_deref()
+            .and_then(parse::known_program)
+            .map(|(p, _)| p)
+        {
             metrics::counter!(metric::PARSE_UNRECOGNISED, "program" => program).increment(1);
         }
     } else if event.dataset.is_some() {

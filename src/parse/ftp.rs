@@ -11,7 +11,11 @@
 //! | `ftp_invalid_user` | authentication | failure | proftpd `USER u: no such user found from ...` |
 //! | `ftp_user_not_allowed` | authentication | failure | proftpd `SECURITY VIOLATION: root login attempted` |
 //! | `ftp_max_auth_attempts` | authentication | failure | proftpd `Maximum login attempts (N) exceeded` |
-//! | `ftp_connection` | network | unknown | vsftpd `CONNECT: Client "IP"`, pure-ftpd `New connection from IP` |
+//! | `ftp_connection` | network | unknown | vsftpd `CONNECT: Client "IP"`, pure-ftpd `New connection from IP`, BSD ftpd `connection from IP (NAME) at DATE` |
+//!
+//! BSD ftpd and wu-ftpd: `failed login from NAME [IP]` (`ftp_login`,
+//! failure), `repeated login failures from IP (NAME)`
+//! (`ftp_max_auth_attempts`), `FTP LOGIN FROM NAME [IP], user` (success).
 //!
 //! The client address is where each server puts it: vsftpd's `Client "IP"`,
 //! proftpd's first `(NAME[IP])` (what follows is the client's user name and
@@ -27,6 +31,7 @@ pub fn parse(program: &str, msg: &str, event: &mut Event) -> bool {
     match program {
         "proftpd" => proftpd(msg.trim(), event),
         "pure-ftpd" => pure_ftpd(msg.trim(), event),
+        "ftpd" | "wu-ftpd" => bsd_ftpd(msg.trim(), event),
         _ => vsftpd(msg.trim(), event),
     }
 }
@@ -138,6 +143,42 @@ fn pure_ftpd(msg: &str, event: &mut Event) -> bool {
         return done(event, "network", "ftp_connection", "unknown");
     }
     false
+}
+
+/// BSD ftpd and wu-ftpd: `connection from IP (NAME) at DATE`, `failed
+/// login from NAME [IP]`, `repeated login failures from IP (NAME)`, `FTP
+/// LOGIN FROM NAME [IP], user`.
+fn bsd_ftpd(msg: &str, event: &mut Event) -> bool {
+    let (action, outcome, rest) = if let Some(r) = msg.strip_prefix("connection from ") {
+        ("ftp_connection", "unknown", r)
+    } else if let Some(r) = msg.strip_prefix("failed login from ") {
+        ("ftp_login", "failure", r)
+    } else if let Some(r) = msg.strip_prefix("repeated login failures from ") {
+        ("ftp_max_auth_attempts", "failure", r)
+    } else if let Some(r) = msg.strip_prefix("FTP LOGIN FROM ") {
+        ("ftp_login", "success", r)
+    } else {
+        return false;
+    };
+    // `IP (NAME)` or `NAME [IP]`.
+    let mut words = rest.split(' ');
+    let first = words.next().unwrap_or("");
+    let second = words.next().unwrap_or("");
+    match second.strip_prefix('[').and_then(|w| w.split_once(']')) {
+        Some((ip, after)) if parse_ip(ip).is_some() => {
+            event.source_ip = parse_ip(ip);
+            if let Some(user) = after.strip_prefix(", ").filter(|u| !u.is_empty()) {
+                event.user_name = Some(user.to_owned());
+            }
+        }
+        _ => set_source_host(event, first),
+    }
+    let category = if action == "ftp_connection" {
+        "network"
+    } else {
+        "authentication"
+    };
+    done(event, category, action, outcome)
 }
 
 fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {

@@ -57,18 +57,25 @@ use crate::model::Event;
 pub mod accounts;
 pub mod auditd;
 pub mod cron;
+pub mod dns;
 pub mod dropbear;
 pub mod firewall;
 pub mod ftp;
 pub mod gelf;
+pub mod haproxy;
 pub mod journald;
+pub mod kernel;
+pub mod mail;
+pub mod openvpn;
 pub mod pam;
+pub mod squid;
 pub mod sshd;
 pub mod su;
 pub mod sudo;
 pub mod syslog;
 pub mod systemd;
 pub mod web;
+pub mod web_error;
 
 /// Bytes as a source framed them, before parsing.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,8 +110,8 @@ impl Default for ParseOptions {
 
 /// Every dataset a program parser may set.
 pub const DATASETS: &[&str] = &[
-    "sshd", "dropbear", "ftp", "pam", "sudo", "su", "accounts", "auditd", "firewall", "web",
-    "cron", "systemd",
+    "sshd", "dropbear", "ftp", "mail", "dns", "vpn", "proxy", "pam", "sudo", "su", "accounts",
+    "auditd", "firewall", "kernel", "web", "cron", "systemd",
 ];
 
 /// Turns one record into one event. Never fails, never drops the line.
@@ -199,6 +206,16 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("vsftpd", "ftp"),
     ("proftpd", "ftp"),
     ("pure-ftpd", "ftp"),
+    ("ftpd", "ftp"),
+    ("wu-ftpd", "ftp"),
+    ("postfix", "mail"),
+    ("dovecot", "mail"),
+    ("exim", "mail"),
+    ("exim4", "mail"),
+    ("named", "dns"),
+    ("openvpn", "vpn"),
+    ("haproxy", "haproxy"),
+    ("squid", "proxy"),
     ("sudo", "sudo"),
     ("su", "su"),
     ("useradd", "accounts"),
@@ -219,6 +236,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("apache", "web"),
     ("apache2", "web"),
     ("httpd", "web"),
+    ("kernel", "kernel"),
     ("cron", "cron"),
     ("CRON", "cron"),
     ("crond", "cron"),
@@ -229,9 +247,22 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 /// message its parser does not recognise.
 pub const UNRECOGNISED: &str = "unrecognised";
 
-/// The known program `name` (from [`PROGRAMS`]), as a static string.
-pub fn known_program(name: &str) -> Option<&'static str> {
-    PROGRAMS.iter().find(|(p, _)| *p == name).map(|(p, _)| *p)
+/// The known program `name` (from [`PROGRAMS`]) and its parser, as static
+/// strings. Families that name their processes go by their family's name:
+/// `postfix/smtpd` and `postfix-incoming/smtpd` are `postfix`, Dovecot's
+/// `imap-login` and `pop3-login` are `dovecot`, `ovpn-server` is
+/// `openvpn`, Apache's `httpd/backend1` is `httpd`.
+pub fn known_program(name: &str) -> Option<(&'static str, &'static str)> {
+    let family = if name.starts_with("postfix") {
+        "postfix"
+    } else if name.ends_with("-login") || name == "dovecot-auth" {
+        "dovecot"
+    } else if name.starts_with("ovpn-") {
+        "openvpn"
+    } else {
+        name.split_once('/').map_or(name, |(first, _)| first)
+    };
+    PROGRAMS.iter().find(|(p, _)| *p == family).copied()
 }
 
 /// Runs the parser for `program` on `msg`; true when a parser recognised it.
@@ -248,21 +279,28 @@ pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &
     let Some(program) = program else {
         return dispatch_headerless(msg, event);
     };
-    if program == "kernel" {
-        return firewall::parse(msg, event);
-    }
-    let Some(&(_, dataset)) = PROGRAMS.iter().find(|(p, _)| *p == program) else {
+    let Some((name, dataset)) = known_program(program) else {
+        // Dovecot's authentication processes log under generic names.
+        if matches!(program, "auth" | "auth-worker") && mail::dovecot(msg, event) {
+            return true;
+        }
         return dispatch_headerless(msg, event);
     };
     let recognised = match dataset {
         "sshd" => sshd::parse(msg, event),
         "dropbear" => dropbear::parse(msg, event),
-        "ftp" => ftp::parse(program, msg, event),
+        "ftp" => ftp::parse(name, msg, event),
+        "mail" => mail::parse(name, msg, event),
+        "dns" => dns::parse(msg, event),
+        "vpn" => openvpn::parse(msg, event),
+        "haproxy" => haproxy::parse(msg, event),
+        "proxy" => squid::parse(msg, event),
         "sudo" => sudo::parse(msg, event),
         "su" => su::parse(msg, event),
-        "accounts" => accounts::parse(program, msg, event),
+        "accounts" => accounts::parse(name, msg, event),
         "auditd" => auditd::parse(msg, event),
-        "web" => web::parse(msg, event),
+        "web" => web::parse(msg, event) || web_error::parse(msg, event),
+        "kernel" => firewall::parse(msg, event) || kernel::parse(msg, event),
         "cron" => cron::parse(msg, event),
         _ => systemd::parse(msg, event),
     };
@@ -270,6 +308,8 @@ pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &
     if recognised || pam::parse(msg, event) {
         return true;
     }
+    // HAProxy's lines are web requests.
+    let dataset = if dataset == "haproxy" { "web" } else { dataset };
     event.dataset = Some(dataset.to_owned());
     event.action = Some(UNRECOGNISED.to_owned());
     false
@@ -287,6 +327,23 @@ fn dispatch_headerless(text: &str, event: &mut Event) -> bool {
     // vsftpd's own log: `[pid N] [user] FAIL LOGIN: Client "IP"`.
     if t.starts_with("[pid ") && ftp::vsftpd(t, event) {
         event.process_name.get_or_insert_with(|| "vsftpd".into());
+        return true;
+    }
+    // Apache's and nginx's error logs (`[level] ...` after their date).
+    if t.starts_with('[') && web_error::parse(t, event) {
+        return event.action.as_deref() != Some(UNRECOGNISED);
+    }
+    // BIND's log file (`client IP#port ...` after its date).
+    if dns::looks_like(t) {
+        return dns::parse(t, event);
+    }
+    // Squid's access log starts with its own `seconds.millis` time.
+    if t.starts_with(|c: char| c.is_ascii_digit()) && squid::parse(t, event) {
+        return true;
+    }
+    // Exim's main log (`2013-01-04 17:03:46 ...`, no program in it), and
+    // Dovecot lines whose tag the header did not take.
+    if mail::exim(t, event) || mail::dovecot(t, event) {
         return true;
     }
     web::parse(t, event)
@@ -533,8 +590,18 @@ mod tests {
             &ParseOptions::default(),
         );
         assert_eq!(e.dataset, None);
-        assert_eq!(known_program("sshd-session"), Some("sshd-session"));
+        assert_eq!(
+            known_program("sshd-session"),
+            Some(("sshd-session", "sshd"))
+        );
         assert_eq!(known_program("sshd-sessionX"), None);
+        assert_eq!(
+            known_program("postfix-incoming/smtpd"),
+            Some(("postfix", "mail"))
+        );
+        assert_eq!(known_program("imap-login"), Some(("dovecot", "mail")));
+        assert_eq!(known_program("ovpn-server"), Some(("openvpn", "vpn")));
+        assert_eq!(known_program("httpd/backend1"), Some(("httpd", "web")));
     }
 
     #[test]

@@ -69,7 +69,11 @@ pub fn parse_header(
     received_at: DateTime<Utc>,
     year_hint: Option<i32>,
 ) -> Option<Header<'_>> {
-    if let Some(header) = iso_header(line).or_else(|| ctime_header(line)) {
+    if let Some(header) = iso_header(line)
+        .or_else(|| ctime_header(line))
+        .or_else(|| bind_header(line))
+        .or_else(|| tai64n_header(line))
+    {
         return Some(header);
     }
     let get_year = move |date: syslog_loose::IncompleteDate| {
@@ -98,6 +102,26 @@ pub fn parse_header(
         (Some(f), Some(s)) => (Some(f as u8), Some(s as u8)),
         _ => (None, None),
     };
+    // `Jan 29 13:54:06 auth-worker(22401): msg`: no host, and a tag that
+    // `syslog_loose` took for one; Dovecot 2.4's `auth(user,IP,mech)<id>:`
+    // is no tag at all: the message starts there.
+    if version.is_none()
+        && m.appname.is_none()
+        && let (Some(host), Some(timestamp)) = (m.hostname, m.timestamp)
+        && let Some(at) = line
+            .find(host)
+            .filter(|&at| line[at + host.len()..].starts_with(':'))
+    {
+        let header = match tag_of(&line[at..=at + host.len()]) {
+            Some(tag) => Header::tagged(timestamp, Some(tag), m.msg),
+            None => Header::bare(timestamp, &line[at..]),
+        };
+        return Some(Header {
+            facility,
+            severity,
+            ..header
+        });
+    }
     let (program, tag_module) = split_module(m.appname);
     let procid = m.procid.map(|p| match p {
         ProcId::PID(pid) => pid.to_string(),
@@ -131,7 +155,42 @@ pub fn parse_header(
     })
 }
 
-impl Header<'_> {
+impl<'a> Header<'a> {
+    /// A header that is only a time (a program's own log file).
+    fn bare(timestamp: DateTime<FixedOffset>, msg: &'a str) -> Self {
+        Header {
+            version: None,
+            facility: None,
+            severity: None,
+            timestamp: Some(timestamp),
+            hostname: None,
+            appname: None,
+            program: None,
+            tag_module: None,
+            procid: None,
+            msgid: None,
+            structured_data: Vec::new(),
+            msg,
+        }
+    }
+
+    /// A header with a time and a tag (`prog(module)[pid]`, without the
+    /// colon) when there is one.
+    fn tagged(timestamp: DateTime<FixedOffset>, tag: Option<&'a str>, msg: &'a str) -> Self {
+        let (appname, procid) = match tag.and_then(|t| t.strip_suffix(']')?.split_once('[')) {
+            Some((app, pid)) => (Some(app), Some(pid.to_owned())),
+            None => (tag, None),
+        };
+        let (program, tag_module) = split_module(appname);
+        Header {
+            appname,
+            program,
+            tag_module,
+            procid,
+            ..Header::bare(timestamp, msg)
+        }
+    }
+
     /// Writes the header into `event`: host, process, time, and the
     /// `fields.log.syslog` object (ECS names). `message` is left to the caller.
     pub fn apply(&self, event: &mut Event) {
@@ -239,18 +298,9 @@ fn pri_and_timestamp_only(line: &str) -> Option<Header<'_>> {
     let pri: u8 = pri.parse().ok().filter(|p| *p < 192)?;
     let timestamp = DateTime::parse_from_rfc3339(ts.trim()).ok()?;
     Some(Header {
-        version: None,
         facility: Some(pri >> 3),
         severity: Some(pri & 7),
-        timestamp: Some(timestamp),
-        hostname: None,
-        appname: None,
-        program: None,
-        tag_module: None,
-        procid: None,
-        msgid: None,
-        structured_data: Vec::new(),
-        msg: "",
+        ..Header::bare(timestamp, "")
     })
 }
 
@@ -277,31 +327,22 @@ fn iso_header(line: &str) -> Option<Header<'_>> {
             if tag_of(rest).is_some() { "" } else { rest },
         ),
     };
-    let (appname, procid) = match tag.and_then(|t| t.strip_suffix(']')?.split_once('[')) {
-        Some((app, pid)) => (Some(app), Some(pid.to_owned())),
-        None => (tag, None),
-    };
-    let (program, tag_module) = split_module(appname);
     Some(Header {
-        version: None,
-        facility: None,
-        severity: None,
-        timestamp: Some(timestamp),
         hostname,
-        appname,
-        program,
-        tag_module,
-        procid,
-        msgid: None,
-        structured_data: Vec::new(),
-        msg,
+        ..Header::tagged(timestamp, tag, msg)
     })
 }
 
 /// `Fri Jan 19 12:20:33 2007 msg`: C's `ctime()` date, which programs
-/// writing their own log file use (vsftpd): read as UTC; no host, no tag.
+/// writing their own log file use (vsftpd), and Apache's error log
+/// `[Sat Jul 20 21:34:49.453232 2013] msg` (bracketed, with a fraction):
+/// read as UTC; no host, no tag.
 fn ctime_header(line: &str) -> Option<Header<'_>> {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let (line, bracketed) = match line.strip_prefix('[') {
+        Some(rest) => (rest, true),
+        None => (line, false),
+    };
     let day = line.get(..4)?;
     if !DAYS.iter().any(|d| day.strip_suffix(' ') == Some(*d)) {
         return None;
@@ -322,20 +363,45 @@ fn ctime_header(line: &str) -> Option<Header<'_>> {
     if end == 0 {
         return None;
     }
-    let naive = chrono::NaiveDateTime::parse_from_str(&rest[..end], "%b %e %H:%M:%S %Y").ok()?;
-    Some(Header {
-        version: None,
-        facility: None,
-        severity: None,
-        timestamp: Some(naive.and_utc().fixed_offset()),
-        hostname: None,
-        appname: None,
-        program: None,
-        tag_module: None,
-        procid: None,
-        msgid: None,
-        structured_data: Vec::new(),
-        msg: &rest[end + 1..],
+    let date = &rest[..end];
+    let date = if bracketed {
+        date.strip_suffix(']')?
+    } else {
+        date
+    };
+    let naive = chrono::NaiveDateTime::parse_from_str(date, "%b %e %H:%M:%S%.f %Y").ok()?;
+    Some(Header::bare(
+        naive.and_utc().fixed_offset(),
+        &rest[end + 1..],
+    ))
+}
+
+/// BIND's own log file: `11-Aug-2013 03:36:11.372 msg` (read as UTC).
+fn bind_header(line: &str) -> Option<Header<'_>> {
+    let b = line.as_bytes();
+    if b.len() < 25 || b[2] != b'-' || b[6] != b'-' || b[20] != b'.' || b[24] != b' ' {
+        return None;
+    }
+    let naive =
+        chrono::NaiveDateTime::parse_from_str(line.get(..24)?, "%d-%b-%Y %H:%M:%S%.3f").ok()?;
+    Some(Header::bare(naive.and_utc().fixed_offset(), &line[25..]))
+}
+
+/// daemontools' TAI64N label, `@400000004c91b044077a9e94 tag: msg`
+/// (multilog, as dovecot under it writes): seconds since 1970 plus 2^62,
+/// then nanoseconds, in hex; leap seconds are not subtracted.
+fn tai64n_header(line: &str) -> Option<Header<'_>> {
+    let label = line.strip_prefix('@')?.get(..24)?;
+    let rest = line.get(25..)?.trim_start_matches(' ');
+    let secs = u64::from_str_radix(label.get(..16)?, 16).ok()?;
+    let nanos = u32::from_str_radix(label.get(16..)?, 16).ok()?;
+    let secs = i64::try_from(secs.checked_sub(1 << 62)?).ok()?;
+    let timestamp = DateTime::from_timestamp(secs, nanos)?.fixed_offset();
+    Some(match rest.split_once(' ') {
+        Some((first, msg)) if tag_of(first).is_some() => {
+            Header::tagged(timestamp, tag_of(first), msg)
+        }
+        _ => Header::bare(timestamp, rest),
     })
 }
 
@@ -359,8 +425,8 @@ fn tag_of(word: &str) -> Option<&str> {
     ok.then_some(tag)
 }
 
-/// `YYYY-MM-DD[T| ]hh:mm:ss[.frac][Z|±hh:mm|±hhmm|±hh]` at the start of
-/// `line`, then a space: the time (UTC when it has no zone) and the rest.
+/// `YYYY-MM-DD[T| ]hh:mm:ss[.frac][Z|±hh:mm|±hhmm|±hh]` (nginx's error log
+/// writes `YYYY/MM/DD`) at the start of `line`, then a space: the time (UTC when it has no zone) and the rest.
 fn iso_timestamp(line: &str) -> Option<(DateTime<FixedOffset>, &str)> {
     let b = line.as_bytes();
     let num = |from: usize, to: usize| -> Option<u32> {
@@ -371,8 +437,8 @@ fn iso_timestamp(line: &str) -> Option<(DateTime<FixedOffset>, &str)> {
         std::str::from_utf8(digits).ok()?.parse().ok()
     };
     if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
+        || !matches!(b[4], b'-' | b'/')
+        || b[7] != b[4]
         || !matches!(b[10], b'T' | b' ')
         || b[13] != b':'
         || b[16] != b':'
