@@ -597,6 +597,12 @@ pub fn route(rule: &SigmaRule) -> Option<Vec<&'static str>> {
             "sshd" | "ssh" => vec!["sshd"],
             "auth" => vec!["sshd", "dropbear", "pam", "sudo", "su", "accounts"],
             "dropbear" => vec!["dropbear"],
+            "vsftpd" | "proftpd" | "pure-ftpd" | "ftp" | "ftpd" => vec!["ftp"],
+            "postfix" | "dovecot" | "exim" | "mail" | "smtp" => vec!["mail"],
+            "named" | "bind" | "dns" => vec!["dns"],
+            "openvpn" | "vpn" => vec!["vpn"],
+            "squid" => vec!["proxy"],
+            "kernel" => vec!["kernel", "firewall"],
             "sudo" => vec!["sudo"],
             "su" => vec!["su"],
             "pam" => vec!["pam"],
@@ -605,13 +611,15 @@ pub fn route(rule: &SigmaRule) -> Option<Vec<&'static str>> {
             "systemd" => vec!["systemd"],
             "syslog" => return None,
             // nginx / apache services of web rules.
-            "nginx" | "apache" | "apache2" | "httpd" => vec!["web"],
+            "nginx" | "apache" | "apache2" | "httpd" | "haproxy" => vec!["web"],
             _ => Vec::new(),
         });
     }
     if let Some(category) = ls.category.as_deref() {
         return Some(match category {
-            "webserver" | "proxy" => vec!["web"],
+            "webserver" => vec!["web"],
+            "proxy" => vec!["web", "proxy"],
+            "dns" => vec!["dns"],
             "firewall" => vec!["firewall"],
             "process_creation" | "file_event" | "file_change" | "file_access" | "file_delete"
             | "file_rename" | "network_connection" => vec!["auditd"],

@@ -18,7 +18,9 @@
 //!    receive time), `message` = the MSG part, the rest in `fields.log.syslog`
 //!    (a Solaris `[ID 800047 auth.info]` message ID too).
 //! 6. **Program parser**, chosen by the program name (see [`dispatch`]), or by
-//!    the shape of a header-less line (audit `type=` records, access logs).
+//!    the shape of a header-less line (audit `type=` records, access logs,
+//!    Apache/nginx error logs, BIND's and Exim's log files, Squid's access
+//!    log).
 //!
 //! Whatever happens, `log.original` holds the whole line and `message` is
 //! never empty unless the line was: a line nobody understands is still an
@@ -30,14 +32,19 @@
 //! |---|---|---|
 //! | `sshd` | sshd, sshd-session, sshd-auth | authentication, network, session |
 //! | `dropbear` | dropbear (sshd's action names) | authentication, network, session |
-//! | `ftp` | vsftpd, proftpd, pure-ftpd | authentication, network |
+//! | `ftp` | vsftpd, proftpd, pure-ftpd, ftpd, wu-ftpd | authentication, network |
+//! | `mail` | postfix/*, dovecot (and its `*-login`, `auth`, `auth-worker`), exim | authentication, email, network |
+//! | `dns` | named (and BIND's own log file) | network |
+//! | `vpn` | openvpn, ovpn-* | authentication, network |
+//! | `proxy` | squid (and its access log) | web |
 //! | `pam` | any `pam_unix(...)` / `prog(pam_unix)` line | authentication, session |
 //! | `sudo` | sudo | process, authentication |
 //! | `su` | su | authentication, session |
 //! | `accounts` | useradd, groupadd, usermod, userdel, groupdel, passwd, chpasswd, gpasswd, chage | iam |
 //! | `auditd` | audit records | per record type |
 //! | `firewall` | kernel iptables/nftables/UFW lines | network |
-//! | `web` | nginx/apache access logs | web |
+//! | `kernel` | other kernel lines: USB devices, segfaults, OOM kills | host, process |
+//! | `web` | nginx/apache access and error logs, haproxy | web, authentication, network |
 //! | `cron` | cron, CRON, crond | process, configuration |
 //! | `systemd` | systemd | process |
 //!
