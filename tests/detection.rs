@@ -270,6 +270,58 @@ fn the_builtin_pack_flags_the_sources_crowdsec_scenarios_expect() {
     }
 }
 
+/// On Loghub's OpenSSH sample, the built-in pack flags every source that
+/// fail2ban's default sshd jail bans and CrowdSec's default ssh scenarios
+/// flag: the peers' verdicts were recorded by running them
+/// (`scripts/peers.sh --write`, Debian's fail2ban 1.0.2 and CrowdSec 1.4.6).
+#[test]
+fn the_builtin_pack_flags_every_source_fail2ban_and_crowdsec_flag() {
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/peers/openssh_2k.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut peers: Vec<String> = fixture["fail2ban"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ip| ip.as_str().unwrap().to_owned())
+        .chain(fixture["crowdsec"].as_object().unwrap().keys().cloned())
+        .collect();
+    peers.sort();
+    peers.dedup();
+    assert!(peers.len() >= 12, "{peers:?}");
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/builtin/ssh_bruteforce.yml");
+    let log = shared_data("loghub/OpenSSH/OpenSSH_2k.log");
+    let out = secmon(&[
+        "rules",
+        "test",
+        rules.to_str().unwrap(),
+        "--events",
+        log.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flagged: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|h| h["correlation"] == true)
+        .filter_map(|h| h["group_key"]["source.ip"].as_str().map(str::to_owned))
+        .collect();
+    let missed: Vec<&String> = peers.iter().filter(|ip| !flagged.contains(*ip)).collect();
+    assert!(
+        missed.is_empty(),
+        "flagged by a peer, not by secmon: {missed:?}"
+    );
+}
+
 /// A base rule for the spec examples: matches `labels.kind: <kind>`.
 fn base_rule(id: &str, name: &str, kind: &str) -> String {
     format!(

@@ -52,6 +52,19 @@ program!(firewall, |t, e| secmon::parse::firewall::parse(&t, &mut e));
 program!(web, |t, e| secmon::parse::web::parse(&t, &mut e));
 program!(cron, |t, e| secmon::parse::cron::parse(&t, &mut e));
 program!(systemd, |t, e| secmon::parse::systemd::parse(&t, &mut e));
+program!(mail, |t, e| secmon::parse::mail::parse(
+    ["postfix/smtpd", "dovecot", "exim"][t.len() % 3],
+    &t,
+    &mut e
+));
+program!(dns, |t, e| secmon::parse::dns::parse(&t, &mut e));
+program!(web_error, |t, e| secmon::parse::web_error::parse(
+    &t, &mut e
+));
+program!(haproxy, |t, e| secmon::parse::haproxy::parse(&t, &mut e));
+program!(squid, |t, e| secmon::parse::squid::parse(&t, &mut e));
+program!(openvpn, |t, e| secmon::parse::openvpn::parse(&t, &mut e));
+program!(kernel, |t, e| secmon::parse::kernel::parse(&t, &mut e));
 program!(accounts, |t, e| secmon::parse::accounts::parse(
     "usermod", &t, &mut e
 ));

@@ -422,10 +422,10 @@ pub fn exim(msg: &str, event: &mut Event) -> bool {
 /// and the date of a main-log line read through the journal.
 fn strip_exim_prefix(m: &str) -> &str {
     let mut m = m;
-    if m.len() > 20
-        && m.as_bytes()[4] == b'-'
-        && m.as_bytes()[10] == b' '
-        && m.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+    let b = m.as_bytes();
+    if b.len() > 20
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && (b[4], b[10], b[13], b[16], b[19]) == (b'-', b' ', b':', b':', b' ')
     {
         m = &m[20..];
     }
@@ -551,5 +551,8 @@ mod tests {
             "SMTP protocol error in \"aUtH lOgIn\" H=(test) [8.8.8.8]\" H=(roxzgj) [192.0.2.6] AUTH command used when not advertised",
         );
         assert_eq!(e.source_ip, "192.0.2.6".parse().ok());
+        // A date-like start cut inside a character is no date.
+        let mut e = Event::default();
+        assert!(!exim("2013-01-04 17:03:4é H=x", &mut e));
     }
 }

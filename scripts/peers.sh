@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Runs the peers a user would otherwise pick on the same SSH log as secmon's
+# built-in pack, and says which sources each flags:
+#
+# - fail2ban (Debian's package): its sshd filter, through `fail2ban-regex`,
+#   and its default jail's counting (maxretry 5 within findtime 10 min);
+# - CrowdSec (Debian's package, 1.4.6): a replay (`crowdsec -dsn file://`)
+#   with the hub's syslog-logs, sshd-logs and dateparse-enrich parsers and
+#   its ssh-bf and ssh-slow-bf scenarios (user-enum variants included), from
+#   the hub the package ships, offline, into a throw-away local API database;
+# - secmon: `secmon rules test rules/builtin/ssh_bruteforce.yml`.
+#
+# Usage: scripts/peers.sh [LOG] [--write FIXTURE]
+#   LOG      a syslog file of sshd lines (default: Loghub's OpenSSH_2k.log)
+#   --write  also write the peers' verdicts to FIXTURE (JSON), which
+#            tests/detection.rs checks secmon's pack against on every run.
+# Needs: apt-get install fail2ban crowdsec (CrowdSec's post-install step
+# fails offline, registering to its central API; the binaries are installed
+# and this script needs nothing else), and a built secmon (SECMON_BIN, else
+# target/debug/secmon). Exit 1 when secmon misses a source a peer flags.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+log="../shared/data/loghub/OpenSSH/OpenSSH_2k.log"
+fixture=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --write) fixture="$2"; shift 2 ;;
+        *) log="$1"; shift ;;
+    esac
+done
+log="$(realpath "$log")"
+secmon="${SECMON_BIN:-target/debug/secmon}"
+for tool in fail2ban-regex crowdsec cscli "$secmon"; do
+    command -v "$tool" >/dev/null || { echo "peers: $tool is missing (apt-get install fail2ban crowdsec; cargo build)" >&2; exit 2; }
+done
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# fail2ban: every failure its sshd filter (default mode) finds, as (ip, time).
+fail2ban-regex -o row "$log" /etc/fail2ban/filter.d/sshd.conf 2>/dev/null > "$work/fail2ban.rows"
+
+# CrowdSec: a private configuration over the hub the package ships.
+hub=/usr/share/crowdsec/hub
+etc="$work/cs"
+mkdir -p "$etc"/parsers/{s00-raw,s01-parse,s02-enrich} "$etc/scenarios" "$work/csdata"
+ln -s "$hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml" "$etc/parsers/s00-raw/"
+ln -s "$hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml" "$etc/parsers/s01-parse/"
+ln -s "$hub/parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml" "$etc/parsers/s02-enrich/"
+ln -s "$hub/scenarios/crowdsecurity/ssh-bf.yaml" "$etc/scenarios/"
+ln -s "$hub/scenarios/crowdsecurity/ssh-slow-bf.yaml" "$etc/scenarios/"
+cp -r /etc/crowdsec/patterns "$etc/"
+cp /etc/crowdsec/profiles.yaml /etc/crowdsec/simulation.yaml "$etc/"
+touch "$etc/acquis.yaml"
+port=$((20000 + RANDOM % 20000))
+cat > "$etc/config.yaml" <<EOF
+common: {daemonize: false, log_media: stdout, log_level: error, working_dir: .}
+config_paths:
+  config_dir: $etc/
+  data_dir: $work/csdata/
+  simulation_path: $etc/simulation.yaml
+  hub_dir: $hub/
+  index_path: $hub/.index.json
+crowdsec_service: {acquisition_path: $etc/acquis.yaml, parser_routines: 1}
+db_config: {type: sqlite, db_path: $work/csdata/crowdsec.db, use_wal: false}
+api:
+  client: {credentials_path: $etc/local_api_credentials.yaml}
+  server: {listen_uri: "127.0.0.1:$port", profiles_path: $etc/profiles.yaml, trusted_ips: [127.0.0.1]}
+prometheus: {enabled: false}
+EOF
+cscli -c "$etc/config.yaml" machines add replay --password replay \
+    -f "$etc/local_api_credentials.yaml" --force >/dev/null 2>&1
+sed -i "s|^url: .*|url: http://127.0.0.1:$port|" "$etc/local_api_credentials.yaml"
+crowdsec -c "$etc/config.yaml" -dsn "file://$log" -type syslog >/dev/null 2>&1
+
+# secmon: the built-in SSH rules over the same lines.
+"$secmon" rules test rules/builtin/ssh_bruteforce.yml --events "$log" > "$work/secmon.hits" 2>/dev/null
+
+python3 - "$work" "$fixture" <<'EOF'
+import ast, collections, json, sqlite3, subprocess, sys
+
+work, fixture = sys.argv[1], sys.argv[2]
+
+# fail2ban's default sshd jail: ban when 5 failures fall within 600 s.
+times = collections.defaultdict(list)
+for line in open(f"{work}/fail2ban.rows"):
+    line = line.strip().rstrip(",")
+    if line.startswith("["):
+        ip, t = line[1:].split(",")[:2]
+        times[ast.literal_eval(ip.strip())].append(float(t))
+fail2ban = set()
+for ip, ts in times.items():
+    ts.sort()
+    first = 0
+    for i, t in enumerate(ts):
+        while t - ts[first] > 600:
+            first += 1
+        if i - first + 1 >= 5:
+            fail2ban.add(ip)
+
+db = sqlite3.connect(f"{work}/csdata/crowdsec.db")
+crowdsec = collections.defaultdict(set)
+for ip, scenario in db.execute("select source_ip, scenario from alerts"):
+    crowdsec[ip].add(scenario)
+
+secmon = collections.defaultdict(set)
+for line in open(f"{work}/secmon.hits"):
+    hit = json.loads(line)
+    ip = (hit.get("group_key") or {}).get("source.ip")
+    if hit.get("correlation") and ip:
+        secmon[ip].add(hit["rule_title"])
+
+print("| source | fail2ban (sshd jail) | CrowdSec | secmon |")
+print("|---|---|---|---|")
+for ip in sorted(fail2ban | set(crowdsec) | set(secmon)):
+    print(f"| {ip} | {'banned' if ip in fail2ban else ''} | "
+          f"{', '.join(sorted(crowdsec.get(ip, ())))} | {', '.join(sorted(secmon.get(ip, ())))} |")
+peers = fail2ban | set(crowdsec)
+missed = sorted(peers - set(secmon))
+print(f"\nfail2ban flags {len(fail2ban)}, CrowdSec {len(crowdsec)}, secmon {len(secmon)}; "
+      f"secmon misses {len(missed)}: {missed}")
+if fixture:
+    versions = {
+        "fail2ban": subprocess.run(["fail2ban-client", "--version"], capture_output=True, text=True).stdout.strip(),
+        "crowdsec": subprocess.run(["dpkg-query", "-W", "-f=${Version}", "crowdsec"], capture_output=True, text=True).stdout.strip(),
+    }
+    json.dump({"made_by": "scripts/peers.sh", "versions": versions,
+               "fail2ban": sorted(fail2ban), "crowdsec": {ip: sorted(s) for ip, s in sorted(crowdsec.items())}},
+              open(fixture, "w"), indent=2)
+    open(fixture, "a").write("\n")
+sys.exit(1 if missed else 0)
+EOF
