@@ -14,10 +14,16 @@
 #   LOG      a syslog file of sshd lines (default: Loghub's OpenSSH_2k.log)
 #   --write  also write the peers' verdicts to FIXTURE (JSON), which
 #            tests/detection.rs checks secmon's pack against on every run.
-# Needs: apt-get install fail2ban crowdsec (CrowdSec's post-install step
-# fails offline, registering to its central API; the binaries are installed
-# and this script needs nothing else), and a built secmon (SECMON_BIN, else
-# target/debug/secmon). Exit 1 when secmon misses a source a peer flags.
+# Needs fail2ban and crowdsec from Debian, and a built secmon (SECMON_BIN,
+# else target/debug/secmon). Offline, CrowdSec's post-install step fails
+# registering to its central API and leaves dpkg half-configured (every
+# later apt-get fails); its postinst skips that step when the credentials
+# file exists and is not empty, so install it like this:
+#   mkdir -p /etc/crowdsec
+#   echo '# offline: no central API' > /etc/crowdsec/online_api_credentials.yaml
+#   apt-get install -y --no-install-recommends fail2ban crowdsec
+# Neither daemon needs to run. Exit 1 when secmon misses a source a peer
+# flags.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
