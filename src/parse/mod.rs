@@ -221,7 +221,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("exim4", "mail"),
     ("named", "dns"),
     ("openvpn", "vpn"),
-    ("haproxy", "haproxy"),
+    ("haproxy", "web"),
     ("squid", "proxy"),
     ("sudo", "sudo"),
     ("su", "su"),
@@ -300,12 +300,12 @@ pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &
         "mail" => mail::parse(name, msg, event),
         "dns" => dns::parse(msg, event),
         "vpn" => openvpn::parse(msg, event),
-        "haproxy" => haproxy::parse(msg, event),
         "proxy" => squid::parse(msg, event),
         "sudo" => sudo::parse(msg, event),
         "su" => su::parse(msg, event),
         "accounts" => accounts::parse(name, msg, event),
         "auditd" => auditd::parse(msg, event),
+        "web" if name == "haproxy" => haproxy::parse(msg, event),
         "web" => web::parse(msg, event) || web_error::parse(msg, event),
         "kernel" => firewall::parse(msg, event) || kernel::parse(msg, event),
         "cron" => cron::parse(msg, event),
@@ -315,8 +315,6 @@ pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &
     if recognised || pam::parse(msg, event) {
         return true;
     }
-    // HAProxy's lines are web requests.
-    let dataset = if dataset == "haproxy" { "web" } else { dataset };
     event.dataset = Some(dataset.to_owned());
     event.action = Some(UNRECOGNISED.to_owned());
     false
