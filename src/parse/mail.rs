@@ -201,6 +201,26 @@ pub fn dovecot(msg: &str, event: &mut Event) -> bool {
     passdb(m, event)
 }
 
+/// The reasons a login process gives (`client_get_extra_disconnect_reason`
+/// in `login-common/client-common.c`) for a login the client tried and did
+/// not get. Left out, as not the client's failure: `(no auth attempts ...)`,
+/// a client that went away mid-authentication (`(aborted authentication)`,
+/// `(client didn't finish SASL auth ...)`, `(disconnected while ...)`), and
+/// the server's own trouble (`(auth service reported temporary failure)`,
+/// `(auth process communication failure)`, `(internal failure, ...)`).
+const LOGIN_FAILED: [&str; 10] = [
+    "(auth failed",
+    "(auth_failed)",
+    "(authorization failed",
+    "(tried to use ",
+    "(user disabled)",
+    "(password expired)",
+    "(sent invalid base64",
+    "(login disabled)",
+    "(proxy dest auth failed)",
+    "(cert required",
+];
+
 /// A login process's own line, once the `imap-login:` tag is gone.
 fn login_shape(m: &str) -> bool {
     [
@@ -250,11 +270,7 @@ fn login(m: &str, event: &mut Event) -> bool {
     if head == "Login" {
         return done(event, "authentication", "mail_login", "success");
     }
-    let failed = head.contains("(auth failed")
-        || head.contains("(tried to use ")
-        || head.contains("(proxy dest auth failed")
-        || head.contains("(auth_failed)");
-    if failed {
+    if LOGIN_FAILED.iter().any(|reason| head.contains(reason)) {
         set_field(event, "mail.reason", Value::from(head));
         return done(event, "authentication", "mail_login", "failure");
     }
