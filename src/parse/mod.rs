@@ -334,6 +334,10 @@ fn dispatch_headerless(text: &str, event: &mut Event) -> bool {
         event.process_name.get_or_insert_with(|| "vsftpd".into());
         return true;
     }
+    // Access logs first: the most common lines without a program.
+    if web::parse(t, event) {
+        return true;
+    }
     // Apache's and nginx's error logs (`[level] ...` after their date).
     if t.starts_with('[') && web_error::parse(t, event) {
         return event.action.as_deref() != Some(UNRECOGNISED);
@@ -347,11 +351,8 @@ fn dispatch_headerless(text: &str, event: &mut Event) -> bool {
         return true;
     }
     // Exim's main log (`2013-01-04 17:03:46 ...`, no program in it), and
-    // Dovecot lines whose tag the header did not take.
-    if mail::exim(t, event) || mail::dovecot(t, event) {
-        return true;
-    }
-    web::parse(t, event)
+    // Dovecot 2.4's `auth(user,IP,mech)<id>: ...`, which is no tag.
+    mail::exim(t, event) || (t.starts_with("auth(") && mail::dovecot(t, event))
 }
 
 /// Solaris's `[ID 800047 auth.info] msg`: the message ID goes to

@@ -17,26 +17,29 @@ use crate::model::Event;
 
 /// Parses one access-log line; true when it has Squid's shape.
 pub fn parse(line: &str, event: &mut Event) -> bool {
-    let w: Vec<&str> = line.split_ascii_whitespace().take(10).collect();
-    if w.len() < 7 {
-        return false;
-    }
-    let Some((secs, millis)) = w[0].split_once('.') else {
+    let mut words = line.split_ascii_whitespace();
+    // `seconds.millis` first: most lines are no Squid lines.
+    let Some((secs, millis)) = words.next().and_then(|t| t.split_once('.')) else {
         return false;
     };
     let (Ok(secs), Ok(millis)) = (secs.parse::<i64>(), millis.parse::<u32>()) else {
         return false;
     };
-    let Some(ip) = parse_ip(w[2]) else {
+    // elapsed client code/status bytes method URL [user hierarchy type]
+    let w: Vec<&str> = words.take(9).collect();
+    if w.len() < 6 {
+        return false;
+    }
+    let Some(ip) = parse_ip(w[1]) else {
         return false;
     };
-    let Some((code, status)) = w[3].split_once('/') else {
+    let Some((code, status)) = w[2].split_once('/') else {
         return false;
     };
     let Ok(status) = status.parse::<u16>() else {
         return false;
     };
-    if w[1].parse::<u64>().is_err() || !code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+    if w[0].parse::<u64>().is_err() || !code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
         return false;
     }
     if let Some(ts) = DateTime::from_timestamp(secs, millis.min(999) * 1_000_000) {
@@ -45,15 +48,15 @@ pub fn parse(line: &str, event: &mut Event) -> bool {
     event.source_ip = Some(ip);
     set_field(event, "squid.result_code", Value::from(code));
     set_field(event, "http.response.status_code", Value::from(status));
-    if let Ok(bytes) = w[4].parse::<u64>() {
+    if let Ok(bytes) = w[3].parse::<u64>() {
         set_field(event, "http.response.body.bytes", Value::from(bytes));
     }
-    set_field(event, "http.request.method", Value::from(w[5]));
-    set_field(event, "url.original", Value::from(w[6]));
-    if let Some(user) = w.get(7).filter(|u| **u != "-") {
+    set_field(event, "http.request.method", Value::from(w[4]));
+    set_field(event, "url.original", Value::from(w[5]));
+    if let Some(user) = w.get(6).filter(|u| **u != "-") {
         event.user_name = Some((*user).to_owned());
     }
-    let no_upstream = w.get(8).is_some_and(|h| h.starts_with("HIER_NONE"));
+    let no_upstream = w.get(7).is_some_and(|h| h.starts_with("HIER_NONE"));
     let denied = code == "TCP_DENIED" || (no_upstream && matches!(status, 403 | 405 | 407));
     match (denied, status) {
         (true, _) => classify(event, "proxy", "web", "proxy_denied", "failure"),

@@ -8,8 +8,13 @@
 //!   `+hh:mm` or `+hhmm` or none (read as UTC), one or more spaces, and a
 //!   host and tag when there are (`2019-06-14T10:40:20.912134 host sudo:
 //!   ...`, `2020-03-24 08:38:42.344447-0700  localhost sshd[2519]: ...`,
-//!   `2013-01-04 17:03:46 msg`), and so is C's `ctime()` date of programs'
-//!   own log files (`Fri Jan 19 12:20:33 2007 msg`, [`ctime_header`]);
+//!   `2013-01-04 17:03:46 msg`; nginx's `2012/04/09 11:53:29`), and so are
+//!   the dates of programs' own log files: C's `ctime()` (`Fri Jan 19
+//!   12:20:33 2007 msg`) and Apache's bracketed one with a fraction
+//!   ([`ctime_header`]), BIND's `11-Aug-2013 03:36:11.372` ([`bind_header`])
+//!   and daemontools' TAI64N label ([`tai64n_header`]);
+//! - a tag right after the date (`Jan 29 13:54:06 auth-worker(22401): msg`)
+//!   is a tag, not a host (`syslog_loose` takes it for a host);
 //! - `<PRI>` followed by only an RFC 3339 timestamp is a header (it needs a
 //!   space after the timestamp);
 //! - an RFC 5424 line without a valid PRI (`122 - - ...`) is no header;
