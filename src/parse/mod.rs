@@ -254,7 +254,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 /// message its parser does not recognise.
 pub const UNRECOGNISED: &str = "unrecognised";
 
-/// The known program `name` (from [`PROGRAMS`]) and its parser, as static
+/// The known program `name` (from [`PROGRAMS`]) and its dataset, as static
 /// strings. Families that name their processes go by their family's name:
 /// `postfix/smtpd` and `postfix-incoming/smtpd` are `postfix`, Dovecot's
 /// `imap-login` and `pop3-login` are `dovecot`, `ovpn-server` is
