@@ -626,3 +626,30 @@ fn coverage_table() {
         println!("| {f} | {n_known} / {} |", ls.len());
     }
 }
+
+/// Loghub Apache: Apache's own error log, no syslog header. Every line is
+/// `web` with the time it gives; the refusals name the client as a failure.
+#[test]
+fn loghub_apache_error_log() {
+    let log = lines("loghub/Apache/Apache_2k.log");
+    assert_eq!(log.len(), 2000);
+    let mut denied = 0;
+    for line in &log {
+        let e = parse_line(line);
+        assert_eq!(e.dataset.as_deref(), Some("web"), "{line}");
+        // `[Sun Dec 04 04:47:44 2005] ...`
+        assert_eq!(
+            e.timestamp.format("%a %b %d %H:%M:%S %Y").to_string(),
+            line[1..25],
+            "{line}"
+        );
+        if line.contains("Directory index forbidden by rule") {
+            denied += 1;
+            assert_eq!(triple(&e).1, Some("http_access_denied"), "{line}");
+            assert_eq!(triple(&e).2, Some("failure"), "{line}");
+            assert!(e.source_ip.is_some(), "{line}");
+        }
+    }
+    // SOURCES.md: 32 lines carry `[client IP]` ("Directory index forbidden").
+    assert_eq!(denied, 32);
+}
