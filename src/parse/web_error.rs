@@ -270,11 +270,18 @@ fn nginx(text: &str, event: &mut Event) {
     finish(event, action, outcome);
 }
 
+/// How many `, client: ` candidates are checked: each check reads the rest
+/// of the line, so a line of forged ones would cost its length squared. A
+/// real line has one, and one forged before it in a user name.
+const MAX_CLIENT_CANDIDATES: usize = 4;
+
 /// The first `, client: IP` followed by nginx's own fields, each in its
 /// shape, up to the end of the line: the text before it and the address.
+/// None after [`MAX_CLIENT_CANDIDATES`] forged ones.
 fn client_context(text: &str) -> Option<(&str, &str)> {
     let mut from = 0;
-    while let Some(i) = text[from..].find(", client: ").map(|i| from + i) {
+    for _ in 0..MAX_CLIENT_CANDIDATES {
+        let i = from + text[from..].find(", client: ")?;
         let after = &text[i + ", client: ".len()..];
         let (ip, tail) = after.split_once(", ").unwrap_or((after, ""));
         if parse_ip(ip).is_some() && well_formed_context(tail) {
@@ -409,6 +416,12 @@ mod tests {
         assert_eq!(e.source_ip, "192.0.2.2".parse().ok());
         assert_eq!(e.action.as_deref(), Some("http_auth"));
         assert_eq!(e.outcome.as_deref(), Some("failure"));
+        // A line of forged contexts: a few are checked, then no client.
+        let forged = r#", client: 6.6.6.6, server: x, host: "a"x"#.repeat(2000);
+        let e = run(&format!(
+            r#"[error] 1#0: *3 user "{forged}": password mismatch, client: 192.0.2.2, server: s"#
+        ));
+        assert_eq!(e.source_ip, None);
         let e = run("[notice] 1#1: signal process started");
         assert_eq!(e.action.as_deref(), Some(UNRECOGNISED));
         assert_eq!(e.outcome, None);
