@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use secmon::auth::{CanTriage, Principal};
 use secmon::model::{AlertAction, AlertChange, AlertUpdate, Event};
 use secmon::replicate::postgres::Postgres;
-use secmon::replicate::{Pump, Sink};
+use secmon::replicate::{Applied, Pump, Sink};
 use secmon::store::Store;
 
 const ENTRIES: usize = 100_000;
@@ -62,7 +62,7 @@ async fn run() {
     let mut sink = ok(Postgres::new(&url, 1, store.node_id()));
     // Connect and migrate outside the measurement; join before the alerts
     // exist (a sink joining later would have them all queued again).
-    ok(sink.apply(&[]).await);
+    ok(sink.apply(0, &[]).await);
     let mut pump = ok(Pump::new(store.clone(), sink, vec![Postgres::NAME], BATCH).await);
     let filled = Instant::now();
     fill(&store);
@@ -87,7 +87,10 @@ async fn run() {
     let started = Instant::now();
     let mut rows = 0;
     for batch in pending.chunks(BATCH) {
-        rows += ok(sink.apply(batch).await);
+        match ok(sink.apply(cursor, batch).await) {
+            Applied::Rows(n) => rows += n,
+            lost => panic!("the database holds what it confirmed: {lost:?}"),
+        }
     }
     assert_eq!(rows, 0, "a replayed batch changes nothing");
     report("replay", pending.len() as u64, started.elapsed(), baseline);

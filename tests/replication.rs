@@ -284,7 +284,7 @@ async fn alerts_rollups_and_heartbeats_reach_postgres_and_redis_exactly_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(migrations, 2);
+    assert_eq!(migrations, 3);
 
     // Redis: one stream message per alert update, published too.
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
@@ -465,15 +465,19 @@ struct Cluster {
     port: u16,
 }
 
+/// The PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup).
+fn pg_bin() -> PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)")
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .find(|p| p.join("initdb").exists())
+        .expect("initdb")
+}
+
 impl Cluster {
-    fn start_new() -> Cluster {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect(
-                "PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)",
-            )
-            .filter_map(|e| Some(e.ok()?.path().join("bin")))
-            .find(|p| p.join("initdb").exists())
-            .expect("initdb");
+    /// A primary; `extra` is appended to its postgresql.conf.
+    fn start_new(extra: &str) -> Cluster {
+        let bin = pg_bin();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let port = free_port();
@@ -506,13 +510,79 @@ impl Cluster {
         writeln!(
             conf,
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off",
+             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off\n{extra}",
             dir.path().display()
         )
         .unwrap();
         let cluster = Cluster { dir, bin, port };
         cluster.start();
         cluster
+    }
+
+    /// A streaming standby of this cluster (pg_basebackup -R), started.
+    /// Its certificate and key come with the copy; the CA stays this one's.
+    fn standby(&self) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = free_port();
+        chown_postgres(dir.path());
+        run_pg(
+            &self.bin,
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+            ],
+        );
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        use std::io::Write;
+        // Promoted, it must not wait for a standby of its own.
+        writeln!(
+            conf,
+            "port = {port}\nunix_socket_directories = '{}'\nsynchronous_standby_names = ''",
+            dir.path().display()
+        )
+        .unwrap();
+        std::fs::copy(self.ca(), dir.path().join("ca.pem")).unwrap();
+        chown_postgres(dir.path());
+        let standby = Cluster {
+            dir,
+            bin: self.bin.clone(),
+            port,
+        };
+        standby.start();
+        standby
+    }
+
+    /// `pg_ctl promote`, waiting until it takes writes.
+    fn promote(&self) {
+        run_pg(&self.bin, "pg_ctl", &["-D", &self.data(), "-w", "promote"]);
+    }
+
+    /// A client over the socket directory, without TLS (the test's view).
+    async fn local(&self) -> tokio_postgres::Client {
+        let local = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        );
+        let (client, conn) = tokio_postgres::connect(&local, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
     }
 
     fn data(&self) -> String {
@@ -614,7 +684,7 @@ async fn ready(node: &Node) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_over_tls_stopped_mid_stream_converges_without_gaps_or_duplicates() {
-    let cluster = Cluster::start_new();
+    let cluster = Cluster::start_new("");
     let url = cluster.url(&cluster.ca());
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = node_config(dir.path());
@@ -622,16 +692,7 @@ async fn postgres_over_tls_stopped_mid_stream_converges_without_gaps_or_duplicat
     let node = Node::start(cfg).await;
 
     raise_alerts(&node, 0, 100).await;
-    // The test reads over the socket directory, without TLS.
-    let local = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        cluster.dir.path().display(),
-        cluster.port
-    );
-    let (central, conn) = tokio_postgres::connect(&local, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let central = cluster.local().await;
     converged(&node, &central).await;
     let tls: bool = central
         .query_one(
@@ -678,10 +739,7 @@ async fn postgres_over_tls_stopped_mid_stream_converges_without_gaps_or_duplicat
     );
 
     cluster.start();
-    let (central, conn) = tokio_postgres::connect(&local, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let central = cluster.local().await;
     converged(&node, &central).await;
     let alerts = central_alerts(&central, &node.app.node_id().to_string()).await;
     assert_eq!(alerts.len(), 300);
@@ -698,9 +756,174 @@ async fn postgres_over_tls_stopped_mid_stream_converges_without_gaps_or_duplicat
     )
     .unwrap();
     use secmon::replicate::Sink;
-    let err = sink.apply(&[]).await.unwrap_err().to_string();
+    let err = sink.apply(0, &[]).await.unwrap_err().to_string();
     assert!(err.contains("certificate"), "{err}");
     assert!(err.contains("sslrootcert"), "{err}");
+    node.app.stop().await;
+}
+
+/// The postgres sink's last success, from `/ready`.
+async fn last_success(node: &Node, sink: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let r = ready(node).await;
+    r["components"]["replication"]["sinks"][sink]["last_success"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+}
+
+/// Waits until `sink` applied a batch after `since`; how long after it.
+async fn resumed_after(node: &Node, sink: &str, since: chrono::DateTime<chrono::Utc>) -> Duration {
+    let at = eventually("replication resumes", || async {
+        let at = last_success(node, sink).await;
+        (at.is_some_and(|at| at > since), at)
+    })
+    .await
+    .unwrap();
+    (at - since).to_std().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothing() {
+    // Synchronous replication: a commit the sink saw is on the standby.
+    let primary = Cluster::start_new("synchronous_standby_names = '*'\nsynchronous_commit = on");
+    let standby = primary.standby();
+    let ca = primary.ca();
+    let central = primary.local().await;
+    eventually("the standby streams synchronously", || async {
+        let rows = central
+            .query("SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'", &[])
+            .await
+            .unwrap();
+        let states: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        (states == ["sync"], states)
+    })
+    .await;
+
+    // A write that reaches a standby is "wrong host", not a data error;
+    // a read-write session refuses the standby at connection.
+    use secmon::replicate::Sink;
+    let mut sink = secmon::replicate::postgres::Postgres::new(
+        &format!("{}&target_session_attrs=any", standby.url(&ca)),
+        1,
+        ulid::Ulid::generate(),
+    )
+    .unwrap();
+    let err = sink.apply(0, &[]).await.unwrap_err().to_string();
+    assert!(err.contains("standby now: reconnecting"), "{err}");
+    let mut sink = secmon::replicate::postgres::Postgres::new(
+        &standby.url(&ca),
+        1,
+        ulid::Ulid::generate(),
+    )
+    .unwrap();
+    let err = sink.apply(0, &[]).await.unwrap_err().to_string();
+    assert!(err.contains("does not allow writes"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.database_url = Some(Secret::new(format!(
+        "postgres://postgres@localhost:{},localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        primary.port,
+        standby.port,
+        ca.display()
+    )));
+    cfg.services.database_read_url = Some(Secret::new(standby.url(&ca)));
+    let node = Node::start(cfg).await;
+    raise_alerts(&node, 0, 100).await;
+    converged(&node, &central).await;
+
+    // The fleet view reads the replica and says how old its data is.
+    let fleet = eventually("the fleet view reads the replica", || async {
+        let v = node
+            .graphql(
+                "{ fleet { source { server lagSeconds } alerts(limit: 1000) { alertId } } }",
+                json!({}),
+            )
+            .await;
+        let fleet = &v["data"]["fleet"];
+        (
+            fleet["source"]["server"] == "replica"
+                && fleet["alerts"].as_array().map(Vec::len) == Some(100),
+            v,
+        )
+    })
+    .await;
+    assert!(fleet["data"]["fleet"]["source"]["lagSeconds"].as_f64().unwrap() >= 0.0);
+    let replica = eventually("/ready shows the read replica", || async {
+        let r = ready(&node).await;
+        let replica = r["components"]["replication"]["read_replica"].clone();
+        (replica["connected"] == true, r)
+    })
+    .await;
+    assert!(
+        !replica.to_string().contains("error"),
+        "no error text in /ready: {replica}"
+    );
+
+    // The primary dies; the node goes on; the standby is promoted.
+    drop(central);
+    let killed_at = chrono::Utc::now();
+    let killed = Instant::now();
+    primary.stop();
+    raise_alerts(&node, 100, 100).await;
+    for id in [3, 150, 199] {
+        let v = node
+            .graphql(
+                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
+    }
+    standby.promote();
+    let failover = killed.elapsed();
+    let resumed = resumed_after(&node, "postgres", killed_at).await;
+    eprintln!(
+        "postgres failover: the standby took writes {failover:?} after the primary's death; replication resumed {resumed:?} after it"
+    );
+
+    let central = standby.local().await;
+    converged(&node, &central).await;
+    let alerts = central_alerts(&central, &node.app.node_id().to_string()).await;
+    assert_eq!(alerts.len(), 200);
+    assert_eq!(alerts[&150].0, "resolved");
+    // Nothing was lost, so nothing had to be sent again.
+    assert!(
+        node.metrics()
+            .await
+            .contains("secmon_replication_resends_total{sink=\"postgres\"} 0")
+    );
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_lost_confirmed_writes_gets_the_node_state_again() {
+    // As after a failover to an asynchronous standby that had not received
+    // the last batches, or a restore from an older backup.
+    let db = TestDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.database_url = Some(Secret::new(db.url()));
+    let node = Node::start(cfg).await;
+    let central = pg(&db.url()).await;
+    raise_alerts(&node, 0, 50).await;
+    converged(&node, &central).await;
+    let node_id = node.app.node_id().to_string();
+    central
+        .batch_execute(&format!(
+            "DELETE FROM secmon.alerts WHERE node_id = '{node_id}' AND alert_id > 20;
+             DELETE FROM secmon.event_rollups WHERE node_id = '{node_id}';
+             UPDATE secmon.node_outbox SET applied_seq = 3 WHERE node_id = '{node_id}';"
+        ))
+        .await
+        .unwrap();
+    raise_alerts(&node, 50, 1).await;
+    converged(&node, &central).await;
+    assert_eq!(central_alerts(&central, &node_id).await.len(), 51);
+    assert!(
+        node.metrics()
+            .await
+            .contains("secmon_replication_resends_total{sink=\"postgres\"} 1")
+    );
     node.app.stop().await;
 }
 

@@ -66,6 +66,10 @@ async fn ready_handler(
             .map(|(name, state)| (name.to_owned(), state.ready_view()))
             .collect();
         components["replication"] = json!({ "ready": replication_ready, "sinks": sinks });
+        if let Some(replica) = replication.read_replica() {
+            // Reported, never making the node unready: the primary answers.
+            components["replication"]["read_replica"] = json!(replica);
+        }
     }
     if let Some(notifier) = notify.borrow().as_ref() {
         components["notifications"] = crate::notify::report(notifier);

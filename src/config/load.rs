@@ -450,6 +450,11 @@ const VARIABLES: &[(&str, &str, VarKind)] = &[
     ("GELF_UDP_PORT", "ports.gelf_udp", VarKind::OptionalScalar),
     ("GELF_TCP_PORT", "ports.gelf_tcp", VarKind::OptionalScalar),
     ("DATABASE_URL", "services.database_url", VarKind::Secret),
+    (
+        "DATABASE_READ_URL",
+        "services.database_read_url",
+        VarKind::Secret,
+    ),
     ("REDIS_URL", "services.redis_url", VarKind::Secret),
     ("VAULT_ADDR", "services.vault_addr", VarKind::OptionalText),
     ("VAULT_TOKEN", "services.vault_token", VarKind::Secret),

@@ -375,6 +375,9 @@ impl Default for LoginLimits {
 #[serde(deny_unknown_fields, default)]
 pub struct Services {
     pub database_url: Option<Secret>,
+    /// Where the fleet view reads (a streaming replica of `database_url`'s
+    /// primary); the primary answers when it does not.
+    pub database_read_url: Option<Secret>,
     pub redis_url: Option<Secret>,
     pub vault_addr: Option<String>,
     pub vault_token: Option<Secret>,
@@ -609,6 +612,11 @@ pub struct Replication {
     pub redis_ca_path: Option<PathBuf>,
     /// Approximate length the `<prefix>:alerts` stream is capped at.
     pub redis_stream_max_len: u64,
+    /// Replicas of the Redis master that must confirm a batch (`WAIT`)
+    /// before it counts as applied; 0: the master's word suffices (a
+    /// failover may then lose the last batches, which the sink notices
+    /// and sends the node's state again).
+    pub redis_min_replicas: u32,
     /// Prefix of every Redis key and channel.
     pub redis_key_prefix: String,
 }
@@ -626,6 +634,7 @@ impl Default for Replication {
             postgres_require_verified_tls: false,
             redis_ca_path: None,
             redis_stream_max_len: 100_000,
+            redis_min_replicas: 0,
             redis_key_prefix: "secmon".to_owned(),
         }
     }

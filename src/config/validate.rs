@@ -387,26 +387,44 @@ fn readable(path: &Path) -> Result<(), std::io::Error> {
     }
 }
 
-/// `DATABASE_URL`'s `sslmode` is one libpq knows, and verifies the server
-/// when `replication.postgres_require_verified_tls` says it must. The
-/// messages never repeat the URL (it may hold a password).
+/// `DATABASE_URL`'s and `DATABASE_READ_URL`'s `sslmode` is one libpq
+/// knows, and verifies the server when
+/// `replication.postgres_require_verified_tls` says it must. The messages
+/// never repeat the URL (it may hold a password).
 fn check_database_tls(cfg: &Config, problems: &mut Vec<Problem>) {
-    let Some(url) = &cfg.services.database_url else {
-        return;
-    };
-    match crate::replicate::postgres::tls_request(url.expose()) {
-        Err(reason) => problems.push(Problem::new(SOURCE, "services.database_url", reason)),
-        Ok(tls) if cfg.replication.postgres_require_verified_tls && !tls.mode.verifies() => {
-            problems.push(Problem::new(
-                SOURCE,
-                "services.database_url",
-                format!(
-                    "sslmode={} does not verify the server's certificate and replication.postgres_require_verified_tls is on: set sslmode=verify-full in DATABASE_URL (with sslrootcert=<CA file> for a private CA)",
-                    tls.mode.as_str()
-                ),
-            ));
+    let services = &cfg.services;
+    if services.database_read_url.is_some() && services.database_url.is_none() {
+        problems.push(Problem::new(
+            SOURCE,
+            "services.database_read_url",
+            "DATABASE_READ_URL is set without DATABASE_URL: the read replica serves the fleet view, which needs the primary too",
+        ));
+    }
+    for (key, var, url) in [
+        ("services.database_url", "DATABASE_URL", &services.database_url),
+        (
+            "services.database_read_url",
+            "DATABASE_READ_URL",
+            &services.database_read_url,
+        ),
+    ] {
+        let Some(url) = url else {
+            continue;
+        };
+        match crate::replicate::postgres::tls_request(url.expose()) {
+            Err(reason) => problems.push(Problem::new(SOURCE, key, reason)),
+            Ok(tls) if cfg.replication.postgres_require_verified_tls && !tls.mode.verifies() => {
+                problems.push(Problem::new(
+                    SOURCE,
+                    key,
+                    format!(
+                        "sslmode={} does not verify the server's certificate and replication.postgres_require_verified_tls is on: set sslmode=verify-full in {var} (with sslrootcert=<CA file> for a private CA)",
+                        tls.mode.as_str()
+                    ),
+                ));
+            }
+            Ok(_) => {}
         }
-        Ok(_) => {}
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Actor;
 use crate::config::{Channel, Config, Trigger};
-use crate::replicate::{self, Backoff, Sink, SinkError, SinkStatus};
+use crate::replicate::{self, Applied, Backoff, Sink, SinkError, SinkStatus};
 use crate::store::deliveries::{Delivery, Outcome};
 use crate::store::outbox::{AlertEvent, AlertSummary, Entry, Message};
 use crate::store::{self, Store};
@@ -275,7 +275,7 @@ pub struct Dispatcher {
 impl Sink for Dispatcher {
     const NAME: &'static str = "notify";
 
-    async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
+    async fn apply(&mut self, _after: u64, entries: &[Entry]) -> Result<Applied, SinkError> {
         let channels = self.notifier.current();
         let mut queued: Vec<(u64, String, AlertSummary)> = Vec::new();
         for entry in entries {
@@ -289,7 +289,7 @@ impl Sink for Dispatcher {
             }
         }
         if queued.is_empty() {
-            return Ok(0);
+            return Ok(Applied::Rows(0));
         }
         let store = self.store.clone();
         let added = tokio::task::spawn_blocking(move || {
@@ -305,7 +305,7 @@ impl Sink for Dispatcher {
         for channel in &channels {
             channel.wake.notify_one();
         }
-        Ok(added)
+        Ok(Applied::Rows(added))
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::notify::redact::redact;
 use crate::store::indexer::Progress;
 use crate::store::outbox::{Entry, Heartbeat};
@@ -34,6 +34,8 @@ use crate::telemetry::metric;
 pub enum Error {
     #[error("DATABASE_URL: {0}")]
     DatabaseUrl(String),
+    #[error("DATABASE_READ_URL: {0}")]
+    DatabaseReadUrl(String),
     #[error("REDIS_URL: {0}")]
     RedisUrl(String),
     #[error(transparent)]
@@ -56,15 +58,36 @@ pub trait Sink: Send + 'static {
     /// alert queued again); else it starts with what comes next.
     const WANTS_STATE: bool = false;
 
-    /// Applies `entries` (in seq order) in one transaction; returns how many
-    /// rows or messages it wrote. Applying entries again must change nothing.
-    fn apply(&mut self, entries: &[Entry]) -> impl Future<Output = Result<u64, SinkError>> + Send;
+    /// Applies `entries` (in seq order) in one transaction. Applying entries
+    /// again must change nothing. `after` is the last seq the receiver
+    /// confirmed: a receiver that keeps its own record of it checks it in
+    /// the same transaction and answers [`Applied::Lost`] when it holds less.
+    fn apply(
+        &mut self,
+        after: u64,
+        entries: &[Entry],
+    ) -> impl Future<Output = Result<Applied, SinkError>> + Send;
+}
+
+/// What a sink did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied: this many rows or messages written.
+    Rows(u64),
+    /// Not applied: the receiver holds this node's outbox only up to
+    /// `holds`, less than it had confirmed. It lost acknowledged writes (a
+    /// failover to a replica that had not received them, a database
+    /// restored from an older backup, a new empty one).
+    Lost { holds: u64 },
 }
 
 /// Each sink's progress, for `/ready`, the metrics and the logs.
 #[derive(Default)]
 pub struct Status {
     sinks: Vec<Arc<SinkStatus>>,
+    /// The fleet view, once replication started with Postgres: `/ready`
+    /// shows its read replica.
+    fleet: std::sync::OnceLock<Fleet>,
     /// Every reader of the outbox (the sinks, and `notify` with channels):
     /// an entry is deleted once all of them applied it.
     consumers: Vec<&'static str>,
@@ -139,6 +162,7 @@ impl Status {
         let respond = (config.response.enabled && !config.response.actions.is_empty())
             .then_some(crate::respond::Responder::NAME);
         Status {
+            fleet: std::sync::OnceLock::new(),
             consumers: names
                 .into_iter()
                 .chain([notify, respond])
@@ -176,6 +200,11 @@ impl Status {
 
     pub fn sinks(&self) -> impl Iterator<Item = (&'static str, SinkState)> + '_ {
         self.sinks.iter().map(|s| (s.name, s.state()))
+    }
+
+    /// The read replica of `DATABASE_READ_URL` as last checked.
+    pub fn read_replica(&self) -> Option<postgres::ReplicaState> {
+        self.fleet.get().and_then(Fleet::replica_state)
     }
 
     /// False when a sink lags more than `replication.max_ready_lag_seconds`.
@@ -235,7 +264,20 @@ pub async fn start(
         },
         shutdown.clone(),
     ));
-    let fleet = pg.as_ref().map(postgres::Postgres::fleet);
+    let fleet = pg
+        .as_ref()
+        .map(|pg| {
+            let read_url = config.services.database_read_url.as_ref();
+            pg.fleet(read_url.map(Secret::expose), cfg.postgres_pool_size)
+        })
+        .transpose()?;
+    if let Some(fleet) = &fleet {
+        let _ = status.fleet.set(fleet.clone());
+        tasks.spawn(fleet.clone().watch_replica(
+            Duration::from_secs(cfg.heartbeat_interval_seconds.clamp(1, 10)),
+            shutdown.clone(),
+        ));
+    }
     if let Some(pg) = pg {
         spawn(config, store, pg, status, &head, (tasks, shutdown)).await?;
     }
@@ -287,6 +329,9 @@ pub struct Pump<S: Sink> {
     sinks: Vec<&'static str>,
     batch_size: usize,
     cursor: u64,
+    /// The last seq the receiver confirmed: the cursor, or less after the
+    /// receiver lost writes and the node's state was queued again.
+    confirmed: u64,
     status: Arc<SinkStatus>,
 }
 
@@ -328,6 +373,7 @@ impl<S: Sink> Pump<S> {
             sinks,
             batch_size: batch_size.max(1),
             cursor,
+            confirmed: cursor,
             status,
         })
     }
@@ -358,14 +404,23 @@ impl<S: Sink> Pump<S> {
             };
             next = self.read(last);
             let started = Instant::now();
-            match self.sink.apply(&entries).await {
-                Ok(n) => {
+            let mut applied = self.sink.apply(self.confirmed, &entries).await;
+            if let Ok(Applied::Lost { holds }) = applied {
+                if let Err(e) = self.resend(holds).await {
+                    next.abort();
+                    break Err(e.into());
+                }
+                applied = self.sink.apply(self.confirmed, &entries).await;
+            }
+            match applied {
+                Ok(Applied::Rows(n)) => {
                     let name = S::NAME;
                     metrics::histogram!(metric::REPLICATION_BATCH_SECONDS, "sink" => name)
                         .record(started.elapsed().as_secs_f64());
                     metrics::counter!(metric::REPLICATION_ROWS, "sink" => name).increment(n);
                     rows += n;
                     self.cursor = last;
+                    self.confirmed = last;
                     let now = Utc::now();
                     self.status.update(|s| {
                         s.connected = true;
@@ -382,7 +437,14 @@ impl<S: Sink> Pump<S> {
                         store.outbox_ack(name, last, &sinks)
                     }));
                 }
-                Err(e) => {
+                failed => {
+                    let e = match failed {
+                        Err(e) => e,
+                        _ => SinkError(format!(
+                            "{} lost this node's writes again while its state was being sent",
+                            S::NAME
+                        )),
+                    };
                     next.abort();
                     self.status.update(|s| {
                         s.connected = false;
@@ -396,6 +458,24 @@ impl<S: Sink> Pump<S> {
             record(S::NAME, previous.await);
         }
         result
+    }
+
+    /// The receiver lost what it had confirmed after `holds`: queues the
+    /// node's state again (it follows in the outbox) and takes the
+    /// receiver's word for what it holds.
+    async fn resend(&mut self, holds: u64) -> store::Result<()> {
+        let name = S::NAME;
+        tracing::warn!(
+            sink = name,
+            holds,
+            confirmed = self.confirmed,
+            "the receiver lost writes it had confirmed (a failover to a replica that had not received them, or a restored database): sending the node's state again"
+        );
+        metrics::counter!(metric::REPLICATION_RESENDS, "sink" => name).increment(1);
+        let store = self.store.clone();
+        blocking(move || store.outbox_resend()).await?;
+        self.confirmed = holds;
+        Ok(())
     }
 
     fn report_lag(&self, entries: u64, oldest: Option<&Entry>) {
@@ -444,6 +524,7 @@ async fn run<S: Sink>(
     // From zero, so the first failure shows as an increase.
     metrics::counter!(metric::REPLICATION_ERRORS, "sink" => name).increment(0);
     metrics::counter!(metric::REPLICATION_ROWS, "sink" => name).increment(0);
+    metrics::counter!(metric::REPLICATION_RESENDS, "sink" => name).increment(0);
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let latest = *head.borrow_and_update();

@@ -29,10 +29,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::ToSql;
 use ulid::Ulid;
 
-use super::{Error, Sink, SinkError};
+use super::{Applied, Error, Sink, SinkError};
 use crate::store::outbox::{AlertSummary, Entry, Heartbeat, Message, Rollup};
 
 /// The schema, in order: (version, name, SQL).
@@ -46,6 +47,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "fleet_views",
         include_str!("../../migrations/0002_fleet_views.sql"),
+    ),
+    (
+        3,
+        "node_outbox",
+        include_str!("../../migrations/0003_node_outbox.sql"),
     ),
 ];
 
@@ -66,61 +72,58 @@ pub struct Postgres {
 impl Postgres {
     /// Parses `url` and sets up the pool; connects on first use.
     pub fn new(url: &str, pool_size: usize, node_id: Ulid) -> Result<Postgres, Error> {
-        let (url, tls) = libpq_compat(url).map_err(Error::DatabaseUrl)?;
-        let mut config =
-            tokio_postgres::Config::from_str(&url).map_err(|e| Error::DatabaseUrl(describe(&e)))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("secmon");
-        }
-        if !tls.mode.verifies() && tls.mode != SslMode::Disable {
-            tracing::warn!(
-                sslmode = tls.mode.as_str(),
-                "postgres TLS does not verify the server's certificate, so whoever sits on the path can read and change replication: set sslmode=verify-full in DATABASE_URL (with sslrootcert=<CA file> for a private CA)"
-            );
-        }
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(&tls)?);
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(STATEMENT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| Error::DatabaseUrl(crate::notify::redact::redact(&e.to_string())))?;
         Ok(Postgres {
-            pool,
+            pool: pool(url, pool_size, Session::Primary)?,
             node_id: node_id.to_string(),
             migrated: false,
         })
     }
-
-    pub fn fleet(&self) -> Fleet {
-        Fleet {
-            pool: self.pool.clone(),
-        }
+    /// The fleet view: read from `read_url`'s servers (a replica) when
+    /// given, falling back to the primary.
+    pub fn fleet(&self, read_url: Option<&str>, pool_size: usize) -> Result<Fleet, Error> {
+        let replica = read_url
+            .map(|url| {
+                Ok::<_, Error>(Replica {
+                    pool: pool(url, pool_size, Session::Reader).map_err(|e| match e {
+                        Error::DatabaseUrl(text) => Error::DatabaseReadUrl(text),
+                        e => e,
+                    })?,
+                    state: Arc::default(),
+                })
+            })
+            .transpose()?;
+        Ok(Fleet {
+            primary: self.pool.clone(),
+            replica,
+        })
     }
 
     async fn apply_batch(
         &mut self,
         client: &mut Object,
+        after: u64,
         entries: &[Entry],
-    ) -> Result<u64, DbError> {
+    ) -> Result<Applied, DbError> {
         if !self.migrated {
             migrate(client).await?;
             self.migrated = true;
         }
         let batch = Batch::of(entries);
         let tx = client.transaction().await?;
+        let holds: Option<i64> = tx
+            .query_opt(
+                "SELECT applied_seq FROM secmon.node_outbox WHERE node_id = $1 FOR UPDATE",
+                &[&self.node_id],
+            )
+            .await?
+            .map(|row| row.get(0));
+        let holds = holds.map_or(0, |seq| u64::try_from(seq).unwrap_or(0));
+        if holds < after {
+            return Ok(Applied::Lost { holds });
+        }
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(Applied::Rows(0));
+        };
         let mut rows = 0;
         if !batch.alerts.is_empty() {
             rows += upsert_alerts(&tx, &self.node_id, &batch.alerts).await?;
@@ -131,8 +134,16 @@ impl Postgres {
         if let Some(heartbeat) = batch.heartbeat {
             rows += upsert_node(&tx, &self.node_id, heartbeat).await?;
         }
+        tx.execute(
+            "INSERT INTO secmon.node_outbox (node_id, applied_seq) VALUES ($1, $2)
+             ON CONFLICT (node_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq,
+                 updated_at = now()
+             WHERE secmon.node_outbox.applied_seq < EXCLUDED.applied_seq",
+            &[&self.node_id, &int(last)],
+        )
+        .await?;
         tx.commit().await?;
-        Ok(rows)
+        Ok(Applied::Rows(rows))
     }
 }
 
@@ -140,15 +151,27 @@ impl Sink for Postgres {
     const NAME: &'static str = "postgres";
     const WANTS_STATE: bool = true;
 
-    async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
+    async fn apply(&mut self, after: u64, entries: &[Entry]) -> Result<Applied, SinkError> {
         let mut client = self.pool.get().await.map_err(|e| sink_error(&e))?;
-        match tokio::time::timeout(STATEMENT_TIMEOUT, self.apply_batch(&mut client, entries)).await
+        match tokio::time::timeout(
+            STATEMENT_TIMEOUT,
+            self.apply_batch(&mut client, after, entries),
+        )
+        .await
         {
-            Ok(Ok(rows)) => Ok(rows),
+            Ok(Ok(applied)) => Ok(applied),
             failed => {
                 // The connection may be mid-transaction or dead: never reuse it.
                 let _ = Object::take(client);
                 Err(match failed {
+                    Ok(Err(e)) if e.on_standby() => {
+                        // Every pooled connection may lead there (the server
+                        // was demoted): connect again, to the primary.
+                        self.pool.retain(|_, _| false);
+                        SinkError(format!(
+                            "{e} (this server is a standby now: reconnecting to find the primary)"
+                        ))
+                    }
                     Ok(Err(e)) => SinkError(e.to_string()),
                     _ => SinkError(format!(
                         "postgres did not answer within {}s",
@@ -157,6 +180,83 @@ impl Sink for Postgres {
                 })
             }
         }
+    }
+}
+
+/// Which server of a multi-host URL a pool wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// The sink's: one that takes writes. `target_session_attrs` may say
+    /// `read-write` (the default), `primary` or `any`.
+    Primary,
+    /// The fleet reads': any server (the default), or as
+    /// `target_session_attrs` says.
+    Reader,
+}
+
+/// A pool of connections to `url` (a libpq connection string); connects on
+/// first use.
+fn pool(url: &str, pool_size: usize, session: Session) -> Result<Pool, Error> {
+    let (url, tls, attrs) = libpq_compat(url).map_err(Error::DatabaseUrl)?;
+    let mut config =
+        tokio_postgres::Config::from_str(&url).map_err(|e| Error::DatabaseUrl(describe(&e)))?;
+    config.target_session_attrs(target_session(session, attrs).map_err(Error::DatabaseUrl)?);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("secmon");
+    }
+    if !tls.mode.verifies() && tls.mode != SslMode::Disable {
+        tracing::warn!(
+            sslmode = tls.mode.as_str(),
+            "postgres TLS does not verify the server's certificate, so whoever sits on the path can read and change replication: set sslmode=verify-full in DATABASE_URL (with sslrootcert=<CA file> for a private CA)"
+        );
+    }
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(&tls)?);
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(STATEMENT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| Error::DatabaseUrl(crate::notify::redact::redact(&e.to_string())))
+}
+
+/// libpq's `target_session_attrs` values, as tokio-postgres knows them.
+/// libpq's `primary` is `read-write` here, `standby` and `prefer-standby`
+/// are `read-only` (the fleet falls back to the primary's pool itself).
+const SESSION_ATTRS: [(&str, TargetSessionAttrs); 6] = [
+    ("any", TargetSessionAttrs::Any),
+    ("read-write", TargetSessionAttrs::ReadWrite),
+    ("primary", TargetSessionAttrs::ReadWrite),
+    ("read-only", TargetSessionAttrs::ReadOnly),
+    ("standby", TargetSessionAttrs::ReadOnly),
+    ("prefer-standby", TargetSessionAttrs::ReadOnly),
+];
+
+/// The server `session` connects to, given the URL's
+/// `target_session_attrs`. With several hosts, each is tried in turn
+/// until one has these attributes; the sink must reach the primary.
+fn target_session(
+    session: Session,
+    attrs: Option<TargetSessionAttrs>,
+) -> Result<TargetSessionAttrs, String> {
+    match (session, attrs) {
+        (Session::Primary, Some(TargetSessionAttrs::ReadOnly)) => Err(
+            "target_session_attrs asks for a standby, but replication writes: use read-write (the default) in DATABASE_URL, and a standby in DATABASE_READ_URL".to_owned(),
+        ),
+        (_, Some(attrs)) => Ok(attrs),
+        (Session::Primary, None) => Ok(TargetSessionAttrs::ReadWrite),
+        (Session::Reader, None) => Ok(TargetSessionAttrs::Any),
     }
 }
 
@@ -169,6 +269,15 @@ enum DbError {
         "the database schema is at version {found}, newer than this binary knows ({known}); upgrade secmon"
     )]
     TooNew { found: i32, known: i32 },
+}
+
+impl DbError {
+    /// The server refused a write as read-only: it is a standby (after a
+    /// failover, the old primary rejoined as one), not the primary.
+    fn on_standby(&self) -> bool {
+        matches!(self, DbError::Postgres(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION))
+    }
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
@@ -259,19 +368,35 @@ pub struct TlsRequest {
 /// The TLS a `DATABASE_URL` asks for (for `config check` and start-up
 /// validation); the error never repeats the URL.
 pub fn tls_request(url: &str) -> Result<TlsRequest, String> {
-    libpq_compat(url).map(|(_, tls)| tls)
+    libpq_compat(url).map(|(_, tls, _)| tls)
 }
 
 /// Takes what tokio-postgres does not know out of a libpq connection
-/// string (a `postgres://` URL or `key=value` pairs): `sslrootcert`, and
+/// string (a `postgres://` URL or `key=value` pairs): `sslrootcert`;
 /// `sslmode` with its six values, which it gets back as the one of its
 /// three that connects the same way (the certificate checks are ours, in
-/// [`client_tls`]).
-fn libpq_compat(url: &str) -> Result<(String, TlsRequest), String> {
+/// [`client_tls`]); `target_session_attrs` with libpq's six values (set on
+/// the configuration by [`pool`]).
+fn libpq_compat(url: &str) -> Result<(String, TlsRequest, Option<TargetSessionAttrs>), String> {
     let mut mode = None;
     let mut ca = None;
+    let mut attrs = None;
     let mut take = |key: &str, value: &str| -> Result<bool, String> {
         match key {
+            "target_session_attrs" => {
+                let value = percent_decode(value);
+                attrs = Some(
+                    SESSION_ATTRS
+                        .iter()
+                        .find(|(name, _)| *name == value)
+                        .map(|(_, attrs)| *attrs)
+                        .ok_or_else(|| {
+                            "target_session_attrs is not one of any, read-write, primary, read-only, standby, prefer-standby"
+                                .to_owned()
+                        })?,
+                );
+                Ok(true)
+            }
             "sslmode" => {
                 let value = percent_decode(value);
                 mode = Some(
@@ -325,7 +450,7 @@ fn libpq_compat(url: &str) -> Result<(String, TlsRequest), String> {
     } else {
         format!("{base} {}", kept.join(" ")).trim().to_owned()
     };
-    Ok((url, TlsRequest { mode, ca }))
+    Ok((url, TlsRequest { mode, ca }, attrs))
 }
 
 /// `%2F` and friends in a URL query value (a path in `sslrootcert`).
@@ -736,8 +861,49 @@ async fn upsert_node(
 /// The fleet as the central database holds it: every node's rows.
 #[derive(Clone)]
 pub struct Fleet {
-    pool: Pool,
+    primary: Pool,
+    replica: Option<Replica>,
 }
+
+/// The read replica of `DATABASE_READ_URL` and what was last seen of it.
+#[derive(Clone)]
+struct Replica {
+    pool: Pool,
+    state: Arc<std::sync::Mutex<ReplicaState>>,
+}
+
+/// The read replica as last checked. `/ready` shows it (no error text).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReplicaState {
+    /// The last check reached it.
+    pub connected: bool,
+    /// How far it is behind its primary (0: it replayed all it received).
+    pub lag_seconds: f64,
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+/// Where a fleet answer was read, and how old its data may be.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "FleetSource")]
+pub struct FleetSource {
+    /// `replica` (`DATABASE_READ_URL`) or `primary` (`DATABASE_URL`: no
+    /// replica is configured, or it does not answer).
+    pub server: String,
+    /// How far the data is behind the primary's: the replica's replay lag
+    /// (0 on the primary).
+    pub lag_seconds: f64,
+}
+
+/// How far a standby is behind: 0 on a primary or when it replayed all
+/// it received, else the age of the last transaction it replayed.
+const REPLICA_LAG: &str = "SELECT CASE
+        WHEN NOT pg_is_in_recovery() THEN 0
+        WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+        ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
+    END::float8";
+
+/// Longest a fleet read waits for the replica before asking the primary.
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node of the fleet and its last heartbeat.
 #[derive(Debug, Clone, SimpleObject)]
@@ -854,21 +1020,117 @@ impl Conditions {
     }
 }
 
+impl Replica {
+    /// Asks the replica how far behind it is; records the answer. `None`:
+    /// it did not answer.
+    async fn check(&self) -> Option<f64> {
+        let lag = query_on(&self.pool, REPLICA_TIMEOUT, REPLICA_LAG, &[])
+            .await
+            .ok()
+            .and_then(|rows| rows.first().map(|r| r.get::<_, f64>(0).max(0.0)));
+        if let Some(lag) = lag {
+            metrics::gauge!(crate::telemetry::metric::FLEET_READ_LAG_SECONDS).set(lag);
+        }
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.connected = lag.is_some();
+        state.lag_seconds = lag.unwrap_or(state.lag_seconds);
+        state.checked_at = Some(Utc::now());
+        lag
+    }
+}
+
+/// Runs one query on a connection of `pool` within `timeout`.
+async fn query_on(
+    pool: &Pool,
+    timeout: Duration,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, SinkError> {
+    let client = tokio::time::timeout(timeout, pool.get())
+        .await
+        .map_err(|_| SinkError("the fleet database did not answer in time".into()))?
+        .map_err(|e| sink_error(&e))?;
+    match tokio::time::timeout(timeout, client.query(sql, params)).await {
+        Ok(rows) => rows.map_err(|e| SinkError(describe(&e))),
+        Err(_) => {
+            let _ = Object::take(client);
+            Err(SinkError(
+                "the fleet database did not answer in time".into(),
+            ))
+        }
+    }
+}
+
 impl Fleet {
+    /// Runs a read on the replica, or on the primary when there is none or
+    /// it fails.
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, SinkError> {
-        let client = self.pool.get().await.map_err(|e| sink_error(&e))?;
-        match tokio::time::timeout(STATEMENT_TIMEOUT, client.query(sql, params)).await {
-            Ok(rows) => rows.map_err(|e| SinkError(describe(&e))),
-            Err(_) => {
-                let _ = Object::take(client);
-                Err(SinkError(
-                    "the fleet database did not answer in time".into(),
-                ))
+        if let Some(replica) = &self.replica {
+            match query_on(&replica.pool, REPLICA_TIMEOUT, sql, params).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) => {
+                    metrics::counter!(crate::telemetry::metric::FLEET_READ_FALLBACKS).increment(1);
+                    tracing::warn!(error = %e, "the fleet's read replica failed; reading from the primary");
+                }
             }
+        }
+        query_on(&self.primary, STATEMENT_TIMEOUT, sql, params).await
+    }
+
+    /// Where fleet reads go now and how old their data is: the replica
+    /// when it answers, with its lag, else the primary.
+    pub async fn source(&self) -> FleetSource {
+        let primary = FleetSource {
+            server: "primary".into(),
+            lag_seconds: 0.0,
+        };
+        let Some(replica) = &self.replica else {
+            return primary;
+        };
+        match replica.check().await {
+            Some(lag_seconds) => FleetSource {
+                server: "replica".into(),
+                lag_seconds,
+            },
+            None => primary,
+        }
+    }
+
+    /// The read replica as last checked (`None`: none is configured).
+    pub fn replica_state(&self) -> Option<ReplicaState> {
+        self.replica.as_ref().map(|r| {
+            r.state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+    }
+
+    /// Checks the read replica's lag now and every `interval` (for `/ready`
+    /// and the metric), until `shutdown`.
+    pub async fn watch_replica(
+        self,
+        interval: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let Some(replica) = self.replica else {
+            return;
+        };
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            replica.check().await;
         }
     }
 
@@ -1053,7 +1315,7 @@ mod tests {
         for (given, url, request) in cases {
             assert_eq!(
                 libpq_compat(given).unwrap(),
-                (url.to_owned(), request),
+                (url.to_owned(), request, None),
                 "{given}"
             );
             // tokio-postgres takes what is left.
@@ -1062,6 +1324,43 @@ mod tests {
         let err = libpq_compat("postgres://u:hunter2@db/x?sslmode=verify").unwrap_err();
         assert!(err.contains("sslmode is not one of"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn target_session_attrs_take_libpq_values_and_the_sink_wants_the_primary() {
+        use TargetSessionAttrs::{Any, ReadOnly, ReadWrite};
+        let attrs = |url: &str| libpq_compat(url).map(|(_, _, attrs)| attrs);
+        for (given, want) in [
+            ("postgresql://u@a:5432,b:5433/fleet", None),
+            (
+                "postgresql://u@a:5432,b:5433/fleet?target_session_attrs=read-write",
+                Some(ReadWrite),
+            ),
+            ("host=a,b port=5432,5433 target_session_attrs=primary", Some(ReadWrite)),
+            ("postgres://u@a,b/f?target_session_attrs=prefer-standby", Some(ReadOnly)),
+            ("host=a,b target_session_attrs=standby", Some(ReadOnly)),
+            ("host=a target_session_attrs=any", Some(Any)),
+        ] {
+            assert_eq!(attrs(given), Ok(want), "{given}");
+        }
+        assert!(attrs("host=a target_session_attrs=sometimes").is_err());
+        // Both forms with several hosts parse once the attributes are out.
+        crate::install_crypto_provider();
+        for url in [
+            "postgresql://u@a:5432,b:5433/fleet?target_session_attrs=read-write",
+            "host=a,b port=5432,5433 user=u target_session_attrs=read-write",
+        ] {
+            pool(url, 1, Session::Primary).unwrap();
+        }
+        assert_eq!(target_session(Session::Primary, None), Ok(ReadWrite));
+        assert_eq!(target_session(Session::Primary, Some(Any)), Ok(Any));
+        assert_eq!(target_session(Session::Reader, None), Ok(Any));
+        assert_eq!(target_session(Session::Reader, Some(ReadOnly)), Ok(ReadOnly));
+        let err = pool("host=a,b target_session_attrs=standby", 1, Session::Primary)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("DATABASE_READ_URL"), "{err}");
     }
 
     #[test]

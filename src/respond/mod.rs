@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Actor;
 use crate::config::{ActionKind, Config, Response, ResponseAction};
 use crate::notify::severity_rank;
-use crate::replicate::{self, Sink, SinkError};
+use crate::replicate::{self, Applied, Sink, SinkError};
 use crate::store::decisions::{BlockError, BlockRequest, Decision, Ledger};
 use crate::store::outbox::{AlertEvent, AlertSummary, Entry, Message};
 use crate::store::{self, Store};
@@ -444,7 +444,7 @@ pub struct Responder {
 impl Sink for Responder {
     const NAME: &'static str = "respond";
 
-    async fn apply(&mut self, entries: &[Entry]) -> Result<u64, SinkError> {
+    async fn apply(&mut self, _after: u64, entries: &[Entry]) -> Result<Applied, SinkError> {
         let mut done = 0;
         for entry in entries {
             let Message::Alert(alert) = &entry.message else {
@@ -458,7 +458,7 @@ impl Sink for Responder {
             }
         }
         self.firewall.flush_refusals(false).await;
-        Ok(done)
+        Ok(Applied::Rows(done))
     }
 }
 

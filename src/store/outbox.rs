@@ -159,6 +159,26 @@ impl Rollup {
     }
 }
 
+impl Rollup {
+    /// The roll-up a [`Rollup::key`] stands for (`None`: not one).
+    fn from_key(key: &[u8], count: u64) -> Option<Rollup> {
+        let (hour, rest) = key.split_first_chunk::<8>()?;
+        let hour = DateTime::from_timestamp(i64::try_from(u64::from_be_bytes(*hour)).ok()?, 0)?;
+        let mut parts = rest
+            .split(|b| *b == 0)
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        Some(Rollup {
+            hour,
+            host_name: parts.next()?,
+            dataset: parts.next()?,
+            category: parts.next()?,
+            outcome: parts.next()?,
+            severity: parts.next()?,
+            count,
+        })
+    }
+}
+
 /// The node's status, sent every `replication.heartbeat_interval_seconds`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
@@ -252,6 +272,45 @@ impl<'t> Writer<'t> {
             alert.version,
             Merge::PastBound,
         )
+    }
+
+    /// Queues every alert again (each replaces its pending update).
+    fn requeue_alerts(&mut self, txn: &redb::WriteTransaction) -> Result<()> {
+        let mut alerts = txn.open_table(super::alerts::ALERTS)?;
+        let all: Vec<Alert> = alerts
+            .iter()?
+            .map(|item| {
+                let (id, v) = item?;
+                super::alerts::decode(id.value(), v.value())
+            })
+            .collect::<Result<_>>()?;
+        for mut alert in all {
+            alert.version = self.alert(&alert, AlertEvent::Resent)?;
+            alerts.insert(alert.id, super::alerts::encode(&alert)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Queues the roll-ups still counted (the current and the previous
+    /// hour) again.
+    fn requeue_rollups(&mut self, txn: &redb::WriteTransaction) -> Result<()> {
+        let mut rollups = txn.open_table(ROLLUPS)?;
+        let all: Vec<(Vec<u8>, u64, u64)> = rollups
+            .iter()?
+            .map(|item| {
+                let (key, v) = item?;
+                let (count, pending) = v.value();
+                Ok((key.value().to_vec(), count, pending))
+            })
+            .collect::<Result<_>>()?;
+        for (key, count, pending) in all {
+            let Some(rollup) = Rollup::from_key(&key, count) else {
+                continue;
+            };
+            let seq = self.push(&Message::Rollup(rollup), pending, Merge::Always)?;
+            rollups.insert(key.as_slice(), (count, seq))?;
+        }
+        Ok(())
     }
 
     /// Adds `events` to the roll-ups of the hour they were received in.
@@ -454,19 +513,7 @@ impl Store {
             }
             let (cursor, head) = match Writer::open(&txn, self)? {
                 Some(mut writer) if resend => {
-                    let mut alerts = txn.open_table(super::alerts::ALERTS)?;
-                    let all: Vec<Alert> = alerts
-                        .iter()?
-                        .map(|item| {
-                            let (id, v) = item?;
-                            super::alerts::decode(id.value(), v.value())
-                        })
-                        .collect::<Result<_>>()?;
-                    for mut alert in all {
-                        alert.version = writer.alert(&alert, AlertEvent::Resent)?;
-                        alerts.insert(alert.id, super::alerts::encode(&alert)?.as_slice())?;
-                    }
-                    drop(alerts);
+                    writer.requeue_alerts(&txn)?;
                     (0, Some(writer.finish(&txn)?))
                 }
                 Some(writer) => {
@@ -484,6 +531,29 @@ impl Store {
             self.outbox_written(written);
         }
         Ok(head.0)
+    }
+
+    /// Queues the node's state again: every alert it holds (as `resent`,
+    /// which no notification or response acts on) and the roll-ups still
+    /// counted. For a receiver that lost writes it had acknowledged (a
+    /// failover to a replica that had not received them, a database
+    /// restored from an older backup). Returns the new head.
+    pub fn outbox_resend(&self) -> Result<u64> {
+        let head = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let Some(mut writer) = Writer::open(&txn, self)? else {
+                return Ok(None);
+            };
+            writer.requeue_alerts(&txn)?;
+            writer.requeue_rollups(&txn)?;
+            let head = writer.finish(&txn)?;
+            txn.commit()?;
+            Ok(Some(head))
+        })?;
+        if let Some(head) = head {
+            self.outbox_written(head);
+        }
+        Ok(head.unwrap_or(0))
     }
 
     /// The last seq `sink` applied (0: none).

@@ -41,6 +41,9 @@ pub const REPLICATION_LAG_SECONDS: &str = "secmon_replication_lag_seconds";
 pub const REPLICATION_ROWS: &str = "secmon_replication_rows_total";
 pub const REPLICATION_ERRORS: &str = "secmon_replication_errors_total";
 pub const REPLICATION_BATCH_SECONDS: &str = "secmon_replication_batch_seconds";
+pub const REPLICATION_RESENDS: &str = "secmon_replication_resends_total";
+pub const FLEET_READ_LAG_SECONDS: &str = "secmon_fleet_read_replica_lag_seconds";
+pub const FLEET_READ_FALLBACKS: &str = "secmon_fleet_read_fallbacks_total";
 pub const NOTIFICATIONS_SENT: &str = "secmon_notifications_sent_total";
 pub const NOTIFICATION_FAILURES: &str = "secmon_notification_failures_total";
 pub const NOTIFICATIONS_PENDING: &str = "secmon_notifications_pending";
@@ -105,6 +108,19 @@ pub(super) fn describe() {
     describe_counter!(
         REPLICATION_ERRORS,
         "Failed replication batches (each retried), by sink"
+    );
+    describe_counter!(
+        REPLICATION_RESENDS,
+        "Times a receiver was found to have lost writes it had confirmed (a failover to a replica that had not received them) and the node's state was sent again, by sink"
+    );
+    describe_gauge!(
+        FLEET_READ_LAG_SECONDS,
+        Unit::Seconds,
+        "How far the read replica of DATABASE_READ_URL is behind its primary (0: caught up)"
+    );
+    describe_counter!(
+        FLEET_READ_FALLBACKS,
+        "Fleet queries the read replica could not answer, answered by the primary instead"
     );
     describe_counter!(
         NOTIFICATIONS_SENT,

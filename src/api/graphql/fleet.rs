@@ -8,7 +8,7 @@ use super::alerts::{Severity, Status};
 use super::{coded, grant};
 use crate::auth::CanRead;
 use crate::replicate::postgres::{
-    FleetAlert, FleetAlertFilter, FleetNode, FleetRollup, FleetRollupFilter,
+    FleetAlert, FleetAlertFilter, FleetNode, FleetRollup, FleetRollupFilter, FleetSource,
 };
 use crate::replicate::{Fleet, SinkError};
 
@@ -54,6 +54,12 @@ fn rows(limit: i32) -> async_graphql::Result<i64> {
 
 #[Object]
 impl FleetView {
+    /// Where the fleet lists are read and how old their data may be: the
+    /// read replica (`DATABASE_READ_URL`) with its lag, or the primary.
+    async fn source(&self) -> FleetSource {
+        self.0.source().await
+    }
+
     /// Every node that ever replicated, with its last heartbeat.
     async fn nodes(&self) -> async_graphql::Result<Vec<FleetNode>> {
         self.0.nodes().await.map_err(unavailable)
