@@ -566,9 +566,21 @@ impl Cluster {
         standby
     }
 
-    /// `pg_ctl promote`, waiting until it takes writes.
-    fn promote(&self) {
-        run_pg(&self.bin, "pg_ctl", &["-D", &self.data(), "-w", "promote"]);
+    /// `pg_ctl promote`; returns once it takes writes (asked every 5 ms:
+    /// pg_ctl's own wait looks every 100 ms).
+    async fn promote(&self) {
+        run_pg(&self.bin, "pg_ctl", &["-D", &self.data(), "-W", "promote"]);
+        let client = self.local().await;
+        loop {
+            let row = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .unwrap();
+            if !row.get::<_, bool>(0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A client over the socket directory, without TLS (the test's view).
@@ -861,9 +873,9 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
 
     // The primary dies; the node goes on; the standby is promoted.
     drop(central);
+    primary.stop();
     let killed_at = chrono::Utc::now();
     let killed = Instant::now();
-    primary.stop();
     raise_alerts(&node, 100, 100).await;
     for id in [3, 150, 199] {
         let v = node
@@ -874,7 +886,7 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
             .await;
         assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
     }
-    standby.promote();
+    standby.promote().await;
     let failover = killed.elapsed();
     let resumed = resumed_after(&node, "postgres", killed_at).await;
     eprintln!(
@@ -896,17 +908,35 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_that_lost_confirmed_writes_gets_the_node_state_again() {
-    // As after a failover to an asynchronous standby that had not received
-    // the last batches, or a restore from an older backup.
+async fn a_receiver_that_lost_confirmed_writes_gets_the_node_state_again() {
+    // As after a failover to an asynchronous standby or replica that had
+    // not received the last batches, a restore from an older backup, or a
+    // Redis restarted without persistence.
     let db = TestDb::create();
+    let prefix = format!("secmon-test-{}", ulid::Ulid::generate());
+    let _cleanup = RedisKeys(prefix.clone());
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = node_config(dir.path());
     cfg.services.database_url = Some(Secret::new(db.url()));
+    cfg.services.redis_url = Some(Secret::new("redis://127.0.0.1:6379"));
+    cfg.replication.redis_key_prefix = prefix.clone();
     let node = Node::start(cfg).await;
     let central = pg(&db.url()).await;
+    let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let stream_key = format!("{prefix}:alerts");
     raise_alerts(&node, 0, 50).await;
     converged(&node, &central).await;
+    eventually("50 alerts in the stream", || {
+        let mut conn = conn.clone();
+        let key = stream_key.clone();
+        async move {
+            let n = stream_alerts(&mut conn, &key).await.len();
+            (n == 50, n)
+        }
+    })
+    .await;
+
     let node_id = node.app.node_id().to_string();
     central
         .batch_execute(&format!(
@@ -916,14 +946,33 @@ async fn a_database_that_lost_confirmed_writes_gets_the_node_state_again() {
         ))
         .await
         .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&stream_key)
+        .arg(format!("{prefix}:applied:{node_id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     raise_alerts(&node, 50, 1).await;
+
     converged(&node, &central).await;
     assert_eq!(central_alerts(&central, &node_id).await.len(), 51);
-    assert!(
-        node.metrics()
-            .await
-            .contains("secmon_replication_resends_total{sink=\"postgres\"} 1")
-    );
+    let messages = eventually("the stream holds the node's state again", || {
+        let mut conn = conn.clone();
+        let key = stream_key.clone();
+        async move {
+            let messages = stream_alerts(&mut conn, &key).await;
+            (messages.len() >= 51, messages)
+        }
+    })
+    .await;
+    assert_eq!(exactly_once(&messages), node_alerts(&node).await);
+    let metrics = node.metrics().await;
+    for sink in ["postgres", "redis"] {
+        assert!(
+            metrics.contains(&format!("secmon_replication_resends_total{{sink=\"{sink}\"}} 1")),
+            "{sink}: {metrics}"
+        );
+    }
     node.app.stop().await;
 }
 
@@ -974,6 +1023,8 @@ struct RedisServer {
     dir: tempfile::TempDir,
     pki: secmon::tls::DevPki,
     port: u16,
+    /// More arguments (replication, credentials).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -981,10 +1032,16 @@ impl RedisServer {
     fn start_new() -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let pki = secmon::tls::generate_dev_pki(&dir.path().join("pki"), &[], false).unwrap();
+        RedisServer::start_with(pki, &[])
+    }
+
+    /// A server with the certificate of `pki` and `extra` arguments.
+    fn start_with(pki: secmon::tls::DevPki, extra: &[String]) -> RedisServer {
         let mut server = RedisServer {
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             pki,
             port: free_port(),
+            extra: extra.to_vec(),
             child: None,
         };
         server.start();
@@ -994,6 +1051,7 @@ impl RedisServer {
     fn start(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &self.port.to_string()])
+            .args(&self.extra)
             .args(["--bind", "127.0.0.1", "--tls-auth-clients", "no"])
             .arg("--tls-cert-file")
             .arg(&self.pki.server_cert)
@@ -1007,11 +1065,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server runs");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(self.port);
     }
 
     fn kill(&mut self) {
@@ -1042,6 +1096,266 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const REDIS_PASSWORD: &str = "s3ntinel-test-pw";
+const MASTER_NAME: &str = "mymaster";
+
+/// A Redis master with two replicas watched by three Sentinels, all over
+/// TLS (one CA) and with a password, as a site runs it.
+struct SentinelSite {
+    servers: Vec<RedisServer>,
+    sentinels: Vec<Child>,
+    sentinel_ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl SentinelSite {
+    fn start() -> SentinelSite {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = secmon::tls::generate_dev_pki(&dir.path().join("pki"), &[], false).unwrap();
+        let tls = |pki: &secmon::tls::DevPki| -> Vec<String> {
+            [
+                "--tls-ca-cert-file",
+                pki.ca_cert.to_str().unwrap(),
+                "--tls-replication",
+                "yes",
+                "--requirepass",
+                REDIS_PASSWORD,
+                "--masterauth",
+                REDIS_PASSWORD,
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        };
+        let master = RedisServer::start_with(pki.clone(), &tls(&pki));
+        let mut replica_args = tls(&pki);
+        replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()]);
+        let replicas: Vec<RedisServer> = (0..2)
+            .map(|_| RedisServer::start_with(pki.clone(), &replica_args))
+            .collect();
+        let mut site = SentinelSite {
+            sentinel_ports: Vec::new(),
+            sentinels: Vec::new(),
+            servers: std::iter::once(master).chain(replicas).collect(),
+            _dir: dir,
+        };
+        for i in 0..3 {
+            let port = free_port();
+            let conf = site._dir.path().join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port 0\ntls-port {port}\nbind 127.0.0.1\n\
+                     tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
+                     tls-auth-clients no\ntls-replication yes\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
+                     sentinel auth-pass {MASTER_NAME} {REDIS_PASSWORD}\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 10000\n\
+                     sentinel parallel-syncs {MASTER_NAME} 2\n",
+                    cert = pki.server_cert.display(),
+                    key = pki.server_key.display(),
+                    ca = pki.ca_cert.display(),
+                    master = site.servers[0].port,
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server --sentinel runs");
+            wait_for_port(port);
+            site.sentinels.push(child);
+            site.sentinel_ports.push(port);
+        }
+        site
+    }
+
+    fn pki(&self) -> &secmon::tls::DevPki {
+        &self.servers[0].pki
+    }
+
+    fn url(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("localhost:{p}"))
+            .collect();
+        format!(
+            "rediss+sentinel://:{REDIS_PASSWORD}@{}/{MASTER_NAME}",
+            sentinels.join(",")
+        )
+    }
+
+    /// A connection to a server or Sentinel on `port`.
+    async fn connect(&self, port: u16, password: bool) -> Option<redis::aio::MultiplexedConnection> {
+        let auth = if password {
+            format!(":{REDIS_PASSWORD}@")
+        } else {
+            String::new()
+        };
+        let client = redis::Client::build_with_tls(
+            format!("rediss://{auth}localhost:{port}"),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(&self.pki().ca_cert).unwrap()),
+            },
+        )
+        .unwrap();
+        client.get_multiplexed_async_connection().await.ok()
+    }
+
+    /// What the first Sentinel says: (master port, replicas, other Sentinels).
+    async fn view(&self) -> Option<(u16, usize, usize)> {
+        let mut conn = self.connect(self.sentinel_ports[0], false).await?;
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(MASTER_NAME)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let count = |what: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("SENTINEL")
+                    .arg(what)
+                    .arg(MASTER_NAME)
+                    .query_async::<Vec<redis::Value>>(&mut conn)
+                    .await
+                    .map_or(0, |v| v.len())
+            }
+        };
+        Some((port, count("REPLICAS").await, count("SENTINELS").await))
+    }
+
+    /// The alert messages of the stream on the current master.
+    async fn stream(&self) -> Vec<Value> {
+        let Some((port, _, _)) = self.view().await else {
+            return Vec::new();
+        };
+        match self.connect(port, true).await {
+            Some(mut conn) => stream_alerts(&mut conn, "secmon:alerts").await,
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for SentinelSite {
+    fn drop(&mut self) {
+        for child in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Each (alert, version) once; the newest message of each alert.
+fn exactly_once(messages: &[Value]) -> BTreeMap<i64, (String, i64)> {
+    let mut seen = HashSet::new();
+    let mut newest = BTreeMap::new();
+    for m in messages {
+        let id = m["alert_id"].as_i64().unwrap();
+        assert!(
+            seen.insert((id, m["version"].as_u64().unwrap())),
+            "duplicate {m}"
+        );
+        newest.insert(
+            id,
+            (
+                m["status"].as_str().unwrap().to_owned(),
+                m["count"].as_i64().unwrap(),
+            ),
+        );
+    }
+    newest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_failover_the_sink_follows_the_new_master_exactly_once() {
+    let site = SentinelSite::start();
+    eventually("the Sentinels see both replicas and each other", || async {
+        let view = site.view().await;
+        (view.is_some_and(|(_, replicas, others)| replicas == 2 && others == 2), view)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.redis_url = Some(Secret::new(site.url()));
+    cfg.replication.redis_ca_path = Some(site.pki().ca_cert.clone());
+    // A batch counts once a replica has it: the failover loses nothing.
+    cfg.replication.redis_min_replicas = 1;
+    let node = Node::start(cfg).await;
+    raise_alerts(&node, 0, 100).await;
+    eventually("100 alerts in the master's stream", || async {
+        let n = site.stream().await.len();
+        (n == 100, n)
+    })
+    .await;
+
+    // The master dies; the node goes on; the Sentinels elect a replica.
+    let old_master = site.servers[0].port;
+    let mut site = site;
+    site.servers[0].kill();
+    let killed_at = chrono::Utc::now();
+    let killed = Instant::now();
+    raise_alerts(&node, 100, 100).await;
+    let v = node
+        .graphql(
+            "mutation { setAlertsStatus(ids: [\"1\", \"2\", \"150\"], status: ACKNOWLEDGED) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut failover, mut resumed) = (None, None);
+    while failover.is_none() || resumed.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no failover or no resumption: {failover:?} {resumed:?}"
+        );
+        if failover.is_none()
+            && site
+                .view()
+                .await
+                .is_some_and(|(port, _, _)| port != old_master)
+        {
+            failover = Some(killed.elapsed());
+        }
+        resumed = last_success(&node, "redis")
+            .await
+            .filter(|at| *at > killed_at);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (failover, resumed) = (failover.unwrap(), resumed.unwrap());
+    let resumed = (resumed - killed_at).to_std().unwrap_or_default();
+    eprintln!(
+        "redis sentinel failover: the new master was named {failover:?} after the master's death; the sink resumed {resumed:?} after it"
+    );
+
+    let messages = eventually("every update in the new master's stream", || async {
+        let messages = site.stream().await;
+        (messages.len() >= 203, messages)
+    })
+    .await;
+    assert_eq!(messages.len(), 203, "200 alerts and 3 acknowledgements");
+    assert_eq!(exactly_once(&messages), node_alerts(&node).await);
+    assert!(
+        node.metrics()
+            .await
+            .contains("secmon_replication_resends_total{sink=\"redis\"} 0")
+    );
+    node.app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1094,23 +1408,7 @@ async fn redis_over_tls_killed_mid_stream_gets_every_update_once_when_it_returns
     .await;
     // No duplicates: each (alert, version) once; no gaps: each alert's
     // newest message is what the node holds.
-    let mut seen = HashSet::new();
-    let mut newest: BTreeMap<i64, (String, i64)> = BTreeMap::new();
-    for m in &messages {
-        let id = m["alert_id"].as_i64().unwrap();
-        assert!(
-            seen.insert((id, m["version"].as_u64().unwrap())),
-            "duplicate {m}"
-        );
-        newest.insert(
-            id,
-            (
-                m["status"].as_str().unwrap().to_owned(),
-                m["count"].as_i64().unwrap(),
-            ),
-        );
-    }
     assert_eq!(messages.len(), 203, "200 alerts and 3 acknowledgements");
-    assert_eq!(newest, node_alerts(&node).await);
+    assert_eq!(exactly_once(&messages), node_alerts(&node).await);
     node.app.stop().await;
 }
