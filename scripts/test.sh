@@ -7,7 +7,8 @@
 # Python client (a third-party GraphQL subscription client), then runs
 # the tests (cargo nextest when present). The notification tests get
 # Alertmanager (unpacked from its Debian package) and aiosmtpd; the active
-# response tests nftables and iproute2 (network namespaces, as root). openssl runs
+# response tests nftables and iproute2 (network namespaces, as root); the
+# two-nodes-per-site test HAProxy (its own process). openssl runs
 # scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
 # Then the otlp feature's test, and the deployment assets: Compose, Kubernetes
 # and Helm (validators installed into .tools/ by their scripts), the Debian
@@ -78,6 +79,15 @@ ensure_redis() {
     die "Redis does not answer on 127.0.0.1:6379"
 }
 
+ensure_haproxy() {
+    # tests/replication.rs runs the shipped deploy/haproxy/secmon-site.cfg in
+    # front of two nodes (its own process; the package's service is not used).
+    if ! command -v haproxy >/dev/null; then
+        say "installing HAProxy"
+        apt_install haproxy
+    fi
+}
+
 ensure_promtool() {
     [ -x .tools/usr/bin/promtool ] || unpack_deb prometheus
     export PATH="$PWD/.tools/usr/bin:$PATH"
@@ -138,6 +148,7 @@ ensure_firewall() {
 
 ensure_postgres
 ensure_redis
+ensure_haproxy
 ensure_firewall
 ensure_promtool
 ensure_es_client

@@ -802,7 +802,10 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
     let central = primary.local().await;
     eventually("the standby streams synchronously", || async {
         let rows = central
-            .query("SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'", &[])
+            .query(
+                "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'",
+                &[],
+            )
             .await
             .unwrap();
         let states: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -821,12 +824,9 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
     .unwrap();
     let err = sink.apply(0, &[]).await.unwrap_err().to_string();
     assert!(err.contains("standby now: reconnecting"), "{err}");
-    let mut sink = secmon::replicate::postgres::Postgres::new(
-        &standby.url(&ca),
-        1,
-        ulid::Ulid::generate(),
-    )
-    .unwrap();
+    let mut sink =
+        secmon::replicate::postgres::Postgres::new(&standby.url(&ca), 1, ulid::Ulid::generate())
+            .unwrap();
     let err = sink.apply(0, &[]).await.unwrap_err().to_string();
     assert!(err.contains("does not allow writes"), "{err}");
 
@@ -859,7 +859,12 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
         )
     })
     .await;
-    assert!(fleet["data"]["fleet"]["source"]["lagSeconds"].as_f64().unwrap() >= 0.0);
+    assert!(
+        fleet["data"]["fleet"]["source"]["lagSeconds"]
+            .as_f64()
+            .unwrap()
+            >= 0.0
+    );
     let replica = eventually("/ready shows the read replica", || async {
         let r = ready(&node).await;
         let replica = r["components"]["replication"]["read_replica"].clone();
@@ -969,7 +974,9 @@ async fn a_receiver_that_lost_confirmed_writes_gets_the_node_state_again() {
     let metrics = node.metrics().await;
     for sink in ["postgres", "redis"] {
         assert!(
-            metrics.contains(&format!("secmon_replication_resends_total{{sink=\"{sink}\"}} 1")),
+            metrics.contains(&format!(
+                "secmon_replication_resends_total{{sink=\"{sink}\"}} 1"
+            )),
             "{sink}: {metrics}"
         );
     }
@@ -1138,7 +1145,11 @@ impl SentinelSite {
         };
         let master = RedisServer::start_with(pki.clone(), &tls(&pki));
         let mut replica_args = tls(&pki);
-        replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()]);
+        replica_args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port.to_string(),
+        ]);
         let replicas: Vec<RedisServer> = (0..2)
             .map(|_| RedisServer::start_with(pki.clone(), &replica_args))
             .collect();
@@ -1199,7 +1210,11 @@ impl SentinelSite {
     }
 
     /// A connection to a server or Sentinel on `port`.
-    async fn connect(&self, port: u16, password: bool) -> Option<redis::aio::MultiplexedConnection> {
+    async fn connect(
+        &self,
+        port: u16,
+        password: bool,
+    ) -> Option<redis::aio::MultiplexedConnection> {
         let auth = if password {
             format!(":{REDIS_PASSWORD}@")
         } else {
@@ -1286,7 +1301,10 @@ async fn redis_sentinel_failover_the_sink_follows_the_new_master_exactly_once() 
     let site = SentinelSite::start();
     eventually("the Sentinels see both replicas and each other", || async {
         let view = site.view().await;
-        (view.is_some_and(|(_, replicas, others)| replicas == 2 && others == 2), view)
+        (
+            view.is_some_and(|(_, replicas, others)| replicas == 2 && others == 2),
+            view,
+        )
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -1411,4 +1429,220 @@ async fn redis_over_tls_killed_mid_stream_gets_every_update_once_when_it_returns
     assert_eq!(messages.len(), 203, "200 alerts and 3 acknowledgements");
     assert_eq!(exactly_once(&messages), node_alerts(&node).await);
     node.app.stop().await;
+}
+
+// --------------------------------------------------------- Two nodes, one site
+
+/// HAProxy with the site configuration the repository ships
+/// (deploy/haproxy/secmon-site.cfg) in front of two nodes' syslog TCP.
+struct Haproxy(Child);
+
+impl Haproxy {
+    fn start(bind: u16, a: std::net::SocketAddr, b: std::net::SocketAddr) -> Haproxy {
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/secmon-site.cfg"))
+            .env("SECMON_SYSLOG_BIND", format!("127.0.0.1:{bind}"))
+            .env("SECMON_NODE_A", a.to_string())
+            .env("SECMON_NODE_B", b.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("haproxy runs (scripts/test.sh installs it)");
+        wait_for_port(bind);
+        Haproxy(child)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Host `h` of the site: sends from 127.0.0.(10 + h), as itself.
+fn host_addr(h: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 10 + h])
+}
+
+/// Host `h` sends `n` sshd failures from `attacker` over one connection to
+/// `port`, and closes it.
+async fn send_failures(port: u16, h: u8, attacker: &str, n: usize) {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(host_addr(h), 0))
+        .unwrap();
+    let mut stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let time = chrono::Utc::now().format("%b %e %H:%M:%S");
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "<38>{time} host-{h} sshd[{}]: Failed password for root from {attacker} port {} ssh2\n",
+                1000 + i,
+                40000 + i
+            )
+        })
+        .collect();
+    stream.write_all(lines.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+}
+
+/// The source addresses of a node's SSH brute-force alerts.
+async fn brute_forced(node: &Node) -> Vec<String> {
+    let v = node
+        .graphql(
+            "{ alerts(first: 1000) { edges { node { ruleTitle sourceIp } } } }",
+            json!({}),
+        )
+        .await;
+    let mut ips: Vec<String> = v["data"]["alerts"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|n| n["ruleTitle"] == "SSH Brute Force From Single Source")
+        .map(|n| n["sourceIp"].as_str().unwrap().to_owned())
+        .collect();
+    ips.sort();
+    ips
+}
+
+/// Events of `host-h` a node holds.
+async fn host_events(node: &Node, h: u8) -> i64 {
+    let v = node
+        .graphql(
+            "query($q: String) { events(query: $q, first: 1) { totalCount } }",
+            json!({ "q": format!("host.name:\"host-{h}\"") }),
+        )
+        .await;
+    v["data"]["events"]["totalCount"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_per_site_each_sender_pinned_to_one_node_both_in_the_fleet_view() {
+    const HOSTS: u8 = 16;
+    let db = TestDb::create();
+    let start = |dir: PathBuf, name: &'static str| {
+        // The built-in rules: SSH brute force is >= 6 failures in a minute
+        // from one address, counted by the node that receives them.
+        let mut cfg = common::config(&dir);
+        cfg.node_name = Some(name.into());
+        cfg.ports.syslog_tcp = Some(0);
+        cfg.services.database_url = Some(Secret::new(db.url()));
+        cfg.replication.heartbeat_interval_seconds = 1;
+        cfg.replication.retry_initial_ms = 50;
+        cfg.replication.retry_max_seconds = 1;
+        Node::start(cfg)
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = tokio::join!(
+        start(a_dir.path().to_owned(), "site-a"),
+        start(b_dir.path().to_owned(), "site-b")
+    );
+    let port = free_port();
+    let _lb = Haproxy::start(
+        port,
+        a.app.addrs().syslog_tcp.unwrap(),
+        b.app.addrs().syslog_tcp.unwrap(),
+    );
+    // Its first health checks pass within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Each host is attacked by an address of its own, six times.
+    let attacker = |h: u8| format!("198.51.100.{h}");
+    for h in 0..HOSTS {
+        send_failures(port, h, &attacker(h), 6).await;
+    }
+    let total = usize::from(HOSTS);
+    let (on_a, on_b) = eventually("every attack raised on one node", || async {
+        let (on_a, on_b) = (brute_forced(&a).await, brute_forced(&b).await);
+        (on_a.len() + on_b.len() == total, (on_a, on_b))
+    })
+    .await;
+    assert!(
+        !on_a.is_empty() && !on_b.is_empty(),
+        "both nodes take senders: {on_a:?} {on_b:?}"
+    );
+    let mut all: Vec<String> = on_a.iter().chain(&on_b).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "each attack once: {on_a:?} {on_b:?}");
+    // Every line of a host is on the node that raised its alert.
+    for h in 0..HOSTS {
+        let (home, other) = if on_a.contains(&attacker(h)) {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        let counts = eventually("the host's lines indexed", || async {
+            let counts = (host_events(home, h).await, host_events(other, h).await);
+            (counts == (6, 0), counts)
+        })
+        .await;
+        assert_eq!(counts, (6, 0), "host-{h}");
+    }
+
+    // The analyst sees both nodes and all their alerts in the fleet view.
+    eventually("both nodes and every attack in the fleet view", || async {
+        let v = a
+            .graphql(
+                "{ fleet { nodes { hostname status } alerts(limit: 1000) { ruleTitle sourceIp } } }",
+                json!({}),
+            )
+            .await;
+        let mut hosts: Vec<String> = v["data"]["fleet"]["nodes"]
+            .as_array()
+            .map(|n| n.iter().map(|n| n["hostname"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        hosts.sort();
+        let mut attacks: Vec<String> = v["data"]["fleet"]["alerts"]
+            .as_array()
+            .map(|alerts| {
+                alerts
+                    .iter()
+                    .filter(|x| x["ruleTitle"] == "SSH Brute Force From Single Source")
+                    .map(|x| x["sourceIp"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        attacks.sort();
+        (hosts == ["site-a", "site-b"] && attacks == all, v)
+    })
+    .await;
+
+    // Node B fails mid-attack: a host pinned to it has sent three failures;
+    // HAProxy moves it to A, which counts from zero (B's windows are lost).
+    let h = (0..HOSTS).find(|h| on_b.contains(&attacker(*h))).unwrap();
+    let slow = "198.51.100.200";
+    send_failures(port, h, slow, 3).await;
+    eventually("B has the first three", || async {
+        let n = host_events(&b, h).await;
+        (n == 9, n)
+    })
+    .await;
+    b.app.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two failed checks
+    send_failures(port, h, slow, 3).await;
+    eventually("A takes the host's lines", || async {
+        let n = host_events(&a, h).await;
+        (n == 3, n)
+    })
+    .await;
+    assert!(
+        !brute_forced(&a).await.contains(&slow.to_owned()),
+        "three on each node: no alert (the documented loss)"
+    );
+    send_failures(port, h, slow, 3).await;
+    eventually("A raises it once it has seen six", || async {
+        let ips = brute_forced(&a).await;
+        (ips.contains(&slow.to_owned()), ips)
+    })
+    .await;
+    a.app.stop().await;
 }

@@ -401,7 +401,11 @@ fn check_database_tls(cfg: &Config, problems: &mut Vec<Problem>) {
         ));
     }
     for (key, var, url) in [
-        ("services.database_url", "DATABASE_URL", &services.database_url),
+        (
+            "services.database_url",
+            "DATABASE_URL",
+            &services.database_url,
+        ),
         (
             "services.database_read_url",
             "DATABASE_READ_URL",

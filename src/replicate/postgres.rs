@@ -1336,8 +1336,14 @@ mod tests {
                 "postgresql://u@a:5432,b:5433/fleet?target_session_attrs=read-write",
                 Some(ReadWrite),
             ),
-            ("host=a,b port=5432,5433 target_session_attrs=primary", Some(ReadWrite)),
-            ("postgres://u@a,b/f?target_session_attrs=prefer-standby", Some(ReadOnly)),
+            (
+                "host=a,b port=5432,5433 target_session_attrs=primary",
+                Some(ReadWrite),
+            ),
+            (
+                "postgres://u@a,b/f?target_session_attrs=prefer-standby",
+                Some(ReadOnly),
+            ),
             ("host=a,b target_session_attrs=standby", Some(ReadOnly)),
             ("host=a target_session_attrs=any", Some(Any)),
         ] {
@@ -1355,7 +1361,10 @@ mod tests {
         assert_eq!(target_session(Session::Primary, None), Ok(ReadWrite));
         assert_eq!(target_session(Session::Primary, Some(Any)), Ok(Any));
         assert_eq!(target_session(Session::Reader, None), Ok(Any));
-        assert_eq!(target_session(Session::Reader, Some(ReadOnly)), Ok(ReadOnly));
+        assert_eq!(
+            target_session(Session::Reader, Some(ReadOnly)),
+            Ok(ReadOnly)
+        );
         let err = pool("host=a,b target_session_attrs=standby", 1, Session::Primary)
             .err()
             .unwrap()

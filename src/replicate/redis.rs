@@ -336,8 +336,9 @@ impl SentinelUrl {
                 ConnectionAddr::Tcp(host, port)
             }
         });
-        let mut builder = SentinelClientBuilder::new(addrs, self.master, SentinelServerType::Master)?
-            .set_client_to_redis_db(self.db);
+        let mut builder =
+            SentinelClientBuilder::new(addrs, self.master, SentinelServerType::Master)?
+                .set_client_to_redis_db(self.db);
         if self.tls {
             builder = builder
                 .set_client_to_redis_tls_mode(TlsMode::Secure)
@@ -463,7 +464,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (plain.tls, plain.username.as_deref(), plain.password.as_deref()),
+            (
+                plain.tls,
+                plain.username.as_deref(),
+                plain.password.as_deref()
+            ),
             (false, None, Some("pw"))
         );
         assert!(plain.client(None).is_ok());
