@@ -163,6 +163,7 @@ redis_url() { printf 'redis://:%s@redis:6379' "$(cat "$secrets/redis_password")"
 make_secret database_url database_url
 make_secret redis_url redis_url
 make_secret vault_token true
+make_secret database_read_url true
 
 # -- 4. certificates --------------------------------------------------------------
 
@@ -183,7 +184,8 @@ fi
 
 # Every file a container reads: group 10001, 0640. ca.key is read by none.
 readable=(jwt_secret metrics_token admin_password grafana_admin_password postgres_password
-          redis_password database_url redis_url vault_token tls/server.key tls/server.crt tls/ca.crt)
+          redis_password database_url database_read_url redis_url vault_token
+          tls/server.key tls/server.crt tls/ca.crt)
 if [ -n "$dry_run" ]; then
     say "would give docker/secrets/{${readable[*]}} group 10001, mode 0640 (as root)"
 else

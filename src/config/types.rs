@@ -628,7 +628,7 @@ impl Default for Replication {
             batch_size: 5_000,
             heartbeat_interval_seconds: 30,
             retry_initial_ms: 500,
-            retry_max_seconds: 60,
+            retry_max_seconds: 10,
             max_ready_lag_seconds: 0,
             postgres_pool_size: 4,
             postgres_require_verified_tls: false,
