@@ -440,6 +440,52 @@ async fn two_nodes_share_one_database_each_with_its_own_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_replica_that_does_not_answer_leaves_the_fleet_view_to_the_primary() {
+    let db = TestDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.database_url = Some(Secret::new(db.url()));
+    // Nothing listens there.
+    cfg.services.database_read_url = Some(Secret::new(format!(
+        "postgres://root@127.0.0.1:{}/postgres?sslmode=disable&connect_timeout=1",
+        free_port()
+    )));
+    let node = Node::start(cfg).await;
+    raise_alerts(&node, 0, 10).await;
+    converged(&node, &pg(&db.url()).await).await;
+    let v = node
+        .graphql(
+            "{ fleet { source { server lagSeconds } alerts { alertId } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["fleet"]["source"]["server"], "primary", "{v}");
+    assert_eq!(
+        v["data"]["fleet"]["alerts"].as_array().unwrap().len(),
+        10,
+        "{v}"
+    );
+    let metrics = node.metrics().await;
+    let fallbacks: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("secmon_fleet_read_fallbacks_total "))
+        .unwrap_or_else(|| panic!("no fallback counter: {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(fallbacks >= 1.0, "the fallback is counted: {fallbacks}");
+    let r = ready(&node).await;
+    assert_eq!(
+        r["components"]["replication"]["read_replica"]["connected"], false,
+        "{r}"
+    );
+    assert_eq!(
+        r["status"], "ready",
+        "a replica down is reported, not fatal: {r}"
+    );
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_database_url_the_fleet_view_says_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(node_config(dir.path())).await;
@@ -1036,16 +1082,22 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// A server with a PKI of its own (in its directory).
     fn start_new() -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let pki = secmon::tls::generate_dev_pki(&dir.path().join("pki"), &[], false).unwrap();
-        RedisServer::start_with(pki, &[])
+        RedisServer::start_in(dir, pki, &[])
     }
 
-    /// A server with the certificate of `pki` and `extra` arguments.
+    /// A server with the certificate of `pki` (kept by the caller) and
+    /// `extra` arguments.
     fn start_with(pki: secmon::tls::DevPki, extra: &[String]) -> RedisServer {
+        RedisServer::start_in(tempfile::tempdir().unwrap(), pki, extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, pki: secmon::tls::DevPki, extra: &[String]) -> RedisServer {
         let mut server = RedisServer {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             pki,
             port: free_port(),
             extra: extra.to_vec(),

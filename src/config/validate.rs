@@ -559,6 +559,25 @@ mod tests {
         );
         cfg.services.database_url = Some(Secret::new("postgres://u:pw@db/x?sslmode=verify-full"));
         assert_eq!(validate(&cfg), vec![]);
+        // The read replica's URL is held to the same, and needs the primary's.
+        cfg.services.database_read_url = Some(Secret::new("postgres://u:pw@replica/x"));
+        let problems = validate(&cfg);
+        assert_eq!(keys(&problems), ["services.database_read_url"]);
+        assert!(
+            problems[0].reason.contains("DATABASE_READ_URL"),
+            "{problems:?}"
+        );
+        cfg.services.database_read_url = Some(Secret::new(
+            "postgres://u:pw@r1,r2/x?sslmode=verify-full&target_session_attrs=prefer-standby",
+        ));
+        assert_eq!(validate(&cfg), vec![]);
+        cfg.services.database_url = None;
+        let problems = validate(&cfg);
+        assert_eq!(keys(&problems), ["services.database_read_url"]);
+        assert!(
+            problems[0].reason.contains("without DATABASE_URL"),
+            "{problems:?}"
+        );
     }
 
     #[test]

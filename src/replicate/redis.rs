@@ -63,7 +63,7 @@ enum Server {
     /// One server.
     Direct(redis::Client),
     /// The master the Sentinels name at each connection.
-    Sentinel(Box<SentinelClient>),
+    Sentinel(SentinelClient),
 }
 
 impl Redis {
@@ -83,11 +83,11 @@ impl Redis {
             })
             .transpose()?;
         let server = match SentinelUrl::parse(url).map_err(Error::RedisUrl)? {
-            Some(sentinels) => Server::Sentinel(Box::new(
+            Some(sentinels) => Server::Sentinel(
                 sentinels
                     .client(certificates)
                     .map_err(|e| Error::RedisUrl(redact(&e.to_string())))?,
-            )),
+            ),
             None => Server::Direct(
                 match certificates {
                     Some(certificates) => redis::Client::build_with_tls(url, certificates),

@@ -611,6 +611,21 @@ mod tests {
     use crate::model::{AlertAction, AlertChange, AlertUpdate};
 
     #[test]
+    fn a_rollup_key_reads_back_as_its_rollup() {
+        let rollup = Rollup {
+            hour: hour_of(Utc::now()),
+            host_name: "web-1".into(),
+            dataset: "sshd".into(),
+            category: String::new(),
+            outcome: "failure".into(),
+            severity: "informational".into(),
+            count: 42,
+        };
+        assert_eq!(Rollup::from_key(&rollup.key(), 42), Some(rollup));
+        assert_eq!(Rollup::from_key(b"short", 1), None);
+    }
+
+    #[test]
     fn an_alert_summary_carries_trust_and_old_entries_read_untrusted() {
         let now = Utc::now();
         let entry = json_entry(now);
