@@ -78,16 +78,14 @@ impl Postgres {
             migrated: false,
         })
     }
+
     /// The fleet view: read from `read_url`'s servers (a replica) when
     /// given, falling back to the primary.
     pub fn fleet(&self, read_url: Option<&str>, pool_size: usize) -> Result<Fleet, Error> {
         let replica = read_url
             .map(|url| {
                 Ok::<_, Error>(Replica {
-                    pool: pool(url, pool_size, Session::Reader).map_err(|e| match e {
-                        Error::DatabaseUrl(text) => Error::DatabaseReadUrl(text),
-                        e => e,
-                    })?,
+                    pool: pool(url, pool_size, Session::Reader)?,
                     state: Arc::default(),
                 })
             })
@@ -194,13 +192,30 @@ enum Session {
     Reader,
 }
 
+impl Session {
+    /// The variable its URL comes from.
+    fn var(self) -> &'static str {
+        match self {
+            Session::Primary => "DATABASE_URL",
+            Session::Reader => "DATABASE_READ_URL",
+        }
+    }
+
+    fn error(self, text: String) -> Error {
+        match self {
+            Session::Primary => Error::DatabaseUrl(text),
+            Session::Reader => Error::DatabaseReadUrl(text),
+        }
+    }
+}
+
 /// A pool of connections to `url` (a libpq connection string); connects on
 /// first use.
 fn pool(url: &str, pool_size: usize, session: Session) -> Result<Pool, Error> {
-    let (url, tls, attrs) = libpq_compat(url).map_err(Error::DatabaseUrl)?;
-    let mut config =
-        tokio_postgres::Config::from_str(&url).map_err(|e| Error::DatabaseUrl(describe(&e)))?;
-    config.target_session_attrs(target_session(session, attrs).map_err(Error::DatabaseUrl)?);
+    let error = |text| session.error(text);
+    let (url, tls, attrs) = libpq_compat(url).map_err(error)?;
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| error(describe(&e)))?;
+    config.target_session_attrs(target_session(session, attrs).map_err(error)?);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -210,7 +225,8 @@ fn pool(url: &str, pool_size: usize, session: Session) -> Result<Pool, Error> {
     if !tls.mode.verifies() && tls.mode != SslMode::Disable {
         tracing::warn!(
             sslmode = tls.mode.as_str(),
-            "postgres TLS does not verify the server's certificate, so whoever sits on the path can read and change replication: set sslmode=verify-full in DATABASE_URL (with sslrootcert=<CA file> for a private CA)"
+            variable = session.var(),
+            "postgres TLS does not verify the server's certificate, so whoever sits on the path can read and change replication: set sslmode=verify-full in this variable's URL (with sslrootcert=<CA file> for a private CA)"
         );
     }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(&tls)?);
@@ -228,7 +244,7 @@ fn pool(url: &str, pool_size: usize, session: Session) -> Result<Pool, Error> {
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()
-        .map_err(|e| Error::DatabaseUrl(crate::notify::redact::redact(&e.to_string())))
+        .map_err(|e| error(crate::notify::redact::redact(&e.to_string())))
 }
 
 /// libpq's `target_session_attrs` values, as tokio-postgres knows them.
