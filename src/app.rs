@@ -300,7 +300,7 @@ impl App {
             Arc::new(ingest::Listener::new(
                 writer.clone(),
                 parse.clone(),
-                cfg.allow_sources.clone(),
+                (cfg.allow_sources.clone(), cfg.proxy_protocol_from.clone()),
                 source,
                 trusted,
                 config.ingest.connections.clone(),

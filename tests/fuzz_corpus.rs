@@ -72,6 +72,7 @@ corpus!(
     accounts,
     parse,
     gelf,
+    proxy_header,
     journald,
     prefilter,
     api_input,

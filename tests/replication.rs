@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Node, config_with_rule, eventually, free_port, keyword_rule};
-use secmon::config::{Config, Secret};
+use secmon::config::{Cidr, Config, Secret};
 use serde_json::{Value, json};
 
 const RULE_ID: &str = "5f0c8a7e-2b1d-4e6f-9a3c-8d7e6f5a4b3c";
@@ -1520,11 +1520,13 @@ fn host_addr(h: u8) -> std::net::IpAddr {
 /// Host `h` sends `n` sshd failures from `attacker` over one connection to
 /// `port`, and closes it.
 async fn send_failures(port: u16, h: u8, attacker: &str, n: usize) {
+    send_failures_from(host_addr(h), port, h, attacker, n).await;
+}
+
+async fn send_failures_from(from: std::net::IpAddr, port: u16, h: u8, attacker: &str, n: usize) {
     use tokio::io::AsyncWriteExt;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(std::net::SocketAddr::new(host_addr(h), 0))
-        .unwrap();
+    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
     let mut stream = socket
         .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
@@ -1563,17 +1565,23 @@ async fn brute_forced(node: &Node) -> Vec<String> {
     ips
 }
 
-/// Events of `host-h` a node holds.
-async fn host_events(node: &Node, h: u8) -> i64 {
+/// Events of `host-h` a node holds, and the address they came from.
+async fn host_events(node: &Node, h: u8) -> (i64, Option<String>) {
     let v = node
         .graphql(
-            "query($q: String) { events(query: $q, first: 1) { totalCount } }",
+            "query($q: String) { events(query: $q, first: 1) { totalCount edges { node { hostIp } } } }",
             json!({ "q": format!("host.name:\"host-{h}\"") }),
         )
         .await;
-    v["data"]["events"]["totalCount"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{v}"))
+    let events = &v["data"]["events"];
+    (
+        events["totalCount"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{v}")),
+        events["edges"][0]["node"]["hostIp"]
+            .as_str()
+            .map(str::to_owned),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1586,6 +1594,11 @@ async fn two_nodes_per_site_each_sender_pinned_to_one_node_both_in_the_fleet_vie
         let mut cfg = common::config(&dir);
         cfg.node_name = Some(name.into());
         cfg.ports.syslog_tcp = Some(0);
+        // HAProxy (on 127.0.0.1) names each sender in a PROXY header; the
+        // site's hosts are 127.0.0.0/27, 127.0.0.40 is not one of them.
+        let listener = &mut cfg.exposure.listeners.syslog_tcp;
+        listener.proxy_protocol_from = vec![Cidr::try_from("127.0.0.1/32".to_owned()).unwrap()];
+        listener.allow_sources = vec![Cidr::try_from("127.0.0.0/27".to_owned()).unwrap()];
         cfg.services.database_url = Some(Secret::new(db.url()));
         cfg.replication.heartbeat_interval_seconds = 1;
         cfg.replication.retry_initial_ms = 50;
@@ -1625,20 +1638,32 @@ async fn two_nodes_per_site_each_sender_pinned_to_one_node_both_in_the_fleet_vie
     all.sort();
     all.dedup();
     assert_eq!(all.len(), total, "each attack once: {on_a:?} {on_b:?}");
-    // Every line of a host is on the node that raised its alert.
+    // Every line of a host is on the node that raised its alert, from the
+    // host's own address (not HAProxy's).
     for h in 0..HOSTS {
         let (home, other) = if on_a.contains(&attacker(h)) {
             (&a, &b)
         } else {
             (&b, &a)
         };
-        let counts = eventually("the host's lines indexed", || async {
-            let counts = (host_events(home, h).await, host_events(other, h).await);
-            (counts == (6, 0), counts)
+        let want = ((6, Some(host_addr(h).to_string())), (0, None));
+        eventually("the host's lines indexed", || async {
+            let seen = (host_events(home, h).await, host_events(other, h).await);
+            (seen == want, seen)
         })
         .await;
-        assert_eq!(counts, (6, 0), "host-{h}");
     }
+    // A sender outside allow_sources is refused behind the balancer too.
+    let stranger = std::net::IpAddr::from([127, 0, 0, 40]);
+    send_failures_from(stranger, port, 99, "198.51.100.99", 6).await;
+    eventually("the stranger's lines refused", || async {
+        let metrics = (a.metrics().await, b.metrics().await);
+        let rejected =
+            |m: &str| m.contains("secmon_events_rejected_total{source=\"syslog_tcp\"} 1");
+        (rejected(&metrics.0) || rejected(&metrics.1), ())
+    })
+    .await;
+    assert_eq!(host_events(&a, 99).await.0 + host_events(&b, 99).await.0, 0);
 
     // The analyst sees both nodes and all their alerts in the fleet view.
     eventually("both nodes and every attack in the fleet view", || async {
@@ -1674,7 +1699,7 @@ async fn two_nodes_per_site_each_sender_pinned_to_one_node_both_in_the_fleet_vie
     let slow = "198.51.100.200";
     send_failures(port, h, slow, 3).await;
     eventually("B has the first three", || async {
-        let n = host_events(&b, h).await;
+        let n = host_events(&b, h).await.0;
         (n == 9, n)
     })
     .await;
@@ -1682,7 +1707,7 @@ async fn two_nodes_per_site_each_sender_pinned_to_one_node_both_in_the_fleet_vie
     tokio::time::sleep(Duration::from_millis(2500)).await; // two failed checks
     send_failures(port, h, slow, 3).await;
     eventually("A takes the host's lines", || async {
-        let n = host_events(&a, h).await;
+        let n = host_events(&a, h).await.0;
         (n == 3, n)
     })
     .await;

@@ -184,6 +184,102 @@ async fn senders_outside_the_allow_list_are_refused_and_counted() {
     node.app.stop().await;
 }
 
+/// A TCP connection from `from` to `port` that sends `bytes` and closes.
+async fn send_from(from: [u8; 4], port: u16, bytes: &[u8]) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_the_configured_balancer_may_name_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = syslog_config(dir.path());
+    let listener = &mut cfg.exposure.listeners.syslog_tcp;
+    listener.proxy_protocol_from = vec!["127.0.0.1/32".to_string().try_into().unwrap()];
+    listener.allow_sources = vec![
+        "192.0.2.0/24".to_string().try_into().unwrap(),
+        "127.0.0.0/8".to_string().try_into().unwrap(),
+    ];
+    let node = Node::start(cfg).await;
+    let port = node.app.addrs().syslog_tcp.unwrap().port();
+    let host_ip = |edges: Value| edges[0]["node"]["hostIp"].as_str().map(str::to_owned);
+    let events = |query: &'static str| {
+        let node = &node;
+        async move {
+            let v = node
+                .graphql(
+                    "query($q: String) { events(query: $q, first: 1) { totalCount edges { node { hostIp } } } }",
+                    json!({ "q": query }),
+                )
+                .await;
+            (
+                v["data"]["events"]["totalCount"].as_u64().unwrap(),
+                host_ip(v["data"]["events"]["edges"].clone()),
+            )
+        }
+    };
+
+    // The balancer (127.0.0.1) names the sender, in v1 and in v2.
+    send_from(
+        [127, 0, 0, 1],
+        port,
+        b"PROXY TCP4 192.0.2.7 127.0.0.1 40123 601\r\n<38>Dec  4 06:00:00 web-1 app: through v1\n",
+    )
+    .await;
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend([192, 0, 2, 8, 127, 0, 0, 1, 0x9c, 0xbb, 0x02, 0x59]);
+    v2.extend(b"<38>Dec  4 06:00:00 web-2 app: through v2\n");
+    send_from([127, 0, 0, 1], port, &v2).await;
+    // Another address cannot: its header is just text, its address stands.
+    send_from(
+        [127, 0, 0, 2],
+        port,
+        b"PROXY TCP4 192.0.2.9 127.0.0.1 40123 601\r\n<38>Dec  4 06:00:00 web-3 app: forged\n",
+    )
+    .await;
+    // The balancer without a header is refused.
+    send_from(
+        [127, 0, 0, 1],
+        port,
+        b"<38>Dec  4 06:00:00 web-4 app: headerless\n",
+    )
+    .await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let seen = (
+            events("\"through v1\"").await,
+            events("\"through v2\"").await,
+            events("forged").await,
+        );
+        if seen.0.0 == 1 && seen.1.0 == 1 && seen.2.0 >= 1 {
+            assert_eq!(seen.0.1.as_deref(), Some("192.0.2.7"));
+            assert_eq!(seen.1.1.as_deref(), Some("192.0.2.8"));
+            assert_eq!(
+                seen.2.1.as_deref(),
+                Some("127.0.0.2"),
+                "not the forged 192.0.2.9"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(events("headerless").await.0, 0);
+    let needle =
+        "secmon_ingest_connections_refused_total{source=\"syslog_tcp\",reason=\"proxy_header\"} 1";
+    while !node.metrics().await.contains(needle) {
+        assert!(std::time::Instant::now() < deadline, "no {needle}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    node.app.stop().await;
+}
+
 /// rsyslog, the syslog daemon most servers run, forwarding with omfwd over
 /// TCP twice: RFC 5424 with octet counting, and its traditional format with
 /// newline framing. `logger` feeds rsyslog's UDP input.

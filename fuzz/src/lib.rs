@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("accounts", parsers::accounts),
     ("parse", parsers::parse),
     ("gelf", parsers::gelf),
+    ("proxy_header", parsers::proxy_header),
     ("journald", parsers::journald),
     ("prefilter", parsers::prefilter),
     ("api_input", parsers::api_input),

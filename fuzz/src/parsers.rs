@@ -12,6 +12,7 @@ use secmon::detect::adapter::SigmaEvent;
 use secmon::detect::prefilter::{self, Prefiltered};
 use secmon::detect::rules::{self, FieldMapping, Source};
 use secmon::ingest::gelf::Chunks;
+use secmon::ingest::proxy;
 use secmon::model::Event;
 use secmon::parse::{ParseOptions, RawRecord};
 
@@ -90,6 +91,37 @@ pub fn gelf(data: &[u8]) {
             let event = secmon::parse::gelf::parse(&payload, None, epoch(), &opts());
             assert!(event.original.is_some());
         }
+    }
+}
+
+/// The start of a connection from a load balancer: the PROXY protocol
+/// header reader stops exactly at the header's end, and what it read parses
+/// to the same sender on its own.
+pub fn proxy_header(data: &[u8]) {
+    static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    });
+    let _ = proxy::parse_v1(data);
+    let _ = proxy::parse_v2(data);
+    let mut rest = data;
+    if let Ok(sender) = RT.block_on(proxy::read_header(&mut rest)) {
+        let header = &data[..data.len() - rest.len()];
+        assert!(
+            header.len() <= 16 + proxy::MAX_V2_BODY,
+            "read past the bound"
+        );
+        let alone = if header.starts_with(b"PROXY ") {
+            proxy::parse_v1(header)
+        } else {
+            proxy::parse_v2(header)
+        };
+        assert_eq!(
+            alone,
+            Ok(sender),
+            "the header read is not the header parsed"
+        );
     }
 }
 

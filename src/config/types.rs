@@ -1108,8 +1108,7 @@ impl Default for Listeners {
             syslog_tcp: SyslogListener::default(),
             syslog_tls: SyslogListener {
                 scope: Scope::External,
-                allow_sources: Vec::new(),
-                trusted: None,
+                ..SyslogListener::default()
             },
             gelf_udp: SyslogListener::default(),
             gelf_tcp: SyslogListener::default(),
@@ -1145,6 +1144,11 @@ pub struct SyslogListener {
     /// untrusted, since a datagram's source address can be spoofed: set
     /// `true` only where the network itself rules out forged senders.
     pub trusted: Option<bool>,
+    /// TCP listeners: load balancers (HAProxy `send-proxy`/`send-proxy-v2`,
+    /// or any PROXY protocol v1/v2 sender) in front of this listener. Their
+    /// connections must start with the header, and the sender it names is
+    /// the one `allow_sources`, the per-source cap and `host.ip` see.
+    pub proxy_protocol_from: Vec<Cidr>,
 }
 
 /// A service that is not secmon itself. `port` and `kind` are required (no

@@ -232,6 +232,19 @@ fn check_client_ca(cfg: &Config, problems: &mut Vec<Problem>) {
 }
 
 fn check_sources(cfg: &Config, problems: &mut Vec<Problem>) {
+    let listeners = &cfg.exposure.listeners;
+    for (name, listener) in [
+        ("syslog_udp", &listeners.syslog_udp),
+        ("gelf_udp", &listeners.gelf_udp),
+    ] {
+        if !listener.proxy_protocol_from.is_empty() {
+            problems.push(Problem::new(
+                SOURCE,
+                format!("exposure.listeners.{name}.proxy_protocol_from"),
+                "the PROXY protocol is for TCP listeners (a datagram carries no header): remove it, or put the balancer in front of syslog_tcp, syslog_tls or gelf_tcp",
+            ));
+        }
+    }
     for (i, pattern) in cfg.ingest.files.paths.iter().enumerate() {
         if let Err(e) = glob::Pattern::new(pattern) {
             problems.push(Problem::new(
@@ -577,6 +590,20 @@ mod tests {
         assert!(
             problems[0].reason.contains("without DATABASE_URL"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_proxy_protocol_is_for_tcp_listeners() {
+        let mut cfg = Config::default();
+        let balancer = crate::config::Cidr::try_from("10.0.0.5/32".to_owned()).unwrap();
+        cfg.exposure.listeners.syslog_tcp.proxy_protocol_from = vec![balancer];
+        cfg.exposure.listeners.syslog_tls.proxy_protocol_from = vec![balancer];
+        assert_eq!(validate(&cfg), vec![]);
+        cfg.exposure.listeners.syslog_udp.proxy_protocol_from = vec![balancer];
+        assert_eq!(
+            keys(&validate(&cfg)),
+            ["exposure.listeners.syslog_udp.proxy_protocol_from"]
         );
     }
 

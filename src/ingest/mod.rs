@@ -20,6 +20,7 @@ pub mod file;
 pub mod gelf;
 pub mod http;
 pub mod journald;
+pub mod proxy;
 pub mod syslog;
 
 use std::collections::HashMap;
@@ -355,6 +356,9 @@ pub struct Listener {
     pub parse: ParseOptions,
     /// Networks allowed to send; empty means any.
     pub allow: Vec<Cidr>,
+    /// Load balancers that put a PROXY protocol header before each stream
+    /// ([`proxy`]): their connections carry another sender's address.
+    pub proxies: Vec<Cidr>,
     /// The listener's name (`syslog_udp`, `gelf_tcp`, ...): the metric label.
     pub source: &'static str,
     /// Whether its events are trusted (see [`listener_trusted`]).
@@ -370,7 +374,7 @@ impl Listener {
     pub fn new(
         writer: WriterHandle,
         parse: ParseOptions,
-        allow: Vec<Cidr>,
+        (allow, proxies): (Vec<Cidr>, Vec<Cidr>),
         source: &'static str,
         trusted: bool,
         limits: Connections,
@@ -379,6 +383,7 @@ impl Listener {
             writer,
             parse,
             allow,
+            proxies,
             source,
             trusted,
             limits,
@@ -482,8 +487,53 @@ impl Listener {
         tracing::debug!(source = self.source, %peer, "sender not in allow_sources");
     }
 
+    /// A connection from an allowed sender gets a slot; else it is refused
+    /// (counted) and dropped.
+    fn admit_sender(self: &Arc<Self>, peer: SocketAddr) -> Option<Slot> {
+        if !self.allowed(peer) {
+            self.refuse(peer);
+            return None;
+        }
+        self.take_slot(peer)
+    }
+
+    /// [`Listener::admit`], counting and logging a refusal.
+    fn take_slot(self: &Arc<Self>, peer: SocketAddr) -> Option<Slot> {
+        match self.admit(peer.ip()) {
+            Ok(slot) => Some(slot),
+            Err(full) => {
+                metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => self.source, "reason" => full.label())
+                    .increment(1);
+                tracing::debug!(source = self.source, %peer, reason = full.label(), "connection refused");
+                None
+            }
+        }
+    }
+
+    /// The sender a connection from a load balancer in `proxies` speaks
+    /// for, from its PROXY protocol header; `None` (counted, logged): no
+    /// valid header in time, the connection is dropped.
+    async fn proxied_sender(
+        &self,
+        stream: &mut TcpStream,
+        balancer: SocketAddr,
+    ) -> Option<SocketAddr> {
+        let header = tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(stream)).await;
+        let why = match header {
+            Ok(Ok(sender)) => return Some(sender.unwrap_or(balancer)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no PROXY protocol header in time".to_owned(),
+        };
+        metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => self.source, "reason" => "proxy_header")
+            .increment(1);
+        tracing::debug!(source = self.source, %balancer, reason = %why, "connection from a load balancer refused");
+        None
+    }
+
     /// Accepts connections until `shutdown`; each allowed one runs
-    /// `connection` on its own task (refused senders are counted).
+    /// `connection` on its own task (refused senders are counted). A
+    /// connection from `proxies` is first read for the sender's address,
+    /// which the allow-list, the per-source cap and the events then see.
     pub async fn accept<F, Fut>(
         self: Arc<Self>,
         listener: TcpListener,
@@ -491,11 +541,15 @@ impl Listener {
         tasks: TaskTracker,
         connection: F,
     ) where
-        F: Fn(TcpStream, SocketAddr, Arc<Listener>, CancellationToken) -> Fut,
+        F: Fn(TcpStream, SocketAddr, Arc<Listener>, CancellationToken) -> Fut
+            + Send
+            + Sync
+            + 'static,
         Fut: Future<Output = std::io::Result<()>> + Send + 'static,
     {
+        let connection = Arc::new(connection);
         count_from_zero(self.source, true);
-        for reason in ["listener_full", "source_full", "fd_budget"] {
+        for reason in ["listener_full", "source_full", "fd_budget", "proxy_header"] {
             metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => self.source, "reason" => reason)
                 .increment(0);
         }
@@ -541,22 +595,38 @@ impl Listener {
                 tracing::info!(source = self.source, "accepting connections again");
                 backoff = Duration::ZERO;
             }
-            if !self.allowed(peer) {
-                self.refuse(peer);
+            let source = self.source;
+            if self.proxies.iter().any(|net| net.contains(peer.ip())) {
+                // The header is read on the connection's own task (within
+                // proxy::HEADER_TIMEOUT); the slot is the sender's.
+                let (this, connection, shutdown) =
+                    (self.clone(), connection.clone(), shutdown.clone());
+                let mut stream = stream;
+                tasks.spawn(async move {
+                    let balancer = peer;
+                    let Some(peer) = this.proxied_sender(&mut stream, balancer).await else {
+                        return;
+                    };
+                    // The balancer speaking for itself (its health checks)
+                    // is let in as the balancer.
+                    let slot = if peer == balancer {
+                        this.take_slot(peer)
+                    } else {
+                        this.admit_sender(peer)
+                    };
+                    let Some(_slot) = slot else {
+                        return;
+                    };
+                    if let Err(e) = connection(stream, peer, this.clone(), shutdown).await {
+                        tracing::debug!(source, %peer, error = %e, "connection ended");
+                    }
+                });
                 continue;
             }
-            let slot = match self.admit(peer.ip()) {
-                Ok(slot) => slot,
-                Err(full) => {
-                    metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => self.source, "reason" => full.label())
-                        .increment(1);
-                    tracing::debug!(source = self.source, %peer, reason = full.label(), "connection refused");
-                    // Closed at once: the sender sees the connection end.
-                    drop(stream);
-                    continue;
-                }
+            // Refused: closed at once, the sender sees the connection end.
+            let Some(slot) = self.admit_sender(peer) else {
+                continue;
             };
-            let source = self.source;
             let done = connection(stream, peer, self.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let _slot = slot;
@@ -741,7 +811,7 @@ mod tests {
         let listener = Arc::new(Listener::new(
             writer,
             ParseOptions::default(),
-            Vec::new(),
+            (Vec::new(), Vec::new()),
             "syslog_tcp",
             false,
             Connections {
