@@ -601,10 +601,13 @@ impl Listener {
                 // proxy::HEADER_TIMEOUT); the slot is the sender's.
                 let (this, connection, shutdown) =
                     (self.clone(), connection.clone(), shutdown.clone());
-                let mut stream = stream;
                 tasks.spawn(async move {
-                    let balancer = peer;
-                    let Some(peer) = this.proxied_sender(&mut stream, balancer).await else {
+                    let (mut stream, balancer) = (stream, peer);
+                    let sender = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        sender = this.proxied_sender(&mut stream, balancer) => sender,
+                    };
+                    let Some(peer) = sender else {
                         return;
                     };
                     // The balancer speaking for itself (its health checks)
