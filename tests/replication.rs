@@ -193,17 +193,23 @@ async fn converged(node: &Node, db: &tokio_postgres::Client) {
     .await;
 }
 
+/// [`node_config`] replicating to `db` and to the machine's Redis under
+/// `prefix`.
+fn both_sinks(dir: &Path, db: &TestDb, prefix: &str) -> Config {
+    let mut cfg = node_config(dir);
+    cfg.services.database_url = Some(Secret::new(db.url()));
+    cfg.services.redis_url = Some(Secret::new("redis://127.0.0.1:6379"));
+    cfg.replication.redis_key_prefix = prefix.to_owned();
+    cfg
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_rollups_and_heartbeats_reach_postgres_and_redis_exactly_once() {
     let db = TestDb::create();
     let prefix = format!("secmon-test-{}", ulid::Ulid::generate());
     let _cleanup = RedisKeys(prefix.clone());
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = node_config(dir.path());
-    cfg.services.database_url = Some(Secret::new(db.url()));
-    cfg.services.redis_url = Some(Secret::new("redis://127.0.0.1:6379"));
-    cfg.replication.redis_key_prefix = prefix.clone();
-    let node = Node::start(cfg).await;
+    let node = Node::start(both_sinks(dir.path(), &db, &prefix)).await;
     let node_id = node.app.node_id().to_string();
 
     let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
@@ -967,11 +973,7 @@ async fn a_receiver_that_lost_confirmed_writes_gets_the_node_state_again() {
     let prefix = format!("secmon-test-{}", ulid::Ulid::generate());
     let _cleanup = RedisKeys(prefix.clone());
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = node_config(dir.path());
-    cfg.services.database_url = Some(Secret::new(db.url()));
-    cfg.services.redis_url = Some(Secret::new("redis://127.0.0.1:6379"));
-    cfg.replication.redis_key_prefix = prefix.clone();
-    let node = Node::start(cfg).await;
+    let node = Node::start(both_sinks(dir.path(), &db, &prefix)).await;
     let central = pg(&db.url()).await;
     let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();

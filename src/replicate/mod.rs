@@ -566,6 +566,28 @@ async fn run<S: Sink>(
     }
 }
 
+/// `%2F` and friends in a URL part (a user, a password, a path in
+/// `sslrootcert`); invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Exponential backoff with jitter: each delay is drawn from the upper half
 /// of a window that doubles up to `max`, so retrying nodes spread out.
 pub(crate) struct Backoff {

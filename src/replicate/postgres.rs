@@ -33,7 +33,7 @@ use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::types::ToSql;
 use ulid::Ulid;
 
-use super::{Applied, Error, Sink, SinkError};
+use super::{Applied, Error, Sink, SinkError, percent_decode};
 use crate::store::outbox::{AlertSummary, Entry, Heartbeat, Message, Rollup};
 
 /// The schema, in order: (version, name, SQL).
@@ -467,27 +467,6 @@ fn libpq_compat(url: &str) -> Result<(String, TlsRequest, Option<TargetSessionAt
         format!("{base} {}", kept.join(" ")).trim().to_owned()
     };
     Ok((url, TlsRequest { mode, ca }, attrs))
-}
-
-/// `%2F` and friends in a URL query value (a path in `sslrootcert`).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The rustls configuration of a [`TlsRequest`].

@@ -36,7 +36,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{ConnectionAddr, TlsCertificates, TlsMode};
 use ulid::Ulid;
 
-use super::{Applied, Error, Sink, SinkError};
+use super::{Applied, Error, Sink, SinkError, percent_decode};
 use crate::config::Replication;
 use crate::notify::redact::redact;
 use crate::store::outbox::{Entry, Message};
@@ -280,7 +280,7 @@ impl SentinelUrl {
             None => (None, None),
             Some(userinfo) => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                let some = |s: &str| (!s.is_empty()).then(|| decode(s));
+                let some = |s: &str| (!s.is_empty()).then(|| percent_decode(s));
                 (some(user), some(password))
             }
         };
@@ -289,7 +289,7 @@ impl SentinelUrl {
             .map(host_port)
             .collect::<Result<Vec<_>, _>>()?;
         let mut path = path.split('/').filter(|p| !p.is_empty());
-        let master = path.next().map(decode).ok_or(
+        let master = path.next().map(percent_decode).ok_or(
             "a Sentinel URL names its master: redis+sentinel://host1:26379,host2:26379/<master name>",
         )?;
         let db = match path.next() {
@@ -301,8 +301,8 @@ impl SentinelUrl {
         let (mut sentinel_username, mut sentinel_password) = (None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=').unwrap_or((pair, "")) {
-                ("sentinel_username", v) => sentinel_username = Some(decode(v)),
-                ("sentinel_password", v) => sentinel_password = Some(decode(v)),
+                ("sentinel_username", v) => sentinel_username = Some(percent_decode(v)),
+                ("sentinel_password", v) => sentinel_password = Some(percent_decode(v)),
                 (key, _) => {
                     return Err(format!(
                         "a Sentinel URL takes sentinel_username and sentinel_password, not `{}`",
@@ -383,27 +383,6 @@ fn host_port(text: &str) -> Result<(String, u16), String> {
     }
     let port = port.map_or(Ok(SENTINEL_PORT), |p| p.parse().map_err(|_| bad()))?;
     Ok((host.to_owned(), port))
-}
-
-/// `%40` and friends in a URL's user, password or master name.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The stream and channel message of one alert update.
