@@ -884,8 +884,10 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = node_config(dir.path());
+    // Both hosts, in libpq's key=value form (the read URL is a URL).
     cfg.services.database_url = Some(Secret::new(format!(
-        "postgres://postgres@localhost:{},localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        "host=localhost,localhost port={},{} user=postgres dbname=postgres \
+         sslmode=verify-full sslrootcert={}",
         primary.port,
         standby.port,
         ca.display()
