@@ -303,6 +303,11 @@ fn describe(e: &tokio_postgres::Error) -> String {
             " (the server's certificate is not trusted: give its CA as sslrootcert=<file> in DATABASE_URL, or sslmode=require to encrypt without verifying it)",
         );
     }
+    if text.contains("database does not allow writes") {
+        text.push_str(
+            " (no host of DATABASE_URL is a primary now: during a failover this passes once the standby is promoted; otherwise list the primary in DATABASE_URL)",
+        );
+    }
     text
 }
 
