@@ -967,6 +967,65 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_an_asynchronous_standby_that_missed_batches_is_repaired() {
+    // Asynchronous replication (the default): the standby is down while the
+    // primary confirms more batches, then the primary dies and the stale
+    // standby is promoted. The sink finds the database behind what it had
+    // confirmed and sends the node's state again.
+    let primary = Cluster::start_new("");
+    let standby = primary.standby();
+    let ca = primary.ca();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = node_config(dir.path());
+    cfg.services.database_url = Some(Secret::new(format!(
+        "postgres://postgres@localhost:{},localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        primary.port,
+        standby.port,
+        ca.display()
+    )));
+    let node = Node::start(cfg).await;
+    let node_id = node.app.node_id().to_string();
+    raise_alerts(&node, 0, 50).await;
+    converged(&node, &primary.local().await).await;
+    let replica = standby.local().await;
+    eventually("the standby replayed the first 50", || async {
+        let n = central_alerts(&replica, &node_id).await.len();
+        (n == 50, n)
+    })
+    .await;
+    drop(replica);
+
+    standby.stop();
+    raise_alerts(&node, 50, 50).await;
+    for id in [7, 70] {
+        let v = node
+            .graphql(
+                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
+    }
+    converged(&node, &primary.local().await).await;
+    primary.stop();
+    standby.start();
+    standby.promote().await;
+
+    let central = standby.local().await;
+    converged(&node, &central).await;
+    let alerts = central_alerts(&central, &node_id).await;
+    assert_eq!(alerts.len(), 100);
+    assert_eq!(alerts[&7].0, "resolved");
+    assert_eq!(alerts[&70].0, "resolved");
+    assert!(
+        node.metrics()
+            .await
+            .contains("secmon_replication_resends_total{sink=\"postgres\"} 1")
+    );
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_lost_confirmed_writes_gets_the_node_state_again() {
     // As after a failover to an asynchronous standby or replica that had
     // not received the last batches, a restore from an older backup, or a
