@@ -80,6 +80,29 @@ async fn node_alerts(node: &Node) -> BTreeMap<i64, (String, i64)> {
     }
 }
 
+/// Resolves the alerts `ids` over GraphQL.
+async fn resolve(node: &Node, ids: &[u32]) {
+    for id in ids {
+        let v = node
+            .graphql(
+                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
+    }
+}
+
+/// How often `sink` found its receiver behind and sent the state again.
+async fn resends(node: &Node, sink: &str) -> u64 {
+    let metrics = node.metrics().await;
+    let sample = format!("secmon_replication_resends_total{{sink=\"{sink}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&sample)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in\n{metrics}"))
+}
+
 async fn events_stored(node: &Node) -> i64 {
     let v = node.graphql("{ system { eventsStored } }", json!({})).await;
     v["data"]["system"]["eventsStored"].as_i64().unwrap()
@@ -773,15 +796,7 @@ async fn postgres_over_tls_stopped_mid_stream_converges_without_gaps_or_duplicat
     drop(central);
     cluster.stop();
     raise_alerts(&node, 100, 150).await;
-    for id in [3, 150, 200] {
-        let v = node
-            .graphql(
-                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
-    }
+    resolve(&node, &[3, 150, 200]).await;
     raise_alerts(&node, 250, 50).await;
     let lagging = eventually("the lag shows in /ready", || async {
         let r = ready(&node).await;
@@ -936,15 +951,7 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
     let killed_at = chrono::Utc::now();
     let killed = Instant::now();
     raise_alerts(&node, 100, 100).await;
-    for id in [3, 150, 199] {
-        let v = node
-            .graphql(
-                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
-    }
+    resolve(&node, &[3, 150, 199]).await;
     standby.promote().await;
     let failover = killed.elapsed();
     let resumed = resumed_after(&node, "postgres", killed_at).await;
@@ -958,11 +965,7 @@ async fn postgres_failover_to_a_promoted_standby_loses_nothing_and_doubles_nothi
     assert_eq!(alerts.len(), 200);
     assert_eq!(alerts[&150].0, "resolved");
     // Nothing was lost, so nothing had to be sent again.
-    assert!(
-        node.metrics()
-            .await
-            .contains("secmon_replication_resends_total{sink=\"postgres\"} 0")
-    );
+    assert_eq!(resends(&node, "postgres").await, 0);
     node.app.stop().await;
 }
 
@@ -997,15 +1000,7 @@ async fn failover_to_an_asynchronous_standby_that_missed_batches_is_repaired() {
 
     standby.stop();
     raise_alerts(&node, 50, 50).await;
-    for id in [7, 70] {
-        let v = node
-            .graphql(
-                &format!("mutation {{ resolveAlert(id: \"{id}\") {{ status }} }}"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(v["data"]["resolveAlert"]["status"], "RESOLVED", "{v}");
-    }
+    resolve(&node, &[7, 70]).await;
     converged(&node, &primary.local().await).await;
     primary.stop();
     standby.start();
@@ -1017,11 +1012,7 @@ async fn failover_to_an_asynchronous_standby_that_missed_batches_is_repaired() {
     assert_eq!(alerts.len(), 100);
     assert_eq!(alerts[&7].0, "resolved");
     assert_eq!(alerts[&70].0, "resolved");
-    assert!(
-        node.metrics()
-            .await
-            .contains("secmon_replication_resends_total{sink=\"postgres\"} 1")
-    );
+    assert_eq!(resends(&node, "postgres").await, 1);
     node.app.stop().await;
 }
 
@@ -1080,14 +1071,8 @@ async fn a_receiver_that_lost_confirmed_writes_gets_the_node_state_again() {
     })
     .await;
     assert_eq!(exactly_once(&messages), node_alerts(&node).await);
-    let metrics = node.metrics().await;
     for sink in ["postgres", "redis"] {
-        assert!(
-            metrics.contains(&format!(
-                "secmon_replication_resends_total{{sink=\"{sink}\"}} 1"
-            )),
-            "{sink}: {metrics}"
-        );
+        assert_eq!(resends(&node, sink).await, 1, "{sink}");
     }
     node.app.stop().await;
 }
@@ -1483,11 +1468,7 @@ async fn redis_sentinel_failover_the_sink_follows_the_new_master_exactly_once() 
     .await;
     assert_eq!(messages.len(), 203, "200 alerts and 3 acknowledgements");
     assert_eq!(exactly_once(&messages), node_alerts(&node).await);
-    assert!(
-        node.metrics()
-            .await
-            .contains("secmon_replication_resends_total{sink=\"redis\"} 0")
-    );
+    assert_eq!(resends(&node, "redis").await, 0);
     node.app.stop().await;
 }
 

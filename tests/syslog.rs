@@ -280,6 +280,42 @@ async fn only_the_configured_balancer_may_name_the_sender() {
     node.app.stop().await;
 }
 
+#[tokio::test]
+async fn headers_read_at_once_from_a_balancer_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = syslog_config(dir.path());
+    cfg.exposure.listeners.syslog_tcp.proxy_protocol_from =
+        vec!["127.0.0.1/32".to_string().try_into().unwrap()];
+    cfg.ingest.connections.max_per_listener = 2;
+    let node = Node::start(cfg).await;
+    let port = node.app.addrs().syslog_tcp.unwrap().port();
+    // Two connections that never send their header hold both places ...
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // ... so a third is refused at once, counted as the listener full.
+    let needle =
+        "secmon_ingest_connections_refused_total{source=\"syslog_tcp\",reason=\"listener_full\"} 1";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    use tokio::io::AsyncReadExt;
+    assert_eq!(third.read(&mut byte).await.unwrap_or(0), 0, "closed");
+    while !node.metrics().await.contains(needle) {
+        assert!(std::time::Instant::now() < deadline, "no {needle}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(stalled);
+    node.app.stop().await;
+}
+
 /// rsyslog, the syslog daemon most servers run, forwarding with omfwd over
 /// TCP twice: RFC 5424 with octet counting, and its traditional format with
 /// newline framing. `logger` feeds rsyslog's UDP input.

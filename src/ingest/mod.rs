@@ -368,6 +368,9 @@ pub struct Listener {
     /// Open connections by source address, and in all.
     open: Mutex<HashMap<IpAddr, usize>>,
     total: AtomicUsize,
+    /// Connections from `proxies` whose header is still being read (at
+    /// most `limits.max_per_listener`).
+    pending_headers: AtomicUsize,
 }
 
 impl Listener {
@@ -389,6 +392,7 @@ impl Listener {
             limits,
             open: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
+            pending_headers: AtomicUsize::new(0),
         }
     }
 
@@ -598,15 +602,25 @@ impl Listener {
             let source = self.source;
             if self.proxies.iter().any(|net| net.contains(peer.ip())) {
                 // The header is read on the connection's own task (within
-                // proxy::HEADER_TIMEOUT); the slot is the sender's.
+                // proxy::HEADER_TIMEOUT, as many at once as the listener
+                // takes connections); the slot is the sender's.
+                if self.pending_headers.fetch_add(1, Ordering::AcqRel)
+                    >= self.limits.max_per_listener
+                {
+                    self.pending_headers.fetch_sub(1, Ordering::AcqRel);
+                    metrics::counter!(metric::INGEST_CONNECTIONS_REFUSED, "source" => source, "reason" => Full::Listener.label())
+                        .increment(1);
+                    continue;
+                }
                 let (this, connection, shutdown) =
                     (self.clone(), connection.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     let (mut stream, balancer) = (stream, peer);
                     let sender = tokio::select! {
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => None,
                         sender = this.proxied_sender(&mut stream, balancer) => sender,
                     };
+                    this.pending_headers.fetch_sub(1, Ordering::AcqRel);
                     let Some(peer) = sender else {
                         return;
                     };
