@@ -215,6 +215,10 @@ async fn disk_full_refuses_with_503_keeps_what_was_acknowledged_and_recovers() {
         );
     }
     // It keeps refusing while the disk is full (no 200 for a lost batch).
+    // What the failed commits freed (an index writer dropping its unfinished
+    // segment files) is taken again first, or a small batch fits in it.
+    let topped_up = filler.with_extension("more");
+    fill(&topped_up);
     for _ in 0..3 {
         let (status, v) = ingest.batch(&daemon.api, 10).await;
         assert_eq!(status, 503, "{v}");
@@ -253,6 +257,7 @@ async fn disk_full_refuses_with_503_keeps_what_was_acknowledged_and_recovers() {
 
     // Space returns: ingest resumes without a restart.
     std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&topped_up).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, _) = ingest.batch(&daemon.api, 10).await;
