@@ -61,6 +61,8 @@ pub enum Error {
     Auth(String),
     #[error("replication: {0}")]
     Replication(#[from] replicate::Error),
+    #[error("export: {0}")]
+    Export(#[from] crate::export::Error),
     #[error(transparent)]
     Notify(#[from] notify::Error),
     #[error("response: {0}")]
@@ -244,6 +246,14 @@ impl App {
             &config,
             &store,
             (progress.clone(), head.clone()),
+            &replication,
+            (&tasks, &shutdown),
+        )
+        .await?;
+        crate::export::start(
+            &config,
+            &store,
+            (&progress, &head),
             &replication,
             (&tasks, &shutdown),
         )
@@ -447,8 +457,21 @@ impl App {
         tasks.spawn(store::retention::run(
             store.clone(),
             config.data_dir.clone(),
-            config.retention.clone(),
+            (
+                config.retention.clone(),
+                store::retention::Exported {
+                    sinks: crate::export::sink_names(&config),
+                    drops: config.export.retention_drops_unexported,
+                },
+            ),
             progress.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::backup::scheduled(
+            auth.clone(),
+            config.backup.clone(),
+            config.s3.clone(),
+            config.data_dir.clone(),
             shutdown.clone(),
         ));
         let control =

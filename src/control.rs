@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, CanAdminister, Capability, Principal, Role, token};
 use crate::store::audit::Record;
+use crate::store::backup::BackupReport;
 
 pub const SOCKET: &str = "control.sock";
 
@@ -164,7 +165,8 @@ pub fn execute(auth: &Auth, request: Request) -> Response {
         match request.op {
             Op::Backup { path } => {
                 tracing::info!(path = %path.display(), "backup requested");
-                backup(auth, &cap, &path)
+                let report = backup(auth, &cap, &path)?;
+                serde_json::to_value(report).map_err(|e| e.to_string())
             }
             Op::UserAdd {
                 name,
@@ -243,9 +245,20 @@ pub fn execute(auth: &Auth, request: Request) -> Response {
     }
 }
 
+/// [`backup`] by the daemon itself, audited as `actor` (the scheduled
+/// backups: `backup.schedule`).
+pub fn backup_as(auth: &Auth, actor: &str, path: &Path) -> Result<BackupReport, String> {
+    let me = Principal {
+        name: actor.to_owned(),
+        ..Principal::local()
+    };
+    let cap: CanAdminister = me.grant(None).map_err(|e| e.to_string())?;
+    backup(auth, &cap, path)
+}
+
 /// Writes a backup to `path` and audits it (or its failure). A backup
 /// that cannot be audited is deleted: none exists that the log misses.
-fn backup(auth: &Auth, cap: &CanAdminister, path: &Path) -> Result<Value, String> {
+fn backup(auth: &Auth, cap: &CanAdminister, path: &Path) -> Result<BackupReport, String> {
     let store = auth.store();
     let target = path.display().to_string();
     let (record, result) = match store.backup_to(path) {
@@ -275,7 +288,7 @@ fn backup(auth: &Auth, cap: &CanAdminister, path: &Path) -> Result<Value, String
             "cannot write the audit entry of the backup, so no backup was kept: {e}"
         ));
     }
-    serde_json::to_value(result?).map_err(|e| e.to_string())
+    result
 }
 
 /// Carries out `request` on `data_dir` itself, when no daemon serves it.

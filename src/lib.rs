@@ -23,13 +23,16 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod config;
 pub mod control;
 pub mod detect;
+pub mod export;
 pub mod ingest;
 pub mod model;
 pub mod notify;
+pub mod objects;
 pub mod offline;
 pub mod parse;
 pub mod replicate;

@@ -104,15 +104,19 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Write a consistent copy of the store to PATH (asks the daemon when one runs).
+    /// Write a consistent copy of the store to PATH, or to s3://BUCKET/PREFIX/
+    /// (asks the daemon when one runs); verified, with its SHA-256 beside it.
     Backup {
-        path: PathBuf,
+        /// A new file, or s3://bucket/prefix/ (AWS_* settings, docs/OPERATIONS.md).
+        target: String,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Replace the store by a backup (refused while a daemon uses the data dir); rebuilds the index.
+    /// Replace the store by a backup, a file or s3://BUCKET/KEY (refused while a
+    /// daemon uses the data dir); checks its SHA-256; rebuilds the index.
     Restore {
-        path: PathBuf,
+        /// A backup file, or s3://bucket/key.
+        source: String,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -239,6 +243,67 @@ fn resolve_data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let cfg =
         config::load(&LoadOptions::from_process(None, None)).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(cfg.data_dir)
+}
+
+/// `secmon backup`: written (and audited) by the daemon or offline, then
+/// verified and checksummed here, and uploaded when the target is S3.
+fn backup(target: &str, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cfg =
+        config::load(&LoadOptions::from_process(None, None)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data_dir = data_dir.unwrap_or(cfg.data_dir);
+    let remote = target.starts_with("s3://");
+    let path = if remote {
+        secmon::backup::staging_file(&data_dir).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        std::path::absolute(target).context("resolving the backup path")?
+    };
+    let report = control(&data_dir, Op::Backup { path: path.clone() }).context("backup failed")?;
+    let report: secmon::store::backup::BackupReport =
+        serde_json::from_value(report).context("the daemon's backup report")?;
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let made = rt
+        .block_on(async {
+            let location = match remote {
+                true => Some(secmon::backup::target_location(target, &cfg.s3)?),
+                false => None,
+            };
+            secmon::backup::finish(&path, report, location.as_ref()).await
+        })
+        .map_err(|e| anyhow::anyhow!("backup failed: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&made)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `secmon restore`: a local file (checked against `<file>.sha256` when
+/// there is one) or `s3://bucket/key` (downloaded, checked against its
+/// checksum, which must be there).
+fn restore(
+    source: &str,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<secmon::store::backup::BackupReport> {
+    let file = if source.starts_with("s3://") {
+        let cfg = config::load(&LoadOptions::from_process(None, None))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        std::fs::create_dir_all(data_dir).context("creating the data dir")?;
+        let dest = data_dir.join("restore.download");
+        let _ = std::fs::remove_file(&dest);
+        let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+        rt.block_on(secmon::backup::download(source, &cfg.s3, &dest))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!("downloaded {source}, SHA-256 checked");
+        dest
+    } else {
+        let file = PathBuf::from(source);
+        if secmon::backup::check_local(&file).map_err(|e| anyhow::anyhow!("{e}"))? {
+            eprintln!("SHA-256 checked against {source}.sha256");
+        }
+        file
+    };
+    let report = secmon::store::backup::restore(&file, data_dir);
+    if source.starts_with("s3://") {
+        let _ = std::fs::remove_file(&file);
+    }
+    Ok(report?)
 }
 
 /// Runs `op` in the daemon serving `data_dir`, or on the data dir itself
@@ -413,13 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup { path, data_dir } => {
-            let data_dir = resolve_data_dir(data_dir)?;
-            let path = std::path::absolute(&path).context("resolving the backup path")?;
-            let report = control(&data_dir, Op::Backup { path }).context("backup failed")?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Backup { target, data_dir } => backup(&target, data_dir),
         Command::Init {
             data_dir,
             hostnames,
@@ -486,9 +545,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Restore { path, data_dir } => {
+        Command::Restore { source, data_dir } => {
             let data_dir = resolve_data_dir(data_dir)?;
-            let report = secmon::store::backup::restore(&path, &data_dir)?;
+            let report = restore(&source, &data_dir)?;
             let indexed = secmon::offline::rebuild_index(&data_dir)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             eprintln!("index rebuilt up to seq {indexed}");

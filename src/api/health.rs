@@ -71,6 +71,15 @@ async fn ready_handler(
             components["replication"]["read_replica"] = json!(replica);
         }
     }
+    let exports: serde_json::Map<String, serde_json::Value> = replication
+        .exports()
+        .map(|(name, state)| (name.to_owned(), state.export_view()))
+        .collect();
+    if !exports.is_empty() {
+        // Reported, never making the node unready: a sink that is down
+        // does not slow ingest, and retention keeps what it has not taken.
+        components["export"] = json!({ "sinks": exports });
+    }
     if let Some(notifier) = notify.borrow().as_ref() {
         components["notifications"] = crate::notify::report(notifier);
     }

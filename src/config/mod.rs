@@ -19,11 +19,11 @@ mod vault;
 pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
-    ActionKind, Api, ApiListener, Auth, AuthMode, Channel, ChannelKind, Cidr, Config, Connections,
-    Dependency, Detection, Environment, Exposure, Files, ForwardedHeader, IndexConfig, Ingest,
-    Journald, Kind, Listeners, Log, LogFormat, LoginLimits, Notifications, PlainListener, PortSpec,
-    Ports, Protocol, RateLimits, Replication, Response, ResponseAction, Retention, Scope, Secret,
-    Services, Span, StartAt, SyslogListener, Tls, Trigger,
+    ActionKind, Api, ApiListener, Auth, AuthMode, Backup, Channel, ChannelKind, Cidr, Config,
+    Connections, Dependency, Detection, Environment, Export, Exposure, Files, ForwardedHeader,
+    IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, LoginLimits, Notifications,
+    PlainListener, PortSpec, Ports, Protocol, RateLimits, Replication, Response, ResponseAction,
+    Retention, S3, Scope, Secret, Services, Span, StartAt, SyslogListener, Tls, Trigger,
 };
 pub use validate::{redacted_yaml, validate};
 

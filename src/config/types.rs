@@ -143,6 +143,9 @@ pub struct Config {
     pub retention: Retention,
     pub detection: Detection,
     pub replication: Replication,
+    pub export: Export,
+    pub s3: S3,
+    pub backup: Backup,
     pub notifications: Notifications,
     pub response: Response,
     pub log: Log,
@@ -181,6 +184,9 @@ impl Default for Config {
             retention: Retention::default(),
             detection: Detection::default(),
             replication: Replication::default(),
+            export: Export::default(),
+            s3: S3::default(),
+            backup: Backup::default(),
             notifications: Notifications::default(),
             response: Response::default(),
             log: Log::default(),
@@ -636,6 +642,106 @@ impl Default for Replication {
             redis_stream_max_len: 100_000,
             redis_min_replicas: 0,
             redis_key_prefix: "secmon".to_owned(),
+        }
+    }
+}
+
+/// Event export to the engines large sites run (docs/EXPORT.md): every
+/// stored event, from each sink's own cursor, to JetStream and to a Parquet
+/// archive (only those set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    /// `NATS_URL`: `nats://[user:password@]host:4222[,host2:4222]`, or
+    /// `tls://…` for TLS; unset: no JetStream export.
+    pub nats_url: Option<Secret>,
+    /// `NATS_STREAM`: the JetStream stream, created if missing.
+    pub nats_stream: String,
+    /// Subjects: `<prefix>.events.<node>.<dataset>` and `<prefix>.alerts.<node>`.
+    pub nats_subject_prefix: String,
+    /// Duplicate window of the stream secmon creates: a batch sent again
+    /// within it (after a crash or a lost acknowledgement) is dropped by
+    /// its `Nats-Msg-Id`.
+    pub nats_duplicate_window_seconds: u64,
+    /// CA bundle (PEM) trusted for `tls://` instead of the system roots.
+    pub nats_ca_path: Option<PathBuf>,
+    /// Events published before their acknowledgements are awaited.
+    pub nats_batch_size: usize,
+    /// `ARCHIVE_URL`: `s3://bucket/prefix` (with the usual `AWS_*`
+    /// variables) or `file:///path`; unset: no archive.
+    pub archive_url: Option<String>,
+    /// `ARCHIVE_FLUSH_SECONDS`: the longest an event waits before the file
+    /// holding it is written.
+    pub archive_flush_seconds: u64,
+    /// Rows per Parquet file at most (a file is written when this many
+    /// events wait, or after `archive_flush_seconds`).
+    pub archive_max_rows: usize,
+    /// Retention deletes events a sink has not taken yet (each counted in
+    /// `secmon_export_dropped_events_total` and logged) instead of keeping
+    /// them until it has.
+    pub retention_drops_unexported: bool,
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Export {
+            nats_url: None,
+            nats_stream: "SECMON_EVENTS".to_owned(),
+            nats_subject_prefix: "secmon".to_owned(),
+            nats_duplicate_window_seconds: 3600,
+            nats_ca_path: None,
+            nats_batch_size: 1000,
+            archive_url: None,
+            archive_flush_seconds: 300,
+            archive_max_rows: 50_000,
+            retention_drops_unexported: false,
+        }
+    }
+}
+
+/// The S3 client of the archive and of `s3://` backups: the usual `AWS_*`
+/// variables (the secrets also as `NAME_FILE` or `vault:` references).
+/// Unset keys fall back to the AWS SDKs' other sources (session token,
+/// container credentials) where object_store reads them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3 {
+    /// `AWS_ENDPOINT_URL`: an S3-compatible server (MinIO, Ceph, Garage);
+    /// unset: AWS.
+    pub endpoint_url: Option<String>,
+    /// `AWS_REGION`.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<Secret>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<Secret>,
+    /// `AWS_ALLOW_HTTP`: a plain-HTTP endpoint (production allows it only
+    /// on the loopback interface).
+    pub allow_http: bool,
+    /// CA bundle (PEM) trusted for the endpoint instead of the system roots.
+    pub ca_path: Option<PathBuf>,
+}
+
+/// Scheduled backups (docs/OPERATIONS.md): made by the daemon, verified,
+/// checksummed, the oldest beyond `keep` deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    /// How often (`24h`), counted from the newest backup in `target`;
+    /// unset: no scheduled backups.
+    pub schedule: Option<Span>,
+    /// An absolute directory, or `s3://bucket/prefix/` (the `s3` client).
+    pub target: Option<String>,
+    /// The newest backups of this node kept in `target`.
+    pub keep: usize,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            schedule: None,
+            target: None,
+            keep: 7,
         }
     }
 }

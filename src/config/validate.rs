@@ -23,6 +23,8 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     check_channels(cfg, &mut problems);
     check_response(cfg, &mut problems);
     check_database_tls(cfg, &mut problems);
+    check_export(cfg, &mut problems);
+    check_backup(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
     }
@@ -391,6 +393,130 @@ fn check_response(cfg: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
+/// The export sinks and the S3 client (docs/EXPORT.md). The messages never
+/// repeat `NATS_URL` (it may hold a password).
+fn check_export(cfg: &Config, problems: &mut Vec<Problem>) {
+    let (export, s3) = (&cfg.export, &cfg.s3);
+    let mut problem = |key: &str, reason: String| {
+        problems.push(Problem::new(SOURCE, key, reason));
+    };
+    if let Some(url) = &export.nats_url
+        && let Err(reason) = crate::export::nats::check_url(url.expose())
+    {
+        problem("export.nats_url", format!("NATS_URL {reason}"));
+    }
+    let stream = &export.nats_stream;
+    if stream.is_empty() || stream.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c)) {
+        problem(
+            "export.nats_stream",
+            format!(
+                "`{stream}` is not a JetStream stream name: letters, digits, - and _ (e.g. SECMON_EVENTS)"
+            ),
+        );
+    }
+    let prefix = &export.nats_subject_prefix;
+    if prefix.is_empty()
+        || prefix.split('.').any(|token| {
+            token.is_empty() || token.contains(|c: char| c.is_whitespace() || "*>".contains(c))
+        })
+    {
+        problem(
+            "export.nats_subject_prefix",
+            format!(
+                "`{prefix}` is not a subject prefix: tokens of letters, digits, - and _ separated by dots (e.g. secmon)"
+            ),
+        );
+    }
+    if let Some(url) = &export.archive_url
+        && let Err(reason) = crate::objects::check_url(url)
+    {
+        problem("export.archive_url", format!("ARCHIVE_URL {reason}"));
+    }
+    let ranges = [
+        (
+            "export.nats_batch_size",
+            export.nats_batch_size as u64,
+            100_000,
+        ),
+        (
+            "export.archive_max_rows",
+            export.archive_max_rows as u64,
+            1_000_000,
+        ),
+        (
+            "export.archive_flush_seconds",
+            export.archive_flush_seconds,
+            86_400,
+        ),
+        (
+            "export.nats_duplicate_window_seconds",
+            export.nats_duplicate_window_seconds,
+            7 * 86_400,
+        ),
+    ];
+    for (key, value, most) in ranges {
+        if value == 0 || value > most {
+            problem(key, format!("is {value}: set 1 to {most}"));
+        }
+    }
+    for (key, path) in [
+        ("export.nats_ca_path", &export.nats_ca_path),
+        ("s3.ca_path", &s3.ca_path),
+    ] {
+        if let Some(path) = path
+            && let Err(e) = readable(path)
+        {
+            problem(key, format!("cannot read {}: {e}", path.display()));
+        }
+    }
+    if s3.allow_http && cfg.environment == Environment::Production {
+        let loopback = s3.endpoint_url.as_deref().is_some_and(|url| {
+            let authority = url.split("://").nth(1).unwrap_or_default();
+            let authority = authority.split('/').next().unwrap_or_default();
+            let host = match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or_default(),
+                None => authority.split(':').next().unwrap_or_default(),
+            };
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if !loopback {
+            problem(
+                "s3.allow_http",
+                "AWS_ALLOW_HTTP sends events and backups in clear text: production allows it only for an endpoint on the loopback interface; use https:// (with s3.ca_path for a private CA)".to_owned(),
+            );
+        }
+    }
+}
+
+fn check_backup(cfg: &Config, problems: &mut Vec<Problem>) {
+    let backup = &cfg.backup;
+    let mut problem = |key: &str, reason: &str| {
+        problems.push(Problem::new(SOURCE, key, reason));
+    };
+    match &backup.target {
+        None if backup.schedule.is_some() => problem(
+            "backup.target",
+            "backup.schedule is set without a target: set backup.target to a directory or s3://bucket/prefix/",
+        ),
+        Some(target) if !target.starts_with("s3://") && !target.starts_with('/') => problem(
+            "backup.target",
+            "is neither an absolute directory nor s3://bucket/prefix/",
+        ),
+        Some(target)
+            if target.starts_with("s3://") && crate::objects::check_url(target).is_err() =>
+        {
+            problem("backup.target", "use s3://bucket/prefix/")
+        }
+        _ => {}
+    }
+    if backup.keep == 0 {
+        problem("backup.keep", "is 0: keep at least the newest backup");
+    }
+}
+
 fn readable(path: &Path) -> Result<(), std::io::Error> {
     let file = File::open(path)?;
     if file.metadata()?.is_file() {
@@ -487,6 +613,39 @@ mod tests {
 
     fn keys(problems: &[Problem]) -> Vec<&str> {
         problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn export_settings_are_checked_without_repeating_secrets() {
+        let mut cfg = Config::default();
+        assert!(validate(&cfg).is_empty());
+        cfg.export.nats_url = Some(Secret::new("http://u:hunter2@x"));
+        cfg.export.nats_stream = "a.b".into();
+        cfg.export.nats_subject_prefix = "secmon.*".into();
+        cfg.export.archive_url = Some("s3:///nobucket".into());
+        cfg.export.archive_max_rows = 0;
+        cfg.environment = Environment::Production;
+        cfg.s3.allow_http = true;
+        cfg.s3.endpoint_url = Some("http://127.0.0.1.example.com:9000".into());
+        let problems = validate(&cfg);
+        let export: Vec<&str> = keys(&problems)
+            .into_iter()
+            .filter(|k| k.starts_with("export.") || k.starts_with("s3."))
+            .collect();
+        assert_eq!(
+            export,
+            [
+                "export.nats_url",
+                "export.nats_stream",
+                "export.nats_subject_prefix",
+                "export.archive_url",
+                "export.archive_max_rows",
+                "s3.allow_http",
+            ]
+        );
+        assert!(problems.iter().all(|p| !p.reason.contains("hunter2")));
+        cfg.s3.endpoint_url = Some("http://[::1]:9000".into());
+        assert!(!keys(&validate(&cfg)).contains(&"s3.allow_http"));
     }
 
     #[test]

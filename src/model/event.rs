@@ -117,6 +117,79 @@ impl Event {
         }
         Ok(event)
     }
+    /// The event as a flat JSON object under its DESIGN.md names
+    /// (`host.name`, `source.ip`, `log.original`, ...), what the export
+    /// sinks send: `@timestamp`, `event.ingested` (received), `event.id`
+    /// and `event.sequence` (the node's seq), the fields it has, `labels`
+    /// and `fields` as objects, `secmon.trusted` when true.
+    pub fn to_export_json(&self) -> Value {
+        let mut out = Map::new();
+        let mut put = |key: &str, value: Value| {
+            out.insert(key.to_owned(), value);
+        };
+        put("@timestamp", json_time(self.timestamp));
+        put("event.ingested", json_time(self.received_at));
+        put("event.id", Value::String(self.id.to_string()));
+        put("event.sequence", self.seq.into());
+        let texts = [
+            ("host.name", &self.host_name),
+            ("user.name", &self.user_name),
+            ("user.target.name", &self.user_target_name),
+            ("process.name", &self.process_name),
+            ("process.command_line", &self.process_command_line),
+            ("process.executable", &self.process_executable),
+            ("event.category", &self.category),
+            ("event.action", &self.action),
+            ("event.outcome", &self.outcome),
+            ("event.dataset", &self.dataset),
+            ("log.original", &self.original),
+        ];
+        for (key, value) in texts {
+            if let Some(value) = value {
+                put(key, Value::String(value.clone()));
+            }
+        }
+        let ips = [
+            ("host.ip", self.host_ip),
+            ("source.ip", self.source_ip),
+            ("destination.ip", self.destination_ip),
+        ];
+        for (key, ip) in ips {
+            if let Some(ip) = ip {
+                put(key, Value::String(ip.to_string()));
+            }
+        }
+        let numbers = [
+            ("source.port", self.source_port.map(u64::from)),
+            ("destination.port", self.destination_port.map(u64::from)),
+            ("process.pid", self.process_pid.map(u64::from)),
+            ("event.severity", self.severity.map(u64::from)),
+        ];
+        for (key, number) in numbers {
+            if let Some(number) = number {
+                put(key, number.into());
+            }
+        }
+        put("message", Value::String(self.message.clone()));
+        if !self.labels.is_empty() {
+            put(
+                "labels",
+                Value::Object(
+                    self.labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
+                ),
+            );
+        }
+        if !self.fields.is_empty() {
+            put("fields", Value::Object(self.fields.clone()));
+        }
+        if self.trusted {
+            put("secmon.trusted", Value::Bool(true));
+        }
+        Value::Object(out)
+    }
 
     /// Roughly how many bytes it holds in memory: its strings, labels and
     /// fields plus the fixed part. What the write queue's byte bound counts.
@@ -348,10 +421,52 @@ fn parse_time(key: &str, value: &Value) -> Result<DateTime<Utc>, EventInputError
     }
 }
 
+/// RFC 3339 in UTC with microseconds (what the store keeps).
+fn json_time(t: DateTime<Utc>) -> Value {
+    Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_export_json_uses_the_design_names_and_reads_back() {
+        let submitted = json!({"@timestamp": "2026-01-02T03:04:05.123456Z", "host.name": "web1",
+            "source.ip": "10.0.0.1", "source.port": 22, "user.name": "root", "process.pid": 7,
+            "event.outcome": "failure", "event.dataset": "sshd", "log.original": "raw",
+            "message": "m", "labels": {"site": "a"}, "kube": {"pod": "p"}});
+        let mut event = Event::from_json(submitted, now()).unwrap();
+        event.seq = 42;
+        let json = event.to_export_json();
+        assert_eq!(json["@timestamp"], "2026-01-02T03:04:05.123456Z");
+        assert_eq!(json["event.ingested"], "2026-01-02T03:04:05.000000Z");
+        assert_eq!(json["event.sequence"], 42);
+        assert_eq!(json["source.port"], 22);
+        assert_eq!(json["labels"], json!({"site": "a"}));
+        assert_eq!(json["fields"], json!({"kube": {"pod": "p"}}));
+        assert!(json.get("secmon.trusted").is_none());
+        let back = Event::from_json(json, now()).unwrap();
+        assert_eq!(
+            (
+                back.timestamp,
+                &back.host_name,
+                back.source_ip,
+                back.process_pid
+            ),
+            (
+                event.timestamp,
+                &event.host_name,
+                event.source_ip,
+                event.process_pid
+            )
+        );
+        assert_eq!(
+            (&back.original, &back.message, &back.labels),
+            (&event.original, &event.message, &event.labels)
+        );
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")

@@ -93,6 +93,9 @@ pub struct Status {
     consumers: Vec<&'static str>,
     /// `/ready` fails when a sink lags more; `None`: never.
     max_ready_lag: Option<Duration>,
+    /// The event export sinks (`crate::export`): reported, never making
+    /// the node unready.
+    exports: Vec<Arc<SinkStatus>>,
 }
 
 pub struct SinkStatus {
@@ -133,8 +136,30 @@ impl SinkState {
     }
 }
 
+impl SinkState {
+    /// [`SinkState::ready_view`] of an export sink, in its terms: events
+    /// and the last seq the receiver took.
+    pub fn export_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connected": self.connected,
+            "lag_events": self.lag_entries,
+            "lag_seconds": self.lag_seconds,
+            "exported": self.applied,
+            "last_success": self.last_success,
+            "failing": self.last_error.is_some(),
+        })
+    }
+}
+
 impl SinkStatus {
-    fn update(&self, f: impl FnOnce(&mut SinkState)) {
+    pub(crate) fn new(name: &'static str) -> Arc<SinkStatus> {
+        Arc::new(SinkStatus {
+            name,
+            state: Mutex::default(),
+        })
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut SinkState)) {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
@@ -156,6 +181,13 @@ impl Status {
                 .as_ref()
                 .map(|_| postgres::Postgres::NAME),
             services.redis_url.as_ref().map(|_| redis::Redis::NAME),
+            // JetStream takes the alerts from the outbox, the events from
+            // the store (`crate::export`).
+            config
+                .export
+                .nats_url
+                .as_ref()
+                .map(|_| crate::export::nats::Alerts::NAME),
         ];
         // Always: channels may be created over the API at any time.
         let notify = Some(crate::notify::Dispatcher::NAME);
@@ -168,15 +200,10 @@ impl Status {
                 .chain([notify, respond])
                 .flatten()
                 .collect(),
-            sinks: names
+            sinks: names.into_iter().flatten().map(SinkStatus::new).collect(),
+            exports: crate::export::sink_names(config)
                 .into_iter()
-                .flatten()
-                .map(|name| {
-                    Arc::new(SinkStatus {
-                        name,
-                        state: Mutex::default(),
-                    })
-                })
+                .map(SinkStatus::new)
                 .collect(),
             max_ready_lag: match config.replication.max_ready_lag_seconds {
                 0 => None,
@@ -200,6 +227,15 @@ impl Status {
 
     pub fn sinks(&self) -> impl Iterator<Item = (&'static str, SinkState)> + '_ {
         self.sinks.iter().map(|s| (s.name, s.state()))
+    }
+
+    /// The event export sinks' states.
+    pub fn exports(&self) -> impl Iterator<Item = (&'static str, SinkState)> + '_ {
+        self.exports.iter().map(|s| (s.name, s.state()))
+    }
+
+    pub(crate) fn export(&self, name: &str) -> Option<Arc<SinkStatus>> {
+        self.exports.iter().find(|s| s.name == name).cloned()
     }
 
     /// The read replica of `DATABASE_READ_URL` as last checked.

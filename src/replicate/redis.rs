@@ -386,7 +386,11 @@ fn host_port(text: &str) -> Result<(String, u16), String> {
 }
 
 /// The stream and channel message of one alert update.
-fn alert_json(node_id: &str, version: u64, alert: &crate::store::outbox::AlertSummary) -> String {
+pub(crate) fn alert_json(
+    node_id: &str,
+    version: u64,
+    alert: &crate::store::outbox::AlertSummary,
+) -> String {
     let mut json = serde_json::to_value(alert).unwrap_or_default();
     if let Some(object) = json.as_object_mut() {
         object.insert("node_id".into(), node_id.into());

@@ -12,16 +12,19 @@
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{CHECKPOINTS, DB_FILE, EVENTS, Error, META, Result, Store};
 
 /// Entries copied per write transaction into the backup file.
 const COPY_CHUNK: usize = 1024;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupReport {
     pub path: PathBuf,
+    /// The node backed up (a restore gives the node a new id: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<ulid::Ulid>,
     pub events: u64,
     pub last_seq: u64,
     pub bytes: u64,
@@ -85,6 +88,7 @@ impl Store {
         let bytes = std::fs::metadata(path).map_err(io(path))?.len();
         Ok(BackupReport {
             path: path.to_owned(),
+            node_id: Some(self.node_id),
             events: stats.events,
             last_seq: stats.last_seq,
             bytes,
@@ -189,6 +193,7 @@ pub fn restore(backup: &Path, data_dir: &Path) -> Result<BackupReport> {
     let bytes = std::fs::metadata(&db).map_err(io(&db))?.len();
     Ok(BackupReport {
         path: db,
+        node_id: None,
         events: stats.events,
         last_seq: stats.last_seq,
         bytes,

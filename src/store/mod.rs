@@ -11,6 +11,7 @@ pub mod channels;
 pub mod codec;
 pub mod decisions;
 pub mod deliveries;
+pub mod export;
 pub mod index;
 pub mod indexer;
 pub mod live;
@@ -619,6 +620,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(outbox::OUTBOX)?;
         txn.open_table(outbox::CURSORS)?;
         txn.open_table(outbox::ROLLUPS)?;
+        txn.open_table(export::CURSORS)?;
         txn.open_table(deliveries::DELIVERIES)?;
         txn.open_table(deliveries::PENDING)?;
         txn.open_table(decisions::DECISIONS)?;

@@ -1,6 +1,9 @@
 //! Retention: deletes the oldest events by receive age and by disk use, in
 //! bounded steps (one short write transaction each, with a pause between)
 //! so ingest is never stalled. The index follows through [`Progress::purged`].
+//! Events an export sink has not taken are kept (with an archive, that is
+//! tiered retention: only what the archive holds is deleted), unless
+//! [`Exported::drops`] says to delete them anyway, counting the loss.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,11 +30,62 @@ pub struct Report {
     pub alerts: u64,
 }
 
+/// What retention must not delete: the events the export sinks have not
+/// taken (`crate::export`).
+#[derive(Debug, Clone, Default)]
+pub struct Exported {
+    /// The configured export sinks.
+    pub sinks: Vec<&'static str>,
+    /// Delete them anyway (`export.retention_drops_unexported`), each
+    /// counted in `secmon_export_dropped_events_total{sink}` and logged.
+    pub drops: bool,
+}
+
+/// Deletes one step of whole blocks from the oldest on while `want` says
+/// so and `exported` allows it.
+fn purge_step(
+    store: &Store,
+    exported: &Exported,
+    mut want: impl FnMut(&super::codec::BlockHeader) -> bool,
+) -> Result<super::Purged> {
+    let mut taken = Vec::with_capacity(exported.sinks.len());
+    for sink in &exported.sinks {
+        taken.push((*sink, store.export_cursor(sink)?.taken, 0u64));
+    }
+    let floor = taken.iter().map(|(_, t, _)| *t).min();
+    let purged = store.purge_oldest(STEP_BLOCKS, |block| {
+        let last = block.last_seq();
+        if floor.is_some_and(|floor| last > floor) && !exported.drops {
+            return false;
+        }
+        if !want(block) {
+            return false;
+        }
+        for (_, taken, lost) in &mut taken {
+            if last > *taken {
+                *lost += (last - *taken).min(u64::from(block.count));
+            }
+        }
+        true
+    })?;
+    for (sink, _, lost) in taken {
+        if lost > 0 {
+            metrics::counter!(metric::EXPORT_DROPPED, "sink" => sink).increment(lost);
+            tracing::warn!(
+                sink,
+                events = lost,
+                "retention deleted events the export sink had not taken (export.retention_drops_unexported is on)"
+            );
+        }
+    }
+    Ok(purged)
+}
+
 /// One retention pass as of `now`. Blocks; run it on a blocking thread.
 pub fn run_once(
     store: &Store,
     data_dir: &Path,
-    cfg: &Retention,
+    (cfg, exported): (&Retention, &Exported),
     progress: &Progress,
     now: DateTime<Utc>,
 ) -> Result<Report> {
@@ -42,7 +96,7 @@ pub fn run_once(
             .checked_sub_signed(age)
             .map_or(i64::MIN, |t| t.timestamp_micros());
         loop {
-            let purged = store.purge_oldest(STEP_BLOCKS, |block| block.max_received < cutoff)?;
+            let purged = purge_step(store, exported, |block| block.max_received < cutoff)?;
             report.by_age += purged.events;
             advance(progress, purged.up_to_seq);
             if purged.blocks < STEP_BLOCKS {
@@ -62,7 +116,7 @@ pub fn run_once(
             let per_event = used.div_ceil(events).max(1);
             let mut to_delete = (used - max_bytes).div_ceil(per_event);
             while to_delete > 0 {
-                let purged = store.purge_oldest(STEP_BLOCKS, |block| {
+                let purged = purge_step(store, exported, |block| {
                     let take = u64::from(block.count) <= to_delete;
                     if take {
                         to_delete -= u64::from(block.count);
@@ -140,7 +194,7 @@ fn report_usage(data_dir: &Path) {
 pub async fn run(
     store: Store,
     data_dir: std::path::PathBuf,
-    cfg: Retention,
+    (cfg, exported): (Retention, Exported),
     progress: Arc<Progress>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -158,14 +212,15 @@ pub async fn run(
         if !limited {
             continue;
         }
-        let (store, dir, cfg, progress) = (
+        let (store, dir, cfg, exported, progress) = (
             store.clone(),
             data_dir.clone(),
             cfg.clone(),
+            exported.clone(),
             progress.clone(),
         );
         let done = tokio::task::spawn_blocking(move || {
-            run_once(&store, &dir, &cfg, &progress, Utc::now())
+            run_once(&store, &dir, (&cfg, &exported), &progress, Utc::now())
         })
         .await;
         match done {
@@ -282,7 +337,14 @@ mod tests {
             events_max_age: Some("30d".parse().unwrap()),
             ..Retention::default()
         };
-        let report = run_once(&f.store, f.dir.path(), &cfg, &f.progress, now).unwrap();
+        let report = run_once(
+            &f.store,
+            f.dir.path(),
+            (&cfg, &Exported::default()),
+            &f.progress,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             report,
             Report {
@@ -294,7 +356,14 @@ mod tests {
         assert_eq!(f.store.scan_from(0, 1000).unwrap().len(), 50);
         f.settle(50);
         // Nothing more is old enough.
-        let again = run_once(&f.store, f.dir.path(), &cfg, &f.progress, now).unwrap();
+        let again = run_once(
+            &f.store,
+            f.dir.path(),
+            (&cfg, &Exported::default()),
+            &f.progress,
+            now,
+        )
+        .unwrap();
         assert_eq!(again, Report::default());
     }
 
@@ -311,13 +380,61 @@ mod tests {
             max_disk_bytes: Some(before / 2),
             ..Retention::default()
         };
-        let report = run_once(&f.store, f.dir.path(), &cfg, &f.progress, now).unwrap();
+        let report = run_once(
+            &f.store,
+            f.dir.path(),
+            (&cfg, &Exported::default()),
+            &f.progress,
+            now,
+        )
+        .unwrap();
         assert!(report.by_size > 0 && report.by_size < 10_000, "{report:?}");
         let left = f.store.scan_from(0, 20_000).unwrap();
         assert_eq!(left.len() as u64, 10_000 - report.by_size);
         // Oldest first: what is left is the newest, contiguous up to the last seq.
         assert_eq!(left.last().unwrap().seq, 10_000);
         assert_eq!(left.first().unwrap().seq, 10_000 - left.len() as u64 + 1);
+    }
+
+    #[test]
+    fn events_an_export_sink_has_not_taken_are_kept_unless_told_to_drop_them() {
+        let f = Fixture::new();
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(40);
+        f.append((0..300).map(|i| event(old, i)).collect());
+        f.settle(300);
+        let cfg = Retention {
+            events_max_age: Some("30d".parse().unwrap()),
+            ..Retention::default()
+        };
+        let cursor = |taken| crate::store::export::Cursor { taken, pending: 0 };
+        f.store.set_export_cursor("archive", cursor(100)).unwrap();
+        let exported = Exported {
+            sinks: vec!["archive", "nats"],
+            drops: false,
+        };
+        let kept = run_once(&f.store, f.dir.path(), (&cfg, &exported), &f.progress, now).unwrap();
+        assert_eq!(kept.by_age, 0, "nats took nothing yet");
+
+        f.store.set_export_cursor("nats", cursor(300)).unwrap();
+        let report = run_once(&f.store, f.dir.path(), (&cfg, &exported), &f.progress, now).unwrap();
+        // Whole blocks: only those the archive holds entirely.
+        assert!(report.by_age > 0 && report.by_age <= 100, "{report:?}");
+        let left = f.store.scan_from(0, 1000).unwrap();
+        assert!(left[0].seq <= 101, "event 101 on are kept: {}", left[0].seq);
+        assert_eq!(left.last().unwrap().seq, 300);
+
+        let dropping = Exported {
+            drops: true,
+            ..exported
+        };
+        let report = run_once(&f.store, f.dir.path(), (&cfg, &dropping), &f.progress, now).unwrap();
+        assert_eq!(
+            report.by_age,
+            left.len() as u64,
+            "deleted, the loss counted"
+        );
+        assert_eq!(f.store.stats().unwrap().events, 0);
     }
 
     #[test]

@@ -42,6 +42,14 @@ pub const REPLICATION_ROWS: &str = "secmon_replication_rows_total";
 pub const REPLICATION_ERRORS: &str = "secmon_replication_errors_total";
 pub const REPLICATION_BATCH_SECONDS: &str = "secmon_replication_batch_seconds";
 pub const REPLICATION_RESENDS: &str = "secmon_replication_resends_total";
+pub const EXPORT_LAG_EVENTS: &str = "secmon_export_lag_events";
+pub const EXPORT_LAG_SECONDS: &str = "secmon_export_lag_seconds";
+pub const EXPORT_EVENTS: &str = "secmon_export_events_total";
+pub const EXPORT_ERRORS: &str = "secmon_export_errors_total";
+pub const EXPORT_BATCH_SECONDS: &str = "secmon_export_batch_seconds";
+pub const EXPORT_DROPPED: &str = "secmon_export_dropped_events_total";
+pub const BACKUPS: &str = "secmon_backups_total";
+pub const BACKUP_LAST_SUCCESS: &str = "secmon_backup_last_success_timestamp_seconds";
 pub const FLEET_READ_LAG_SECONDS: &str = "secmon_fleet_read_replica_lag_seconds";
 pub const FLEET_READ_FALLBACKS: &str = "secmon_fleet_read_fallbacks_total";
 pub const NOTIFICATIONS_SENT: &str = "secmon_notifications_sent_total";
@@ -114,6 +122,37 @@ pub(super) fn describe() {
         "Times a receiver was found to have lost writes it had confirmed (a failover to a replica that had not received them) and the node's state was sent again, by sink"
     );
     describe_gauge!(
+        EXPORT_LAG_EVENTS,
+        Unit::Count,
+        "Stored events an export sink has not taken yet, by sink"
+    );
+    describe_gauge!(
+        EXPORT_LAG_SECONDS,
+        Unit::Seconds,
+        "Age (receive time) of the oldest event an export sink has not taken, by sink"
+    );
+    describe_counter!(
+        EXPORT_EVENTS,
+        "Events an export sink's receiver confirmed, by sink"
+    );
+    describe_counter!(
+        EXPORT_ERRORS,
+        "Failed export batches (each retried), by sink"
+    );
+    describe_counter!(
+        EXPORT_DROPPED,
+        "Events retention deleted before an export sink took them (export.retention_drops_unexported), by sink"
+    );
+    describe_counter!(
+        BACKUPS,
+        "Scheduled backups, by result (ok: made, verified and stored in backup.target; failed)"
+    );
+    describe_gauge!(
+        BACKUP_LAST_SUCCESS,
+        Unit::Seconds,
+        "When the last scheduled backup was made and verified (Unix time)"
+    );
+    describe_gauge!(
         FLEET_READ_LAG_SECONDS,
         Unit::Seconds,
         "How far the read replica of DATABASE_READ_URL is behind its primary (0: caught up)"
@@ -151,6 +190,11 @@ pub(super) fn describe() {
         REPLICATION_BATCH_SECONDS,
         Unit::Seconds,
         "Time to apply one outbox batch, by sink"
+    );
+    describe_histogram!(
+        EXPORT_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time to send one batch of events and have it confirmed, by export sink"
     );
     describe_counter!(ALERTS_RAISED, "New alerts (not repeats), by severity");
     describe_counter!(

@@ -1,0 +1,256 @@
+//! NATS JetStream: events to `<prefix>.events.<node>.<dataset>`, alert
+//! updates to `<prefix>.alerts.<node>`, each with a `Nats-Msg-Id`
+//! (`<node>/<seq>` for an event, `<node>/alert/<outbox seq>` for an alert
+//! update) so the stream's duplicate window drops what a retry sends again.
+//!
+//! The stream (`NATS_STREAM`) is created on first use when missing: file
+//! storage, both subject trees, limits retention with no limits set and
+//! `export.nats_duplicate_window_seconds`. An existing stream is used as it
+//! is; it must take both subject trees. docs/EXPORT.md has the settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream};
+use tokio::sync::OnceCell;
+
+use super::{Batching, Failed, token};
+use crate::config::Export;
+use crate::model::Event;
+use crate::replicate::{self, Applied, SinkError};
+use crate::store::outbox::{Entry, Message};
+use crate::telemetry::metric;
+
+/// The connection and stream shared by the event and the alert sink.
+#[derive(Clone)]
+pub struct Nats {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    js: jetstream::Context,
+    stream: stream::Config,
+    /// Set once the stream is known to exist.
+    ready: OnceCell<()>,
+    node: String,
+    prefix: String,
+    batch_size: usize,
+}
+
+/// Parses `NATS_URL` (one URL, or several separated by commas).
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>().map_err(|_| {
+                "not a NATS server address: use nats://[user:password@]host:4222 (tls:// for TLS), several separated by commas".to_owned()
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|servers| {
+            if servers.is_empty() {
+                Err("is empty".to_owned())
+            } else {
+                Ok(servers)
+            }
+        })
+}
+
+/// Checks `NATS_URL` without connecting (`secmon config check`).
+pub fn check_url(url: &str) -> Result<(), String> {
+    servers(url).map(|_| ())
+}
+
+impl Nats {
+    /// Connects in the background (the node starts while NATS is down; the
+    /// sinks retry until it is up).
+    pub async fn connect(url: &str, cfg: &Export, node: ulid::Ulid) -> Result<Nats, super::Error> {
+        let servers = servers(url).map_err(super::Error::NatsUrl)?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("secmon {node}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5));
+        if let Some(ca) = &cfg.nats_ca_path {
+            options = options.add_root_certificates(ca.clone());
+        }
+        let client = options
+            .connect(servers)
+            .await
+            .map_err(|e| super::Error::NatsUrl(e.to_string()))?;
+        let prefix = cfg.nats_subject_prefix.clone();
+        let node = node.to_string();
+        Ok(Nats {
+            shared: Arc::new(Shared {
+                js: jetstream::new(client),
+                stream: stream::Config {
+                    name: cfg.nats_stream.clone(),
+                    subjects: vec![format!("{prefix}.events.>"), format!("{prefix}.alerts.>")],
+                    storage: stream::StorageType::File,
+                    duplicate_window: Duration::from_secs(cfg.nats_duplicate_window_seconds),
+                    ..stream::Config::default()
+                },
+                ready: OnceCell::new(),
+                node,
+                prefix,
+                batch_size: cfg.nats_batch_size,
+            }),
+        })
+    }
+
+    /// The event sink.
+    pub fn events(&self) -> Events {
+        Events(self.clone())
+    }
+
+    /// The alert sink (an outbox consumer, like Postgres and Redis).
+    pub fn alerts(&self) -> Alerts {
+        Alerts(self.clone())
+    }
+
+    /// Creates the stream when missing (once per process).
+    async fn ensure_stream(&self) -> Result<(), String> {
+        let shared = &self.shared;
+        shared
+            .ready
+            .get_or_try_init(|| async {
+                shared
+                    .js
+                    .get_or_create_stream(shared.stream.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("nats: stream {}: {e}", shared.stream.name))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes `messages` (seq, subject, id, payload) and waits for every
+    /// acknowledgement; `Ok`: all stored (or dropped as duplicates).
+    async fn publish(
+        &self,
+        sink: &'static str,
+        messages: impl Iterator<Item = (u64, String, String, Vec<u8>)>,
+    ) -> Result<(), Failed> {
+        self.ensure_stream().await.map_err(Failed::nothing)?;
+        let js = &self.shared.js;
+        let mut acks = Vec::new();
+        let mut failed = None;
+        for (seq, subject, id, payload) in messages {
+            let publish = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(id);
+            match js.send_publish(subject, publish).await {
+                Ok(ack) => acks.push((seq, Some(ack))),
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    // It never fits: sending it again would stop the sink.
+                    tracing::warn!(
+                        sink,
+                        seq,
+                        "nats: a message is larger than the server's max_payload and is not exported; raise max_payload in the NATS server's configuration"
+                    );
+                    metrics::counter!(metric::EXPORT_DROPPED, "sink" => sink).increment(1);
+                    acks.push((seq, None));
+                }
+                Err(e) => {
+                    failed = Some(format!("nats: publish: {e}"));
+                    break;
+                }
+            }
+        }
+        let mut through = 0;
+        for (seq, ack) in acks {
+            if let Some(ack) = ack
+                && let Err(e) = ack.await
+            {
+                return Err(Failed {
+                    through,
+                    error: SinkError(format!("nats: not acknowledged: {e}")),
+                });
+            }
+            through = seq;
+        }
+        match failed {
+            Some(error) => Err(Failed {
+                through,
+                error: SinkError(error),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Events to JetStream.
+pub struct Events(Nats);
+
+impl super::Sink for Events {
+    const NAME: &'static str = "nats";
+
+    fn batching(&self) -> Batching {
+        Batching {
+            max_events: self.0.shared.batch_size,
+            max_wait: Duration::ZERO,
+        }
+    }
+
+    async fn send(&mut self, events: &[Event]) -> Result<(), Failed> {
+        let shared = &self.0.shared;
+        let (prefix, node) = (&shared.prefix, &shared.node);
+        let messages = events.iter().map(|e| {
+            let subject = format!("{prefix}.events.{node}.{}", token(e.dataset.as_deref()));
+            let payload = serde_json::to_vec(&e.to_export_json()).unwrap_or_default();
+            (e.seq, subject, format!("{node}/{}", e.seq), payload)
+        });
+        self.0.publish(Self::NAME, messages).await
+    }
+}
+
+/// Alert updates to JetStream: the outbox's alert entries (roll-ups and
+/// heartbeats are for the fleet databases).
+pub struct Alerts(Nats);
+
+impl replicate::Sink for Alerts {
+    const NAME: &'static str = "nats";
+    /// A new stream gets every alert the node holds.
+    const WANTS_STATE: bool = true;
+
+    async fn apply(&mut self, _after: u64, entries: &[Entry]) -> Result<Applied, SinkError> {
+        let shared = &self.0.shared;
+        let (prefix, node) = (&shared.prefix, &shared.node);
+        let messages = entries.iter().filter_map(|entry| match &entry.message {
+            Message::Alert(alert) => Some((
+                entry.seq,
+                format!("{prefix}.alerts.{node}"),
+                format!("{node}/alert/{}", entry.seq),
+                replicate::redis::alert_json(node, entry.seq, alert).into_bytes(),
+            )),
+            Message::Rollup(_) | Message::Heartbeat(_) => None,
+        });
+        let alerts = entries
+            .iter()
+            .filter(|e| matches!(e.message, Message::Alert(_)))
+            .count();
+        self.0
+            .publish(<Self as replicate::Sink>::NAME, messages)
+            .await
+            .map(|()| Applied::Rows(alerts as u64))
+            .map_err(|failed| failed.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_repeating_them() {
+        assert!(check_url("nats://127.0.0.1:4222").is_ok());
+        assert!(check_url("tls://a:4222, nats://u:p@b:4222").is_ok());
+        let err = check_url("http://user:hunter2@x").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(check_url(" , ").is_err());
+    }
+}
