@@ -8,7 +8,9 @@
 # the tests (cargo nextest when present). The notification tests get
 # Alertmanager (unpacked from its Debian package) and aiosmtpd; the active
 # response tests nftables and iproute2 (network namespaces, as root); the
-# two-nodes-per-site test HAProxy (its own process). openssl runs
+# two-nodes-per-site test HAProxy (its own process); the export tests a
+# nats-server of their own (Debian's package), nats-py, moto's S3 server,
+# boto3 and DuckDB (PyPI). openssl runs
 # scripts/generate-certs.sh and plays a syslog TLS client in tests/tls.rs.
 # Then the otlp feature's test, and the deployment assets: Compose, Kubernetes
 # and Helm (validators installed into .tools/ by their scripts), the Debian
@@ -133,6 +135,19 @@ ensure_notification_peers() {
     pip_ensure aiosmtpd 'aiosmtpd>=1.4,<2'
 }
 
+ensure_export_peers() {
+    # tests/export.rs runs nats-servers and a moto S3 server of its own, and
+    # reads back with nats-py, boto3 and DuckDB.
+    if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+        say "installing nats-server"
+        apt_install nats-server
+    fi
+    pip_ensure nats 'nats-py>=2.6,<3'
+    pip_ensure moto.server 'moto[server]>=5,<6'
+    pip_ensure boto3 'boto3>=1.34,<2'
+    pip_ensure duckdb 'duckdb>=1.1'
+}
+
 ensure_firewall() {
     # Active response tests build a network namespace (iproute2) and block
     # in nftables inside it.
@@ -149,6 +164,7 @@ ensure_firewall() {
 ensure_postgres
 ensure_redis
 ensure_haproxy
+ensure_export_peers
 ensure_firewall
 ensure_promtool
 ensure_es_client

@@ -467,11 +467,23 @@ async fn backup_script_takes_verified_rotated_backups_of_a_running_node() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 4, "two backups and their reports: {names:?}");
+    assert_eq!(
+        names.len(),
+        6,
+        "two backups, their checksums and reports: {names:?}"
+    );
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join(&names[0])).unwrap()).unwrap();
     assert_eq!(report["events"], 50);
-    assert!(names[1].ends_with(".redb") && report["path"].as_str().unwrap().ends_with(&names[1]));
+    assert_eq!(report["verified"], true);
+    assert!(names[1].ends_with(".redb") && report["target"].as_str().unwrap().ends_with(&names[1]));
+    // The checksum beside it is one sha256sum checks.
+    let check = Command::new("sha256sum")
+        .current_dir(&out)
+        .args(["-c", &names[2]])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out), 0o700, "DEST");

@@ -535,3 +535,142 @@ async fn the_archive_in_s3_survives_a_kill_9_mid_upload() {
     );
     daemon.terminate();
 }
+
+/// `secmon ARGS` in `dir` with `env`, to completion.
+fn secmon(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(common::daemon::BIN)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_go_to_s3_verified_on_schedule_and_by_hand_and_come_back() {
+    const SECRET: &str = "moto-backup-secret-never-logged";
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = Server::moto();
+    let endpoint = s3.url("http");
+    archive_py(&["bucket", &endpoint, "backups"]);
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/config.yaml"),
+        "backup:\n  schedule: 2s\n  target: s3://backups/site-a/\n  keep: 2\n",
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let http = http_client(dir.path(), Duration::from_secs(30));
+    let resp = http
+        .post(format!("{}/api/v1/ingest", daemon.api))
+        .body(events(1, 500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // By hand, through the running daemon.
+    let out = secmon(dir.path(), &["backup", "s3://backups/manual/"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["verified"], true, "{made}");
+    assert_eq!(made["events"], 500, "{made}");
+    let target = made["target"].as_str().unwrap().to_owned();
+    assert!(
+        target.starts_with("s3://backups/manual/secmon-"),
+        "{target}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("data/backups"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing left in the staging directory"
+    );
+
+    // On schedule: every 2 s, the two newest kept with their checksums.
+    let keys = eventually("three scheduled backups, two kept", || async {
+        let keys: Vec<String> = archive_py(&["list", &endpoint, "backups"])
+            .iter()
+            .map(|o| o["key"].as_str().unwrap().to_owned())
+            .filter(|k| k.starts_with("site-a/"))
+            .collect();
+        let audited = daemon
+            .audit_log(100)
+            .await
+            .iter()
+            .filter(|e| e["action"] == "backup.create" && e["actor"] == "backup.schedule")
+            .count();
+        (audited >= 3 && keys.len() == 4, (audited, keys))
+    })
+    .await
+    .1;
+    assert_eq!(
+        keys.iter().filter(|k| k.ends_with(".redb.sha256")).count(),
+        2,
+        "{keys:?}"
+    );
+    let metrics = http
+        .get(format!(
+            "http://127.0.0.1:{}/metrics",
+            daemon.ports["metrics"]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("secmon_backup_last_success_timestamp_seconds "),
+        "{metrics}"
+    );
+    assert!(!daemon.log().contains(SECRET), "no credential in the log");
+    daemon.terminate();
+
+    // Back into a new data dir, checksum checked first.
+    let restored = tempfile::tempdir().unwrap();
+    let data = restored.path().join("data").display().to_string();
+    let out = secmon(
+        restored.path(),
+        &["restore", &target, "--data-dir", &data],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 500, "{report}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SHA-256 checked"));
+
+    // A damaged object is refused before anything is touched.
+    let key = target.strip_prefix("s3://backups/").unwrap();
+    archive_py(&["tamper", &endpoint, "backups", key]);
+    let other = tempfile::tempdir().unwrap();
+    let data = other.path().join("data").display().to_string();
+    let out = secmon(
+        other.path(),
+        &["restore", &target, "--data-dir", &data],
+        &env,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not match its checksum"), "{stderr}");
+    assert!(!stderr.contains(SECRET));
+    assert!(!other.path().join("data/secmon.redb").exists());
+}

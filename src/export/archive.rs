@@ -282,10 +282,6 @@ mod tests {
             .collect();
         assert!(rows[0].contains("user_name: \"root\""), "{}", rows[0]);
         assert!(rows[1].contains("user_name: null"), "{}", rows[1]);
-        assert!(
-            rows[2].contains(r#"labels: "{"site":"a"}""#),
-            "{}",
-            rows[2]
-        );
+        assert!(rows[2].contains(r#"labels: "{"site":"a"}""#), "{}", rows[2]);
     }
 }

@@ -2,6 +2,8 @@
 
   archive.py bucket ENDPOINT BUCKET         create an S3 bucket (boto3)
   archive.py download ENDPOINT BUCKET DIR   copy every object of BUCKET into DIR
+  archive.py list ENDPOINT BUCKET           its keys, one JSON line each
+  archive.py tamper ENDPOINT BUCKET KEY     flip the last byte of an object
   archive.py query DIR SQL                  run SQL in DuckDB with `events` the
                                             archive's Parquet files under DIR
                                             (Hive partitions node= and date=);
@@ -32,6 +34,18 @@ def main(cmd, *args):
                 target = pathlib.Path(out) / obj["Key"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, obj["Key"], str(target))
+    elif cmd == "list":
+        endpoint, bucket = args
+        client = s3(endpoint)
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                print(json.dumps({"key": obj["Key"], "size": obj["Size"]}))
+    elif cmd == "tamper":
+        endpoint, bucket, key = args
+        client = s3(endpoint)
+        body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body[-1] ^= 0xFF
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
     elif cmd == "query":
         import duckdb
         root, sql = args
