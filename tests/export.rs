@@ -674,3 +674,70 @@ async fn backups_go_to_s3_verified_on_schedule_and_by_hand_and_come_back() {
     assert!(!stderr.contains(SECRET));
     assert!(!other.path().join("data/secmon.redb").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiered_retention_deletes_locally_only_what_the_archive_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = Server::moto();
+    let endpoint = s3.url("http");
+    let mut cfg = node_config(dir.path());
+    cfg.export.archive_url = Some("s3://tiered/events".to_owned());
+    cfg.export.archive_flush_seconds = 1;
+    cfg.s3.endpoint_url = Some(endpoint.clone());
+    cfg.s3.allow_http = true;
+    cfg.s3.region = Some("us-east-1".to_owned());
+    cfg.s3.access_key_id = Some(Secret::new("test"));
+    cfg.s3.secret_access_key = Some(Secret::new("test"));
+    cfg.retention.events_max_age = Some("1s".parse().unwrap());
+    cfg.retention.check_interval_seconds = 1;
+    let node = Node::start(cfg).await;
+    let health = format!("http://{}", node.app.addrs().health);
+    let (status, body) = node.ingest(events(1, 2000)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The bucket does not exist yet: nothing archived, so nothing deleted,
+    // however old the events get.
+    let failing = eventually("the archive failing", || async {
+        let ready = export_ready(&health, "archive").await;
+        (ready["failing"] == true, ready)
+    })
+    .await;
+    assert_eq!(failing["exported"], 0, "{failing}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = |v: Value| v["data"]["system"]["eventsStored"].as_u64().unwrap();
+    let system = node.graphql("{ system { eventsStored } }", json!({})).await;
+    assert_eq!(stored(system), 2000, "retention waits for the archive");
+
+    archive_py(&["bucket", &endpoint, "tiered"]);
+    eventually("archived, then deleted here", || async {
+        let system = node.graphql("{ system { eventsStored } }", json!({})).await;
+        let n = stored(system);
+        (n == 0, n)
+    })
+    .await;
+    let search = |from: Option<String>| {
+        let node = &node;
+        async move {
+            node.graphql(
+                "query($from: DateTime) { events(from: $from, first: 1) { totalCount localSince beyondLocal } }",
+                json!({"from": from}),
+            )
+            .await["data"]["events"]
+                .clone()
+        }
+    };
+    let all = search(None).await;
+    assert_eq!(all["beyondLocal"], true, "{all}");
+    assert!(all["localSince"].is_string(), "{all}");
+    let recent = search(Some("2100-01-01T00:00:00Z".to_owned())).await;
+    assert_eq!(recent["beyondLocal"], false, "{recent}");
+
+    let copy = dir.path().join("downloaded");
+    archive_py(&["download", &endpoint, "tiered", &copy.display().to_string()]);
+    let rows = query(&copy, "SELECT count(DISTINCT seq) AS n FROM events");
+    assert_eq!(
+        rows[0]["n"], 2000,
+        "the archive holds what was deleted here"
+    );
+    node.app.stop().await;
+}

@@ -45,6 +45,10 @@ const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NODE_ID: &str = "node_id";
 const META_INDEX_CHECKPOINT: &str = "index_checkpoint";
 const META_EVENT_COUNT: &str = "event_count";
+/// The last seq when retention last deleted every event: seqs go on from
+/// it, never again from 1 (they are event ids, export cursors and
+/// JetStream message ids).
+const META_LAST_SEQ: &str = "last_seq_when_empty";
 
 /// File name of the redb database inside the data dir.
 pub const DB_FILE: &str = "secmon.redb";
@@ -272,7 +276,7 @@ impl Store {
                 let mut meta = txn.open_table(META)?;
                 let first = match table.last()? {
                     Some((seq, _)) => seq.value() + 1,
-                    None => 1,
+                    None => meta.get(META_LAST_SEQ)?.map_or(0, |v| read_u64(v.value())) + 1,
                 };
                 for (seq, event) in (first..).zip(events.iter_mut()) {
                     event.seq = seq;
@@ -434,7 +438,10 @@ impl Store {
     fn stats_in(&self, txn: &redb::ReadTransaction) -> Result<StoreStats> {
         let table = txn.open_table(EVENTS)?;
         let meta = txn.open_table(META)?;
-        let last_seq = table.last()?.map_or(0, |(k, _)| k.value());
+        let last_seq = match table.last()? {
+            Some((k, _)) => k.value(),
+            None => meta.get(META_LAST_SEQ)?.map_or(0, |v| read_u64(v.value())),
+        };
         let events = meta
             .get(META_EVENT_COUNT)?
             .map_or(0, |v| read_u64(v.value()));
@@ -469,6 +476,9 @@ impl Store {
                     purged.blocks += 1;
                     purged.events += u64::from(header.count);
                     purged.up_to_seq = key;
+                }
+                if purged.events > 0 && table.first()?.is_none() {
+                    meta.insert(META_LAST_SEQ, purged.up_to_seq.to_be_bytes().as_slice())?;
                 }
                 if purged.events > 0 {
                     let count = meta

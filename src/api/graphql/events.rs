@@ -21,6 +21,13 @@ pub struct EventsQuery;
 pub struct EventTotals {
     /// Number of events matching the query (in the index; see `system.indexLag`).
     total_count: usize,
+    /// Events received before this were deleted here by retention (null:
+    /// none were). With an archive (`ARCHIVE_URL`) retention deletes only
+    /// what it holds: older events are there (docs/ARCHIVE.md).
+    local_since: Option<DateTime<Utc>>,
+    /// The time range starts before `localSince` (or has no start): the
+    /// search may miss events retention deleted here.
+    beyond_local: bool,
 }
 
 pub type EventConnection = Connection<String, EventNode, EventTotals, EmptyFields>;
@@ -76,13 +83,18 @@ impl EventsQuery {
                         more: page.more,
                     })
                 })
+                .and_then(|page| Ok((page, local_since(&state.store)?)))
         })
         .await?;
+        let (page, local_since) = page;
+        let beyond_local = local_since.is_some_and(|since| from.is_none_or(|from| from < since));
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             page.more,
             EventTotals {
                 total_count: page.total,
+                local_since,
+                beyond_local,
             },
         );
         connection.edges.extend(
@@ -103,6 +115,17 @@ impl EventsQuery {
         let seq = crate::store::seq_of_id(ulid);
         let event = blocking(move || state.store.get(seq).map_err(internal)).await?;
         Ok(event.filter(|e| e.id == ulid).map(EventNode))
+    }
+}
+
+/// When the oldest event held here was received, if retention deleted
+/// older ones (the first stored seq is not 1; now when it deleted them
+/// all); decodes one block.
+fn local_since(store: &crate::store::Store) -> async_graphql::Result<Option<DateTime<Utc>>> {
+    match store.first_event_after(0).map_err(internal)? {
+        Some(first) => Ok((first.seq > 1).then_some(first.received_at)),
+        None if store.stats().map_err(internal)?.last_seq > 0 => Ok(Some(Utc::now())),
+        None => Ok(None),
     }
 }
 
