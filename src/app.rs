@@ -61,6 +61,8 @@ pub enum Error {
     Auth(String),
     #[error("replication: {0}")]
     Replication(#[from] replicate::Error),
+    #[error("fleet search: {0}")]
+    Fleet(String),
     #[error("export: {0}")]
     Export(#[from] crate::export::Error),
     #[error(transparent)]
@@ -383,6 +385,13 @@ impl App {
             ));
         }
 
+        let fanout = match (&fleet, &config.auth.fleet_api_key) {
+            (Some(fleet), Some(key)) => Some(Arc::new(
+                crate::fanout::FanOut::new(fleet.clone(), key.clone(), &config.fleet)
+                    .map_err(Error::Fleet)?,
+            )),
+            _ => None,
+        };
         let state = Arc::new(ApiState {
             store: store.clone(),
             auth: auth.clone(),
@@ -396,6 +405,7 @@ impl App {
             started,
             rules,
             fleet,
+            fanout,
             notifier: Some(notifier),
             firewall,
             limits: config.api.clone(),

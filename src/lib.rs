@@ -29,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod detect;
 pub mod export;
+pub mod fanout;
 pub mod ingest;
 pub mod model;
 pub mod notify;

@@ -1767,3 +1767,189 @@ async fn two_nodes_per_site_each_sender_pinned_to_one_node_both_in_the_fleet_vie
     .await;
     a.app.stop().await;
 }
+
+// ------------------------------------------------------------ fleet search
+
+const FLEET_KEY: &str = "fleet-credential-of-the-test-fleet-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_search_asks_every_node_and_says_which_did_not_answer() {
+    let db = TestDb::create();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Three different ports (each held until all are chosen), published as
+    // the nodes' API URLs before they start.
+    let ports: Vec<u16> = {
+        let held: Vec<_> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        held.iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect()
+    };
+    let start = |dir: &Path, name: &str, port: u16| {
+        let mut cfg = node_config(dir);
+        cfg.node_name = Some(name.to_owned());
+        cfg.services.database_url = Some(Secret::new(db.url()));
+        cfg.auth.fleet_api_key = Some(Secret::new(FLEET_KEY));
+        cfg.ports.graphql = port;
+        cfg.fleet.api_url = Some(format!("http://127.0.0.1:{}", cfg.ports.graphql));
+        cfg.fleet.search_timeout_ms = 1000;
+        Node::start(cfg)
+    };
+    let (a, b, c) = tokio::join!(
+        start(dirs[0].path(), "edge-a", ports[0]),
+        start(dirs[1].path(), "edge-b", ports[1]),
+        start(dirs[2].path(), "edge-c", ports[2])
+    );
+    // Node n's events are n seconds apart from the others': merged newest
+    // first they interleave.
+    for (n, (node, count)) in [(&a, 30), (&b, 20), (&c, 10)].into_iter().enumerate() {
+        let body: String = (0..count)
+            .map(|i| {
+                let at = chrono::DateTime::from_timestamp(1_780_000_000 + i * 10 + n as i64, 0).unwrap();
+                format!(
+                    "{}\n",
+                    json!({"message": format!("fleet-search {n} {i}"), "host.name": format!("edge-{n}"),
+                           "@timestamp": at.to_rfc3339()})
+                )
+            })
+            .collect();
+        let (status, resp) = node.ingest(body).await;
+        assert_eq!(status, 200, "{resp}");
+        node.wait_indexed().await;
+    }
+    // A node that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(8).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(held);
+    });
+    let central = pg(&db.url()).await;
+    central
+        .execute(
+            "INSERT INTO secmon.nodes (node_id, hostname, version, started_at, last_seen,
+                 uptime_seconds, events_total, events_per_second, storage_bytes, index_lag,
+                 outbox_entries, heartbeat_interval_seconds, heartbeat_seq, api_url)
+             VALUES ('silent', 'edge-silent', '0', now(), now() + interval '1 hour',
+                 0, 0, 0, 0, 0, 0, 30, 1, $1)",
+            &[&format!("http://127.0.0.1:{silent_port}")],
+        )
+        .await
+        .unwrap();
+    eventually("every node's API URL in the fleet view", || async {
+        let v = a
+            .graphql("{ fleet { nodes { hostname apiUrl } } }", json!({}))
+            .await;
+        let urls = v["data"]["fleet"]["nodes"]
+            .as_array()
+            .map_or(0, |n| n.iter().filter(|n| n["apiUrl"].is_string()).count());
+        (urls == 4, v)
+    })
+    .await;
+
+    let search = "{ fleet { events(query: \"fleet-search\", first: 25) {
+        totalCount partial
+        events { nodeId hostname event { timestamp message } }
+        nodes { hostname status totalCount tookMs error } } } }";
+    let statuses = |v: &Value| -> BTreeMap<String, String> {
+        v["data"]["fleet"]["events"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["hostname"].as_str().unwrap().to_owned(),
+                    n["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let v = a.graphql(search, json!({})).await;
+    let found = &v["data"]["fleet"]["events"];
+    assert_eq!(found["totalCount"], 60, "{v}");
+    assert_eq!(found["partial"], true, "{v}");
+    assert_eq!(
+        statuses(&v),
+        BTreeMap::from([
+            ("edge-a".into(), "OK".into()),
+            ("edge-b".into(), "OK".into()),
+            ("edge-c".into(), "OK".into()),
+            ("edge-silent".into(), "TIMEOUT".into()),
+        ])
+    );
+    let events = found["events"].as_array().unwrap();
+    assert_eq!(events.len(), 25);
+    let times: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["message"].as_str().unwrap())
+        .collect();
+    // The newest: node a's last ten stand alone, then a and b interleave.
+    assert_eq!(messages[..2], ["fleet-search 0 29", "fleet-search 0 28"]);
+    assert_eq!(
+        messages[10..13],
+        [
+            "fleet-search 1 19",
+            "fleet-search 0 19",
+            "fleet-search 1 18"
+        ]
+    );
+
+    let stats = a
+        .graphql(
+            "{ fleet { eventStats(query: \"fleet-search\", groupBy: \"host.name\") {
+                buckets { key count } partial } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        stats["data"]["fleet"]["eventStats"]["buckets"],
+        json!([{"key": "edge-0", "count": 30}, {"key": "edge-1", "count": 20}, {"key": "edge-2", "count": 10}]),
+        "{stats}"
+    );
+
+    // One node stopped: its part is missing and it says so.
+    c.app.stop().await;
+    let v = a.graphql(search, json!({})).await;
+    assert_eq!(v["data"]["fleet"]["events"]["totalCount"], 50, "{v}");
+    assert_eq!(statuses(&v)["edge-c"], "OFFLINE", "{v}");
+    assert_eq!(statuses(&v)["edge-b"], "OK", "{v}");
+
+    // The fleet credential reads one node, never the fleet (no loops).
+    let fleet = common::bearer_client(FLEET_KEY);
+    let ask = |query: &'static str| {
+        let fleet = fleet.clone();
+        let url = b.api("/graphql");
+        async move {
+            fleet
+                .post(url)
+                .json(&json!({"query": query}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let own = ask("{ events(query: \"fleet-search\", first: 1) { totalCount } }").await;
+    assert_eq!(own["data"]["events"]["totalCount"], 20, "{own}");
+    let loop_ = ask("{ fleet { nodes { id } } }").await;
+    assert_eq!(
+        loop_["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{loop_}"
+    );
+    let write = ask("mutation { createApiKey(name: \"x\", role: VIEWER) { key } }").await;
+    assert!(write["errors"].is_array(), "a reader only: {write}");
+    a.app.stop().await;
+    b.app.stop().await;
+}

@@ -47,6 +47,8 @@ pub struct ApiState {
     pub rules: Arc<crate::detect::catalog::Catalog>,
     /// The central tables, when `DATABASE_URL` is set.
     pub fleet: Option<crate::replicate::Fleet>,
+    /// The fleet search, when `DATABASE_URL` and `FLEET_API_KEY` are set.
+    pub fanout: Option<Arc<crate::fanout::FanOut>>,
     /// The notification channels, when configured.
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     /// Active response, when `response.enabled`.

@@ -482,6 +482,8 @@ const VARIABLES: &[(&str, &str, VarKind)] = &[
         VarKind::Secret,
     ),
     ("METRICS_TOKEN", "auth.metrics_token", VarKind::Secret),
+    ("FLEET_API_KEY", "auth.fleet_api_key", VarKind::Secret),
+    ("FLEET_API_URL", "fleet.api_url", VarKind::OptionalText),
     (
         "AUTH_TRUSTED_PROXIES",
         "auth.trusted_proxies",

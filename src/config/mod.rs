@@ -20,10 +20,11 @@ pub use load::{LoadOptions, load};
 pub use ports::{PortReport, RuleResult, validate_ports};
 pub use types::{
     ActionKind, Api, ApiListener, Auth, AuthMode, Backup, Channel, ChannelKind, Cidr, Config,
-    Connections, Dependency, Detection, Environment, Export, Exposure, Files, ForwardedHeader,
-    IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, LoginLimits, Notifications,
-    PlainListener, PortSpec, Ports, Protocol, RateLimits, Replication, Response, ResponseAction,
-    Retention, S3, Scope, Secret, Services, Span, StartAt, SyslogListener, Tls, Trigger,
+    Connections, Dependency, Detection, Environment, Export, Exposure, Files, FleetSearch,
+    ForwardedHeader, IndexConfig, Ingest, Journald, Kind, Listeners, Log, LogFormat, LoginLimits,
+    Notifications, PlainListener, PortSpec, Ports, Protocol, RateLimits, Replication, Response,
+    ResponseAction, Retention, S3, Scope, Secret, Services, Span, StartAt, SyslogListener, Tls,
+    Trigger,
 };
 pub use validate::{redacted_yaml, validate};
 

@@ -146,6 +146,7 @@ pub struct Config {
     pub export: Export,
     pub s3: S3,
     pub backup: Backup,
+    pub fleet: FleetSearch,
     pub notifications: Notifications,
     pub response: Response,
     pub log: Log,
@@ -187,6 +188,7 @@ impl Default for Config {
             export: Export::default(),
             s3: S3::default(),
             backup: Backup::default(),
+            fleet: FleetSearch::default(),
             notifications: Notifications::default(),
             response: Response::default(),
             log: Log::default(),
@@ -286,6 +288,10 @@ pub struct Auth {
     /// Creates user `admin` at the first start when no user exists.
     pub admin_password: Option<Secret>,
     pub metrics_token: Option<Secret>,
+    /// `FLEET_API_KEY`: the fleet credential, the same on every node (32
+    /// bytes or more): a reader here, which the fleet search sends to the
+    /// other nodes. Unset: not accepted, no fleet search.
+    pub fleet_api_key: Option<Secret>,
     /// Lifetime of an access token.
     pub access_token_ttl_seconds: u64,
     /// Lifetime of a refresh token (each use replaces it).
@@ -325,6 +331,7 @@ impl Default for Auth {
             jwt_secret: None,
             admin_password: None,
             metrics_token: None,
+            fleet_api_key: None,
             access_token_ttl_seconds: 15 * 60,
             refresh_token_ttl_seconds: 30 * 24 * 3600,
             rate_limit: RateLimits::default(),
@@ -742,6 +749,32 @@ impl Default for Backup {
             schedule: None,
             target: None,
             keep: 7,
+        }
+    }
+}
+
+/// Search across the fleet (docs/REPLICATION.md): each node publishes where
+/// its API is; a node with `DATABASE_URL` and `auth.fleet_api_key` asks
+/// them all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetSearch {
+    /// `FLEET_API_URL`: this node's API as the other nodes reach it
+    /// (`https://node-a.example:8000`), published in `secmon.nodes`.
+    pub api_url: Option<String>,
+    /// How long each node may take to answer a fleet search.
+    pub search_timeout_ms: u64,
+    /// CA bundle (PEM) the other nodes' API certificates are verified
+    /// against instead of the system roots.
+    pub ca_path: Option<PathBuf>,
+}
+
+impl Default for FleetSearch {
+    fn default() -> Self {
+        FleetSearch {
+            api_url: None,
+            search_timeout_ms: 5000,
+            ca_path: None,
         }
     }
 }

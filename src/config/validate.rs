@@ -25,6 +25,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     check_database_tls(cfg, &mut problems);
     check_export(cfg, &mut problems);
     check_backup(cfg, &mut problems);
+    check_fleet(cfg, &mut problems);
     if cfg.environment == Environment::Production {
         check_production_secrets(cfg, &mut problems);
     }
@@ -514,6 +515,53 @@ fn check_backup(cfg: &Config, problems: &mut Vec<Problem>) {
     }
     if backup.keep == 0 {
         problem("backup.keep", "is 0: keep at least the newest backup");
+    }
+}
+
+/// The fleet credential and where this node's API is published. The
+/// messages never repeat the key.
+fn check_fleet(cfg: &Config, problems: &mut Vec<Problem>) {
+    let mut problem = |key: &str, reason: String| {
+        problems.push(Problem::new(SOURCE, key, reason));
+    };
+    if let Some(key) = &cfg.auth.fleet_api_key
+        && key.expose().len() < MIN_JWT_SECRET_BYTES
+    {
+        problem(
+            "auth.fleet_api_key",
+            format!(
+                "FLEET_API_KEY is {} bytes: it needs at least {MIN_JWT_SECRET_BYTES} (every node accepts it as a reader), generate one with `openssl rand -base64 48`",
+                key.expose().len()
+            ),
+        );
+    }
+    if let Some(url) = &cfg.fleet.api_url {
+        let https = url.starts_with("https://");
+        if !https && !url.starts_with("http://") {
+            problem(
+                "fleet.api_url",
+                "FLEET_API_URL is not an http(s):// URL (https://node-a.example:8000)".to_owned(),
+            );
+        } else if !https && cfg.environment == Environment::Production {
+            problem(
+                "fleet.api_url",
+                "FLEET_API_URL is http://: production sends the fleet credential over TLS only, use https://".to_owned(),
+            );
+        }
+    }
+    if cfg.fleet.search_timeout_ms == 0 || cfg.fleet.search_timeout_ms > 60_000 {
+        problem(
+            "fleet.search_timeout_ms",
+            format!("is {}: set 1 to 60000", cfg.fleet.search_timeout_ms),
+        );
+    }
+    if let Some(path) = &cfg.fleet.ca_path
+        && let Err(e) = readable(path)
+    {
+        problem(
+            "fleet.ca_path",
+            format!("cannot read {}: {e}", path.display()),
+        );
     }
 }
 

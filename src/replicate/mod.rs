@@ -294,6 +294,7 @@ pub async fn start(
             store: store.clone(),
             progress,
             hostname: crate::app::node_name(config),
+            api_url: config.fleet.api_url.clone(),
             data_dir: config.data_dir.clone(),
             interval: Duration::from_secs(cfg.heartbeat_interval_seconds),
             started_at: Utc::now(),
@@ -659,6 +660,7 @@ struct HeartbeatSource {
     store: Store,
     progress: Arc<Progress>,
     hostname: String,
+    api_url: Option<String>,
     data_dir: PathBuf,
     interval: Duration,
     started_at: DateTime<Utc>,
@@ -699,6 +701,7 @@ async fn heartbeats(source: HeartbeatSource, shutdown: CancellationToken) {
                 index_lag: source.progress.index_lag(),
                 outbox_entries: source.store.outbox_stats()?.entries,
                 heartbeat_interval_seconds: source.interval.as_secs(),
+                api_url: source.api_url.clone(),
             };
             source.store.write_heartbeat(&heartbeat)
         })

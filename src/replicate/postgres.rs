@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "node_outbox",
         include_str!("../../migrations/0003_node_outbox.sql"),
     ),
+    (
+        4,
+        "node_api_url",
+        include_str!("../../migrations/0004_node_api_url.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key held while migrating ("secmon" in ASCII).
@@ -826,8 +831,8 @@ async fn upsert_node(
         .prepare_cached(
             "INSERT INTO secmon.nodes (node_id, hostname, version, started_at, last_seen,
                  uptime_seconds, events_total, events_per_second, storage_bytes, index_lag,
-                 outbox_entries, heartbeat_interval_seconds, heartbeat_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 outbox_entries, heartbeat_interval_seconds, heartbeat_seq, api_url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (node_id) DO UPDATE SET
                  hostname = EXCLUDED.hostname, version = EXCLUDED.version,
                  started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen,
@@ -836,11 +841,11 @@ async fn upsert_node(
                  storage_bytes = EXCLUDED.storage_bytes, index_lag = EXCLUDED.index_lag,
                  outbox_entries = EXCLUDED.outbox_entries,
                  heartbeat_interval_seconds = EXCLUDED.heartbeat_interval_seconds,
-                 heartbeat_seq = EXCLUDED.heartbeat_seq
+                 heartbeat_seq = EXCLUDED.heartbeat_seq, api_url = EXCLUDED.api_url
              WHERE secmon.nodes.heartbeat_seq < EXCLUDED.heartbeat_seq",
         )
         .await?;
-    let params: [&(dyn ToSql + Sync); 13] = [
+    let params: [&(dyn ToSql + Sync); 14] = [
         &node_id,
         &h.hostname,
         &h.version,
@@ -854,6 +859,7 @@ async fn upsert_node(
         &int(h.outbox_entries),
         &int(h.heartbeat_interval_seconds),
         &int(seq),
+        &h.api_url,
     ];
     Ok(tx.execute(&statement, &params).await?)
 }
@@ -923,6 +929,8 @@ pub struct FleetNode {
     pub outbox_entries: i64,
     /// online (heartbeats arrive), stale (3 missed) or offline (10 missed).
     pub status: String,
+    /// Where its API answers the fleet search (`fleet.api_url`).
+    pub api_url: Option<String>,
 }
 
 /// An alert of some node of the fleet.
@@ -1138,7 +1146,7 @@ impl Fleet {
         let rows = self
             .query(
                 "SELECT node_id, hostname, version, last_seen, started_at, events_total,
-                     events_per_second, storage_bytes, index_lag, outbox_entries, status
+                     events_per_second, storage_bytes, index_lag, outbox_entries, status, api_url
                  FROM secmon.fleet_nodes ORDER BY hostname, node_id",
                 &[],
             )
@@ -1157,6 +1165,7 @@ impl Fleet {
                 index_lag: r.get(8),
                 outbox_entries: r.get(9),
                 status: r.get(10),
+                api_url: r.get(11),
             })
             .collect())
     }

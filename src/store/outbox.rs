@@ -193,6 +193,9 @@ pub struct Heartbeat {
     pub index_lag: u64,
     pub outbox_entries: u64,
     pub heartbeat_interval_seconds: u64,
+    /// `fleet.api_url`: where the fleet search reaches this node's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// Set by [`Store::enable_outbox`] at start-up (the daemon always reads
@@ -847,6 +850,7 @@ mod tests {
             index_lag: 0,
             outbox_entries: 0,
             heartbeat_interval_seconds: 30,
+            api_url: None,
         }
     }
 

@@ -783,6 +783,7 @@ mod tests {
             started: Instant::now(),
             rules: Arc::new(Catalog::new(config, loaded)),
             fleet: None,
+            fanout: None,
             notifier: None,
             firewall: None,
             limits: Default::default(),

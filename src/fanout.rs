@@ -1,0 +1,404 @@
+//! Search across the fleet: a node with the fleet's Postgres asks every
+//! node's API (the `api_url` each publishes in `secmon.nodes`) at once,
+//! with the fleet credential (`FLEET_API_KEY`, a reader on every node),
+//! each within `fleet.search_timeout_ms`, and merges the answers. As in
+//! Elasticsearch's cross-cluster search, a node that is slow, failing or
+//! offline leaves its part out and says so: the answer is partial, with a
+//! status per node, never an error for all.
+//!
+//! A node's answer is untrusted input: read up to [`MAX_ANSWER_BYTES`],
+//! parsed into typed events (anything else makes that node `error`), and
+//! never more than asked for.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::Secret;
+use crate::model::Event;
+use crate::replicate::Fleet;
+use crate::replicate::postgres::FleetNode;
+
+/// Most bytes read of one node's answer.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+/// Most nodes one search asks.
+pub const MAX_NODES: usize = 256;
+
+/// How one node took part in a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum NodeStatus {
+    /// It answered: its part is in the result.
+    Ok,
+    /// No answer within `fleet.search_timeout_ms`.
+    Timeout,
+    /// It answered with an error, or something that is not an answer.
+    Error,
+    /// Not reachable: its heartbeats stopped, it refused the connection,
+    /// or it publishes no API URL.
+    Offline,
+}
+
+/// One node's part of a search.
+#[derive(Debug, Clone)]
+pub struct NodeAnswer<T> {
+    pub node_id: String,
+    pub hostname: String,
+    pub status: NodeStatus,
+    pub took: Duration,
+    /// What went wrong, in a few words (no URL, no answer text).
+    pub error: Option<String>,
+    pub answer: Option<T>,
+}
+
+/// The search each node runs.
+pub struct EventSearch {
+    pub query: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub first: usize,
+}
+
+/// One node's page: its total and its newest events.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub total: u64,
+    pub events: Vec<Event>,
+}
+
+pub struct FanOut {
+    fleet: Fleet,
+    http: reqwest::Client,
+    key: Secret,
+    timeout: Duration,
+}
+
+impl FanOut {
+    pub fn new(
+        fleet: Fleet,
+        key: Secret,
+        cfg: &crate::config::FleetSearch,
+    ) -> Result<FanOut, String> {
+        let tls = crate::tls::client_config(cfg.ca_path.as_deref()).map_err(|e| e.to_string())?;
+        let timeout = Duration::from_millis(cfg.search_timeout_ms);
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(FanOut {
+            fleet,
+            http,
+            key,
+            timeout,
+        })
+    }
+
+    /// Every node's newest events matching `search`, merged newest first
+    /// (at most `search.first`), with each node's part.
+    pub async fn events(
+        &self,
+        search: &EventSearch,
+    ) -> Result<(Vec<(String, Event)>, Vec<NodeAnswer<EventPage>>), String> {
+        let variables = json!({
+            "q": search.query, "from": search.from, "to": search.to, "first": search.first,
+        });
+        let first = search.first;
+        let answers = self
+            .ask(EVENTS_QUERY, variables, move |data| {
+                parse_events(data, first)
+            })
+            .await?;
+        let mut merged: Vec<(String, Event)> = answers
+            .iter()
+            .filter_map(|a| Some((a.node_id.clone(), a.answer.as_ref()?.events.clone())))
+            .flat_map(|(node, events)| events.into_iter().map(move |e| (node.clone(), e)))
+            .collect();
+        merged.sort_by(|(na, a), (nb, b)| (b.timestamp, nb, b.seq).cmp(&(a.timestamp, na, a.seq)));
+        merged.truncate(first);
+        Ok((merged, answers))
+    }
+
+    /// Every node's counts of `group_by` values, summed, the `top` largest.
+    pub async fn stats(
+        &self,
+        search: &EventSearch,
+        group_by: &str,
+        top: usize,
+    ) -> Result<(Vec<(String, u64)>, Vec<NodeAnswer<Vec<(String, u64)>>>), String> {
+        let variables = json!({
+            "q": search.query, "from": search.from, "to": search.to, "groupBy": group_by, "top": top,
+        });
+        let answers = self
+            .ask(STATS_QUERY, variables, move |data| parse_buckets(data, top))
+            .await?;
+        let mut sums: HashMap<String, u64> = HashMap::new();
+        for buckets in answers.iter().filter_map(|a| a.answer.as_ref()) {
+            for (key, count) in buckets {
+                *sums.entry(key.clone()).or_default() += count;
+            }
+        }
+        let mut buckets: Vec<(String, u64)> = sums.into_iter().collect();
+        buckets.sort_by(|(ka, a), (kb, b)| b.cmp(a).then(ka.cmp(kb)));
+        buckets.truncate(top);
+        Ok((buckets, answers))
+    }
+
+    /// Runs `query` on every node at once; each answer's `data` through
+    /// `parse`.
+    async fn ask<T: Send>(
+        &self,
+        query: &'static str,
+        variables: Value,
+        parse: impl Fn(Value) -> Result<T, String> + Copy + Send,
+    ) -> Result<Vec<NodeAnswer<T>>, String> {
+        let mut nodes = self.fleet.nodes().await.map_err(|e| e.0)?;
+        nodes.truncate(MAX_NODES);
+        let body = json!({ "query": query, "variables": variables });
+        let asks = nodes
+            .into_iter()
+            .map(|node| self.ask_node(node, &body, parse));
+        Ok(futures_util::future::join_all(asks).await)
+    }
+
+    async fn ask_node<T>(
+        &self,
+        node: FleetNode,
+        body: &Value,
+        parse: impl Fn(Value) -> Result<T, String>,
+    ) -> NodeAnswer<T> {
+        let started = Instant::now();
+        let outcome = match (&node.api_url, node.status.as_str()) {
+            (None, _) => Err((
+                NodeStatus::Offline,
+                "publishes no API URL (fleet.api_url)".to_owned(),
+            )),
+            (Some(_), "offline") => Err((NodeStatus::Offline, "its heartbeats stopped".to_owned())),
+            (Some(url), _) => self.post(url, body).await.and_then(|data| {
+                parse(data).map_err(|e| (NodeStatus::Error, format!("not an answer: {e}")))
+            }),
+        };
+        let (status, error, answer) = match outcome {
+            Ok(answer) => (NodeStatus::Ok, None, Some(answer)),
+            Err((status, error)) => {
+                tracing::debug!(node = %node.id, status = ?status, error = %error, "fleet search: a node left out");
+                (status, Some(error), None)
+            }
+        };
+        NodeAnswer {
+            node_id: node.id,
+            hostname: node.hostname,
+            status,
+            took: started.elapsed(),
+            error,
+            answer,
+        }
+    }
+
+    /// POSTs a GraphQL request to a node; its `data`.
+    async fn post(&self, api_url: &str, body: &Value) -> Result<Value, (NodeStatus, String)> {
+        let url = format!("{}/graphql", api_url.trim_end_matches('/'));
+        let sent = tokio::time::timeout(self.timeout, async {
+            let mut resp = self
+                .http
+                .post(&url)
+                .bearer_auth(self.key.expose())
+                .json(body)
+                .send()
+                .await?;
+            let status = resp.status();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Ok((status, None));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>((status, Some(bytes)))
+        })
+        .await;
+        let (status, bytes) = match sent {
+            Err(_) => return Err((NodeStatus::Timeout, "no answer in time".to_owned())),
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err((NodeStatus::Timeout, "no answer in time".to_owned()));
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                return Err((NodeStatus::Offline, "refused the connection".to_owned()));
+            }
+            Ok(Err(_)) => return Err((NodeStatus::Error, "the request failed".to_owned())),
+            Ok(Ok(answer)) => answer,
+        };
+        let bytes = bytes.ok_or((
+            NodeStatus::Error,
+            format!("answered more than {MAX_ANSWER_BYTES} bytes"),
+        ))?;
+        if !status.is_success() {
+            return Err((
+                NodeStatus::Error,
+                format!("answered HTTP {}", status.as_u16()),
+            ));
+        }
+        let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            (
+                NodeStatus::Error,
+                "answered something that is not JSON".to_owned(),
+            )
+        })?;
+        if let Some(code) = v["errors"][0]["extensions"]["code"].as_str() {
+            return Err((NodeStatus::Error, format!("answered {code}")));
+        }
+        if v.get("errors").is_some() {
+            return Err((NodeStatus::Error, "answered an error".to_owned()));
+        }
+        Ok(v["data"].take())
+    }
+}
+
+const EVENTS_QUERY: &str = "query($q: String, $from: DateTime, $to: DateTime, $first: Int) {
+  events(query: $q, from: $from, to: $to, first: $first) {
+    totalCount
+    edges { node { id seq timestamp receivedAt message original hostName hostIp sourceIp
+      sourcePort destinationIp destinationPort userName userTargetName processName processPid
+      processCommandLine processExecutable dataset category action outcome severity trusted
+      labels fields } }
+  }
+}";
+
+const STATS_QUERY: &str =
+    "query($q: String, $from: DateTime, $to: DateTime, $groupBy: String!, $top: Int) {
+  eventStats(query: $q, from: $from, to: $to, groupBy: $groupBy, top: $top) { key count }
+}";
+
+/// An event as a node's `events` query answers it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RemoteEvent {
+    id: ulid::Ulid,
+    seq: u64,
+    timestamp: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    message: String,
+    original: Option<String>,
+    host_name: Option<String>,
+    host_ip: Option<IpAddr>,
+    source_ip: Option<IpAddr>,
+    source_port: Option<u16>,
+    destination_ip: Option<IpAddr>,
+    destination_port: Option<u16>,
+    user_name: Option<String>,
+    user_target_name: Option<String>,
+    process_name: Option<String>,
+    process_pid: Option<u32>,
+    process_command_line: Option<String>,
+    process_executable: Option<String>,
+    dataset: Option<String>,
+    category: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    severity: Option<u8>,
+    trusted: bool,
+    labels: std::collections::BTreeMap<String, String>,
+    fields: serde_json::Map<String, Value>,
+}
+
+impl From<RemoteEvent> for Event {
+    fn from(r: RemoteEvent) -> Event {
+        Event {
+            seq: r.seq,
+            id: r.id,
+            timestamp: r.timestamp,
+            received_at: r.received_at,
+            host_name: r.host_name,
+            host_ip: r.host_ip,
+            source_ip: r.source_ip,
+            source_port: r.source_port,
+            destination_ip: r.destination_ip,
+            destination_port: r.destination_port,
+            user_name: r.user_name,
+            user_target_name: r.user_target_name,
+            process_name: r.process_name,
+            process_pid: r.process_pid,
+            process_command_line: r.process_command_line,
+            process_executable: r.process_executable,
+            category: r.category,
+            action: r.action,
+            outcome: r.outcome,
+            severity: r.severity,
+            dataset: r.dataset,
+            original: r.original,
+            message: r.message,
+            labels: r.labels,
+            fields: r.fields,
+            trusted: r.trusted,
+        }
+    }
+}
+
+fn parse_events(mut data: Value, first: usize) -> Result<EventPage, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Connection {
+        total_count: u64,
+        edges: Vec<EdgeOf>,
+    }
+    #[derive(Deserialize)]
+    struct EdgeOf {
+        node: RemoteEvent,
+    }
+    let page: Connection =
+        serde_json::from_value(data["events"].take()).map_err(|e| e.to_string())?;
+    if page.edges.len() > first {
+        return Err(format!("{} events for a page of {first}", page.edges.len()));
+    }
+    Ok(EventPage {
+        total: page.total_count,
+        events: page.edges.into_iter().map(|e| e.node.into()).collect(),
+    })
+}
+
+fn parse_buckets(mut data: Value, top: usize) -> Result<Vec<(String, u64)>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Bucket {
+        key: String,
+        count: u64,
+    }
+    let buckets: Vec<Bucket> =
+        serde_json::from_value(data["eventStats"].take()).map_err(|e| e.to_string())?;
+    if buckets.len() > top {
+        return Err(format!("{} buckets for a top {top}", buckets.len()));
+    }
+    Ok(buckets.into_iter().map(|b| (b.key, b.count)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_typed_and_bounded() {
+        let event = json!({"id": "01JF0000000000000000000000", "seq": 7, "timestamp": "2026-01-01T00:00:00Z",
+            "receivedAt": "2026-01-01T00:00:01Z", "message": "m", "original": null, "hostName": "h",
+            "hostIp": null, "sourceIp": "10.0.0.1", "sourcePort": 22, "destinationIp": null,
+            "destinationPort": null, "userName": "root", "userTargetName": null, "processName": null,
+            "processPid": null, "processCommandLine": null, "processExecutable": null, "dataset": "sshd",
+            "category": null, "action": null, "outcome": null, "severity": null, "trusted": false,
+            "labels": {}, "fields": {}});
+        let data = json!({"events": {"totalCount": 3, "edges": [{"node": event}]}});
+        let page = parse_events(data.clone(), 1).unwrap();
+        assert_eq!((page.total, page.events[0].seq), (3, 7));
+        assert_eq!(page.events[0].source_ip, Some("10.0.0.1".parse().unwrap()));
+        assert!(parse_events(data, 0).is_err(), "more than asked for");
+        let mut bad = event.clone();
+        bad["sourceIp"] = json!("not an address");
+        let data = json!({"events": {"totalCount": 1, "edges": [{"node": bad}]}});
+        assert!(parse_events(data, 1).is_err());
+        let buckets = json!({"eventStats": [{"key": "a", "count": 2}, {"key": "b", "count": 1}]});
+        assert_eq!(parse_buckets(buckets.clone(), 2).unwrap().len(), 2);
+        assert!(parse_buckets(buckets, 1).is_err());
+    }
+}
