@@ -39,6 +39,13 @@ fn node_config(dir: &Path, webhook: &str) -> Config {
     .unwrap();
     cfg.retention =
         serde_saphyr::from_str("events_max_age: 3650d\ncheck_interval_seconds: 1\n").unwrap();
+    // An archive and scheduled backups, in directories of the test.
+    cfg.export.archive_url = Some(format!("file://{}", dir.join("archive").display()));
+    cfg.export.archive_flush_seconds = 1;
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    cfg.backup =
+        serde_saphyr::from_str(&format!("schedule: 1h\ntarget: {}\n", backups.display())).unwrap();
     cfg
 }
 

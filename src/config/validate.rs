@@ -401,10 +401,15 @@ fn check_export(cfg: &Config, problems: &mut Vec<Problem>) {
     let mut problem = |key: &str, reason: String| {
         problems.push(Problem::new(SOURCE, key, reason));
     };
-    if let Some(url) = &export.nats_url
-        && let Err(reason) = crate::export::nats::check_url(url.expose())
-    {
-        problem("export.nats_url", format!("NATS_URL {reason}"));
+    if let Some(url) = &export.nats_url {
+        match crate::export::nats::check_url(url.expose()) {
+            Err(reason) => problem("export.nats_url", format!("NATS_URL {reason}")),
+            Ok(false) if cfg.environment == Environment::Production => problem(
+                "export.nats_url",
+                "NATS_URL sends events in clear text to a server off this host: production needs tls:// (export.nats_ca_path for a private CA)".to_owned(),
+            ),
+            Ok(_) => {}
+        }
     }
     let stream = &export.nats_stream;
     if stream.is_empty() || stream.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c)) {

@@ -59,9 +59,17 @@ fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
         })
 }
 
-/// Checks `NATS_URL` without connecting (`secmon config check`).
-pub fn check_url(url: &str) -> Result<(), String> {
-    servers(url).map(|_| ())
+/// Checks `NATS_URL` without connecting (`secmon config check`); `Ok(true)`
+/// when every server is reached over TLS or on the loopback interface.
+pub fn check_url(url: &str) -> Result<bool, String> {
+    Ok(servers(url)?.iter().all(|server| {
+        let host = server.host().trim_start_matches('[').trim_end_matches(']');
+        server.tls_required()
+            || host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }))
 }
 
 impl Nats {
@@ -247,8 +255,9 @@ mod tests {
 
     #[test]
     fn urls_are_checked_without_repeating_them() {
-        assert!(check_url("nats://127.0.0.1:4222").is_ok());
-        assert!(check_url("tls://a:4222, nats://u:p@b:4222").is_ok());
+        assert_eq!(check_url("nats://127.0.0.1:4222"), Ok(true));
+        assert_eq!(check_url("tls://a:4222, tls://u:p@b:4222"), Ok(true));
+        assert_eq!(check_url("tls://a:4222, nats://b:4222"), Ok(false));
         let err = check_url("http://user:hunter2@x").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(check_url(" , ").is_err());

@@ -141,7 +141,7 @@ pub(super) fn describe() {
     );
     describe_counter!(
         EXPORT_DROPPED,
-        "Events retention deleted before an export sink took them (export.retention_drops_unexported), by sink"
+        "Events retention deleted before an export sink took them (export.retention_drops_unexported), or too large for the NATS server, by sink"
     );
     describe_counter!(
         BACKUPS,
