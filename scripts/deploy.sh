@@ -164,6 +164,10 @@ make_secret database_url database_url
 make_secret redis_url redis_url
 make_secret vault_token true
 make_secret database_read_url true
+make_secret nats_url true
+make_secret aws_access_key_id true
+make_secret aws_secret_access_key true
+make_secret fleet_api_key true
 
 # -- 4. certificates --------------------------------------------------------------
 
@@ -185,6 +189,7 @@ fi
 # Every file a container reads: group 10001, 0640. ca.key is read by none.
 readable=(jwt_secret metrics_token admin_password grafana_admin_password postgres_password
           redis_password database_url database_read_url redis_url vault_token
+          nats_url aws_access_key_id aws_secret_access_key fleet_api_key
           tls/server.key tls/server.crt tls/ca.crt)
 if [ -n "$dry_run" ]; then
     say "would give docker/secrets/{${readable[*]}} group 10001, mode 0640 (as root)"
