@@ -252,9 +252,8 @@ pub async fn download(url: &str, s3: &S3, dest: &Path) -> Result<(), String> {
     result
 }
 
-/// Deletes all but the `keep` newest backups of `node` in `location` (and
-/// their checksums); the number deleted.
-pub async fn prune(location: &Location, node: ulid::Ulid, keep: usize) -> Result<usize, String> {
+/// The names of `node`'s backups in `location`, oldest first.
+async fn backups_of(location: &Location, node: ulid::Ulid) -> Result<Vec<String>, String> {
     let prefix = format!("secmon-{node}-");
     let listed: Vec<object_store::ObjectMeta> = location
         .store
@@ -269,6 +268,13 @@ pub async fn prune(location: &Location, node: ulid::Ulid, keep: usize) -> Result
         .map(str::to_owned)
         .collect();
     backups.sort();
+    Ok(backups)
+}
+
+/// Deletes all but the `keep` newest backups of `node` in `location` (and
+/// their checksums); the number deleted.
+pub async fn prune(location: &Location, node: ulid::Ulid, keep: usize) -> Result<usize, String> {
+    let backups = backups_of(location, node).await?;
     let old = backups.len().saturating_sub(keep);
     for name in &backups[..old] {
         for object in [name.clone(), format!("{name}.sha256")] {
@@ -365,22 +371,15 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The newest backup of `node` in `location`: when it was made.
+/// When the newest backup of `node` in `location` was made.
 async fn newest(location: &Location, node: ulid::Ulid) -> Option<DateTime<Utc>> {
-    let prefix = format!("secmon-{node}-");
-    let listed: Vec<object_store::ObjectMeta> = location
-        .store
-        .list(Some(&location.prefix))
-        .try_collect()
-        .await
-        .ok()?;
-    listed
-        .iter()
-        .filter_map(|o| o.location.filename())
-        .filter_map(|name| name.strip_prefix(&prefix)?.strip_suffix(".redb"))
-        .filter_map(|stamp| chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok())
+    let newest = backups_of(location, node).await.ok()?.pop()?;
+    let stamp = newest
+        .strip_prefix(&format!("secmon-{node}-"))?
+        .strip_suffix(".redb")?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
         .map(|t| t.and_utc())
-        .max()
 }
 
 /// The daemon's scheduled backups: every `backup.schedule` (counted from

@@ -311,18 +311,30 @@ async fn last_seq(daemon: &Daemon) -> u64 {
     daemon.system(&http).await["lastSeq"].as_u64().unwrap()
 }
 
+/// `config/config.yaml` holding `yaml` in `dir`, where the daemon runs.
+fn write_config(dir: &Path, yaml: &str) {
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(dir.join("config/config.yaml"), yaml).unwrap();
+}
+
+/// The S3 client's variables for a moto server (it takes any key).
+fn s3_env<'a>(endpoint: &'a str, secret: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_9_mid_export_neither_loses_nor_duplicates_events() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Server::nats(dir.path());
     let url = nats.url("nats");
     // Small batches, so the kill lands in the middle of one.
-    std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::write(
-        dir.path().join("config/config.yaml"),
-        "export:\n  nats_batch_size: 20\n",
-    )
-    .unwrap();
+    write_config(dir.path(), "export:\n  nats_batch_size: 20\n");
     let env = [("NATS_URL", url.as_str())];
     let daemon = Daemon::start_with(dir.path(), &env).await;
     ingest_in_background(&daemon, 20, 2000);
@@ -483,21 +495,12 @@ async fn the_archive_in_s3_survives_a_kill_9_mid_upload() {
     let s3 = Server::moto();
     let endpoint = s3.url("http");
     archive_py(&["bucket", &endpoint, "archive"]);
-    std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::write(
-        dir.path().join("config/config.yaml"),
-        "export:\n  archive_max_rows: 500\n",
-    )
-    .unwrap();
-    let env = [
+    write_config(dir.path(), "export:\n  archive_max_rows: 500\n");
+    let mut env = s3_env(&endpoint, SECRET);
+    env.extend([
         ("ARCHIVE_URL", "s3://archive/site-a"),
         ("ARCHIVE_FLUSH_SECONDS", "1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-    ];
+    ]);
     let daemon = Daemon::start_with(dir.path(), &env).await;
     ingest_in_background(&daemon, 20, 1000);
     let exported = eventually("the archive under way", || async {
@@ -555,19 +558,11 @@ async fn backups_go_to_s3_verified_on_schedule_and_by_hand_and_come_back() {
     let s3 = Server::moto();
     let endpoint = s3.url("http");
     archive_py(&["bucket", &endpoint, "backups"]);
-    std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::write(
-        dir.path().join("config/config.yaml"),
+    write_config(
+        dir.path(),
         "backup:\n  schedule: 2s\n  target: s3://backups/site-a/\n  keep: 2\n",
-    )
-    .unwrap();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-    ];
+    );
+    let env = s3_env(&endpoint, SECRET);
     let daemon = Daemon::start_with(dir.path(), &env).await;
     let http = http_client(dir.path(), Duration::from_secs(30));
     let resp = http

@@ -225,8 +225,10 @@ impl<S: Sink> Pump<S> {
                 blocking(move || store.first_event_after(taken)).await?
             };
             let Some(first) = first else {
-                // Everything up to the head was deleted by retention.
-                return Ok(Step::Wait(POLL));
+                // Retention deleted everything up to the head (it was told
+                // to drop what the sinks had not taken): nothing to send.
+                self.record(head).await?;
+                return Ok(Step::Sent(0));
             };
             let waiting = head - taken;
             self.report_lag(waiting, Some(&first));

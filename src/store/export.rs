@@ -13,7 +13,7 @@
 
 use redb::{ReadableDatabase, TableDefinition};
 
-use super::{EVENTS, Result, Store, codec};
+use super::{Result, Store};
 use crate::model::Event;
 
 pub(super) const CURSORS: TableDefinition<&str, (u64, u64)> =
@@ -81,27 +81,9 @@ impl Store {
 
     /// Events with seq in `from..=to`, at most `limit`, in seq order.
     pub fn events_in(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Event>> {
-        self.with_db(|db| {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(EVENTS)?;
-            let mut out = Vec::with_capacity(limit.min(8192));
-            // Blocks are keyed by their last seq: the first one at or after
-            // `from` holds it.
-            for item in table.range(from..)? {
-                let (key, block) = item?;
-                let key = key.value();
-                out.extend(
-                    codec::decode_block(key, block.value())?
-                        .into_iter()
-                        .filter(|e| e.seq >= from && e.seq <= to),
-                );
-                if out.len() >= limit || key >= to {
-                    break;
-                }
-            }
-            out.truncate(limit);
-            Ok(out)
-        })
+        let mut events = self.blocks_in(from, to, limit)?;
+        events.truncate(limit);
+        Ok(events)
     }
 
     /// The first stored event after `seq` (its receive time is a sink's lag

@@ -372,18 +372,27 @@ impl Store {
     /// Events with seq in `from..`, at least `limit` when there are that
     /// many (whole blocks are returned), in seq order.
     pub fn scan_from(&self, from: u64, limit: usize) -> Result<Vec<Event>> {
+        self.blocks_in(from, u64::MAX, limit)
+    }
+
+    /// Events with seq in `from..=to` from whole blocks, until at least
+    /// `limit` (or the blocks up to `to`) are read.
+    fn blocks_in(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Event>> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(EVENTS)?;
             let mut out = Vec::with_capacity(limit.min(8192));
+            // Blocks are keyed by their last seq: the first one at or after
+            // `from` holds it.
             for item in table.range(from..)? {
                 let (key, block) = item?;
+                let key = key.value();
                 out.extend(
-                    codec::decode_block(key.value(), block.value())?
+                    codec::decode_block(key, block.value())?
                         .into_iter()
-                        .filter(|e| e.seq >= from),
+                        .filter(|e| e.seq >= from && e.seq <= to),
                 );
-                if out.len() >= limit {
+                if out.len() >= limit || key >= to {
                     break;
                 }
             }
