@@ -313,7 +313,7 @@ async fn alerts_rollups_and_heartbeats_reach_postgres_and_redis_exactly_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(migrations, 3);
+    assert_eq!(migrations, 4);
 
     // Redis: one stream message per alert update, published too.
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
