@@ -60,6 +60,10 @@ async fn run() {
     let cfg = Export {
         nats_stream: format!("BENCH_{suffix}"),
         nats_subject_prefix: format!("bench{suffix}"),
+        nats_batch_size: std::env::var("BENCH_NATS_BATCH")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(Export::default().nats_batch_size),
         ..Export::default()
     };
     let js = async_nats::jetstream::new(ok(async_nats::connect(url.as_str()).await));
@@ -146,7 +150,12 @@ async fn nats_baseline(js: &async_nats::jetstream::Context, cfg: &Export, store:
         .await);
     let messages: Vec<(String, Vec<u8>)> = ok(store.events_in(1, u64::MAX, EVENTS))
         .iter()
-        .map(|e| (e.seq.to_string(), ok(serde_json::to_vec(&e.to_export_json()))))
+        .map(|e| {
+            (
+                e.seq.to_string(),
+                ok(serde_json::to_vec(&e.to_export_json())),
+            )
+        })
         .collect();
     let started = Instant::now();
     for batch in messages.chunks(cfg.nats_batch_size) {

@@ -697,7 +697,7 @@ impl Default for Export {
             nats_subject_prefix: "secmon".to_owned(),
             nats_duplicate_window_seconds: 3600,
             nats_ca_path: None,
-            nats_batch_size: 1000,
+            nats_batch_size: 5000,
             archive_url: None,
             archive_flush_seconds: 300,
             archive_max_rows: 50_000,

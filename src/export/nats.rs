@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
-use tokio::sync::OnceCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Batching, Failed, token};
 use crate::config::Export;
@@ -32,8 +32,9 @@ pub struct Nats {
 struct Shared {
     js: jetstream::Context,
     stream: stream::Config,
-    /// Set once the stream is known to exist.
-    ready: OnceCell<()>,
+    /// The stream is known to exist (cleared when a publish finds none, so
+    /// the next batch makes it again).
+    ready: AtomicBool,
     node: String,
     prefix: String,
     batch_size: usize,
@@ -101,7 +102,7 @@ impl Nats {
                     duplicate_window: Duration::from_secs(cfg.nats_duplicate_window_seconds),
                     ..stream::Config::default()
                 },
-                ready: OnceCell::new(),
+                ready: AtomicBool::new(false),
                 node,
                 prefix,
                 batch_size: cfg.nats_batch_size,
@@ -119,21 +120,19 @@ impl Nats {
         Alerts(self.clone())
     }
 
-    /// Creates the stream when missing (once per process).
+    /// Creates the stream when missing.
     async fn ensure_stream(&self) -> Result<(), String> {
         let shared = &self.shared;
+        if shared.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
         shared
-            .ready
-            .get_or_try_init(|| async {
-                shared
-                    .js
-                    .get_or_create_stream(shared.stream.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("nats: stream {}: {e}", shared.stream.name))
-            })
+            .js
+            .get_or_create_stream(shared.stream.clone())
             .await
-            .map(|_| ())
+            .map_err(|e| format!("nats: stream {}: {e}", shared.stream.name))?;
+        shared.ready.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Publishes `messages` (seq, subject, id, payload) and waits for every
@@ -164,6 +163,9 @@ impl Nats {
                     acks.push((seq, None));
                 }
                 Err(e) => {
+                    if e.kind() == PublishErrorKind::StreamNotFound {
+                        self.shared.ready.store(false, Ordering::Release);
+                    }
                     failed = Some(format!("nats: publish: {e}"));
                     break;
                 }
@@ -174,6 +176,9 @@ impl Nats {
             if let Some(ack) = ack
                 && let Err(e) = ack.await
             {
+                if e.kind() == PublishErrorKind::StreamNotFound {
+                    self.shared.ready.store(false, Ordering::Release);
+                }
                 return Err(Failed {
                     through,
                     error: SinkError(format!("nats: not acknowledged: {e}")),

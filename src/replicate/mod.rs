@@ -134,9 +134,7 @@ impl SinkState {
             "failing": self.last_error.is_some(),
         })
     }
-}
 
-impl SinkState {
     /// [`SinkState::ready_view`] of an export sink, in its terms: events
     /// and the last seq the receiver took.
     pub fn export_view(&self) -> serde_json::Value {
