@@ -179,7 +179,11 @@ impl FanOut {
             )),
             (Some(_), "offline") => Err((NodeStatus::Offline, "its heartbeats stopped".to_owned())),
             (Some(url), _) => self.post(url, body).await.and_then(|data| {
-                parse(data).map_err(|e| (NodeStatus::Error, format!("not an answer: {e}")))
+                parse(data).map_err(|e| {
+                    // What it sent is its own text: logged, not passed on.
+                    tracing::debug!(node = %node.id, error = %e, "fleet search: a node's answer does not parse");
+                    (NodeStatus::Error, "answered something that is not a search answer".to_owned())
+                })
             }),
         };
         let (status, error, answer) = match outcome {

@@ -151,7 +151,11 @@ pub struct Pump<S: Sink> {
     progress: Arc<Progress>,
     cursor: Cursor,
     status: Arc<SinkStatus>,
+    /// The next batch, read while one is sent: (its first seq, the read).
+    next: Option<(u64, Read)>,
 }
+
+type Read = tokio::task::JoinHandle<store::Result<Vec<Event>>>;
 
 /// What one [`Pump::step`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +197,7 @@ impl<S: Sink> Pump<S> {
             progress: progress.clone(),
             cursor,
             status,
+            next: None,
         })
     }
 
@@ -209,46 +214,52 @@ impl<S: Sink> Pump<S> {
         let max_events = max_events.max(1);
         let head = self.progress.stored.load(Ordering::Acquire);
         let Cursor { taken, pending } = self.cursor;
-        let (to, limit) = if pending > taken {
+        let events = if pending > taken {
             // The batch a crash or a failure cut short, exactly.
-            (
-                pending,
-                usize::try_from(pending - taken).unwrap_or(usize::MAX),
-            )
+            let limit = usize::try_from(pending - taken).unwrap_or(usize::MAX);
+            let events = self.read(taken + 1, pending, limit).await?;
+            if events.is_empty() {
+                // Deleted by retention meanwhile.
+                self.record(pending).await?;
+                return Ok(Step::Sent(0));
+            }
+            events
         } else {
             if head <= taken {
                 self.report_lag(0, None);
                 return Ok(Step::Wait(POLL));
             }
-            let first = {
-                let store = self.store.clone();
-                blocking(move || store.first_event_after(taken)).await?
+            let waiting = head - taken;
+            if waiting < max_events as u64 && !max_wait.is_zero() {
+                // Not full: is the oldest old enough to go anyway?
+                let first = {
+                    let store = self.store.clone();
+                    blocking(move || store.first_event_after(taken)).await?
+                };
+                if let Some(first) = first {
+                    let age = (Utc::now() - first.received_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    if age < max_wait {
+                        self.report_lag(waiting, Some(&first));
+                        return Ok(Step::Wait((max_wait - age).min(FILL_POLL)));
+                    }
+                }
+            }
+            let events = match self.next.take() {
+                Some((from, read)) if from == taken + 1 => joined(read.await)?,
+                _ => self.read(taken + 1, head, max_events).await?,
             };
-            let Some(first) = first else {
+            let Some(first) = events.first() else {
                 // Retention deleted everything up to the head (it was told
                 // to drop what the sinks had not taken): nothing to send.
                 self.record(head).await?;
                 return Ok(Step::Sent(0));
             };
-            let waiting = head - taken;
-            self.report_lag(waiting, Some(&first));
-            let age = (Utc::now() - first.received_at)
-                .to_std()
-                .unwrap_or_default();
-            if waiting < max_events as u64 && age < max_wait {
-                return Ok(Step::Wait((max_wait - age).min(FILL_POLL)));
-            }
-            (head, max_events)
+            self.report_lag(waiting, Some(first));
+            events
         };
-        let events = {
-            let store = self.store.clone();
-            blocking(move || store.events_in(taken + 1, to, limit)).await?
-        };
-        let Some(last) = events.last().map(|e| e.seq) else {
-            // The pending batch was deleted by retention meanwhile.
-            self.record(to).await?;
-            return Ok(Step::Sent(0));
-        };
+        let last = events.last().map_or(taken, |e| e.seq);
         if S::FIXED_BATCHES && pending <= taken {
             let (store, cursor) = (
                 self.store.clone(),
@@ -259,6 +270,11 @@ impl<S: Sink> Pump<S> {
             );
             blocking(move || store.set_export_cursor(S::NAME, cursor)).await?;
             self.cursor = cursor;
+        } else if !S::FIXED_BATCHES && head > last {
+            // The next batch is read while this one is sent.
+            let (store, from) = (self.store.clone(), last + 1);
+            let read = tokio::task::spawn_blocking(move || store.events_in(from, head, max_events));
+            self.next = Some((from, read));
         }
         let name = S::NAME;
         let started = Instant::now();
@@ -284,6 +300,10 @@ impl<S: Sink> Pump<S> {
                         .increment(confirmed as u64);
                     self.record(through).await?;
                 }
+                // What is sent next starts after `through`.
+                if let Some((_, read)) = self.next.take() {
+                    read.abort();
+                }
                 self.status.update(|s| {
                     s.connected = false;
                     s.last_error = Some(redact(&error.0));
@@ -291,6 +311,11 @@ impl<S: Sink> Pump<S> {
                 Err(error.into())
             }
         }
+    }
+
+    async fn read(&self, from: u64, to: u64, limit: usize) -> store::Result<Vec<Event>> {
+        let store = self.store.clone();
+        blocking(move || store.events_in(from, to, limit)).await
     }
 
     /// The receiver holds everything up to `seq`.
@@ -376,7 +401,11 @@ async fn run<S: Sink>(mut pump: Pump<S>, mut backoff: Backoff, shutdown: Cancell
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> store::Result<T> + Send + 'static,
 ) -> store::Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+    joined(tokio::task::spawn_blocking(f).await)
+}
+
+fn joined<T>(r: Result<store::Result<T>, tokio::task::JoinError>) -> store::Result<T> {
+    r.unwrap_or_else(|e| {
         Err(store::Error::Io {
             path: std::path::PathBuf::new(),
             source: std::io::Error::other(e.to_string()),
