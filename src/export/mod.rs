@@ -52,7 +52,8 @@ pub trait Sink: Send + 'static {
 
     /// A batch cut short (a crash, a failed send) is sent again with exactly
     /// the same events, not a longer one (the archive names its files after
-    /// their seqs). Costs one cursor write before each batch.
+    /// their seqs). Costs one cursor write before each batch; the next
+    /// batch is then not read while one is sent.
     const FIXED_BATCHES: bool = false;
 
     /// How batches are formed.
