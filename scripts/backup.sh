@@ -79,12 +79,16 @@ if [ ! -d "$staging" ]; then
     mkdir -m 0750 "$staging"
     chown --reference="$data_dir" "$staging" 2>/dev/null || true
 fi
-trap 'rm -f "$staging/$name" "$staging/$name.sha256"' EXIT
+trap 'rm -f "$staging/$name" "$staging/$name.sha256" "$dest/.$name.partial" "$dest/.$name.sha256.partial"' EXIT
 
 report=$("$secmon" backup --data-dir "$data_dir" "$staging/$name") \
     || die "secmon backup failed (a backup that does not verify is deleted)"
-mv "$staging/$name" "$dest/$name"
-mv "$staging/$name.sha256" "$dest/$name.sha256"
+# Across file systems mv copies: through a hidden name, renamed when whole,
+# so DEST never holds (or rotates by) a half-copied backup.
+mv "$staging/$name" "$dest/.$name.partial"
+mv "$staging/$name.sha256" "$dest/.$name.sha256.partial"
+mv "$dest/.$name.sha256.partial" "$dest/$name.sha256"
+mv "$dest/.$name.partial" "$dest/$name"
 printf '%s\n' "$report" | sed "s|\"target\": \".*\"|\"target\": \"$dest/$name\"|" >"$dest/${name%.redb}.json"
 
 # Rotate: the newest $keep stay.

@@ -387,8 +387,13 @@ impl App {
 
         let fanout = match (&fleet, &config.auth.fleet_api_key) {
             (Some(fleet), Some(key)) => Some(Arc::new(
-                crate::fanout::FanOut::new(fleet.clone(), key.clone(), &config.fleet)
-                    .map_err(Error::Fleet)?,
+                crate::fanout::FanOut::new(
+                    fleet.clone(),
+                    key.clone(),
+                    &config.fleet,
+                    config.environment == crate::config::Environment::Production,
+                )
+                .map_err(Error::Fleet)?,
             )),
             _ => None,
         };

@@ -320,7 +320,8 @@ pub fn new_file(target: &str, data_dir: &Path, node: ulid::Ulid) -> Result<PathB
 
 /// Verifies the backup just written at `file` (as `report` says), then
 /// writes its checksum beside it, or uploads both to `remote` and removes
-/// the staged file. A backup that does not verify is deleted.
+/// the staged file (kept, and named in the error, when the upload fails).
+/// A backup that does not verify is deleted.
 pub async fn finish(
     file: &Path,
     report: BackupReport,
@@ -343,9 +344,14 @@ pub async fn finish(
         Some(location) => {
             let node = report.node_id.unwrap_or_default();
             let name = file_name(node, Utc::now());
-            let uploaded = upload(location, file, &name, &sha256).await;
+            let uploaded = upload(location, file, &name, &sha256).await.map_err(|e| {
+                format!(
+                    "{e}; the verified backup stays at {} (SHA-256 {sha256}): copy it off the node or delete it",
+                    file.display()
+                )
+            })?;
             let _ = std::fs::remove_file(file);
-            uploaded?
+            uploaded
         }
         None => {
             write_checksum(file, &sha256)?;
@@ -371,15 +377,21 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// When the newest backup of `node` in `location` was made.
-async fn newest(location: &Location, node: ulid::Ulid) -> Option<DateTime<Utc>> {
-    let newest = backups_of(location, node).await.ok()?.pop()?;
+/// When the newest backup of `node` in `location` was made (`None`: there
+/// is none yet).
+async fn newest(location: &Location, node: ulid::Ulid) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(newest) = backups_of(location, node).await?.pop() else {
+        return Ok(None);
+    };
     let stamp = newest
-        .strip_prefix(&format!("secmon-{node}-"))?
-        .strip_suffix(".redb")?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
+        .strip_prefix(&format!("secmon-{node}-"))
+        .and_then(|s| s.strip_suffix(".redb"))
+        .unwrap_or_default();
+    Ok(
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|t| t.and_utc()),
+    )
 }
 
 /// The daemon's scheduled backups: every `backup.schedule` (counted from
@@ -404,10 +416,18 @@ pub async fn scheduled(
         }
     };
     let every = chrono::Duration::from_std(every.0).unwrap_or(chrono::Duration::days(1));
+    // The last backup this process made: the schedule holds even when the
+    // target cannot be listed (a key allowed to write but not to list).
+    let mut made_at: Option<DateTime<Utc>> = None;
     loop {
-        let next = newest(&location, node)
-            .await
-            .map_or(Utc::now(), |t| t + every);
+        let listed = match newest(&location, node).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %crate::notify::redact::redact(&e), "cannot list backup.target; the schedule counts from this process's last backup");
+                None
+            }
+        };
+        let next = listed.max(made_at).map_or(Utc::now(), |t| t + every);
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -427,6 +447,7 @@ pub async fn scheduled(
         .await;
         match made {
             Ok(made) => {
+                made_at = Some(Utc::now());
                 metrics::counter!(metric::BACKUPS, "result" => "ok").increment(1);
                 metrics::gauge!(metric::BACKUP_LAST_SUCCESS).set(Utc::now().timestamp() as f64);
                 tracing::info!(target = %made.target, events = made.events, bytes = made.bytes, "scheduled backup made and verified");

@@ -74,6 +74,8 @@ pub struct FanOut {
     http: reqwest::Client,
     key: Secret,
     timeout: Duration,
+    /// Production: the fleet key goes to `https://` URLs only.
+    https_only: bool,
 }
 
 impl FanOut {
@@ -81,6 +83,7 @@ impl FanOut {
         fleet: Fleet,
         key: Secret,
         cfg: &crate::config::FleetSearch,
+        https_only: bool,
     ) -> Result<FanOut, String> {
         let tls = crate::tls::client_config(cfg.ca_path.as_deref()).map_err(|e| e.to_string())?;
         let timeout = Duration::from_millis(cfg.search_timeout_ms);
@@ -95,6 +98,7 @@ impl FanOut {
             http,
             key,
             timeout,
+            https_only,
         })
     }
 
@@ -124,17 +128,23 @@ impl FanOut {
     }
 
     /// Every node's counts of `group_by` values, summed, the `top` largest.
+    /// Each node is asked for more than `top` (as Elasticsearch's
+    /// `shard_size`), so a value just below one node's top still counts;
+    /// the sums are exact only for values every node returned.
     pub async fn stats(
         &self,
         search: &EventSearch,
         group_by: &str,
         top: usize,
     ) -> Result<(Vec<(String, u64)>, Vec<NodeAnswer<Vec<(String, u64)>>>), String> {
+        let node_top = (top * 3 / 2 + 10).clamp(top, crate::store::index::MAX_TOP);
         let variables = json!({
-            "q": search.query, "from": search.from, "to": search.to, "groupBy": group_by, "top": top,
+            "q": search.query, "from": search.from, "to": search.to, "groupBy": group_by, "top": node_top,
         });
         let answers = self
-            .ask(STATS_QUERY, variables, move |data| parse_buckets(data, top))
+            .ask(STATS_QUERY, variables, move |data| {
+                parse_buckets(data, node_top)
+            })
             .await?;
         let mut sums: HashMap<String, u64> = HashMap::new();
         for buckets in answers.iter().filter_map(|a| a.answer.as_ref()) {
@@ -156,29 +166,25 @@ impl FanOut {
         variables: Value,
         parse: impl Fn(Value) -> Result<T, String> + Copy + Send,
     ) -> Result<Vec<NodeAnswer<T>>, String> {
-        let mut nodes = self.fleet.nodes().await.map_err(|e| e.0)?;
-        nodes.truncate(MAX_NODES);
+        let nodes = self.fleet.nodes().await.map_err(|e| e.0)?;
         let body = json!({ "query": query, "variables": variables });
-        let asks = nodes
+        let asks = plan(nodes, self.https_only)
             .into_iter()
-            .map(|node| self.ask_node(node, &body, parse));
+            .map(|(node, url)| self.ask_node(node, url, &body, parse));
         Ok(futures_util::future::join_all(asks).await)
     }
 
     async fn ask_node<T>(
         &self,
         node: FleetNode,
+        url: Destination,
         body: &Value,
         parse: impl Fn(Value) -> Result<T, String>,
     ) -> NodeAnswer<T> {
         let started = Instant::now();
-        let outcome = match (&node.api_url, node.status.as_str()) {
-            (None, _) => Err((
-                NodeStatus::Offline,
-                "publishes no API URL (fleet.api_url)".to_owned(),
-            )),
-            (Some(_), "offline") => Err((NodeStatus::Offline, "its heartbeats stopped".to_owned())),
-            (Some(url), _) => self.post(url, body).await.and_then(|data| {
+        let outcome = match url {
+            Err(left_out) => Err(left_out),
+            Ok(url) => self.post(&url, body).await.and_then(|data| {
                 parse(data).map_err(|e| {
                     // What it sent is its own text: logged, not passed on.
                     tracing::debug!(node = %node.id, error = %e, "fleet search: a node's answer does not parse");
@@ -260,6 +266,77 @@ impl FanOut {
         }
         Ok(v["data"].take())
     }
+}
+
+/// Where a node is asked, or why it is not (its status, a few words).
+type Destination = Result<String, (NodeStatus, String)>;
+
+/// Which nodes a search asks, at which URL, and why the others are left
+/// out: offline, no URL, a URL the fleet key must not go to (not `https://`
+/// in production, a link-local address such as a cloud's metadata
+/// service), an older node at the same URL (a store restored under a new
+/// id), or beyond [`MAX_NODES`].
+fn plan(nodes: Vec<FleetNode>, https_only: bool) -> Vec<(FleetNode, Destination)> {
+    let mut newest_at: HashMap<&str, (DateTime<Utc>, &str)> = HashMap::new();
+    for node in &nodes {
+        if let Some(url) = node.api_url.as_deref() {
+            let entry = newest_at.entry(url).or_insert((node.last_seen, &node.id));
+            if node.last_seen > entry.0 {
+                *entry = (node.last_seen, &node.id);
+            }
+        }
+    }
+    let mut asked = 0;
+    let decided: Vec<Destination> = nodes
+        .iter()
+        .map(|node| {
+            let url = node.api_url.as_deref().ok_or((
+                NodeStatus::Offline,
+                "publishes no API URL (fleet.api_url)".to_owned(),
+            ))?;
+            if node.status == "offline" {
+                return Err((NodeStatus::Offline, "its heartbeats stopped".to_owned()));
+            }
+            let newest = newest_at[url].1;
+            if newest != node.id {
+                return Err((
+                    NodeStatus::Offline,
+                    format!("node {newest} answers at its API URL now"),
+                ));
+            }
+            check_api_url(url, https_only).map_err(|e| (NodeStatus::Error, e))?;
+            asked += 1;
+            if asked > MAX_NODES {
+                return Err((
+                    NodeStatus::Error,
+                    format!("left out: a search asks at most {MAX_NODES} nodes"),
+                ));
+            }
+            Ok(url.to_owned())
+        })
+        .collect();
+    nodes.into_iter().zip(decided).collect()
+}
+
+/// Whether the fleet key may be sent to `url`.
+fn check_api_url(url: &str, https_only: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "its API URL is not a URL".to_owned())?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if !https_only => {}
+        "http" => return Err("its API URL is not https:// (production needs TLS)".to_owned()),
+        _ => return Err("its API URL is not http(s)://".to_owned()),
+    }
+    let host = parsed.host_str().unwrap_or_default();
+    let link_local = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_link_local(),
+        Ok(IpAddr::V6(ip)) => ip.is_unicast_link_local(),
+        Err(_) => false,
+    };
+    if link_local {
+        return Err("its API URL is a link-local address".to_owned());
+    }
+    Ok(())
 }
 
 const EVENTS_QUERY: &str = "query($q: String, $from: DateTime, $to: DateTime, $first: Int) {
@@ -382,6 +459,75 @@ fn parse_buckets(mut data: Value, top: usize) -> Result<Vec<(String, u64)>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(id: &str, url: Option<&str>, status: &str, seen: i64) -> FleetNode {
+        FleetNode {
+            id: id.into(),
+            hostname: id.into(),
+            version: String::new(),
+            last_seen: DateTime::from_timestamp(seen, 0).unwrap(),
+            started_at: DateTime::from_timestamp(0, 0).unwrap(),
+            events_total: 0,
+            events_per_second: 0.0,
+            storage_bytes: 0,
+            index_lag: 0,
+            outbox_entries: 0,
+            status: status.into(),
+            api_url: url.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_plan_asks_each_reachable_node_once() {
+        let nodes = vec![
+            node("a", Some("https://a:8000"), "online", 10),
+            node("old-a", Some("https://a:8000"), "stale", 5),
+            node("b", None, "online", 10),
+            node("c", Some("https://c:8000"), "offline", 10),
+            node("d", Some("http://d:8000"), "online", 10),
+            node("e", Some("https://169.254.169.254"), "online", 10),
+            node("f", Some("https://[fe80::1]:8000"), "online", 10),
+            node("g", Some("file:///etc/passwd"), "online", 10),
+        ];
+        let plan: Vec<(String, Result<String, NodeStatus>)> = plan(nodes.clone(), true)
+            .into_iter()
+            .map(|(n, url)| (n.id, url.map_err(|(status, _)| status)))
+            .collect();
+        use NodeStatus::{Error, Offline};
+        let expected = [
+            ("a", Ok("https://a:8000".to_owned())),
+            ("old-a", Err(Offline)),
+            ("b", Err(Offline)),
+            ("c", Err(Offline)),
+            ("d", Err(Error)),
+            ("e", Err(Error)),
+            ("f", Err(Error)),
+            ("g", Err(Error)),
+        ];
+        let expected: Vec<(String, Result<String, NodeStatus>)> = expected
+            .into_iter()
+            .map(|(id, url)| (id.to_owned(), url))
+            .collect();
+        assert_eq!(plan, expected);
+        // Outside production a plain-HTTP node is asked.
+        assert!(super::plan(nodes, false)[4].1.is_ok());
+
+        let many: Vec<FleetNode> = (0..MAX_NODES + 2)
+            .map(|i| {
+                node(
+                    &format!("n{i}"),
+                    Some(&format!("https://n{i}:8000")),
+                    "online",
+                    1,
+                )
+            })
+            .collect();
+        let asked = super::plan(many, true)
+            .iter()
+            .filter(|(_, url)| url.is_ok())
+            .count();
+        assert_eq!(asked, MAX_NODES);
+    }
 
     #[test]
     fn answers_are_typed_and_bounded() {

@@ -702,6 +702,19 @@ mod tests {
     }
 
     #[test]
+    fn backup_settings_are_checked() {
+        let mut cfg = Config::default();
+        // A schedule of 0 does not parse (see Span).
+        assert!(serde_saphyr::from_str::<crate::config::Backup>("schedule: 0s\n").is_err());
+        cfg.backup = serde_saphyr::from_str("schedule: 1h\nkeep: 0\n").unwrap();
+        assert_eq!(keys(&validate(&cfg)), ["backup.target", "backup.keep"]);
+        cfg.backup = serde_saphyr::from_str("schedule: 24h\ntarget: backups\n").unwrap();
+        assert_eq!(keys(&validate(&cfg)), ["backup.target"]);
+        cfg.backup.target = Some("s3://bucket/site-a/".into());
+        assert!(validate(&cfg).is_empty());
+    }
+
+    #[test]
     fn channels_need_what_their_kind_sends_with() {
         let mut cfg = Config::default();
         cfg.notifications.channels = serde_saphyr::from_str(

@@ -152,8 +152,9 @@ pub struct Pump<S: Sink> {
     progress: Arc<Progress>,
     cursor: Cursor,
     status: Arc<SinkStatus>,
-    /// The next batch, read while one is sent: (its first seq, the read).
-    next: Option<(u64, Read)>,
+    /// The next batch, read while one is sent: (its first seq, the last
+    /// seq it may hold, the read).
+    next: Option<(u64, u64, Read)>,
 }
 
 type Read = tokio::task::JoinHandle<store::Result<Vec<Event>>>;
@@ -247,14 +248,15 @@ impl<S: Sink> Pump<S> {
                     }
                 }
             }
-            let events = match self.next.take() {
-                Some((from, read)) if from == taken + 1 => joined(read.await)?,
-                _ => self.read(taken + 1, head, max_events).await?,
+            let (events, through) = match self.next.take() {
+                Some((from, to, read)) if from == taken + 1 => (joined(read.await)?, to),
+                _ => (self.read(taken + 1, head, max_events).await?, head),
             };
             let Some(first) = events.first() else {
-                // Retention deleted everything up to the head (it was told
-                // to drop what the sinks had not taken): nothing to send.
-                self.record(head).await?;
+                // Retention deleted everything the read covered (it was
+                // told to drop what the sinks had not taken): nothing to
+                // send up to there.
+                self.record(through).await?;
                 return Ok(Step::Sent(0));
             };
             self.report_lag(waiting, Some(first));
@@ -275,7 +277,7 @@ impl<S: Sink> Pump<S> {
             // The next batch is read while this one is sent.
             let (store, from) = (self.store.clone(), last + 1);
             let read = tokio::task::spawn_blocking(move || store.events_in(from, head, max_events));
-            self.next = Some((from, read));
+            self.next = Some((from, head, read));
         }
         let name = S::NAME;
         let started = Instant::now();
@@ -302,7 +304,7 @@ impl<S: Sink> Pump<S> {
                     self.record(through).await?;
                 }
                 // What is sent next starts after `through`.
-                if let Some((_, read)) = self.next.take() {
+                if let Some((_, _, read)) = self.next.take() {
                     read.abort();
                 }
                 self.status.update(|s| {

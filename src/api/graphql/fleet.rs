@@ -212,7 +212,9 @@ impl FleetView {
     }
 
     /// `eventStats` on every node, the counts summed: the `top` values of
-    /// `groupBy` across the fleet. Partial like `events`.
+    /// `groupBy` across the fleet, approximate as any distributed terms
+    /// count (each node is asked for more than `top`; a value outside one
+    /// node's share is missing from its sum). Partial like `events`.
     #[graphql(complexity = "super::cost(top, 10, crate::store::index::MAX_TOP, child_complexity)")]
     async fn event_stats(
         &self,
