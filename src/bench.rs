@@ -586,6 +586,11 @@ pub struct SearchOptions {
     /// Query of `eventStats` and `eventHistogram` [default: none, every event].
     #[arg(long)]
     pub agg_query: Option<String>,
+    /// Ask the fleet (`fleet { events }`, `fleet { eventStats }`: every
+    /// node, from this one) instead of this node alone; `histogram` has no
+    /// fleet form.
+    #[arg(long)]
+    pub fleet: bool,
     /// API key or access token for the API (or set SECMON_TOKEN).
     #[arg(long, env = "SECMON_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -668,10 +673,22 @@ pub async fn search(opts: SearchOptions) -> Result<SearchReport, Error> {
     };
     let rfc =
         |t: DateTime<Utc>| gql_string(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
-    let page = format!(
-        "first: {}) {{ totalCount edges {{ node {{ id timestamp message }} }} }} }}",
-        opts.first
-    );
+    let page = if opts.fleet {
+        format!(
+            "first: {}) {{ totalCount partial events {{ event {{ id timestamp message }} }} }}",
+            opts.first
+        )
+    } else {
+        format!(
+            "first: {}) {{ totalCount edges {{ node {{ id timestamp message }} }} }}",
+            opts.first
+        )
+    };
+    let buckets = if opts.fleet {
+        "{ buckets { key count } partial }"
+    } else {
+        "{ key count }"
+    };
     let agg_query = opts
         .agg_query
         .as_deref()
@@ -679,19 +696,29 @@ pub async fn search(opts: SearchOptions) -> Result<SearchReport, Error> {
         .unwrap_or_default();
     let mut kinds = Vec::new();
     for &kind in &opts.kinds {
-        let query = match kind {
-            SearchKind::Term => format!("{{ events(query: {}, {page}", gql_string(&opts.term)),
-            SearchKind::Word => format!("{{ events(query: {}, {page}", gql_string(&opts.word)),
-            SearchKind::Phrase => format!("{{ events(query: {}, {page}", gql_string(&opts.phrase)),
-            SearchKind::Range => format!("{{ events(from: {}, to: {}, {page}", rfc(from), rfc(to)),
+        let field = match kind {
+            SearchKind::Term => format!("events(query: {}, {page}", gql_string(&opts.term)),
+            SearchKind::Word => format!("events(query: {}, {page}", gql_string(&opts.word)),
+            SearchKind::Phrase => format!("events(query: {}, {page}", gql_string(&opts.phrase)),
+            SearchKind::Range => format!("events(from: {}, to: {}, {page}", rfc(from), rfc(to)),
             SearchKind::Stats => format!(
-                "{{ eventStats({agg_query}groupBy: {}, top: 10) {{ key count }} }}",
+                "eventStats({agg_query}groupBy: {}, top: 10) {buckets}",
                 gql_string(&opts.group_by)
             ),
+            SearchKind::Histogram if opts.fleet => {
+                return Err(Error::BadOption(
+                    "the fleet has no eventHistogram: leave histogram out of --kinds".into(),
+                ));
+            }
             SearchKind::Histogram => format!(
-                "{{ eventHistogram({agg_query}interval: {}) {{ start count }} }}",
+                "eventHistogram({agg_query}interval: {}) {{ start count }}",
                 gql_string(&opts.interval)
             ),
+        };
+        let query = if opts.fleet {
+            format!("{{ fleet {{ {field} }} }}")
+        } else {
+            format!("{{ {field} }}")
         };
         kinds.push(run_kind(&client, &base, token, kind, query, &opts).await?);
     }
@@ -713,8 +740,15 @@ async fn run_kind(
     opts: &SearchOptions,
 ) -> Result<KindReport, Error> {
     let matched = |body: &Value| -> u64 {
-        let data = &body["data"];
+        let data = if opts.fleet {
+            &body["data"]["fleet"]
+        } else {
+            &body["data"]
+        };
         match kind {
+            SearchKind::Stats if opts.fleet => data["eventStats"]["buckets"]
+                .as_array()
+                .map_or(0, |a| a.len() as u64),
             SearchKind::Stats => data["eventStats"].as_array().map_or(0, |a| a.len() as u64),
             SearchKind::Histogram => data["eventHistogram"]
                 .as_array()
@@ -725,6 +759,12 @@ async fn run_kind(
     let mut answer = Value::Null;
     for _ in 0..opts.warmup.max(1) {
         answer = graphql(client, base, token, &query).await?;
+    }
+    let fleet = &answer["data"]["fleet"];
+    if fleet["events"]["partial"] == true || fleet["eventStats"]["partial"] == true {
+        return Err(Error::BadOption(format!(
+            "a node left its part out, so the fleet timings would not compare: {answer}"
+        )));
     }
     let left = Arc::new(std::sync::atomic::AtomicUsize::new(opts.requests));
     let started = Instant::now();

@@ -286,6 +286,39 @@ async fn events_and_alerts_reach_jetstream_once_through_a_server_restart() {
     node.app.stop().await;
 }
 
+/// A batch larger than what the client lets wait for acknowledgements
+/// (5000 by default), published while the alert sink publishes on the same
+/// connection: it once waited forever for a permit the other held.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_larger_than_the_ack_window_go_out_beside_the_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Server::nats(dir.path());
+    let mut cfg = node_config(dir.path());
+    cfg.export.nats_url = Some(Secret::new(nats.url("nats")));
+    cfg.export.nats_batch_size = 6000;
+    let node = Node::start(cfg).await;
+    let health = format!("http://{}", node.app.addrs().health);
+    let (status, body) = node.ingest(events(1, 12_000)).await;
+    assert_eq!(status, 200, "{body}");
+    let ready = eventually("every event exported", || async {
+        let ready = export_ready(&health, "nats").await;
+        (
+            ready["exported"] == 12_000 && ready["lag_events"] == 0,
+            ready,
+        )
+    })
+    .await;
+    assert_eq!(ready["failing"], false, "{ready}");
+    let url = nats.url("nats");
+    let all = eventually("every event and alert in the stream", || async {
+        let n = stream_count(&url, "SECMON_EVENTS").await;
+        (n == 12_000 + 1_200, n)
+    })
+    .await;
+    assert_eq!(all, 13_200);
+    node.app.stop().await;
+}
+
 /// Ingests `chunks` requests of `per_chunk` events in the background; the
 /// requests cut short by a kill fail, which is expected.
 fn ingest_in_background(daemon: &Daemon, chunks: u64, per_chunk: u64) {

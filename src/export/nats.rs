@@ -23,6 +23,11 @@ use crate::replicate::{self, Applied, SinkError};
 use crate::store::outbox::{Entry, Message};
 use crate::telemetry::metric;
 
+/// Most messages one publisher has sent and not yet seen acknowledged
+/// (however large its batch): the next waits for the oldest's
+/// acknowledgement.
+const WINDOW: usize = 2_000;
+
 /// The connection and stream shared by the event and the alert sink.
 #[derive(Clone)]
 pub struct Nats {
@@ -94,7 +99,13 @@ impl Nats {
         let node = node.to_string();
         Ok(Nats {
             shared: Arc::new(Shared {
-                js: jetstream::new(client),
+                // Each publisher (the event and the alert sink) holds at
+                // most WINDOW unacknowledged messages: both together stay
+                // under the context's limit, so neither waits for a permit
+                // the other holds.
+                js: jetstream::ContextBuilder::new()
+                    .max_ack_inflight(2 * WINDOW)
+                    .build(client),
                 stream: stream::Config {
                     name: cfg.nats_stream.clone(),
                     subjects: vec![format!("{prefix}.events.>"), format!("{prefix}.alerts.>")],
@@ -144,14 +155,20 @@ impl Nats {
     ) -> Result<(), Failed> {
         self.ensure_stream().await.map_err(Failed::nothing)?;
         let js = &self.shared.js;
-        let mut acks = Vec::new();
+        let mut acks = std::collections::VecDeque::with_capacity(WINDOW);
+        let mut through = 0;
         let mut failed = None;
         for (seq, subject, id, payload) in messages {
+            if acks.len() == WINDOW {
+                // The oldest must be confirmed before another goes out.
+                let (seq, ack) = acks.pop_front().expect("a full window");
+                through = self.confirmed(through, seq, ack).await?;
+            }
             let publish = PublishMessage::build()
                 .payload(payload.into())
                 .message_id(id);
             match js.send_publish(subject, publish).await {
-                Ok(ack) => acks.push((seq, Some(ack))),
+                Ok(ack) => acks.push_back((seq, Some(ack))),
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     // It never fits: sending it again would stop the sink.
                     tracing::warn!(
@@ -160,7 +177,7 @@ impl Nats {
                         "nats: a message is larger than the server's max_payload and is not exported; raise max_payload in the NATS server's configuration"
                     );
                     metrics::counter!(metric::EXPORT_DROPPED, "sink" => sink).increment(1);
-                    acks.push((seq, None));
+                    acks.push_back((seq, None));
                 }
                 Err(e) => {
                     if e.kind() == PublishErrorKind::StreamNotFound {
@@ -171,20 +188,8 @@ impl Nats {
                 }
             }
         }
-        let mut through = 0;
         for (seq, ack) in acks {
-            if let Some(ack) = ack
-                && let Err(e) = ack.await
-            {
-                if e.kind() == PublishErrorKind::StreamNotFound {
-                    self.shared.ready.store(false, Ordering::Release);
-                }
-                return Err(Failed {
-                    through,
-                    error: SinkError(format!("nats: not acknowledged: {e}")),
-                });
-            }
-            through = seq;
+            through = self.confirmed(through, seq, ack).await?;
         }
         match failed {
             Some(error) => Err(Failed {
@@ -193,6 +198,29 @@ impl Nats {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Waits for the acknowledgement of message `seq` (none: it was
+    /// dropped); the seq everything up to is confirmed, or the failure
+    /// with what was confirmed before it (`through`).
+    async fn confirmed(
+        &self,
+        through: u64,
+        seq: u64,
+        ack: Option<jetstream::context::PublishAckFuture>,
+    ) -> Result<u64, Failed> {
+        if let Some(ack) = ack
+            && let Err(e) = ack.await
+        {
+            if e.kind() == PublishErrorKind::StreamNotFound {
+                self.shared.ready.store(false, Ordering::Release);
+            }
+            return Err(Failed {
+                through,
+                error: SinkError(format!("nats: not acknowledged: {e}")),
+            });
+        }
+        Ok(seq)
     }
 }
 
