@@ -415,6 +415,7 @@ impl App {
             firewall,
             limits: config.api.clone(),
         });
+        let console = api::console::router(state.clone(), tls.is_some(), shutdown.clone());
         let schema = api::graphql::schema(state);
         let ingest_routes = ingest::bulk::router(
             writer.clone(),
@@ -431,7 +432,9 @@ impl App {
                 config.environment,
                 config.ingest.max_body_bytes,
             )
-            .merge(ingest_routes),
+            .merge(ingest_routes)
+            .merge(console)
+            .layer(axum::middleware::from_fn(api::console::browser_root)),
             &auth,
         );
         tasks.spawn(serve(

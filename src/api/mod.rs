@@ -1,5 +1,6 @@
 //! The HTTP surfaces: the API port (GraphQL and ingest), health, metrics.
 
+pub mod console;
 pub mod graphql;
 pub mod guard;
 pub mod health;

@@ -18,7 +18,7 @@ use ulid::Ulid;
 use super::limit::{Attempt, HashGate, LoginLimiter, Refusal, RequestLimiter};
 use super::token::{self, Jwt, TokenError};
 use super::{Actor, CanAdminister, Capability, Principal, PrincipalKind, Role, password};
-use crate::store::accounts::{AccountsTxn, ApiKey, RefreshToken, User};
+use crate::store::accounts::{AccountsTxn, ApiKey, ConsoleSession, RefreshToken, User};
 use crate::store::audit::Record;
 use crate::store::{self, Store};
 use crate::telemetry::metric;
@@ -101,6 +101,21 @@ enum Refreshed {
     Unknown,
 }
 
+/// How a successful sign-in is turned into what the caller gets, inside
+/// the transaction that audits it.
+type Issuer<T> = fn(&Auth, &AccountsTxn, &User) -> Result<T, AuthError>;
+
+/// How long a console session lasts, whatever is done with it.
+pub const CONSOLE_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// What a console sign-in hands out: the cookie's secret.
+#[derive(Debug, Clone)]
+pub struct ConsoleLogin {
+    pub secret: String,
+    pub expires_at: DateTime<Utc>,
+    pub principal: Principal,
+}
+
 /// What a login or a refresh hands out.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -121,6 +136,8 @@ pub struct Auth {
     pub requests: RequestLimiter,
     users: moka::sync::Cache<String, Arc<User>>,
     keys: moka::sync::Cache<String, Arc<ApiKey>>,
+    /// Console sessions by digest.
+    sessions: moka::sync::Cache<String, Arc<ConsoleSession>>,
     /// SHA-256 of `auth.fleet_api_key`, when set.
     fleet_key: Option<[u8; 32]>,
 }
@@ -163,6 +180,10 @@ impl Auth {
                 .time_to_live(PRINCIPAL_TTL)
                 .build(),
             keys: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(PRINCIPAL_TTL)
+                .build(),
+            sessions: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(PRINCIPAL_TTL)
                 .build(),
@@ -296,7 +317,7 @@ impl Auth {
             .logins
             .reserve(username, ip)
             .map_err(|refusal| self.refused(LOGIN_LOCKED, username, ip, refusal))?;
-        self.check_login(attempt, username, password, ip)
+        self.check_login(attempt, username, password, ip, Auth::new_tokens)
     }
 
     /// [`Auth::login`] for async callers: the attempt is reserved first
@@ -310,6 +331,28 @@ impl Auth {
         password: String,
         ip: IpAddr,
     ) -> Result<Tokens, AuthError> {
+        self.sign_in(username, password, ip, Auth::new_tokens).await
+    }
+
+    /// [`Auth::login_async`] for the console: the same checks, lockouts
+    /// and audit, and a console session instead of tokens.
+    pub async fn console_login_async(
+        self: &Arc<Self>,
+        username: String,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<ConsoleLogin, AuthError> {
+        self.sign_in(username, password, ip, Auth::new_console_session)
+            .await
+    }
+
+    async fn sign_in<T: Send + 'static>(
+        self: &Arc<Self>,
+        username: String,
+        password: String,
+        ip: IpAddr,
+        issue: Issuer<T>,
+    ) -> Result<T, AuthError> {
         let attempt = match self.logins.reserve(&username, ip) {
             Ok(attempt) => attempt,
             Err(refusal) => {
@@ -324,7 +367,7 @@ impl Auth {
         let auth = self.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            auth.check_login(attempt, &username, &password, ip)
+            auth.check_login(attempt, &username, &password, ip, issue)
         })
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?
@@ -388,13 +431,14 @@ impl Auth {
     }
 
     /// The password check of a reserved login attempt (blocking: argon2).
-    fn check_login(
+    fn check_login<T>(
         &self,
         attempt: Attempt,
         username: &str,
         password: &str,
         ip: IpAddr,
-    ) -> Result<Tokens, AuthError> {
+        issue: Issuer<T>,
+    ) -> Result<T, AuthError> {
         let user = self.store.user(username)?;
         let ok = match &user {
             Some(u) => password::verify(password, &u.password_hash) && !u.disabled,
@@ -417,10 +461,107 @@ impl Auth {
         };
         attempt.succeeded();
         ::metrics::counter!(metric::LOGINS, "result" => "success").increment(1);
-        let family = Ulid::generate().to_string();
         self.store.accounts_write(|tx| {
             tx.audit(&actor, Record::new("login").target(&user.username))?;
-            self.issue(tx, &user, family)
+            issue(self, tx, &user)
+        })
+    }
+
+    /// Tokens of a new family, at a login.
+    fn new_tokens(&self, tx: &AccountsTxn, user: &User) -> Result<Tokens, AuthError> {
+        self.issue(tx, user, Ulid::generate().to_string())
+    }
+
+    /// A console session, at a console sign-in.
+    fn new_console_session(
+        &self,
+        tx: &AccountsTxn,
+        user: &User,
+    ) -> Result<ConsoleLogin, AuthError> {
+        let secret = format!("{}{}", token::CONSOLE_PREFIX, random()?);
+        let now = Utc::now();
+        let expires_at = now + CONSOLE_SESSION_TTL;
+        tx.put_console_session(
+            &token::digest(&secret),
+            &ConsoleSession {
+                username: user.username.clone(),
+                epoch: user.epoch,
+                created_at: now,
+                expires_at,
+            },
+        )?;
+        Ok(ConsoleLogin {
+            secret,
+            expires_at,
+            principal: Principal {
+                name: user.username.clone(),
+                kind: PrincipalKind::User,
+                role: user.role,
+            },
+        })
+    }
+
+    /// The user behind a console session's secret: refused once the
+    /// session expired or ended (sign-out), or the user's epoch moved on
+    /// (a password or role change, disabling) or the user is gone.
+    pub fn console_principal(&self, secret: &str) -> Result<Principal, AuthError> {
+        let ended =
+            || AuthError::Unauthenticated("the console session has ended: sign in again".into());
+        if !secret.starts_with(token::CONSOLE_PREFIX) {
+            return Err(ended());
+        }
+        let digest = token::digest(secret);
+        let session = match self.sessions.get(&digest) {
+            Some(session) => session,
+            None => {
+                let session = Arc::new(self.store.console_session(&digest)?.ok_or_else(ended)?);
+                self.sessions.insert(digest, session.clone());
+                session
+            }
+        };
+        if session.expires_at <= Utc::now() {
+            return Err(ended());
+        }
+        match self.cached_user(&session.username)? {
+            Some(user) if !user.disabled && user.epoch == session.epoch => Ok(Principal {
+                name: user.username.clone(),
+                kind: PrincipalKind::User,
+                role: user.role,
+            }),
+            _ => Err(ended()),
+        }
+    }
+
+    /// [`Auth::console_principal`] off the async threads (a session not in
+    /// the cache is read from redb).
+    pub async fn console_principal_async(
+        self: &Arc<Self>,
+        secret: String,
+    ) -> Result<Principal, AuthError> {
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || auth.console_principal(&secret))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+    }
+
+    /// Ends a console session (sign-out), audited as `logout`.
+    pub fn console_logout(&self, secret: &str, ip: IpAddr) -> Result<(), AuthError> {
+        let digest = token::digest(secret);
+        self.sessions.invalidate(&digest);
+        self.store.accounts_write(|tx| {
+            if let Some(session) = tx.remove_console_session(&digest)? {
+                let actor = Actor {
+                    name: session.username.clone(),
+                    ip: Some(ip),
+                };
+                tx.audit(
+                    &actor,
+                    Record::new("logout")
+                        .target(&session.username)
+                        .after(serde_json::json!({ "session": "console" })),
+                )?;
+            }
+            Ok(())
         })
     }
 

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 pub const API_KEY_PREFIX: &str = "smk_";
 /// Prefix of refresh tokens.
 pub const REFRESH_PREFIX: &str = "smr_";
+/// Prefix of console session secrets (the cookie).
+pub const CONSOLE_PREFIX: &str = "sms_";
 
 /// What an access token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

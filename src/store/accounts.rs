@@ -1,5 +1,6 @@
 //! Accounts in redb: `users` (name -> user), `api_keys` (id -> key, its
-//! secret only as a digest) and `refresh_tokens` (digest -> token). The
+//! secret only as a digest), `refresh_tokens` (digest -> token) and
+//! `console_sessions` (digest -> the console's sign-in session). The
 //! rules about them (rotation, lockout, who may do what) live in
 //! [`crate::auth`]; this module stores and reads, one transaction per
 //! [`Store::accounts_write`] call, with the audit entry inside it.
@@ -16,6 +17,8 @@ pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("use
 pub(super) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 pub(super) const REFRESH_TOKENS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("refresh_tokens");
+pub(super) const CONSOLE_SESSIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("console_sessions");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct User {
@@ -54,6 +57,17 @@ pub struct RefreshToken {
     pub expires_at: DateTime<Utc>,
     /// Replaced by a newer token of the family.
     pub used: bool,
+}
+
+/// A console sign-in (the cookie holds its secret; stored by digest).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConsoleSession {
+    pub username: String,
+    /// The user's epoch at sign-in: a password or role change, or disabling
+    /// the user, ends the session.
+    pub epoch: u32,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
@@ -133,6 +147,26 @@ impl AccountsTxn<'_> {
         Ok(revoked)
     }
 
+    /// Stores a console session, and drops the expired ones.
+    pub fn put_console_session(&self, digest: &str, session: &ConsoleSession) -> Result<()> {
+        let now = Utc::now();
+        let mut table = self.txn.open_table(CONSOLE_SESSIONS)?;
+        table.retain(|_, bytes| {
+            decode::<ConsoleSession>("console session", bytes).is_ok_and(|s| s.expires_at > now)
+        })?;
+        table.insert(digest, encode(session)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a console session; the one removed.
+    pub fn remove_console_session(&self, digest: &str) -> Result<Option<ConsoleSession>> {
+        let mut table = self.txn.open_table(CONSOLE_SESSIONS)?;
+        let removed = table.remove(digest)?;
+        removed
+            .map(|v| decode("console session", v.value()))
+            .transpose()
+    }
+
     pub fn audit(&self, actor: &Actor, record: audit::Record) -> Result<u64> {
         audit::append(self.txn, actor, record)
     }
@@ -163,6 +197,10 @@ impl Store {
 
     pub fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
         self.read_one(API_KEYS, "api key", id)
+    }
+
+    pub fn console_session(&self, digest: &str) -> Result<Option<ConsoleSession>> {
+        self.read_one(CONSOLE_SESSIONS, "console session", digest)
     }
 
     pub fn users(&self) -> Result<Vec<User>> {

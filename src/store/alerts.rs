@@ -146,16 +146,47 @@ pub struct AlertFilter {
     pub from: Option<DateTime<Utc>>,
     /// Last seen before.
     pub to: Option<DateTime<Utc>>,
+    /// Grouped by this `host.name`.
+    pub host: Option<String>,
+    /// Grouped by this `source.ip`.
+    pub source_ip: Option<String>,
+    /// Assigned to this user; the empty string: to nobody.
+    pub assignee: Option<String>,
 }
 
 impl AlertFilter {
     fn matches(&self, a: &Alert) -> bool {
-        self.status.is_none_or(|s| a.status == s)
-            && self.severity.as_deref().is_none_or(|s| a.severity == s)
+        self.status.is_none_or(|s| a.status == s) && self.matches_but_status(a)
+    }
+
+    fn matches_but_status(&self, a: &Alert) -> bool {
+        self.severity.as_deref().is_none_or(|s| a.severity == s)
             && self.rule_id.as_deref().is_none_or(|r| a.rule_id == r)
             && self.from.is_none_or(|t| a.last_seen >= t)
             && self.to.is_none_or(|t| a.last_seen < t)
+            && self
+                .host
+                .as_deref()
+                .is_none_or(|h| a.key_value("host.name") == Some(h))
+            && self
+                .source_ip
+                .as_deref()
+                .is_none_or(|ip| a.key_value("source.ip") == Some(ip))
+            && self
+                .assignee
+                .as_deref()
+                .is_none_or(|u| a.assignee.as_deref().unwrap_or_default() == u)
     }
+}
+
+/// A page of the alert queue and the counts beside it.
+#[derive(Debug, Default)]
+pub struct AlertQueue {
+    pub alerts: Vec<Alert>,
+    /// More match after the page.
+    pub more: bool,
+    /// Alerts matching the filter but its status, per status.
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Why an analyst's change was not applied.
@@ -248,6 +279,39 @@ impl Store {
                 }
             }
             Ok((out, false))
+        })
+    }
+
+    /// [`Store::alerts`] and, in the same pass, how many alerts of each
+    /// status match the rest of `filter` (the console's queue).
+    pub fn alert_queue(
+        &self,
+        filter: &AlertFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<AlertQueue> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ALERTS)?;
+            let mut queue = AlertQueue::default();
+            for item in table.iter()?.rev() {
+                let (id, bytes) = item?;
+                let alert = decode(id.value(), bytes.value())?;
+                if !filter.matches_but_status(&alert) {
+                    continue;
+                }
+                *queue.counts.entry(alert.status.as_str()).or_default() += 1;
+                let wanted = filter.status.is_none_or(|s| alert.status == s)
+                    && before.is_none_or(|b| alert.id < b);
+                if wanted {
+                    if queue.alerts.len() == limit {
+                        queue.more = true;
+                    } else {
+                        queue.alerts.push(alert);
+                    }
+                }
+            }
+            Ok(queue)
         })
     }
 

@@ -635,6 +635,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(accounts::USERS)?;
         txn.open_table(accounts::API_KEYS)?;
         txn.open_table(accounts::REFRESH_TOKENS)?;
+        txn.open_table(accounts::CONSOLE_SESSIONS)?;
         txn.open_table(audit::AUDIT)?;
         txn.open_table(outbox::OUTBOX)?;
         txn.open_table(outbox::CURSORS)?;

@@ -32,6 +32,7 @@ pub const UNAUTHENTICATED: &str = "secmon_unauthenticated_requests_total";
 pub const SUBSCRIPTION_LAGGED: &str = "secmon_subscription_lagged_total";
 pub const API_PANICS: &str = "secmon_api_panics_total";
 pub const GRAPHQL_REFUSED: &str = "secmon_graphql_refused_total";
+pub const CONSOLE_REFUSED: &str = "secmon_console_refused_total";
 pub const HTTP_REQUESTS: &str = "secmon_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "secmon_http_request_duration_seconds";
 pub const TLS_RELOADS: &str = "secmon_tls_reloads_total";

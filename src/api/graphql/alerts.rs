@@ -99,6 +99,7 @@ impl AlertsQuery {
             rule_id,
             from,
             to,
+            ..AlertFilter::default()
         };
         let (alerts, more) =
             blocking(move || state.store.alerts(&filter, before, limit).map_err(internal)).await?;

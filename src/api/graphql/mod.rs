@@ -12,7 +12,7 @@ mod notifications;
 mod rules;
 mod stats;
 mod system;
-mod triage;
+pub mod triage;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

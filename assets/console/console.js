@@ -1,0 +1,94 @@
+// secmon console: the theme switch, selection, keyboard shortcuts, and
+// the live queue. No inline script anywhere (the CSP forbids it); this
+// file is the only script, served from this origin with its SRI digest.
+"use strict";
+
+(function () {
+  const root = document.documentElement;
+
+  // Theme: the system's until switched; the choice is a cookie the server
+  // reads, so the next page is drawn in it from the first paint.
+  const themeButton = document.getElementById("theme");
+  if (themeButton) {
+    themeButton.addEventListener("click", function () {
+      const dark = root.dataset.theme
+        ? root.dataset.theme === "dark"
+        : window.matchMedia("(prefers-color-scheme: dark)").matches;
+      const next = dark ? "light" : "dark";
+      root.dataset.theme = next;
+      document.cookie = "secmon_theme=" + next + "; Path=/ui; Max-Age=31536000; SameSite=Strict";
+    });
+  }
+
+  // Select every alert of the page.
+  const all = document.getElementById("select-all");
+  if (all) {
+    all.addEventListener("change", function () {
+      document.querySelectorAll('#triage input[name="id"]').forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
+  }
+
+  // Keyboard: plain keys only, never with a modifier, never in a field.
+  const help = document.getElementById("help");
+  const helpButton = document.getElementById("shortcuts");
+  if (help && helpButton) {
+    helpButton.addEventListener("click", function () { help.showModal(); });
+  }
+  let pendingG = false;
+  let cursor = -1;
+  function rows() { return Array.from(document.querySelectorAll("tbody tr[data-id]")); }
+  function moveCursor(step) {
+    const list = rows();
+    if (!list.length) return;
+    if (cursor >= 0 && list[cursor]) list[cursor].classList.remove("cursor");
+    cursor = Math.max(0, Math.min(list.length - 1, cursor + step));
+    list[cursor].classList.add("cursor");
+    list[cursor].scrollIntoView({ block: "nearest" });
+  }
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    if (help && help.open) return;
+    const key = e.key;
+    if (pendingG) {
+      pendingG = false;
+      if (key === "a") { window.location.href = "/ui/alerts"; e.preventDefault(); }
+      return;
+    }
+    if (key === "?") { if (help) help.showModal(); e.preventDefault(); }
+    else if (key === "g") { pendingG = true; }
+    else if (key === "j") { moveCursor(1); e.preventDefault(); }
+    else if (key === "k") { moveCursor(-1); e.preventDefault(); }
+    else if (key === "x") {
+      const row = rows()[cursor];
+      const box = row && row.querySelector('input[name="id"]');
+      if (box) { box.checked = !box.checked; e.preventDefault(); }
+    } else if (key === "f") {
+      const field = document.querySelector(".filters select, .filters input:not([type=hidden])");
+      if (field) { field.focus(); e.preventDefault(); }
+    }
+  });
+
+  // Live queue: changed alerts update in place; new ones are announced,
+  // never inserted under the reader's eyes.
+  const live = document.getElementById("live");
+  if (live && window.EventSource) {
+    const source = new EventSource("/ui/alerts/live");
+    source.addEventListener("alert", function (msg) {
+      let alert;
+      try { alert = JSON.parse(msg.data); } catch (_) { return; }
+      const row = document.querySelector('tbody tr[data-id="' + String(alert.id).replace(/[^0-9]/g, "") + '"]');
+      if (row) {
+        const status = row.querySelector(".status");
+        if (status) { status.textContent = alert.status; status.dataset.status = alert.status; }
+        const count = row.querySelector(".num");
+        if (count) count.textContent = String(alert.count);
+      } else if (alert.new) {
+        live.hidden = false;
+      }
+    });
+  }
+})();

@@ -1,0 +1,458 @@
+//! The analyst console over real HTTP: sign-in and its cookie, the
+//! security headers, CSRF, the alert queue and bulk triage, the live feed,
+//! and what each role is offered and allowed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, Node, config_with_rule, eventually, keyword_rule};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+
+const RULE_ID: &str = "c0ffee00-0000-4000-8000-000000000018";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn start(dir: &std::path::Path) -> Node {
+    let rule = keyword_rule("Console test brute force", RULE_ID, "console-alert", "high");
+    Node::start(config_with_rule(dir, &rule)).await
+}
+
+/// A client that follows no redirect (each is checked) and sends no cookie
+/// by itself.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(headers: &HeaderMap) -> &str {
+    headers.get(LOCATION).unwrap().to_str().unwrap()
+}
+
+/// `n` events from their own addresses, each raising an alert.
+fn alerting_events(first: u32, n: u32) -> String {
+    (first..first + n)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"message": format!("console-alert attempt {i}"), "source.ip": format!("10.18.0.{i}"),
+                       "host.name": "web-1", "user.name": "root"})
+            )
+        })
+        .collect()
+}
+
+struct Signed {
+    cookie: String,
+    csrf: String,
+}
+
+/// Signs in through the form; the session cookie and the CSRF token of the
+/// queue page.
+async fn sign_in(node: &Node, user: &str, password: &str) -> Signed {
+    let http = browser();
+    let resp = http
+        .post(node.api("/ui/login"))
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("next", "/ui/alerts"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(resp.headers()), "/ui/alerts");
+    let set = resp
+        .headers()
+        .get(SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = get(node, &cookie, "/ui/alerts").await;
+    Signed {
+        csrf: csrf_of(&page),
+        cookie,
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let start = page
+        .find("name=\"csrf-token\" content=\"")
+        .expect("a CSRF token")
+        + 27;
+    page[start..start + 64].to_owned()
+}
+
+async fn get(node: &Node, cookie: &str, path: &str) -> String {
+    let resp = browser()
+        .get(node.api(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    resp.text().await.unwrap()
+}
+
+async fn triage(
+    node: &Node,
+    signed: &Signed,
+    form: &[(&str, &str)],
+    origin: &str,
+) -> reqwest::Response {
+    browser()
+        .post(node.api("/ui/alerts/triage"))
+        .header("cookie", &signed.cookie)
+        .header("origin", origin)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn origin(node: &Node) -> String {
+    format!("http://{}", node.app.addrs().graphql)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_lands_on_the_sign_in_page_and_elasticsearch_clients_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let http = browser();
+    let resp = http
+        .get(node.api("/"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(resp.headers()), "/ui/");
+    let resp = http.get(node.api("/ui/")).send().await.unwrap();
+    assert_eq!(location(resp.headers()), "/ui/alerts");
+    let resp = http
+        .get(node.api("/ui/alerts?status=resolved"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(resp.headers()),
+        "/ui/login?next=%2Fui%2Falerts%3Fstatus%3Dresolved"
+    );
+
+    // An Elasticsearch client's GET / keeps the cluster answer.
+    let es: Value = node
+        .http
+        .get(node.api("/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(es["tagline"], "You Know, for Search");
+
+    // The sign-in page: strict headers, no inline script or style.
+    let resp = http.get(node.api("/ui/login")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-security-policy"], CSP);
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    let page = resp.text().await.unwrap();
+    assert!(!page.contains("<script>") && !page.contains("<style") && !page.contains(" style="));
+    assert!(!page.contains(" onclick") && !page.contains(" onload"));
+    // The assets it links answer with the digest it names.
+    let js = page
+        .split("src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let resp = http.get(node.api(&js)).send().await.unwrap();
+    assert_eq!(
+        resp.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_analyst_signs_in_triages_in_bulk_and_signs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let http = browser();
+
+    // A wrong password: the same answer as the API's, on the page.
+    let resp = http
+        .post(node.api("/ui/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", "wrong"),
+            ("next", "/ui/alerts"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("invalid username or password")
+    );
+    // A sign-in posted from another site is refused before the password is looked at.
+    let resp = http
+        .post(node.api("/ui/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // `next` never leaves the console.
+    let resp = http
+        .post(node.api("/ui/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("next", "//evil.example/ui/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(resp.headers()), "/ui/alerts");
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.starts_with("secmon_session=sms_"), "{set}");
+    assert!(
+        set.contains("; Path=/ui; HttpOnly; SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "plain HTTP in this test: {set}");
+
+    let (status, body) = node.ingest(alerting_events(1, 12)).await;
+    assert_eq!(status, 200, "{body}");
+    let signed = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+    let page = eventually("twelve open alerts in the queue", || async {
+        let page = get(&node, &signed.cookie, "/ui/alerts").await;
+        (page.matches("data-id=").count() == 12, page)
+    })
+    .await;
+    assert!(page.contains("Console test brute force"));
+    assert!(page.contains("10.18.0.7"));
+    assert!(
+        page.contains(r#"data-status="open">Open <span class="count">12</span>"#),
+        "{page}"
+    );
+
+    // The cookie is no credential for the API: GraphQL takes Authorization only.
+    let v: Value = http
+        .post(node.api("/graphql"))
+        .header("cookie", &signed.cookie)
+        .json(&json!({"query": "{ alerts { edges { node { id } } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{v}"
+    );
+
+    let ids: Vec<String> = page
+        .match_indices("name=\"id\" value=\"")
+        .map(|(at, m)| page[at + m.len()..].split('"').next().unwrap().to_owned())
+        .take(5)
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let mut form: Vec<(&str, &str)> = ids.iter().map(|id| ("id", id.as_str())).collect();
+    form.extend([
+        ("action", "resolve"),
+        ("comment", "blocked at the edge"),
+        ("back", "/ui/alerts"),
+    ]);
+
+    // Without the token, with another session's, from another origin: refused.
+    let resp = triage(&node, &signed, &form, &origin(&node)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let mut with_token = form.clone();
+    with_token.push(("csrf", signed.csrf.as_str()));
+    let resp = triage(&node, &signed, &with_token, "https://evil.example").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let other = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+    let mut foreign = form.clone();
+    foreign.push(("csrf", other.csrf.as_str()));
+    let resp = triage(&node, &signed, &foreign, &origin(&node)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // With it: all five resolved in one change, and the page says so.
+    let resp = triage(&node, &signed, &with_token, &origin(&node)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(resp.headers()), "/ui/alerts?done=5-resolve");
+    let page = get(&node, &signed.cookie, "/ui/alerts?done=5-resolve").await;
+    assert!(page.contains("5 alerts resolved."));
+    assert_eq!(page.matches("data-id=").count(), 7);
+    let resolved = get(&node, &signed.cookie, "/ui/alerts?status=resolved").await;
+    assert_eq!(resolved.matches("data-id=").count(), 5);
+    let v = node
+        .graphql(
+            "query($id: ID!) { alert(id: $id) { status history { actor action comment } } }",
+            json!({"id": ids[0]}),
+        )
+        .await;
+    assert_eq!(v["data"]["alert"]["status"], "RESOLVED", "{v}");
+    assert_eq!(v["data"]["alert"]["history"][0]["actor"], "admin");
+    assert_eq!(
+        v["data"]["alert"]["history"][0]["comment"],
+        "blocked at the edge"
+    );
+
+    // One alert already resolved makes the whole change fail: nothing moves.
+    let mut mixed: Vec<(&str, &str)> = vec![("id", ids[0].as_str()), ("id", ids[1].as_str())];
+    mixed.extend([("action", "acknowledge"), ("csrf", signed.csrf.as_str())]);
+    let resp = triage(&node, &signed, &mixed, &origin(&node)).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert!(resp.text().await.unwrap().contains("nothing was changed"));
+
+    // Signing out ends the session on the server, not only in the browser.
+    let resp = http
+        .post(node.api("/ui/logout"))
+        .header("cookie", &signed.cookie)
+        .form(&[("csrf", signed.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(resp.headers()), "/ui/login");
+    assert!(
+        resp.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let resp = http
+        .get(node.api("/ui/alerts"))
+        .header("cookie", &signed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let metrics = node.metrics().await;
+    assert!(
+        metrics.contains("secmon_console_refused_total{code=\"CSRF\"} 3"),
+        "{metrics}"
+    );
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_is_offered_no_triage_and_a_forged_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let v = node
+        .graphql(
+            "mutation { createUser(username: \"vic\", password: \"vic-password-1234\", role: VIEWER) { username } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["createUser"]["username"], "vic", "{v}");
+    let (status, _) = node.ingest(alerting_events(1, 2)).await;
+    assert_eq!(status, 200);
+    let signed = sign_in(&node, "vic", "vic-password-1234").await;
+    let page = eventually("the viewer sees the alerts", || async {
+        let page = get(&node, &signed.cookie, "/ui/alerts").await;
+        (page.matches("data-id=").count() == 2, page)
+    })
+    .await;
+    assert!(
+        !page.contains("With the selected alerts"),
+        "no triage controls"
+    );
+    assert!(!page.contains("name=\"id\""), "no selection");
+    let id = page
+        .split("data-id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let form = [
+        ("id", id),
+        ("action", "resolve"),
+        ("csrf", signed.csrf.as_str()),
+    ];
+    let resp = triage(&node, &signed, &form, &origin(&node)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.text().await.unwrap().contains("viewer"));
+
+    // A role change ends the session: the next page asks to sign in again.
+    let v = node
+        .graphql(
+            "mutation { setUserRole(username: \"vic\", role: ANALYST) { role } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["setUserRole"]["role"], "ANALYST", "{v}");
+    let resp = browser()
+        .get(node.api("/ui/alerts"))
+        .header("cookie", &signed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(location(resp.headers()).starts_with("/ui/login"));
+    node.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_queue_announces_new_alerts_and_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let signed = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+    let mut live = browser()
+        .get(node.api("/ui/alerts/live"))
+        .header("cookie", &signed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let (status, _) = node.ingest(alerting_events(40, 1)).await;
+    assert_eq!(status, 200);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains("event: alert") {
+        let chunk = tokio::time::timeout_at(deadline, live.chunk())
+            .await
+            .expect("an alert event in time")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = seen.split("data: ").nth(1).unwrap().lines().next().unwrap();
+    let alert: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["new"], true);
+    node.app.stop().await;
+}
