@@ -148,6 +148,26 @@ ensure_export_peers() {
     pip_ensure duckdb 'duckdb>=1.1'
 }
 
+ensure_browser() {
+    # tests/console_browser.rs drives Debian's chromium through its
+    # chromedriver, and checks every page with axe-core (npm, vendored into
+    # .tools/; never sent to the browser by the node itself).
+    local missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    if [ ! -f .tools/axe-core/axe.min.js ]; then
+        say "fetching axe-core"
+        mkdir -p .tools/axe-core
+        (cd .tools && npm pack --silent axe-core@4 >/dev/null && tar xzf axe-core-4*.tgz -C axe-core --strip-components 1 \
+            && rm -f axe-core-4*.tgz) || die "cannot fetch axe-core from npm"
+    fi
+    export SECMON_AXE_JS="$PWD/.tools/axe-core/axe.min.js"
+}
+
 ensure_firewall() {
     # Active response tests build a network namespace (iproute2) and block
     # in nftables inside it.
@@ -166,6 +186,7 @@ ensure_redis
 ensure_haproxy
 ensure_export_peers
 ensure_firewall
+ensure_browser
 ensure_promtool
 ensure_es_client
 ensure_senders

@@ -1,0 +1,413 @@
+//! The console in a real browser: Debian's chromium driven through its
+//! chromedriver with fantoccini (WebDriver). Alerts raised by real syslog
+//! over TCP; every page checked with axe-core in light and dark.
+//!
+//! Needs `chromium`, `chromedriver` and axe-core (`SECMON_AXE_JS`, else
+//! `.tools/axe-core/axe.min.js`): `scripts/test.sh` installs them. With
+//! `SECMON_UPDATE_SCREENSHOTS=1` the screenshots it takes replace those in
+//! `docs/console/`; otherwise they go to `target/console-screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_PASSWORD, Node, config_with_rule, free_port, keyword_rule};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+const RULE_ID: &str = "c0ffee00-0000-4000-8000-000000000181";
+
+struct Browser {
+    driver: Child,
+    client: Client,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A headless chromium at 1280×720 through a chromedriver of the test's own.
+async fn browser() -> Browser {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (scripts/test.sh installs Debian's chromium-driver)");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--window-size=1280,720", "--hide-scrollbars"]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => return Browser { driver, client },
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no WebDriver session: {e}"),
+        }
+    }
+}
+
+/// Waits until `script` (a function body) returns true in the page.
+async fn until(client: &Client, what: &str, script: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.execute(script, vec![]).await.unwrap() == Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn url(client: &Client) -> String {
+    client.current_url().await.unwrap().to_string()
+}
+
+/// axe-core's serious and critical violations on the current page.
+async fn axe(client: &Client, page: &str) {
+    let path = std::env::var_os("SECMON_AXE_JS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/axe-core/axe.min.js"),
+        PathBuf::from,
+    );
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh fetches axe-core)", path.display()));
+    // WebDriver runs scripts outside the page's CSP: axe is loaded for the
+    // test only, never by the page.
+    client
+        .execute(&format!("{source}\nreturn true;"), vec![])
+        .await
+        .unwrap();
+    let found = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document).then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                             nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, json!([]), "axe-core on {page}");
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = if std::env::var_os("SECMON_UPDATE_SCREENSHOTS").is_some() {
+        root.join("docs/console")
+    } else {
+        root.join("target/console-screenshots")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn sign_in(client: &Client, base: &str, user: &str, password: &str) {
+    client.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        url(client).await.contains("/ui/login"),
+        "a browser's GET / lands on the sign-in page"
+    );
+    client
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the alert queue",
+        "return !!document.querySelector('table.queue');",
+    )
+    .await;
+}
+
+/// Failed sshd logins in bursts from a few addresses, timestamped now, as
+/// a syslog sender writes them: the built-in rules and the test's rule
+/// raise alerts from them.
+fn attack_lines() -> String {
+    let now = chrono::Utc::now();
+    let mut lines = String::new();
+    for attacker in 1..=6u32 {
+        for attempt in 0..8u32 {
+            let at =
+                (now - chrono::Duration::seconds(i64::from(60 - attempt))).format("%b %e %H:%M:%S");
+            lines.push_str(&format!(
+                "<38>{at} web-{} sshd[{}]: Failed password for root from 203.0.113.{attacker} port {} ssh2 console-attack\n",
+                attacker % 2 + 1,
+                1000 + attacker,
+                40_000 + attempt
+            ));
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analysts_triage_live_alerts_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = keyword_rule("Console attack seen", RULE_ID, "console-attack", "high");
+    let mut cfg = config_with_rule(dir.path(), &rule);
+    cfg.detection.builtin = true;
+    cfg.ports.syslog_tcp = Some(0);
+    let node = Node::start(cfg).await;
+    let v = node
+        .graphql(
+            "mutation { createUser(username: \"vic\", password: \"vic-password-1234\", role: VIEWER) { username } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["createUser"]["username"], "vic", "{v}");
+    let base = format!("http://{}", node.app.addrs().graphql);
+    let browser = browser().await;
+    let client = &browser.client;
+
+    // The sign-in page, light: accessible.
+    client.goto(&format!("{base}/")).await.unwrap();
+    until(
+        client,
+        "the sign-in page",
+        "return !!document.getElementById('username');",
+    )
+    .await;
+    axe(client, "sign-in").await;
+    screenshot(client, "login").await;
+
+    sign_in(client, &base, "admin", ADMIN_PASSWORD).await;
+    assert!(url(client).await.ends_with("/ui/alerts"));
+    // Alerts raised by real syslog arrive while the analyst reads the
+    // queue: announced, never inserted under the reader's eyes.
+    let mut syslog = tokio::net::TcpStream::connect(node.app.addrs().syslog_tcp.unwrap())
+        .await
+        .unwrap();
+    syslog.write_all(attack_lines().as_bytes()).await.unwrap();
+    syslog.flush().await.unwrap();
+    until(
+        client,
+        "the new-alerts notice",
+        "return !document.getElementById('live').hidden;",
+    )
+    .await;
+    assert_eq!(
+        client
+            .execute(
+                "return document.querySelectorAll('tbody tr[data-id]').length;",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!(0),
+        "the rows did not move"
+    );
+    client
+        .find(Locator::Css("#live a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the new alerts",
+        "return document.querySelectorAll('tbody tr[data-id]').length >= 6;",
+    )
+    .await;
+    axe(client, "alerts (light)").await;
+    screenshot(client, "alerts").await;
+
+    // The keyboard: `?` lists the shortcuts; `j` `x` select the first row.
+    let body = client.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("?").await.unwrap();
+    until(
+        client,
+        "the shortcuts",
+        "return document.getElementById('help').open;",
+    )
+    .await;
+    axe(client, "shortcuts").await;
+    client
+        .find(Locator::Css("#help button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    body.send_keys("jx").await.unwrap();
+    until(
+        client,
+        "the first row selected",
+        "return document.querySelector('tbody input[name=id]').checked;",
+    )
+    .await;
+
+    // Bulk: every alert of the page resolved with a comment, in one change.
+    client
+        .find(Locator::Id("select-all"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rows = client
+        .execute(
+            "return document.querySelectorAll('tbody tr[data-id]').length;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    client
+        .find(Locator::Css("select[name=action]"))
+        .await
+        .unwrap()
+        .select_by_value("resolve")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=comment]"))
+        .await
+        .unwrap()
+        .send_keys("blocked upstream")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(".actions button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the change confirmed",
+        "return !!document.querySelector('.notice');",
+    )
+    .await;
+    let notice = client
+        .find(Locator::Css(".notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, format!("{rows} alerts resolved."));
+    let resolved = node
+        .graphql(
+            "{ alerts(status: RESOLVED, first: 100) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        resolved["data"]["alerts"]["edges"]
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        rows
+    );
+
+    // Dark, by the switch: accessible too, and kept on the next page.
+    client
+        .goto(&format!("{base}/ui/alerts?status=resolved"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("theme"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "dark",
+        "return document.documentElement.dataset.theme === 'dark';",
+    )
+    .await;
+    axe(client, "alerts (dark)").await;
+    client.refresh().await.unwrap();
+    until(
+        client,
+        "dark after a reload",
+        "return document.documentElement.dataset.theme === 'dark';",
+    )
+    .await;
+    screenshot(client, "alerts-dark").await;
+
+    // Sign out: back to the sign-in page; the queue asks to sign in again.
+    client
+        .find(Locator::Css("form[action='/ui/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "signed out",
+        "return location.pathname === '/ui/login';",
+    )
+    .await;
+    client.goto(&format!("{base}/ui/alerts")).await.unwrap();
+    assert!(url(client).await.contains("/ui/login?next="));
+
+    // A viewer reads the queue and is offered no triage.
+    sign_in(client, &base, "vic", "vic-password-1234").await;
+    client
+        .goto(&format!("{base}/ui/alerts?status=resolved"))
+        .await
+        .unwrap();
+    until(
+        client,
+        "the viewer's queue",
+        "return document.querySelectorAll('tbody tr[data-id]').length > 0;",
+    )
+    .await;
+    assert_eq!(
+        client
+            .execute("return [!!document.getElementById('select-all'), document.querySelectorAll('.actions').length];", vec![])
+            .await
+            .unwrap(),
+        json!([false, 0])
+    );
+    axe(client, "alerts (viewer, dark)").await;
+    browser.client.clone().close().await.unwrap();
+    node.app.stop().await;
+}
