@@ -456,3 +456,167 @@ async fn the_live_queue_announces_new_alerts_and_changes() {
     assert_eq!(alert["new"], true);
     node.app.stop().await;
 }
+
+/// A network namespace of the test's own for nftables (`smk<n>`), deleted
+/// at the end.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Netns {
+        let start = std::process::id() % 100;
+        let name = (0..100)
+            .map(|i| format!("smk{}", 100 + (start + i) % 100))
+            .find(|name| {
+                std::process::Command::new("ip")
+                    .args(["netns", "add", name])
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .expect("a free network namespace smk100..smk199 (as root)");
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_shows_its_story_and_its_source_is_blocked_and_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::create();
+    let rule = "title: Console detail brute force\nid: c0ffee00-0000-4000-8000-000000000182\n\
+                tags:\n    - attack.credential_access\n    - attack.t1110.001\n\
+                logsource:\n    product: linux\n\
+                detection:\n    keywords:\n        - console-alert\n    condition: keywords\n\
+                level: high\n";
+    let mut cfg = config_with_rule(dir.path(), rule);
+    cfg.response = serde_saphyr::from_str(&format!(
+        "enabled: true\nnft: [ip, netns, exec, {}, nft]\n",
+        ns.0
+    ))
+    .unwrap();
+    let node = Node::start(cfg).await;
+    // Background around it: the same address before, another one.
+    let around = "{\"message\": \"console-noise from the same place\", \"source.ip\": \"10.18.0.9\"}\n\
+                  {\"message\": \"console-noise elsewhere\", \"source.ip\": \"10.99.0.1\"}\n";
+    assert_eq!(node.ingest(around).await.0, 200);
+    assert_eq!(node.ingest(alerting_events(9, 1)).await.0, 200);
+    let signed = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+    let queue = eventually("the alert in the queue", || async {
+        let page = get(&node, &signed.cookie, "/ui/alerts").await;
+        (page.contains("data-id=\""), page)
+    })
+    .await;
+    let id = queue
+        .split("data-id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        queue.contains(&format!("href=\"/ui/alerts/{id}\"")),
+        "rows open the alert"
+    );
+
+    // Comment it from its page: the history says who and what.
+    let form = [
+        ("id", id.as_str()),
+        ("action", "acknowledge"),
+        ("comment", "looking <b>into</b> it"),
+        ("back", &format!("/ui/alerts/{id}")),
+        ("csrf", signed.csrf.as_str()),
+    ];
+    let resp = triage(&node, &signed, &form, &origin(&node)).await;
+    assert_eq!(
+        location(resp.headers()),
+        format!("/ui/alerts/{id}?done=1-acknowledge")
+    );
+    node.wait_indexed().await;
+    let page = get(&node, &signed.cookie, &format!("/ui/alerts/{id}")).await;
+    assert!(page.contains("Console detail brute force"));
+    assert!(page.contains("acknowledged"));
+    assert!(
+        page.contains("looking &#60;b&#62;into&#60;/b&#62; it")
+            || page.contains("looking &lt;b&gt;into&lt;/b&gt; it"),
+        "comments are escaped: {page}"
+    );
+    assert!(page.contains("href=\"https://attack.mitre.org/techniques/T1110/001/\""));
+    assert!(
+        page.contains("console-alert attempt 9"),
+        "the event behind it"
+    );
+    assert!(
+        page.contains("console-noise from the same place"),
+        "an event around it"
+    );
+    assert!(
+        !page.contains("console-noise elsewhere"),
+        "not another address's"
+    );
+    assert!(page.contains("Block 10.18.0.9"));
+
+    // Block its source from there, see it in the decisions, lift it.
+    let block = [
+        ("ip", "10.18.0.9"),
+        ("duration", "24h"),
+        ("reason", "alert from the console test"),
+        ("back", &format!("/ui/alerts/{id}")),
+        ("csrf", signed.csrf.as_str()),
+    ];
+    let resp = browser()
+        .post(node.api("/ui/decisions/block"))
+        .header("cookie", &signed.cookie)
+        .form(&block)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        resp.text().await
+    );
+    let decisions = get(&node, &signed.cookie, "/ui/decisions").await;
+    assert!(decisions.contains("10.18.0.9") && decisions.contains("alert from the console test"));
+    assert!(
+        decisions.contains("23h 59m") || decisions.contains("24h 0m"),
+        "{decisions}"
+    );
+    let v = node.graphql("{ decisions { ip by } }", json!({})).await;
+    assert_eq!(v["data"]["decisions"][0]["by"], "admin", "{v}");
+    // A protected address is refused with the reason.
+    let resp = browser()
+        .post(node.api("/ui/decisions/block"))
+        .header("cookie", &signed.cookie)
+        .form(&[
+            ("ip", "127.0.0.1"),
+            ("duration", "1h"),
+            ("reason", "x"),
+            ("csrf", signed.csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = browser()
+        .post(node.api("/ui/decisions/lift"))
+        .header("cookie", &signed.cookie)
+        .form(&[("ip", "10.18.0.9"), ("csrf", signed.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(resp.headers()), "/ui/decisions?done=lifted");
+    let v = node.graphql("{ decisions { ip } }", json!({})).await;
+    assert_eq!(v["data"]["decisions"], json!([]), "{v}");
+    let all = get(&node, &signed.cookie, "/ui/decisions?all=1").await;
+    assert!(all.contains("expired"));
+    node.app.stop().await;
+}

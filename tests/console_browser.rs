@@ -343,6 +343,41 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
         rows
     );
 
+    // An alert's own page, opened from the keyboard; the decisions page.
+    client
+        .goto(&format!("{base}/ui/alerts?status=resolved"))
+        .await
+        .unwrap();
+    until(
+        client,
+        "the resolved alerts",
+        "return document.querySelectorAll('tbody tr[data-id]').length > 0;",
+    )
+    .await;
+    let body = client.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("jo").await.unwrap();
+    until(
+        client,
+        "the alert's page",
+        "return /^\\/ui\\/alerts\\/[0-9]+$/.test(location.pathname);",
+    )
+    .await;
+    let text = client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("blocked upstream"),
+        "the history shows the comment: {text}"
+    );
+    axe(client, "an alert").await;
+    screenshot(client, "alert").await;
+    client.goto(&format!("{base}/ui/decisions")).await.unwrap();
+    axe(client, "decisions").await;
+
     // Dark, by the switch: accessible too, and kept on the next page.
     client
         .goto(&format!("{base}/ui/alerts?status=resolved"))
@@ -362,6 +397,24 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
     )
     .await;
     axe(client, "alerts (dark)").await;
+    client
+        .find(Locator::Css("tbody tr[data-id] a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the alert's page, dark",
+        "return !!document.querySelector('.facts');",
+    )
+    .await;
+    axe(client, "an alert (dark)").await;
+    client
+        .goto(&format!("{base}/ui/alerts?status=resolved"))
+        .await
+        .unwrap();
     client.refresh().await.unwrap();
     until(
         client,

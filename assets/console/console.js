@@ -56,6 +56,7 @@
     if (pendingG) {
       pendingG = false;
       if (key === "a") { window.location.href = "/ui/alerts"; e.preventDefault(); }
+      else if (key === "d") { window.location.href = "/ui/decisions"; e.preventDefault(); }
       return;
     }
     if (key === "?") { if (help) help.showModal(); e.preventDefault(); }
@@ -66,6 +67,10 @@
       const row = rows()[cursor];
       const box = row && row.querySelector('input[name="id"]');
       if (box) { box.checked = !box.checked; e.preventDefault(); }
+    } else if (key === "o") {
+      const row = rows()[cursor];
+      const link = row && row.querySelector("a[href^='/ui/alerts/']");
+      if (link) { link.click(); e.preventDefault(); }
     } else if (key === "f") {
       const field = document.querySelector(".filters select, .filters input:not([type=hidden])");
       if (field) { field.focus(); e.preventDefault(); }

@@ -9,8 +9,10 @@
 //! Every answer carries a strict Content-Security-Policy (scripts and
 //! styles from this origin only, none inline, no framing).
 
+mod alert;
 mod alerts;
 mod assets;
+mod decisions;
 mod session;
 
 use std::sync::Arc;
@@ -66,6 +68,10 @@ pub fn router(
         .route("/ui/alerts", get(alerts::queue))
         .route("/ui/alerts/triage", post(alerts::triage))
         .route("/ui/alerts/live", get(alerts::live))
+        .route("/ui/alerts/{id}", get(alert::page))
+        .route("/ui/decisions", get(decisions::page))
+        .route("/ui/decisions/block", post(decisions::block))
+        .route("/ui/decisions/lift", post(decisions::lift))
         .route("/ui/assets/{file}", get(assets::serve))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
