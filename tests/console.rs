@@ -99,7 +99,13 @@ async fn get(node: &Node, cookie: &str, path: &str) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    let status = resp.status();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{path}: {}",
+        resp.text().await.unwrap()
+    );
     resp.text().await.unwrap()
 }
 
@@ -562,6 +568,13 @@ async fn an_alert_shows_its_story_and_its_source_is_blocked_and_lifted() {
         "not another address's"
     );
     assert!(page.contains("Block 10.18.0.9"));
+    // "Open them in search": the same two events, in search.
+    let in_search = links(&page, "/ui/search?").next().unwrap();
+    assert!(
+        in_search.contains("q=source.ip%3A%2210.18.0.9%22"),
+        "{in_search}"
+    );
+    assert_eq!(total(&get(&node, &signed.cookie, &in_search).await), 2);
 
     // Block its source from there, see it in the decisions, lift it.
     let block = [
@@ -619,4 +632,226 @@ async fn an_alert_shows_its_story_and_its_source_is_blocked_and_lifted() {
     let all = get(&node, &signed.cookie, "/ui/decisions?all=1").await;
     assert!(all.contains("expired"));
     node.app.stop().await;
+}
+
+/// The `href`s of a page that start with `prefix`, unescaped.
+fn links(page: &str, prefix: &str) -> std::vec::IntoIter<String> {
+    page.match_indices(&format!("href=\"{prefix}"))
+        .map(|(at, _)| {
+            let start = at + 6;
+            let end = start + page[start..].find('"').unwrap();
+            page[start..end].replace("&amp;", "&").replace("&#38;", "&")
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// The seqs of the hit rows of a search page or a tail answer.
+fn rows(page: &str) -> Vec<u64> {
+    page.match_indices("<tr data-seq=\"")
+        .map(|(at, m)| {
+            let rest = &page[at + m.len()..];
+            rest[..rest.find('"').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+fn total(page: &str) -> u64 {
+    let at = page.find("<p class=\"summary\"><strong>").unwrap() + 27;
+    page[at..at + page[at..].find('<').unwrap()]
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_zooms_filters_pages_exports_and_tails() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    // 60 events a minute apart, within the last day: every third from root.
+    let now = chrono::Utc::now();
+    let base = now - chrono::Duration::hours(3);
+    let base = base - chrono::Duration::seconds(base.timestamp() % 60);
+    let events: String = (0..60)
+        .map(|i| {
+            let user = if i % 3 == 0 { "root" } else { "alice" };
+            let at = base + chrono::Duration::minutes(i);
+            format!(
+                "{}\n",
+                json!({"message": format!("sshd login {i} =cmd|' /C calc'!A0"), "user.name": user,
+                       "source.ip": format!("192.0.2.{}", i % 4), "host.name": "bastion",
+                       "@timestamp": at.to_rfc3339()})
+            )
+        })
+        .collect();
+    let (status, body) = node.ingest(events).await;
+    assert_eq!(status, 200, "{body}");
+    node.wait_indexed().await;
+    let signed = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+
+    // The last 24 hours: every event, a histogram, top values, a first page.
+    let page = get(&node, &signed.cookie, "/ui/search").await;
+    assert_eq!(total(&page), 60);
+    assert!(page.contains("one bar per 1h"), "{page}");
+    assert!(page.matches("<rect x=").count() >= 2, "{page}");
+    let first = rows(&page);
+    assert_eq!(first.len(), 50);
+
+    // The next page by cursor: the other ten, none twice.
+    let older: Vec<_> = links(&page, "/ui/search?")
+        .filter(|l| l.contains("after="))
+        .collect();
+    assert_eq!(older.len(), 1, "{page}");
+    let page2 = get(&node, &signed.cookie, &older[0]).await;
+    let second = rows(&page2);
+    assert_eq!(second.len(), 10);
+    assert!(second.iter().all(|s| !first.contains(s)));
+    assert!(!page2.contains("rel=\"next\""));
+
+    // Top values: include and exclude root (the exclude alone is a
+    // query of only `NOT …`, which must still match).
+    let include = links(&page, "/ui/search?")
+        .find(|l| l.contains("user.name%3A%22root%22") && !l.contains("NOT"))
+        .unwrap();
+    assert_eq!(total(&get(&node, &signed.cookie, &include).await), 20);
+    let exclude = links(&page, "/ui/search?")
+        .find(|l| l.contains("NOT+user.name%3A%22root%22"))
+        .unwrap();
+    assert_eq!(total(&get(&node, &signed.cookie, &exclude).await), 40);
+    let both = get(
+        &node,
+        &signed.cookie,
+        &format!("{}&q=sshd+AND+NOT+user.name%3Aroot", "/ui/search?range=24h"),
+    )
+    .await;
+    assert_eq!(total(&both), 40);
+
+    // Zoom: ten minutes, from inclusive, to exclusive.
+    let from = (base + chrono::Duration::minutes(10)).format("%Y-%m-%dT%H:%M");
+    let to = (base + chrono::Duration::minutes(20)).format("%Y-%m-%dT%H:%M");
+    let zoomed = get(
+        &node,
+        &signed.cookie,
+        &format!("/ui/search?range=custom&from={from}&to={to}"),
+    )
+    .await;
+    assert_eq!(total(&zoomed), 10);
+    assert!(zoomed.contains("one bar per 10s"), "{zoomed}");
+    // A bar's link is a narrower search that finds that bar's events.
+    let bar = links(&page, "/ui/search?")
+        .find(|l| l.contains("range=custom") && !l.contains("q="))
+        .unwrap();
+    let in_bar = total(&get(&node, &signed.cookie, &bar).await);
+    assert!((1..60).contains(&in_bar), "{bar}: {in_bar}");
+
+    // Export: every hit, streamed; CSV cells never run as formulas.
+    let export = |format: &'static str, q: &'static str| {
+        let url = node.api(&format!(
+            "/ui/search/export?format={format}&range=24h&q={q}"
+        ));
+        let cookie = signed.cookie.clone();
+        async move {
+            let resp = browser()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let disposition = resp.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(disposition.starts_with("attachment"), "{disposition}");
+            resp.text().await.unwrap()
+        }
+    };
+    let csv = export("csv", "").await;
+    let lines: Vec<_> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "timestamp,host.name,source.ip,user.name,event.dataset,message"
+    );
+    assert_eq!(lines.len(), 61);
+    assert!(lines[1].ends_with("=cmd|' /C calc'!A0\""), "{}", lines[1]);
+    let ndjson = export("ndjson", "user.name%3Aroot").await;
+    let docs: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 20);
+    assert!(
+        docs.iter()
+            .all(|d| d["user.name"] == "root" || d["user"]["name"] == "root"),
+        "{}",
+        docs[0]
+    );
+
+    // A query tantivy cannot read: the page says why, with 400.
+    let resp = browser()
+        .get(node.api("/ui/search?q=user.name%3A%28%28"))
+        .header("cookie", &signed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("the search did not run")
+    );
+
+    // Live tail: the page starts it at what the index holds; later
+    // arrivals matching the query come newest first, others do not.
+    let live = get(
+        &node,
+        &signed.cookie,
+        "/ui/search?q=user.name%3Aroot&live=1",
+    )
+    .await;
+    assert!(live.contains("id=\"tail\""), "{live}");
+    let at = live.find("data-tail=\"").unwrap() + 11;
+    let tail = live[at..at + live[at..].find('"').unwrap()].replace("&#38;", "&");
+    let at = live.find("data-since=\"").unwrap() + 12;
+    let since: u64 = live[at..at + live[at..].find('"').unwrap()]
+        .parse()
+        .unwrap();
+    assert_eq!(since, 60);
+    let more: String = ["root", "alice", "root", "root"]
+        .iter()
+        .map(|u| format!("{}\n", json!({"message": "tail", "user.name": u})))
+        .collect();
+    let (status, body) = node.ingest(more).await;
+    assert_eq!(status, 200, "{body}");
+    node.wait_indexed().await;
+    let resp = browser()
+        .get(node.api(&format!("{tail}&since={since}")))
+        .header("cookie", &signed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{tail}");
+    let next: u64 = resp.headers()["x-tail-since"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(rows(&resp.text().await.unwrap()), vec![64, 63, 61]);
+    assert_eq!(next, 64);
+    let resp = browser()
+        .get(node.api(&format!("{tail}&since={next}")))
+        .header("cookie", &signed.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-tail-since"], "64");
+    assert!(rows(&resp.text().await.unwrap()).is_empty());
+
+    // Without a session: the sign-in page, not the events.
+    let resp = browser()
+        .get(node.api(&format!("{tail}&since=0")))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status(), StatusCode::OK);
 }

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ADMIN_PASSWORD, Node, config_with_rule, free_port, keyword_rule};
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -178,6 +179,27 @@ fn attack_lines() -> String {
         }
     }
     lines
+}
+
+/// `n` syslog lines carrying `word`, timestamped now.
+fn tail_lines(word: &str, n: u32) -> String {
+    let at = chrono::Utc::now().format("%b %e %H:%M:%S");
+    (0..n)
+        .map(|i| format!("<38>{at} web-9 sshd[77]: Connection closed by 198.51.100.{i} {word}\n"))
+        .collect()
+}
+
+/// The hit count a search page shows.
+async fn total(client: &Client) -> u64 {
+    client
+        .find(Locator::Css(".summary strong"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -377,6 +399,170 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
     screenshot(client, "alert").await;
     client.goto(&format!("{base}/ui/decisions")).await.unwrap();
     axe(client, "decisions").await;
+
+    // Search: the syslog lines of the last quarter hour, a histogram and
+    // the top values; include one user, exclude one address.
+    client
+        .goto(&format!("{base}/ui/search?range=15m"))
+        .await
+        .unwrap();
+    until(
+        client,
+        "the histogram",
+        "return document.querySelectorAll('#histogram rect[data-start]').length > 0;",
+    )
+    .await;
+    let all = total(client).await;
+    assert!(all >= 48, "every syslog line: {all}");
+    axe(client, "search (light)").await;
+    screenshot(client, "search").await;
+    client
+        .find(Locator::Css("a[aria-label='Only user.name root']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "only root",
+        "return new URL(location.href).searchParams.get('q') === 'user.name:\"root\"';",
+    )
+    .await;
+    assert_eq!(total(client).await, 48);
+    client
+        .find(Locator::Css("a[aria-label='Not source.ip 203.0.113.1']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "not one address",
+        "return location.search.includes('NOT+source.ip');",
+    )
+    .await;
+    assert_eq!(total(client).await, 40);
+
+    // Zoom: drag across the bars, from just before the first to just
+    // after the last; the same hits over a narrower span.
+    let span = client
+        .execute(
+            "const c = document.getElementById('histogram').getBoundingClientRect();
+             const bars = Array.from(document.querySelectorAll('#histogram rect[data-start]'))
+                 .map(b => b.getBoundingClientRect());
+             const mid = c.left + c.width / 2;
+             return [Math.max(c.left + 1, bars[0].left - 3) - mid,
+                     Math.min(c.right - 1, bars[bars.length - 1].right + 3) - mid];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let chart = client.find(Locator::Id("histogram")).await.unwrap();
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement {
+            element: chart.clone(),
+            duration: None,
+            x: span[0].as_f64().unwrap(),
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveToElement {
+            element: chart,
+            duration: Some(Duration::from_millis(200)),
+            x: span[1].as_f64().unwrap(),
+            y: 0.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    client.perform_actions(drag).await.unwrap();
+    until(
+        client,
+        "zoomed in",
+        "return new URL(location.href).searchParams.get('range') === 'custom';",
+    )
+    .await;
+    assert_eq!(total(client).await, 40);
+    assert!(
+        client
+            .execute("return location.search;", vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("NOT+source.ip"),
+        "zooming keeps the query"
+    );
+
+    // Live tail: new lines come in on top while the reader keeps their
+    // place further down; paused, nothing comes.
+    client
+        .goto(&format!("{base}/ui/search?range=15m&live=1"))
+        .await
+        .unwrap();
+    until(
+        client,
+        "the tail",
+        "return !!document.getElementById('tail');",
+    )
+    .await;
+    axe(client, "search, live").await;
+    client
+        .execute("window.scrollTo(0, 400); return true;", vec![])
+        .await
+        .unwrap();
+    let reading = "const r = document.elementFromPoint(640, 360).closest('tr[data-seq]');
+                   return r ? r.dataset.seq : null;";
+    let before = client.execute(reading, vec![]).await.unwrap();
+    assert!(before.is_string(), "a row under the reader's eyes");
+    syslog
+        .write_all(tail_lines("tail-one", 3).as_bytes())
+        .await
+        .unwrap();
+    syslog.flush().await.unwrap();
+    until(
+        client,
+        "three new rows on top",
+        "return document.querySelectorAll('#tail > tr[data-seq]')[2].textContent.includes('tail-one');",
+    )
+    .await;
+    assert_eq!(
+        client.execute(reading, vec![]).await.unwrap(),
+        before,
+        "the reader's row stays where it was"
+    );
+    client
+        .find(Locator::Id("pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    syslog
+        .write_all(tail_lines("tail-two", 2).as_bytes())
+        .await
+        .unwrap();
+    syslog.flush().await.unwrap();
+    node.wait_indexed().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = "return document.querySelector('#tail').textContent.includes('tail-two');";
+    assert_eq!(
+        client.execute(shown, vec![]).await.unwrap(),
+        json!(false),
+        "paused"
+    );
+    client
+        .find(Locator::Id("pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(client, "resumed", shown).await;
 
     // Dark, by the switch: accessible too, and kept on the next page.
     client

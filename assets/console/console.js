@@ -57,6 +57,7 @@
       pendingG = false;
       if (key === "a") { window.location.href = "/ui/alerts"; e.preventDefault(); }
       else if (key === "d") { window.location.href = "/ui/decisions"; e.preventDefault(); }
+      else if (key === "s") { window.location.href = "/ui/search"; e.preventDefault(); }
       return;
     }
     if (key === "?") { if (help) help.showModal(); e.preventDefault(); }
@@ -76,6 +77,91 @@
       if (field) { field.focus(); e.preventDefault(); }
     }
   });
+
+  // The histogram: drag across it to search that span (a click on one bar
+  // follows its link).
+  const chart = document.getElementById("histogram");
+  const brush = document.getElementById("brush");
+  if (chart && brush) {
+    const bars = Array.from(chart.querySelectorAll("rect[data-start]"));
+    let from = null;
+    const at = function (e) {
+      const box = chart.getBoundingClientRect();
+      return Math.max(0, Math.min(1000, (e.clientX - box.left) / box.width * 1000));
+    };
+    chart.addEventListener("mousedown", function (e) { from = at(e); e.preventDefault(); });
+    chart.addEventListener("mousemove", function (e) {
+      if (from === null) return;
+      const to = at(e);
+      brush.setAttribute("x", String(Math.min(from, to)));
+      brush.setAttribute("width", String(Math.abs(to - from)));
+    });
+    document.addEventListener("mouseup", function (e) {
+      if (from === null) return;
+      const to = at(e);
+      const lo = Math.min(from, to), hi = Math.max(from, to);
+      from = null;
+      brush.setAttribute("width", "0");
+      if (hi - lo < 4) return;
+      const inside = bars.filter(function (b) {
+        const x = Number(b.getAttribute("x")), w = Number(b.getAttribute("width"));
+        return x + w >= lo && x <= hi;
+      });
+      if (!inside.length) return;
+      const url = new URL(window.location.href);
+      url.searchParams.set("range", "custom");
+      url.searchParams.set("from", inside[0].dataset.start);
+      url.searchParams.set("to", inside[inside.length - 1].dataset.end);
+      url.searchParams.delete("after");
+      window.location.href = url.toString();
+    });
+  }
+
+  // Live tail: every 2 s the events that arrived since, on top; pause
+  // stops asking. Reading further down keeps its place as rows come in.
+  const tail = document.getElementById("tail");
+  if (tail) {
+    let since = tail.dataset.since, paused = false, stopped = false, fresh = 0;
+    const pause = document.getElementById("pause");
+    const news = document.getElementById("tailnews");
+    pause.addEventListener("click", function () {
+      paused = !paused;
+      pause.textContent = paused ? "Resume" : "Pause";
+      pause.setAttribute("aria-pressed", String(paused));
+    });
+    const poll = function () {
+      if (paused || document.hidden) { setTimeout(poll, 2000); return; }
+      fetch(tail.dataset.tail + (tail.dataset.tail.includes("?") ? "&" : "?") + "since=" + since,
+            { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) {
+          if (!r.ok) throw new Error(String(r.status));
+          since = r.headers.get("X-Tail-Since") || since;
+          return r.text();
+        })
+        .then(function (html) {
+          const t = document.createElement("template");
+          t.innerHTML = html;
+          const rows = Array.from(t.content.querySelectorAll("tr[data-seq]")).filter(function (tr) {
+            return !tail.querySelector('tr[data-seq="' + tr.dataset.seq + '"]');
+          });
+          if (rows.length) {
+            const y = window.scrollY, height = document.documentElement.scrollHeight;
+            const none = tail.querySelector("tr.none");
+            if (none) none.remove();
+            const block = document.createDocumentFragment();
+            rows.forEach(function (tr) { block.appendChild(tr); });
+            tail.insertBefore(block, tail.firstChild);
+            while (tail.rows.length > 1000) tail.deleteRow(-1);
+            if (y > 0) window.scrollTo(0, y + document.documentElement.scrollHeight - height);
+            fresh += rows.length;
+            news.textContent = fresh + " new";
+          }
+        })
+        .catch(function () { news.textContent = "the live tail stopped: reload to resume"; stopped = true; })
+        .finally(function () { if (!stopped) setTimeout(poll, 2000); });
+    };
+    setTimeout(poll, 2000);
+  }
 
   // Live queue: changed alerts update in place; new ones are announced,
   // never inserted under the reader's eyes.

@@ -655,10 +655,15 @@ impl EventIndex {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             check_query(text, MAX_QUERY_BYTES, MAX_QUERY_DEPTH)?;
-            clauses.push((
-                Occur::Must,
-                complete_negations(self.parser.parse_query(text)?),
-            ));
+            // The parser refuses a query of only exclusions (`NOT x`);
+            // analysts mean "everything except x".
+            let parsed = match self.parser.parse_query(text) {
+                Err(tantivy::query::QueryParserError::AllButQueryForbidden) => {
+                    self.parser.parse_query(&format!("* AND ({text})"))?
+                }
+                parsed => parsed?,
+            };
+            clauses.push((Occur::Must, complete_negations(parsed)));
         }
         if q.from.is_some() || q.to.is_some() {
             let term = |t: DateTime<Utc>| {
@@ -708,6 +713,29 @@ impl EventIndex {
             .filter_map(|((_, seq), _)| seq)
             .collect();
         Ok(SearchPage { total, seqs, more })
+    }
+
+    /// The seqs of the first `limit` events with a seq above `seq` that
+    /// match `text`, in the order they arrived (a live tail: its time is
+    /// arrival, not `@timestamp`). A range over the seq fast field, so a
+    /// poll that finds nothing costs next to nothing.
+    pub fn arrived_after(
+        &self,
+        text: Option<&str>,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, Error> {
+        let q = SearchQuery {
+            text: text.map(str::to_owned),
+            ..SearchQuery::default()
+        };
+        let query: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, self.query(&q)?),
+            (Occur::Must, self.after_seq(seq)),
+        ]));
+        let top = TopDocs::with_limit(limit).order_by_fast_field::<u64>("seq", Order::Asc);
+        let hits = self.reader.searcher().search(&query, &top)?;
+        Ok(hits.into_iter().filter_map(|(seq, _)| seq).collect())
     }
 
     /// The documents ordered after `after`: an older `@timestamp`, or the
@@ -1816,6 +1844,10 @@ mod tests {
         assert_eq!(q("password -user.name:user1"), [2]);
         assert_eq!(q("password AND NOT user.name:user1"), [2]);
         assert_eq!(q("failed OR (NOT user.name:user1)"), [2, 1]);
+        // Only exclusions: everything else.
+        assert_eq!(q("NOT user.name:user1"), [2]);
+        assert_eq!(q("-user.name:user1 -failed"), [2]);
+        assert_eq!(q("NOT (user.name:user1 OR accepted)"), Vec::<u64>::new());
     }
 
     #[test]

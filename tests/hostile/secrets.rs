@@ -32,10 +32,13 @@ const SECRETS: [&str; 7] = [
     "PGPASS",
 ];
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// A port held for the test, bound but never listening: connections to it
+/// are refused, and no other test can take it meanwhile.
+fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -76,7 +79,7 @@ async fn failing_channels_and_sinks_never_show_their_urls() {
         ),
     )
     .unwrap();
-    let port = closed_port();
+    let (_held, port) = closed_port();
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(

@@ -100,6 +100,8 @@ struct AlertPage {
     related: Vec<EventRow>,
     /// What the related events are: `source.ip:"…"` or `host.name:"…"`.
     related_query: String,
+    /// The events around it, in search.
+    in_search: String,
     can_triage: bool,
     /// The address a block would take, when the alert has one and active
     /// response is on.
@@ -177,6 +179,14 @@ pub async fn page(
             .collect(),
         events: events.into_iter().map(EventRow::from).collect(),
         related: related.into_iter().map(EventRow::from).collect(),
+        in_search: format!(
+            "/ui/search?{}",
+            super::search::link(
+                Some(&related_query),
+                alert.first_seen - AROUND,
+                alert.last_seen + AROUND
+            )
+        ),
         related_query,
         block_ip,
         here: format!("/ui/alerts/{id}"),

@@ -13,6 +13,7 @@ mod alert;
 mod alerts;
 mod assets;
 mod decisions;
+mod search;
 mod session;
 
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub fn router(
         .route("/ui/alerts/triage", post(alerts::triage))
         .route("/ui/alerts/live", get(alerts::live))
         .route("/ui/alerts/{id}", get(alert::page))
+        .route("/ui/search", get(search::page))
+        .route("/ui/search/export", get(search::export))
+        .route("/ui/search/tail", get(search::tail))
         .route("/ui/decisions", get(decisions::page))
         .route("/ui/decisions/block", post(decisions::block))
         .route("/ui/decisions/lift", post(decisions::lift))
