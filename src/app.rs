@@ -415,8 +415,14 @@ impl App {
             firewall,
             limits: config.api.clone(),
         });
-        let console = api::console::router(state.clone(), tls.is_some(), shutdown.clone());
-        let schema = api::graphql::schema(state);
+        let schema = api::graphql::schema(state.clone());
+        let console = api::console::router(
+            state,
+            schema.clone(),
+            replication.clone(),
+            tls.is_some(),
+            shutdown.clone(),
+        );
         let ingest_routes = ingest::bulk::router(
             writer.clone(),
             parse.clone(),

@@ -855,3 +855,361 @@ async fn search_zooms_filters_pages_exports_and_tails() {
         .unwrap();
     assert_ne!(resp.status(), StatusCode::OK);
 }
+
+/// Posts a console form as the signed-in user, from the console's origin.
+async fn post(
+    node: &Node,
+    signed: &Signed,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut fields = form.to_vec();
+    fields.push(("csrf", &signed.csrf));
+    browser()
+        .post(node.api(path))
+        .header("cookie", &signed.cookie)
+        .header("origin", origin(node))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+const NEW_RULE: &str = "title: Console back-tested rule
+id: 7e57ed00-0000-4000-8000-000000000018
+logsource:
+    product: linux
+detection:
+    keywords:
+        - console-alert
+    condition: keywords
+level: medium
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_are_listed_toggled_checked_back_tested_and_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let (status, body) = node.ingest(alerting_events(1, 3)).await;
+    assert_eq!(status, 200, "{body}");
+    node.wait_indexed().await;
+    let signed = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+
+    // The list: the rule with its hits (three alerts of one event each).
+    let page = eventually("three hits", || async {
+        let page = get(&node, &signed.cookie, "/ui/rules?q=console+test").await;
+        (page.contains("<td class=\"num\">3</td>"), page)
+    })
+    .await;
+    assert!(page.contains(&format!("data-rule=\"{RULE_ID}\"")), "{page}");
+    assert!(page.contains("<strong>1</strong> rules"), "{page}");
+
+    // Disabled, then enabled again.
+    let resp = post(
+        &node,
+        &signed,
+        "/ui/rules/enable",
+        &[("id", RULE_ID), ("enabled", "false")],
+    )
+    .await;
+    assert_eq!(location(resp.headers()), "/ui/rules?done=disabled");
+    let page = get(&node, &signed.cookie, "/ui/rules?enabled=off").await;
+    assert!(page.contains(&format!("data-rule=\"{RULE_ID}\"")), "{page}");
+    let resp = post(
+        &node,
+        &signed,
+        "/ui/rules/enable",
+        &[("id", RULE_ID), ("enabled", "true")],
+    )
+    .await;
+    assert_eq!(location(resp.headers()), "/ui/rules?done=enabled");
+
+    // A broken condition: the problem at its line, nothing saved.
+    let broken = NEW_RULE.replace("condition: keywords", "condition: keywords and");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("condition:"))
+        .unwrap()
+        + 1;
+    let resp = post(
+        &node,
+        &signed,
+        "/ui/rules/check",
+        &[("yaml", &broken), ("hours", "1")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains(&format!("data-line=\"{line}\"")), "{page}");
+    let resp = post(&node, &signed, "/ui/rules/save", &[("yaml", &broken)]).await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Back-tested over the last hour: the three events, nothing raised.
+    let resp = post(
+        &node,
+        &signed,
+        "/ui/rules/check",
+        &[("yaml", NEW_RULE), ("hours", "1")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("Back-test: 3 hits over the last hour"),
+        "{page}"
+    );
+    assert_eq!(page.matches("data-id=\"hit\"").count(), 3);
+    let alerts = node
+        .graphql(
+            "{ alerts(first: 100) { edges { node { ruleId } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        alerts["data"]["alerts"]["edges"].as_array().unwrap().len(),
+        3,
+        "nothing raised"
+    );
+
+    // Saved as a new rule, then changed in place.
+    let resp = post(&node, &signed, "/ui/rules/save", &[("yaml", NEW_RULE)]).await;
+    let at = location(resp.headers()).to_owned();
+    assert_eq!(
+        at,
+        "/ui/rules/7e57ed00-0000-4000-8000-000000000018?done=saved"
+    );
+    let page = get(&node, &signed.cookie, &at).await;
+    assert!(page.contains("Saved; the rule runs from now on."));
+    assert!(page.contains("<dd>api</dd>"), "{page}");
+    assert!(page.contains("name=\"updates\" value=\"1\""));
+    let changed = NEW_RULE.replace("Console back-tested rule", "Console rule, renamed");
+    let resp = post(
+        &node,
+        &signed,
+        "/ui/rules/save",
+        &[
+            ("yaml", &changed),
+            ("id", "7e57ed00-0000-4000-8000-000000000018"),
+            ("updates", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let page = get(
+        &node,
+        &signed.cookie,
+        "/ui/rules/7e57ed00-0000-4000-8000-000000000018",
+    )
+    .await;
+    assert!(page.contains("<h1>Console rule, renamed</h1>"), "{page}");
+    // Saving it again as new: its id is taken, and the editor says so.
+    let resp = post(&node, &signed, "/ui/rules/save", &[("yaml", NEW_RULE)]).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("give the new rule another id")
+    );
+
+    // Without the CSRF token: refused.
+    let resp = browser()
+        .post(node.api("/ui/rules/enable"))
+        .header("cookie", &signed.cookie)
+        .form(&[("id", RULE_ID), ("enabled", "false")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // A viewer reads the rules, is offered no change, and a forged one is refused.
+    let v = node
+        .graphql(
+            "mutation { createUser(username: \"vera\", password: \"vera-password-1234\", role: VIEWER) { username } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["createUser"]["username"], "vera", "{v}");
+    let viewer = sign_in(&node, "vera", "vera-password-1234").await;
+    let page = get(&node, &viewer.cookie, "/ui/rules").await;
+    assert!(
+        !page.contains("/ui/rules/enable") && !page.contains("New rule"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("href=\"/ui/admin\""),
+        "no administration for a viewer"
+    );
+    let resp = post(
+        &node,
+        &viewer,
+        "/ui/rules/enable",
+        &[("id", RULE_ID), ("enabled", "false")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(
+        &node,
+        &viewer,
+        "/ui/rules/check",
+        &[("yaml", NEW_RULE), ("hours", "1")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = browser()
+        .get(node.api("/ui/admin"))
+        .header("cookie", &viewer.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_manage_users_keys_channels_and_read_the_verified_audit_log() {
+    // A webhook receiver for the channel test.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = {
+        let hits = hits.clone();
+        axum::Router::new().fallback(move || {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { StatusCode::OK }
+        })
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let rule = keyword_rule("Console test brute force", RULE_ID, "console-alert", "high");
+    let mut cfg = config_with_rule(dir.path(), &rule);
+    cfg.notifications.channels = serde_saphyr::from_str(&format!(
+        "- {{name: soc-hook, kind: webhook, url: '{hook}'}}\n"
+    ))
+    .unwrap();
+    let node = Node::start(cfg).await;
+    let admin = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+    let page = get(&node, &admin.cookie, "/ui/admin").await;
+    assert!(page.contains("data-user=\"admin\""), "{page}");
+    assert!(page.contains("soc-hook"), "{page}");
+
+    // A user: created, role changed, disabled, enabled, password reset.
+    let user = |op: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let mut form = vec![("op", op), ("username", "ana")];
+        form.extend_from_slice(extra);
+        form
+    };
+    for (form, done) in [
+        (
+            user(
+                "create",
+                &[("password", "ana-password-1234"), ("role", "ANALYST")],
+            ),
+            "created",
+        ),
+        (user("role", &[("role", "VIEWER")]), "role"),
+        (user("disable", &[]), "disabled"),
+        (user("enable", &[]), "enabled"),
+        (
+            user("reset", &[("password", "ana-new-password-5678")]),
+            "reset",
+        ),
+    ] {
+        let resp = post(&node, &admin, "/ui/admin/users", &form).await;
+        assert_eq!(
+            location(resp.headers()),
+            format!("/ui/admin?done={done}"),
+            "{form:?}"
+        );
+    }
+    // The API's rules hold: a short password is refused, with the reason.
+    let resp = post(
+        &node,
+        &admin,
+        "/ui/admin/users",
+        &user("reset", &[("password", "short")]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = get(&node, &admin.cookie, "/ui/admin").await;
+    assert!(page.contains("data-user=\"ana\""), "{page}");
+    let ana = sign_in(&node, "ana", "ana-new-password-5678").await;
+    let resp = browser()
+        .get(node.api("/ui/admin"))
+        .header("cookie", &ana.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // A key: shown once on the answer, works, revoked, works no more.
+    let resp = post(
+        &node,
+        &admin,
+        "/ui/admin/keys",
+        &[("op", "create"), ("name", "shipper"), ("role", "INGEST")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = resp.text().await.unwrap();
+    let at = page.find("<pre class=\"mono key\">").unwrap() + 22;
+    let key = page[at..at + page[at..].find('<').unwrap()].to_owned();
+    assert!(key.starts_with("smk_"), "{key}");
+    let ingest = |key: String| {
+        let url = node.api("/api/v1/ingest");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .body("{\"message\": \"from the shipper\"}\n")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(ingest(key.clone()).await, StatusCode::OK);
+    let listing = get(&node, &admin.cookie, "/ui/admin").await;
+    assert!(!listing.contains(&key), "the key is never shown again");
+    let id = key.strip_prefix("smk_").unwrap().split('_').next().unwrap();
+    let resp = post(
+        &node,
+        &admin,
+        "/ui/admin/keys",
+        &[("op", "revoke"), ("id", id)],
+    )
+    .await;
+    assert_eq!(location(resp.headers()), "/ui/admin?done=revoked");
+    assert_eq!(ingest(key).await, StatusCode::UNAUTHORIZED);
+
+    // A channel test reaches the receiver.
+    let resp = post(&node, &admin, "/ui/admin/channels", &[("name", "soc-hook")]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("soc-hook: the test message went out")
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // The node's status: every component of /ready, no fleet without Postgres.
+    let page = get(&node, &admin.cookie, "/ui/system").await;
+    assert!(page.contains("This node is ready."), "{page}");
+    for component in ["store", "index", "notifications"] {
+        assert!(
+            page.contains(&format!("<h3 id=\"c-{component}\">")),
+            "{component}: {page}"
+        );
+    }
+    assert!(page.contains("id=\"autorefresh\""));
+    assert!(page.contains("reports to no fleet"));
+    assert!(!page.contains("cannot connect"), "no error text");
+
+    // The audit log lists it all, and its chain verifies.
+    let page = get(&node, &admin.cookie, "/ui/admin?verify=1").await;
+    assert!(page.contains("Chain verified:"), "{page}");
+    assert!(
+        page.contains("<td>ana</td>") || page.matches("ana").count() > 3,
+        "{page}"
+    );
+}

@@ -564,6 +564,199 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
         .unwrap();
     until(client, "resumed", shown).await;
 
+    // Rules: a new rule written in the editor; its problem shown at its
+    // line, where a click puts the cursor; fixed, back-tested over the
+    // last hour (the attack's 48 lines), saved.
+    client.goto(&format!("{base}/ui/rules")).await.unwrap();
+    until(
+        client,
+        "the rules",
+        "return document.querySelectorAll('tr[data-rule]').length > 1;",
+    )
+    .await;
+    axe(client, "rules").await;
+    screenshot(client, "rules").await;
+    client.goto(&format!("{base}/ui/rules/new")).await.unwrap();
+    let rule = [
+        "title: Console attack, back-tested",
+        "id: 7e57ed00-0000-4000-8000-000000000181",
+        "logsource:",
+        "    product: linux",
+        "detection:",
+        "    keywords:",
+        "        - console-attack",
+        "    condition: keywords",
+        "level: high\n",
+    ]
+    .join("\n");
+    let broken = rule.replace("condition: keywords", "condition: keywords or");
+    let editor = client.find(Locator::Id("yaml")).await.unwrap();
+    editor.clear().await.unwrap();
+    editor.send_keys(&broken).await.unwrap();
+    client
+        .find(Locator::Css("form.editor button:not([formaction])"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the problem",
+        "return !!document.querySelector('#problems a[data-line]');",
+    )
+    .await;
+    axe(client, "a rule with a problem").await;
+    client
+        .find(Locator::Css("#problems a[data-line]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let at = client
+        .execute(
+            "const t = document.getElementById('yaml');
+             return [document.activeElement === t, t.value.slice(0, t.selectionStart).split('\\n').length,
+                     Number(document.querySelector('#problems a[data-line]').dataset.line)];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(at[0], json!(true), "{at}");
+    assert_eq!(at[1], at[2], "the cursor is on the problem's line: {at}");
+    let editor = client.find(Locator::Id("yaml")).await.unwrap();
+    editor.clear().await.unwrap();
+    editor.send_keys(&rule).await.unwrap();
+    client
+        .find(Locator::Css("select[name=hours]"))
+        .await
+        .unwrap()
+        .select_by_value("1")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form.editor button:not([formaction])"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the back-test",
+        "return !!document.getElementById('backtest');",
+    )
+    .await;
+    let heading = client
+        .find(Locator::Id("backtest"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, "Back-test: 48 hits over the last hour");
+    axe(client, "a back-tested rule").await;
+    client
+        .execute(
+            "document.querySelector('.editor .actions').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(client, "rule").await;
+    client
+        .find(Locator::Css("button[formaction='/ui/rules/save']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "saved",
+        "return location.pathname === '/ui/rules/7e57ed00-0000-4000-8000-000000000181' && !!document.querySelector('.notice');",
+    )
+    .await;
+
+    // The node's status.
+    client.goto(&format!("{base}/ui/system")).await.unwrap();
+    until(
+        client,
+        "the status",
+        "return !!document.getElementById('status');",
+    )
+    .await;
+    axe(client, "system").await;
+    screenshot(client, "system").await;
+
+    // Administration: an API key created (shown once) and revoked.
+    client.goto(&format!("{base}/ui/admin")).await.unwrap();
+    until(
+        client,
+        "the users",
+        "return !!document.querySelector('tr[data-user=vic]');",
+    )
+    .await;
+    axe(client, "administration").await;
+    screenshot(client, "admin").await;
+    client
+        .find(Locator::Css(
+            "form[action='/ui/admin/keys'] input[name=name]",
+        ))
+        .await
+        .unwrap()
+        .send_keys("browser-shipper")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/ui/admin/keys'] button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the new key",
+        "return !!document.getElementById('created-key');",
+    )
+    .await;
+    let key = client
+        .find(Locator::Css("#created-key pre"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(key.starts_with("smk_"), "{key}");
+    client
+        .find(Locator::Css("button[aria-label='Revoke browser-shipper']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "revoked",
+        "return !!document.querySelector('.notice') && document.querySelector('.notice').textContent.includes('revoked');",
+    )
+    .await;
+    let status = reqwest::Client::new()
+        .post(format!("{base}/api/v1/ingest"))
+        .bearer_auth(&key)
+        .body("{\"message\": \"late\"}\n")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED,
+        "a revoked key is refused"
+    );
+
     // Dark, by the switch: accessible too, and kept on the next page.
     client
         .goto(&format!("{base}/ui/alerts?status=resolved"))
@@ -597,6 +790,23 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
     )
     .await;
     axe(client, "an alert (dark)").await;
+    for (path, ready) in [
+        ("/ui/search?range=15m", "#histogram"),
+        ("/ui/rules", "tr[data-rule]"),
+        ("/ui/rules/new", "#yaml"),
+        ("/ui/decisions", "main h1"),
+        ("/ui/admin", "tr[data-user]"),
+        ("/ui/system", "#status"),
+    ] {
+        client.goto(&format!("{base}{path}")).await.unwrap();
+        until(
+            client,
+            path,
+            &format!("return !!document.querySelector('{ready}');"),
+        )
+        .await;
+        axe(client, &format!("{path} (dark)")).await;
+    }
     client
         .goto(&format!("{base}/ui/alerts?status=resolved"))
         .await

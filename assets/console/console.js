@@ -58,6 +58,7 @@
       if (key === "a") { window.location.href = "/ui/alerts"; e.preventDefault(); }
       else if (key === "d") { window.location.href = "/ui/decisions"; e.preventDefault(); }
       else if (key === "s") { window.location.href = "/ui/search"; e.preventDefault(); }
+      else if (key === "r") { window.location.href = "/ui/rules"; e.preventDefault(); }
       return;
     }
     if (key === "?") { if (help) help.showModal(); e.preventDefault(); }
@@ -116,6 +117,35 @@
       window.location.href = url.toString();
     });
   }
+
+  // The system page refreshes itself every 10 s until paused.
+  const refresh = document.getElementById("autorefresh");
+  if (refresh) {
+    let timer = setTimeout(function () { window.location.reload(); }, 10000);
+    refresh.addEventListener("click", function () {
+      const on = refresh.getAttribute("aria-pressed") !== "true";
+      refresh.setAttribute("aria-pressed", String(on));
+      refresh.textContent = on ? "Refreshing every 10 s: pause" : "Paused: refresh every 10 s";
+      clearTimeout(timer);
+      if (on) timer = setTimeout(function () { window.location.reload(); }, 10000);
+    });
+  }
+
+  // A rule's problems: a click puts the cursor at the line and column.
+  const yaml = document.getElementById("yaml");
+  document.querySelectorAll("a[data-line]").forEach(function (a) {
+    a.addEventListener("click", function (e) {
+      const lines = yaml.value.split("\n");
+      const line = Math.min(Number(a.dataset.line), lines.length);
+      let at = 0;
+      for (let i = 0; i < line - 1; i++) at += lines[i].length + 1;
+      at += Math.max(0, Number(a.dataset.column) - 1);
+      yaml.focus();
+      yaml.setSelectionRange(at, at);
+      yaml.scrollTop = (line - 3) * parseFloat(getComputedStyle(yaml).lineHeight || "18");
+      e.preventDefault();
+    });
+  });
 
   // Live tail: every 2 s the events that arrived since, on top; pause
   // stops asking. Reading further down keeps its place as rows come in.

@@ -41,7 +41,25 @@ async fn ready_handler(
     State((ready, replication, notify)): State<(ReadyState, Arc<replicate::Status>, NotifyState)>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let progress = ready.borrow().clone();
-    let (store_ready, index_ready, lag) = match &progress {
+    let notifier = notify.borrow().clone();
+    let (all, body) = readiness(progress.as_deref(), &replication, notifier.as_deref());
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Whether the node is ready, and `/ready`'s answer: states and counts
+/// per component, never error text (the console's system page shows the
+/// same).
+pub fn readiness(
+    progress: Option<&Progress>,
+    replication: &replicate::Status,
+    notifier: Option<&crate::notify::Notifier>,
+) -> (bool, serde_json::Value) {
+    let (store_ready, index_ready, lag) = match progress {
         None => (false, false, None),
         Some(p) => (
             true,
@@ -51,11 +69,6 @@ async fn ready_handler(
     };
     let replication_ready = replication.ready();
     let all = store_ready && index_ready && replication_ready;
-    let status = if all {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     let mut components = json!({
         "store": { "ready": store_ready },
         "index": { "ready": index_ready, "lag_events": lag },
@@ -80,7 +93,7 @@ async fn ready_handler(
         // does not slow ingest, and retention keeps what it has not taken.
         components["export"] = json!({ "sinks": exports });
     }
-    if let Some(notifier) = notify.borrow().as_ref() {
+    if let Some(notifier) = notifier {
         components["notifications"] = crate::notify::report(notifier);
     }
     let status_text = if all {
@@ -90,6 +103,8 @@ async fn ready_handler(
     } else {
         "starting"
     };
-    let body = json!({ "status": status_text, "components": components });
-    (status, Json(body))
+    (
+        all,
+        json!({ "status": status_text, "components": components }),
+    )
 }

@@ -315,6 +315,22 @@ impl Store {
         })
     }
 
+    /// How many events each rule matched, by rule id: the counts of its
+    /// alerts still held (the console's rule list).
+    pub fn rule_hits(&self) -> Result<std::collections::HashMap<String, u64>> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ALERTS)?;
+            let mut hits = std::collections::HashMap::new();
+            for item in table.iter()? {
+                let (id, bytes) = item?;
+                let alert = decode(id.value(), bytes.value())?;
+                *hits.entry(alert.rule_id).or_default() += alert.count;
+            }
+            Ok(hits)
+        })
+    }
+
     pub fn alert(&self, id: u64) -> Result<Option<Alert>> {
         self.with_db(|db| {
             let txn = db.begin_read()?;

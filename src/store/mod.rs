@@ -564,6 +564,13 @@ pub struct Purged {
     pub up_to_seq: u64,
 }
 
+impl Store {
+    /// Bytes of the database file on disk.
+    pub fn file_size(&self) -> std::io::Result<u64> {
+        Ok(std::fs::metadata(&self.shared.path)?.len())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
     pub events: u64,

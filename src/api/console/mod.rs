@@ -5,16 +5,21 @@
 //!
 //! Pages read the store directly with the signed-in analyst's
 //! capabilities ([`session::Analyst::grant`]), as the GraphQL resolvers
-//! do; what a role may not do is not offered, and refused if asked.
+//! do, or run GraphQL documents of their own as the analyst through the
+//! API's one path ([`Console::graphql`]: the same limits, checks and
+//! audit); what a role may not do is not offered, and refused if asked.
 //! Every answer carries a strict Content-Security-Policy (scripts and
 //! styles from this origin only, none inline, no framing).
 
+mod admin;
 mod alert;
 mod alerts;
 mod assets;
 mod decisions;
+mod rules;
 mod search;
 mod session;
+mod system;
 
 use std::sync::Arc;
 
@@ -40,6 +45,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 pub struct Console {
     api: Arc<ApiState>,
+    /// The API's schema, for [`Console::graphql`].
+    schema: super::graphql::ApiSchema,
+    /// Replication and export state, for the system page.
+    replication: Arc<crate::replicate::Status>,
+    /// (when, last seq) as the system page saw them: its ingest rate.
+    ingest_samples: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
     /// The API speaks TLS: cookies are `Secure`, HSTS is sent.
     tls: bool,
     /// Live queues open ([`alerts::MAX_LIVE`] at most).
@@ -52,11 +63,16 @@ pub struct Console {
 /// address rate limits, and no `Authorization` that does not check out).
 pub fn router(
     api: Arc<ApiState>,
+    schema: super::graphql::ApiSchema,
+    replication: Arc<crate::replicate::Status>,
     tls: bool,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Router {
     let console = Arc::new(Console {
         api,
+        schema,
+        replication,
+        ingest_samples: Default::default(),
         tls,
         live_streams: Arc::new(tokio::sync::Semaphore::new(alerts::MAX_LIVE)),
         shutdown,
@@ -76,11 +92,119 @@ pub fn router(
         .route("/ui/decisions", get(decisions::page))
         .route("/ui/decisions/block", post(decisions::block))
         .route("/ui/decisions/lift", post(decisions::lift))
+        .route("/ui/rules", get(rules::list))
+        .route("/ui/rules/new", get(rules::new))
+        .route("/ui/rules/enable", post(rules::enable))
+        .route("/ui/rules/check", post(rules::check))
+        .route("/ui/rules/save", post(rules::save))
+        .route("/ui/rules/{id}", get(rules::page))
+        .route("/ui/system", get(system::page))
+        .route("/ui/admin", get(admin::page))
+        .route("/ui/admin/users", post(admin::users))
+        .route("/ui/admin/keys", post(admin::keys))
+        .route("/ui/admin/channels", post(admin::channels))
         .route("/ui/assets/{file}", get(assets::serve))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such page") })
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn_with_state(tls, headers))
         .with_state(console)
+}
+
+/// A GraphQL error, for a page: the status it answers with, the API's
+/// message (it says what to do), and the problems of an invalid rule
+/// (`{message, line, column}`).
+pub struct Failed {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub problems: Vec<serde_json::Value>,
+}
+
+impl Failed {
+    fn page(&self) -> Response {
+        problem(self.status, &self.message)
+    }
+}
+
+impl Console {
+    /// Runs `document` (one of the console's own: only `variables` come
+    /// from the browser) as the analyst, through the API's one path
+    /// ([`super::graphql::execute`]): the same limits, capability checks
+    /// and audit as a request to `/graphql`. Its data, or its first error.
+    async fn graphql(
+        &self,
+        analyst: &Analyst,
+        document: &'static str,
+        variables: serde_json::Value,
+    ) -> Result<serde_json::Value, Failed> {
+        let session = super::guard::Session {
+            principal: Some(analyst.principal.clone()),
+            ip: analyst.ip,
+        };
+        let request = async_graphql::Request::new(document)
+            .variables(async_graphql::Variables::from_json(variables));
+        let response = super::graphql::execute(&self.schema, session, request).await;
+        let Some(error) = response.errors.first() else {
+            return Ok(response.data.into_json().unwrap_or_default());
+        };
+        let error = serde_json::to_value(error).unwrap_or_default();
+        let code = error["extensions"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let status = match code.as_str() {
+            "FORBIDDEN" | "UNAUTHENTICATED" => StatusCode::FORBIDDEN,
+            "NOT_FOUND" => StatusCode::NOT_FOUND,
+            "UNAVAILABLE" | "NOT_CONFIGURED" | "TIMEOUT" | "INTERNAL" => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+            "CONFLICT" | "RULE_EXISTS" | "RULE_READ_ONLY" => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Err(Failed {
+            status,
+            message: error["message"]
+                .as_str()
+                .unwrap_or("the request failed")
+                .to_owned(),
+            problems: error["extensions"]["problems"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            code,
+        })
+    }
+}
+
+/// A JSON value of a GraphQL answer as page text (`""` for null).
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A time of the API as pages show it (UTC, to the second).
+fn api_time(at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| at.to_owned())
+}
+
+/// The fields of a form a console page posted (the last of a name wins),
+/// once its CSRF token and origin check out (none: answer
+/// [`csrf_refused`]).
+fn posted(
+    headers: &HeaderMap,
+    analyst: &Analyst,
+    body: &[u8],
+) -> Option<std::collections::HashMap<String, String>> {
+    let fields: std::collections::HashMap<String, String> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    session::check_csrf(headers, analyst, fields.get("csrf").map(String::as_str)).then_some(fields)
 }
 
 /// Security headers on every console answer.

@@ -792,7 +792,8 @@ mod tests {
         let to = Utc::now();
         assert_eq!(interval(to - chrono::Duration::hours(1), to).0, "1m");
         assert_eq!(interval(to - chrono::Duration::hours(24), to).0, "1h");
-        assert_eq!(interval(to - chrono::Duration::days(30), to).0, "1d");
+        assert_eq!(interval(to - chrono::Duration::days(30), to).0, "12h");
+        assert_eq!(interval(to - chrono::Duration::days(365), to).0, "7d");
         assert_eq!(interval(to - chrono::Duration::minutes(15), to).0, "1m");
     }
 
