@@ -176,7 +176,7 @@ done
 # 3. three nodes, one fleet
 DB=secmon_bench_fleet_$$
 psql -q "$PG_ADMIN" -c "CREATE DATABASE $DB" >/dev/null
-DB_URL=${PG_ADMIN%/*}/$DB?sslmode=disable
+DB_URL="${PG_ADMIN%/*}/$DB?sslmode=disable"
 FLEET_KEY=$(head -c 48 /dev/urandom | base64 -w0)
 head -n "$FLEET_EVENTS" "$RAW" >"$WORK/fleet.log"
 FLEET_APIS=()

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_PASSWORD, Node, config_with_rule, eventually, keyword_rule};
+use common::{ADMIN_PASSWORD, Netns, Node, config_with_rule, eventually, keyword_rule};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
@@ -264,6 +264,17 @@ async fn an_analyst_signs_in_triages_in_bulk_and_signs_out() {
         (page.matches("data-id=").count() == 12, page)
     })
     .await;
+    // Sorted another way: the same twelve, the order kept in the page's links.
+    let sorted = get(&node, &signed.cookie, "/ui/alerts?sort=last_seen").await;
+    assert_eq!(sorted.matches("data-id=").count(), 12);
+    assert!(
+        sorted.contains("<option value=\"last_seen\" selected>"),
+        "{sorted}"
+    );
+    assert!(
+        sorted.contains("name=\"back\" value=\"/ui/alerts?sort=last_seen\""),
+        "{sorted}"
+    );
     assert!(page.contains("Console test brute force"));
     assert!(page.contains("10.18.0.7"));
     assert!(
@@ -461,35 +472,6 @@ async fn the_live_queue_announces_new_alerts_and_changes() {
     assert_eq!(alert["status"], "open");
     assert_eq!(alert["new"], true);
     node.app.stop().await;
-}
-
-/// A network namespace of the test's own for nftables (`smk<n>`), deleted
-/// at the end.
-struct Netns(String);
-
-impl Netns {
-    fn create() -> Netns {
-        let start = std::process::id() % 100;
-        let name = (0..100)
-            .map(|i| format!("smk{}", 100 + (start + i) % 100))
-            .find(|name| {
-                std::process::Command::new("ip")
-                    .args(["netns", "add", name])
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            })
-            .expect("a free network namespace smk100..smk199 (as root)");
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Node, config_with_rule, free_port, keyword_rule};
+use common::{ADMIN_PASSWORD, Netns, Node, config_with_rule, free_port, keyword_rule};
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -209,6 +209,13 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
     let mut cfg = config_with_rule(dir.path(), &rule);
     cfg.detection.builtin = true;
     cfg.ports.syslog_tcp = Some(0);
+    // Active response on a real nftables set, in a namespace of the test's own.
+    let ns = Netns::create();
+    cfg.response = serde_saphyr::from_str(&format!(
+        "enabled: true\nnft: [ip, netns, exec, {}, nft]\n",
+        ns.0
+    ))
+    .unwrap();
     let node = Node::start(cfg).await;
     let v = node
         .graphql(
@@ -397,8 +404,73 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
     );
     axe(client, "an alert").await;
     screenshot(client, "alert").await;
+    // Block the source of one alert from its page; lift it on the
+    // decisions page.
+    let v = node
+        .graphql(
+            &format!("{{ alerts(ruleId: \"{RULE_ID}\", first: 1) {{ edges {{ node {{ id groupKey }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let alert = &v["data"]["alerts"]["edges"][0]["node"];
+    let ip = alert["groupKey"]["source.ip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    client
+        .goto(&format!(
+            "{base}/ui/alerts/{}",
+            alert["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/ui/decisions/block'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "blocked",
+        "return location.search === '?done=blocked';",
+    )
+    .await;
     client.goto(&format!("{base}/ui/decisions")).await.unwrap();
+    until(
+        client,
+        "the block",
+        &format!("return document.querySelector('main').textContent.includes('{ip}');"),
+    )
+    .await;
     axe(client, "decisions").await;
+    screenshot(client, "decisions").await;
+    let set = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "list", "ruleset"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&set.stdout).contains(&ip),
+        "{ip} in the nftables set"
+    );
+    client
+        .find(Locator::Css(&format!(
+            "button[aria-label='Lift the block of {ip}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "lifted",
+        "return location.search === '?done=lifted';",
+    )
+    .await;
+    let v = node.graphql("{ decisions { ip } }", json!({})).await;
+    assert_eq!(v["data"]["decisions"], json!([]), "{v}");
 
     // Search: the syslog lines of the last quarter hour, a histogram and
     // the top values; include one user, exclude one address.
@@ -819,6 +891,41 @@ async fn analysts_triage_live_alerts_in_a_real_browser() {
     )
     .await;
     screenshot(client, "alerts-dark").await;
+
+    // On a phone: the queue fits the screen's width, and its rows open.
+    client.set_window_size(390, 844).await.unwrap();
+    client.refresh().await.unwrap();
+    until(
+        client,
+        "the queue on a phone",
+        "return document.querySelectorAll('tbody tr[data-id]').length > 0;",
+    )
+    .await;
+    assert_eq!(
+        client
+            .execute(
+                "const s = document.querySelector('.scroll'); return s.scrollWidth <= s.clientWidth;",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!(true),
+        "the queue's table fits too"
+    );
+    assert_eq!(
+        client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!(true),
+        "no sideways scrolling"
+    );
+    axe(client, "alerts on a phone").await;
+    screenshot(client, "alerts-phone").await;
+    client.set_window_size(1280, 720).await.unwrap();
 
     // Sign out: back to the sign-in page; the queue asks to sign in again.
     client

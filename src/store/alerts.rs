@@ -179,6 +179,45 @@ impl AlertFilter {
     }
 }
 
+/// Deepest offset a sorted queue page starts at.
+pub const MAX_QUEUE_OFFSET: usize = 100_000;
+
+/// The orders of the alert queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOrder {
+    /// Raised most recently first (by id).
+    Newest,
+    /// Seen most recently first.
+    LastSeen,
+    /// The most severe first, then the newest.
+    Severity,
+    /// The most events first, then the newest.
+    Count,
+}
+
+impl AlertOrder {
+    fn cmp(self, a: &Alert, b: &Alert) -> std::cmp::Ordering {
+        let newest = b.id.cmp(&a.id);
+        match self {
+            AlertOrder::Newest => newest,
+            AlertOrder::LastSeen => b.last_seen.cmp(&a.last_seen).then(newest),
+            AlertOrder::Severity => crate::notify::severity_rank(&b.severity)
+                .cmp(&crate::notify::severity_rank(&a.severity))
+                .then(newest),
+            AlertOrder::Count => b.count.cmp(&a.count).then(newest),
+        }
+    }
+}
+
+/// Which page of the queue.
+#[derive(Debug, Clone, Copy)]
+pub enum Paging {
+    /// Newest first, alerts with an id below `before`.
+    Newest { before: Option<u64> },
+    /// Another order, from `offset`.
+    Sorted { order: AlertOrder, offset: usize },
+}
+
 /// A page of the alert queue and the counts beside it.
 #[derive(Debug, Default)]
 pub struct AlertQueue {
@@ -282,18 +321,27 @@ impl Store {
         })
     }
 
-    /// [`Store::alerts`] and, in the same pass, how many alerts of each
-    /// status match the rest of `filter` (the console's queue).
+    /// A page of the alerts matching `filter` in `order` and, in the same
+    /// pass, how many alerts of each status match the rest of `filter`
+    /// (the console's queue). Newest first pages by id (`before`); the
+    /// other orders by `offset`, keeping at most about twice
+    /// `offset + limit` alerts in memory while they scan.
     pub fn alert_queue(
         &self,
         filter: &AlertFilter,
-        before: Option<u64>,
+        page: Paging,
         limit: usize,
     ) -> Result<AlertQueue> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(ALERTS)?;
             let mut queue = AlertQueue::default();
+            let (order, before, offset) = match page {
+                Paging::Newest { before } => (AlertOrder::Newest, before, 0),
+                Paging::Sorted { order, offset } => (order, None, offset.min(MAX_QUEUE_OFFSET)),
+            };
+            let keep = offset.saturating_add(limit).saturating_add(1);
+            let mut kept: Vec<Alert> = Vec::new();
             for item in table.iter()?.rev() {
                 let (id, bytes) = item?;
                 let alert = decode(id.value(), bytes.value())?;
@@ -303,14 +351,25 @@ impl Store {
                 *queue.counts.entry(alert.status.as_str()).or_default() += 1;
                 let wanted = filter.status.is_none_or(|s| alert.status == s)
                     && before.is_none_or(|b| alert.id < b);
-                if wanted {
-                    if queue.alerts.len() == limit {
-                        queue.more = true;
-                    } else {
-                        queue.alerts.push(alert);
+                if !wanted {
+                    continue;
+                }
+                if order == AlertOrder::Newest {
+                    // Ids descend: the first `keep` are the page and one more.
+                    if kept.len() < keep {
+                        kept.push(alert);
                     }
+                    continue;
+                }
+                kept.push(alert);
+                if kept.len() >= 2 * keep {
+                    kept.select_nth_unstable_by(keep - 1, |a, b| order.cmp(a, b));
+                    kept.truncate(keep);
                 }
             }
+            kept.sort_by(|a, b| order.cmp(a, b));
+            queue.more = kept.len() > offset + limit;
+            queue.alerts = kept.into_iter().skip(offset).take(limit).collect();
             Ok(queue)
         })
     }
@@ -422,6 +481,76 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn the_queue_sorts_and_pages_in_every_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = chrono::Duration::hours(1);
+        // 30 alerts: ip i fires 1 + i % 4 times; severities rotate; the
+        // lower the id, the later it was last seen.
+        let severities = ["low", "critical", "medium", "high", "informational"];
+        let mut seq = 0;
+        for i in 0..30u32 {
+            for _ in 0..1 + i % 4 {
+                seq += 1;
+                let at = format!("2026-03-01T{:02}:{:02}:00Z", 10 - i / 10, 59 - i);
+                let u = AlertUpdate {
+                    severity: severities[i as usize % 5],
+                    ..update(&format!("10.0.0.{i}"))
+                };
+                apply_one(&store, event(seq, &at), u, hour);
+            }
+        }
+        let all = |order| {
+            let mut out = Vec::new();
+            let mut offset = 0;
+            loop {
+                let page = store
+                    .alert_queue(&AlertFilter::default(), Paging::Sorted { order, offset }, 7)
+                    .unwrap();
+                offset += page.alerts.len();
+                out.extend(page.alerts);
+                if !page.more {
+                    return out;
+                }
+            }
+        };
+        for order in [
+            AlertOrder::LastSeen,
+            AlertOrder::Severity,
+            AlertOrder::Count,
+        ] {
+            let got = all(order);
+            assert_eq!(got.len(), 30, "{order:?}");
+            assert!(
+                got.windows(2).all(|w| order.cmp(&w[0], &w[1]).is_le()),
+                "{order:?}"
+            );
+        }
+        assert_eq!(all(AlertOrder::Severity)[0].severity, "critical");
+        assert_eq!(all(AlertOrder::Count)[0].count, 4);
+        assert_eq!(all(AlertOrder::LastSeen)[0].id, 1);
+        // Newest first pages by id, and counts every status.
+        let first = store
+            .alert_queue(&AlertFilter::default(), Paging::Newest { before: None }, 7)
+            .unwrap();
+        assert_eq!(
+            first.alerts.iter().map(|a| a.id).collect::<Vec<_>>(),
+            (24..=30).rev().collect::<Vec<_>>()
+        );
+        assert!(first.more);
+        assert_eq!(first.counts.values().sum::<u64>(), 30);
+        let last = store
+            .alert_queue(
+                &AlertFilter::default(),
+                Paging::Newest { before: Some(3) },
+                7,
+            )
+            .unwrap();
+        assert_eq!(last.alerts.iter().map(|a| a.id).collect::<Vec<_>>(), [2, 1]);
+        assert!(!last.more);
     }
 
     #[test]

@@ -264,3 +264,32 @@ pub fn log_as_ndjson(path: &Path) -> (usize, String) {
     }
     (n, body)
 }
+
+/// A network namespace of the test's own (smk100..smk199; needs root),
+/// deleted when dropped: nftables changes stay inside it.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn create() -> Netns {
+        let start = std::process::id() % 100;
+        let name = (0..100)
+            .map(|i| format!("smk{}", 100 + (start + i) % 100))
+            .find(|name| {
+                std::process::Command::new("ip")
+                    .args(["netns", "add", name])
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .expect("a free network namespace smk100..smk199 (as root)");
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}

@@ -16,7 +16,7 @@ use super::{Console, Frame, problem, render};
 use crate::api::graphql::triage::{MAX_BULK, MAX_COMMENT};
 use crate::auth::{CanRead, CanTriage, Capability};
 use crate::model::{Alert, AlertAction, AlertChange, AlertStatus};
-use crate::store::alerts::{AlertFilter, ChangeError};
+use crate::store::alerts::{AlertFilter, AlertOrder, ChangeError, Paging};
 
 /// Alerts on one page.
 const PAGE: usize = 50;
@@ -30,6 +30,23 @@ const STATUSES: [(&str, &str); 4] = [
     ("false_positive", "False positive"),
 ];
 const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "informational"];
+/// Orders of the queue: (value, label, order).
+const SORTS: [(&str, &str, AlertOrder); 4] = [
+    ("newest", "Newest", AlertOrder::Newest),
+    ("last_seen", "Last seen", AlertOrder::LastSeen),
+    ("severity", "Severity", AlertOrder::Severity),
+    ("count", "Most events", AlertOrder::Count),
+];
+
+/// How the queue's caption says its order.
+fn order_words(order: AlertOrder) -> &'static str {
+    match order {
+        AlertOrder::Newest => "the newest first",
+        AlertOrder::LastSeen => "the last seen first",
+        AlertOrder::Severity => "the most severe first",
+        AlertOrder::Count => "those with the most events first",
+    }
+}
 /// Time presets of `lastSeen`: (value, label, span).
 const RANGES: [(&str, &str, Option<i64>); 5] = [
     ("1h", "Last hour", Some(3600)),
@@ -57,9 +74,15 @@ pub struct Filters {
     assignee: Option<String>,
     #[serde(default)]
     range: Option<String>,
-    /// Alerts older than this id (the next page).
+    /// `newest` (the default), `last_seen`, `severity` or `count`.
+    #[serde(default)]
+    sort: Option<String>,
+    /// Alerts older than this id (the next page, newest first).
     #[serde(default)]
     before: Option<u64>,
+    /// Alerts after this many (the next page, in the other orders).
+    #[serde(default)]
+    offset: Option<usize>,
     /// What the last triage did (`<n>-<action>`), shown once.
     #[serde(default)]
     done: Option<String>,
@@ -87,6 +110,35 @@ impl Filters {
             Some("resolved") => Some(AlertStatus::Resolved),
             Some("false_positive") => Some(AlertStatus::FalsePositive),
             Some(_) => None,
+        }
+    }
+
+    /// The order asked, or newest first.
+    fn sort(&self) -> (&'static str, AlertOrder) {
+        SORTS
+            .iter()
+            .find(|(v, _, _)| Some(*v) == self.sort.as_deref())
+            .map_or(("newest", AlertOrder::Newest), |(v, _, o)| (*v, *o))
+    }
+
+    /// The page asked.
+    fn page(&self) -> Paging {
+        match self.sort().1 {
+            AlertOrder::Newest => Paging::Newest {
+                before: self.before,
+            },
+            order => Paging::Sorted {
+                order,
+                offset: self.offset.unwrap_or(0),
+            },
+        }
+    }
+
+    /// This page's paging parameter, for links back to it.
+    fn paging(&self) -> Option<String> {
+        match self.page() {
+            Paging::Newest { before } => before.map(|b| format!("before={b}")),
+            Paging::Sorted { offset, .. } => (offset > 0).then(|| format!("offset={offset}")),
         }
     }
 
@@ -126,6 +178,12 @@ impl Filters {
             ("source", value(&self.source)),
             ("assignee", value(&self.assignee)),
             ("range", self.range.clone()),
+            (
+                "sort",
+                Some(self.sort().0)
+                    .filter(|s| *s != "newest")
+                    .map(str::to_owned),
+            ),
         ] {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
                 q.append_pair(key, &v);
@@ -199,6 +257,10 @@ struct QueuePage {
     ranges: Vec<(&'static str, &'static str, bool)>,
     /// (value, selected).
     severities: Vec<(&'static str, bool)>,
+    /// (value, label, selected).
+    sorts: Vec<(&'static str, &'static str, bool)>,
+    /// The order, in words.
+    order: &'static str,
     can_triage: bool,
     /// This page's URL, where a triage comes back to.
     here: String,
@@ -215,10 +277,10 @@ pub async fn queue(
         Err(denied) => return problem(StatusCode::FORBIDDEN, &denied.to_string()),
     };
     let filter = filters.filter(Utc::now());
-    let before = filters.before;
+    let page = filters.page();
     let store = console.api.store.clone();
     let queue =
-        match tokio::task::spawn_blocking(move || store.alert_queue(&filter, before, PAGE)).await {
+        match tokio::task::spawn_blocking(move || store.alert_queue(&filter, page, PAGE)).await {
             Ok(Ok(queue)) => queue,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the console's alert queue cannot be read");
@@ -253,17 +315,20 @@ pub async fn queue(
         current: status == "any",
     });
     let base = filters.query(None);
-    let next = queue
-        .more
-        .then(|| {
-            queue
-                .alerts
-                .last()
-                .map(|a| format!("/ui/alerts?{base}&before={}", a.id))
-        })
-        .flatten();
-    let here = match filters.before {
-        Some(before) => format!("/ui/alerts?{base}&before={before}"),
+    let next = match page {
+        _ if !queue.more => None,
+        Paging::Newest { .. } => queue
+            .alerts
+            .last()
+            .map(|a| format!("/ui/alerts?{base}&before={}", a.id)),
+        Paging::Sorted { offset, .. } => Some(format!(
+            "/ui/alerts?{base}&offset={}",
+            offset.saturating_add(PAGE)
+        )),
+    };
+    let paging = filters.paging();
+    let here = match &paging {
+        Some(paging) => format!("/ui/alerts?{base}&{paging}"),
         None => format!("/ui/alerts?{base}"),
     };
     let severity = value(&filters.severity).unwrap_or_default();
@@ -274,7 +339,12 @@ pub async fn queue(
         tabs,
         rows: queue.alerts.into_iter().map(Row::from).collect(),
         next,
-        first: filters.before.map(|_| format!("/ui/alerts?{base}")),
+        first: paging.map(|_| format!("/ui/alerts?{base}")),
+        sorts: SORTS
+            .iter()
+            .map(|(v, l, _)| (*v, *l, *v == filters.sort().0))
+            .collect(),
+        order: order_words(filters.sort().1),
         severities: SEVERITIES.iter().map(|s| (*s, *s == severity)).collect(),
         ranges: RANGES
             .iter()
