@@ -1195,3 +1195,31 @@ async fn admins_manage_users_keys_channels_and_read_the_verified_audit_log() {
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_system_page_shows_the_fleet_from_postgres() {
+    let db = common::TestDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let rule = keyword_rule("Console test brute force", RULE_ID, "console-alert", "high");
+    let mut cfg = config_with_rule(dir.path(), &rule);
+    cfg.services.database_url = Some(secmon::config::Secret::new(db.url()));
+    cfg.replication.heartbeat_interval_seconds = 1;
+    let node = Node::start(cfg).await;
+    let (status, body) = node.ingest(alerting_events(1, 3)).await;
+    assert_eq!(status, 200, "{body}");
+    let signed = sign_in(&node, "admin", ADMIN_PASSWORD).await;
+    let node_id = node.app.node_id().to_string();
+    // This node and its three open alerts, as Postgres holds them.
+    let page = eventually("the fleet on the system page", || async {
+        let page = get(&node, &signed.cookie, "/ui/system").await;
+        let alerts = page.matches("Console test brute force").count();
+        (
+            page.contains(&format!("<td>{node_id}</td>")) && alerts == 3,
+            page,
+        )
+    })
+    .await;
+    assert!(page.contains("<h3 id=\"c-replication\">"), "{page}");
+    assert!(!page.contains("reports to no fleet"));
+    node.app.stop().await;
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Node, config_with_rule, eventually, free_port, keyword_rule};
+use common::{Node, TestDb, config_with_rule, eventually, free_port, keyword_rule};
 use secmon::config::{Cidr, Config, Secret};
 use serde_json::{Value, json};
 
@@ -109,61 +109,6 @@ async fn events_stored(node: &Node) -> i64 {
 }
 
 // ---------------------------------------------------------------- Postgres
-
-/// A database of its own on the machine's Postgres, dropped at the end.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    fn create() -> TestDb {
-        let name = format!(
-            "secmon_t_{}",
-            ulid::Ulid::generate().to_string().to_lowercase()
-        );
-        psql("test", &format!("CREATE DATABASE {name}"));
-        TestDb { name }
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://root@127.0.0.1:5432/{}?sslmode=disable",
-            self.name
-        )
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        psql(
-            "test",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-fn psql(db: &str, sql: &str) {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "root",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 async fn pg(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)

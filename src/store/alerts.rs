@@ -156,27 +156,68 @@ pub struct AlertFilter {
 
 impl AlertFilter {
     fn matches(&self, a: &Alert) -> bool {
-        self.status.is_none_or(|s| a.status == s) && self.matches_but_status(a)
+        self.status.is_none_or(|s| a.status == s)
+            && self.matches_but_status(
+                &a.severity,
+                &a.rule_id,
+                a.last_seen,
+                a.assignee.as_deref(),
+                |k| a.key_value(k),
+            )
     }
 
-    fn matches_but_status(&self, a: &Alert) -> bool {
-        self.severity.as_deref().is_none_or(|s| a.severity == s)
-            && self.rule_id.as_deref().is_none_or(|r| a.rule_id == r)
-            && self.from.is_none_or(|t| a.last_seen >= t)
-            && self.to.is_none_or(|t| a.last_seen < t)
+    fn matches_but_status<'a>(
+        &self,
+        severity: &str,
+        rule_id: &str,
+        last_seen: DateTime<Utc>,
+        assignee: Option<&str>,
+        key_value: impl Fn(&str) -> Option<&'a str>,
+    ) -> bool {
+        self.severity.as_deref().is_none_or(|s| severity == s)
+            && self.rule_id.as_deref().is_none_or(|r| rule_id == r)
+            && self.from.is_none_or(|t| last_seen >= t)
+            && self.to.is_none_or(|t| last_seen < t)
             && self
                 .host
                 .as_deref()
-                .is_none_or(|h| a.key_value("host.name") == Some(h))
+                .is_none_or(|h| key_value("host.name") == Some(h))
             && self
                 .source_ip
                 .as_deref()
-                .is_none_or(|ip| a.key_value("source.ip") == Some(ip))
+                .is_none_or(|ip| key_value("source.ip") == Some(ip))
             && self
                 .assignee
                 .as_deref()
-                .is_none_or(|u| a.assignee.as_deref().unwrap_or_default() == u)
+                .is_none_or(|u| assignee.unwrap_or_default() == u)
     }
+}
+
+/// What the queue reads of a stored alert to filter, count and order it:
+/// its JSON's other fields (the linked events, the history) are skipped,
+/// not decoded.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    rule_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    severity: std::borrow::Cow<'a, str>,
+    status: AlertStatus,
+    count: u64,
+    last_seen: DateTime<Utc>,
+    #[serde(borrow)]
+    group_key: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    #[serde(default, borrow)]
+    assignee: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Where an alert goes in the queue's order.
+#[derive(Debug, Clone, Copy)]
+struct Rank {
+    id: u64,
+    last_seen: DateTime<Utc>,
+    severity: u8,
+    count: u64,
 }
 
 /// Deepest offset a sorted queue page starts at.
@@ -196,14 +237,12 @@ pub enum AlertOrder {
 }
 
 impl AlertOrder {
-    fn cmp(self, a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    fn cmp(self, a: &Rank, b: &Rank) -> std::cmp::Ordering {
         let newest = b.id.cmp(&a.id);
         match self {
             AlertOrder::Newest => newest,
             AlertOrder::LastSeen => b.last_seen.cmp(&a.last_seen).then(newest),
-            AlertOrder::Severity => crate::notify::severity_rank(&b.severity)
-                .cmp(&crate::notify::severity_rank(&a.severity))
-                .then(newest),
+            AlertOrder::Severity => b.severity.cmp(&a.severity).then(newest),
             AlertOrder::Count => b.count.cmp(&a.count).then(newest),
         }
     }
@@ -341,27 +380,50 @@ impl Store {
                 Paging::Sorted { order, offset } => (order, None, offset.min(MAX_QUEUE_OFFSET)),
             };
             let keep = offset.saturating_add(limit).saturating_add(1);
-            let mut kept: Vec<Alert> = Vec::new();
+            let mut kept: Vec<Rank> = Vec::new();
             for item in table.iter()?.rev() {
                 let (id, bytes) = item?;
-                let alert = decode(id.value(), bytes.value())?;
-                if !filter.matches_but_status(&alert) {
+                let id = id.value();
+                let bytes = bytes.value();
+                let head: Head<'_> = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+                    seq: id,
+                    reason: format!("alert: {e}"),
+                })?;
+                let key_value = |name: &str| {
+                    head.group_key
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.as_ref())
+                };
+                if !filter.matches_but_status(
+                    &head.severity,
+                    &head.rule_id,
+                    head.last_seen,
+                    head.assignee.as_deref(),
+                    key_value,
+                ) {
                     continue;
                 }
-                *queue.counts.entry(alert.status.as_str()).or_default() += 1;
-                let wanted = filter.status.is_none_or(|s| alert.status == s)
-                    && before.is_none_or(|b| alert.id < b);
+                *queue.counts.entry(head.status.as_str()).or_default() += 1;
+                let wanted =
+                    filter.status.is_none_or(|s| head.status == s) && before.is_none_or(|b| id < b);
                 if !wanted {
                     continue;
                 }
+                let rank = Rank {
+                    id,
+                    last_seen: head.last_seen,
+                    severity: crate::notify::severity_rank(&head.severity),
+                    count: head.count,
+                };
                 if order == AlertOrder::Newest {
                     // Ids descend: the first `keep` are the page and one more.
                     if kept.len() < keep {
-                        kept.push(alert);
+                        kept.push(rank);
                     }
                     continue;
                 }
-                kept.push(alert);
+                kept.push(rank);
                 if kept.len() >= 2 * keep {
                     kept.select_nth_unstable_by(keep - 1, |a, b| order.cmp(a, b));
                     kept.truncate(keep);
@@ -369,7 +431,12 @@ impl Store {
             }
             kept.sort_by(|a, b| order.cmp(a, b));
             queue.more = kept.len() > offset + limit;
-            queue.alerts = kept.into_iter().skip(offset).take(limit).collect();
+            // Only the page's alerts are decoded whole.
+            for rank in kept.into_iter().skip(offset).take(limit) {
+                if let Some(bytes) = table.get(rank.id)? {
+                    queue.alerts.push(decode(rank.id, bytes.value())?);
+                }
+            }
             Ok(queue)
         })
     }
@@ -483,6 +550,15 @@ mod tests {
             .unwrap();
     }
 
+    fn rank(a: &Alert) -> Rank {
+        Rank {
+            id: a.id,
+            last_seen: a.last_seen,
+            severity: crate::notify::severity_rank(&a.severity),
+            count: a.count,
+        }
+    }
+
     #[test]
     fn the_queue_sorts_and_pages_in_every_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -525,7 +601,8 @@ mod tests {
             let got = all(order);
             assert_eq!(got.len(), 30, "{order:?}");
             assert!(
-                got.windows(2).all(|w| order.cmp(&w[0], &w[1]).is_le()),
+                got.windows(2)
+                    .all(|w| order.cmp(&rank(&w[0]), &rank(&w[1])).is_le()),
                 "{order:?}"
             );
         }

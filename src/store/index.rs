@@ -770,39 +770,11 @@ impl EventIndex {
     /// `q` (its `after`/`limit` are ignored), by count descending then value.
     /// Counts are exact: every segment reports all its values.
     pub fn stats(&self, q: &SearchQuery, group_by: &str, top: usize) -> Result<Vec<Bucket>, Error> {
-        if !groupable().any(|name| name == group_by) {
-            let allowed: Vec<_> = groupable().collect();
-            return Err(Error::BadRequest(format!(
-                "cannot group by `{group_by}`: use one of {}",
-                allowed.join(" ")
-            )));
-        }
-        if !(1..=MAX_TOP).contains(&top) {
-            return Err(Error::BadRequest(format!(
-                "`top` must be between 1 and {MAX_TOP}, not {top}"
-            )));
-        }
-        let terms = TermsAggregation {
-            field: group_by.to_owned(),
-            size: Some(top as u32),
-            // Without a per-segment cut-off the counts are exact, not estimates.
-            segment_size: Some(u32::MAX),
-            ..TermsAggregation::default()
-        };
+        let terms = terms(group_by, top)?;
         let query = self.query(q)?;
         let searcher = self.reader.searcher();
-        let buckets = match aggregate(&searcher, &*query, AggregationVariants::Terms(terms))? {
-            BucketResult::Terms { buckets, .. } => buckets,
-            _ => return Err(unexpected_result()),
-        };
-        // tantivy orders them by count descending, then key ascending.
-        Ok(buckets
-            .into_iter()
-            .map(|b| Bucket {
-                key: b.key.to_string(),
-                count: b.doc_count,
-            })
-            .collect())
+        let mut results = aggregate(&searcher, &*query, vec![terms])?;
+        term_buckets(results.pop().ok_or_else(unexpected_result)?)
     }
 
     /// Events matching `q` (its `after`/`limit` are ignored) counted per
@@ -814,42 +786,40 @@ impl EventIndex {
         let query = self.query(q)?;
         // One searcher, so the span checked is the span aggregated.
         let searcher = self.reader.searcher();
-        let Some((first, last)) = time_span(&searcher, q)? else {
+        let Some(histogram) = date_histogram(&searcher, q, interval)? else {
             return Ok(Vec::new());
         };
-        let width = interval.millis();
-        let buckets = last.div_euclid(width) - first.div_euclid(width) + 1;
-        if buckets > MAX_TIME_BUCKETS {
-            return Err(Error::BadRequest(format!(
-                "the matching events span {buckets} intervals of {width} ms: at most {MAX_TIME_BUCKETS}, use a larger interval or a narrower time range"
-            )));
-        }
-        let request = DateHistogramAggregationReq {
-            field: "@timestamp".to_owned(),
-            fixed_interval: Some(format!("{width}ms")),
-            min_doc_count: Some(0),
-            ..DateHistogramAggregationReq::default()
+        let mut results = aggregate(&searcher, &*query, vec![histogram])?;
+        time_buckets(results.pop().ok_or_else(unexpected_result)?)
+    }
+
+    /// [`Index::histogram`] and [`Index::stats`] of each of `fields`, from
+    /// one pass over the events matching `q` (a search page's overview).
+    pub fn overview(
+        &self,
+        q: &SearchQuery,
+        interval: Interval,
+        fields: &[&str],
+        top: usize,
+    ) -> Result<(Vec<TimeBucket>, Vec<Vec<Bucket>>), Error> {
+        let query = self.query(q)?;
+        let searcher = self.reader.searcher();
+        let histogram = date_histogram(&searcher, q, interval)?;
+        let mut aggs = fields
+            .iter()
+            .map(|f| terms(f, top))
+            .collect::<Result<Vec<_>, _>>()?;
+        aggs.extend(histogram.clone());
+        let mut results = aggregate(&searcher, &*query, aggs)?;
+        let buckets = match histogram {
+            Some(_) => time_buckets(results.pop().ok_or_else(unexpected_result)?)?,
+            None => Vec::new(),
         };
-        let histogram = AggregationVariants::DateHistogram(request);
-        let buckets = match aggregate(&searcher, &*query, histogram)? {
-            BucketResult::Histogram { buckets } => buckets,
-            _ => return Err(unexpected_result()),
-        };
-        let mut out = Vec::new();
-        for b in buckets.iter() {
-            // Date histogram keys are milliseconds since the epoch.
-            let tantivy::aggregation::Key::F64(millis) = b.key else {
-                return Err(unexpected_result());
-            };
-            let start =
-                DateTime::from_timestamp_millis(millis as i64).ok_or_else(unexpected_result)?;
-            out.push(TimeBucket {
-                start,
-                count: b.doc_count,
-            });
-        }
-        out.sort_by_key(|b| b.start);
-        Ok(out)
+        let stats = results
+            .into_iter()
+            .map(term_buckets)
+            .collect::<Result<_, _>>()?;
+        Ok((buckets, stats))
     }
 }
 
@@ -895,28 +865,119 @@ fn time_span(searcher: &Searcher, q: &SearchQuery) -> Result<Option<(i64, i64)>,
     Ok((lo <= hi).then(|| (lo.div_euclid(1_000), hi.div_euclid(1_000))))
 }
 
-/// Runs one bucket aggregation over the events matching `query`.
+/// Runs bucket aggregations over the events matching `query` in one pass;
+/// their results in the same order.
 fn aggregate(
     searcher: &Searcher,
     query: &dyn Query,
-    agg: AggregationVariants,
-) -> Result<BucketResult, Error> {
-    let request: Aggregations = [(
-        "agg".to_owned(),
-        Aggregation {
-            agg,
-            sub_aggregation: Aggregations::default(),
-        },
-    )]
-    .into_iter()
-    .collect();
+    aggs: Vec<AggregationVariants>,
+) -> Result<Vec<BucketResult>, Error> {
+    let n = aggs.len();
+    let request: Aggregations = aggs
+        .into_iter()
+        .enumerate()
+        .map(|(i, agg)| {
+            let aggregation = Aggregation {
+                agg,
+                sub_aggregation: Aggregations::default(),
+            };
+            (i.to_string(), aggregation)
+        })
+        .collect();
     let context = AggContextParams::new(Default::default(), searcher.index().tokenizers().clone());
     let collector = AggregationCollector::from_aggs(request, context);
     let AggregationResults(mut results) = searcher.search(query, &collector)?;
-    match results.remove("agg") {
-        Some(AggregationResult::BucketResult(result)) => Ok(result),
-        _ => Err(unexpected_result()),
+    (0..n)
+        .map(|i| match results.remove(&i.to_string()) {
+            Some(AggregationResult::BucketResult(result)) => Ok(result),
+            _ => Err(unexpected_result()),
+        })
+        .collect()
+}
+
+/// The terms aggregation of [`Index::stats`], checked.
+fn terms(group_by: &str, top: usize) -> Result<AggregationVariants, Error> {
+    if !groupable().any(|name| name == group_by) {
+        let allowed: Vec<_> = groupable().collect();
+        return Err(Error::BadRequest(format!(
+            "cannot group by `{group_by}`: use one of {}",
+            allowed.join(" ")
+        )));
     }
+    if !(1..=MAX_TOP).contains(&top) {
+        return Err(Error::BadRequest(format!(
+            "`top` must be between 1 and {MAX_TOP}, not {top}"
+        )));
+    }
+    Ok(AggregationVariants::Terms(TermsAggregation {
+        field: group_by.to_owned(),
+        size: Some(top as u32),
+        // Without a per-segment cut-off the counts are exact, not estimates.
+        segment_size: Some(u32::MAX),
+        ..TermsAggregation::default()
+    }))
+}
+
+fn term_buckets(result: BucketResult) -> Result<Vec<Bucket>, Error> {
+    let BucketResult::Terms { buckets, .. } = result else {
+        return Err(unexpected_result());
+    };
+    // tantivy orders them by count descending, then key ascending.
+    Ok(buckets
+        .into_iter()
+        .map(|b| Bucket {
+            key: b.key.to_string(),
+            count: b.doc_count,
+        })
+        .collect())
+}
+
+/// The date histogram of [`Index::histogram`] over what `searcher` holds
+/// of `q`'s range; none when that is empty. Refused past
+/// `MAX_TIME_BUCKETS` buckets.
+fn date_histogram(
+    searcher: &Searcher,
+    q: &SearchQuery,
+    interval: Interval,
+) -> Result<Option<AggregationVariants>, Error> {
+    let Some((first, last)) = time_span(searcher, q)? else {
+        return Ok(None);
+    };
+    let width = interval.millis();
+    let buckets = last.div_euclid(width) - first.div_euclid(width) + 1;
+    if buckets > MAX_TIME_BUCKETS {
+        return Err(Error::BadRequest(format!(
+            "the matching events span {buckets} intervals of {width} ms: at most {MAX_TIME_BUCKETS}, use a larger interval or a narrower time range"
+        )));
+    }
+    Ok(Some(AggregationVariants::DateHistogram(
+        DateHistogramAggregationReq {
+            field: "@timestamp".to_owned(),
+            fixed_interval: Some(format!("{width}ms")),
+            min_doc_count: Some(0),
+            ..DateHistogramAggregationReq::default()
+        },
+    )))
+}
+
+fn time_buckets(result: BucketResult) -> Result<Vec<TimeBucket>, Error> {
+    let BucketResult::Histogram { buckets } = result else {
+        return Err(unexpected_result());
+    };
+    let mut out = Vec::new();
+    for b in buckets.iter() {
+        // Date histogram keys are milliseconds since the epoch.
+        let tantivy::aggregation::Key::F64(millis) = b.key else {
+            return Err(unexpected_result());
+        };
+        let start = DateTime::from_timestamp_millis(millis as i64).ok_or_else(unexpected_result)?;
+        out.push(TimeBucket {
+            start,
+            count: b.doc_count,
+        });
+    }
+    out.sort_by_key(|b| b.start);
+    Ok(out)
 }
 
 fn unexpected_result() -> Error {

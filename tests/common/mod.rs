@@ -293,3 +293,59 @@ impl Drop for Netns {
             .status();
     }
 }
+
+/// A database of its own on the machine's Postgres, dropped at the end.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn create() -> TestDb {
+        let name = format!(
+            "secmon_t_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        psql("test", &format!("CREATE DATABASE {name}"));
+        TestDb { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://root@127.0.0.1:5432/{}?sslmode=disable",
+            self.name
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        psql(
+            "test",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs `sql` on the machine's Postgres database `db` as root; panics on failure.
+pub fn psql(db: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "root",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

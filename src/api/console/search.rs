@@ -273,8 +273,10 @@ pub struct Hit {
 impl From<Event> for Hit {
     fn from(e: Event) -> Hit {
         let fields = match e.to_export_json() {
+            // The message and the raw line are shown above the fields.
             serde_json::Value::Object(map) => map
                 .into_iter()
+                .filter(|(k, _)| k != "message" && k != "log.original")
                 .map(|(k, v)| {
                     let v = match v {
                         serde_json::Value::String(s) => s,
@@ -366,22 +368,11 @@ fn find(state: &ApiState, a: &Asked, interval: Interval) -> Result<Found, String
         after: None,
         ..query
     };
-    let buckets = state
+    let (buckets, stats) = state
         .index
-        .histogram(&whole, interval)
+        .overview(&whole, interval, &SIDEBAR, TOP)
         .map_err(|e| e.to_string())?;
-    let fields = SIDEBAR
-        .iter()
-        .map(|f| {
-            Ok((
-                *f,
-                state
-                    .index
-                    .stats(&whole, f, TOP)
-                    .map_err(|e| e.to_string())?,
-            ))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let fields = SIDEBAR.into_iter().zip(stats).collect();
     let local_since = match state
         .store
         .first_event_after(0)
