@@ -652,7 +652,8 @@ async fn search_zooms_filters_pages_exports_and_tails() {
     // 60 events a minute apart, within the last day: every third from root.
     let now = chrono::Utc::now();
     let base = now - chrono::Duration::hours(3);
-    let base = base - chrono::Duration::seconds(base.timestamp() % 60);
+    // Half past an hour: the events fall in two hour-long bars, 30 each.
+    let base = base - chrono::Duration::seconds(base.timestamp() % 3600 - 1800);
     let events: String = (0..60)
         .map(|i| {
             let user = if i % 3 == 0 { "root" } else { "alice" };

@@ -357,21 +357,21 @@ fn fill(page: &mut EditorPage, rule: &Value) {
 }
 
 /// The editor's form: the YAML, the rule it edits, the back-test span.
-fn editor(console_form: &HashMap<String, String>, analyst: &Analyst) -> EditorPage {
+fn editor(form: &HashMap<String, String>, analyst: &Analyst) -> EditorPage {
     let mut page = EditorPage::blank(analyst);
-    page.yaml = console_form
+    page.yaml = form
         .get("yaml")
         .cloned()
         .unwrap_or_default()
         .replace("\r\n", "\n");
-    page.id = console_form.get("id").cloned().unwrap_or_default();
-    page.updates = console_form.get("updates").is_some_and(|u| u == "1") && !page.id.is_empty();
+    page.id = form.get("id").cloned().unwrap_or_default();
+    page.updates = form.get("updates").is_some_and(|u| u == "1") && !page.id.is_empty();
     page.title = if page.id.is_empty() {
         "A new rule".to_owned()
     } else {
         page.id.clone()
     };
-    page.hours = console_form
+    page.hours = form
         .get("hours")
         .and_then(|h| h.parse().ok())
         .filter(|h| SPANS.iter().any(|(s, _)| s == h))
