@@ -193,9 +193,9 @@ impl AlertFilter {
     }
 }
 
-/// What the queue reads of a stored alert to filter, count and order it:
-/// its JSON's other fields (the linked events, the history) are skipped,
-/// not decoded.
+/// What the queue and the rule list read of a stored alert to filter,
+/// count and order it: its JSON's other fields (the linked events, the
+/// history) are skipped, not decoded.
 #[derive(serde::Deserialize)]
 struct Head<'a> {
     #[serde(borrow)]
@@ -209,6 +209,13 @@ struct Head<'a> {
     group_key: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
     #[serde(default, borrow)]
     assignee: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn head(id: u64, bytes: &[u8]) -> Result<Head<'_>> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        seq: id,
+        reason: format!("alert: {e}"),
+    })
 }
 
 /// Where an alert goes in the queue's order.
@@ -384,11 +391,7 @@ impl Store {
             for item in table.iter()?.rev() {
                 let (id, bytes) = item?;
                 let id = id.value();
-                let bytes = bytes.value();
-                let head: Head<'_> = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-                    seq: id,
-                    reason: format!("alert: {e}"),
-                })?;
+                let head = head(id, bytes.value())?;
                 let key_value = |name: &str| {
                     head.group_key
                         .iter()
@@ -450,8 +453,8 @@ impl Store {
             let mut hits = std::collections::HashMap::new();
             for item in table.iter()? {
                 let (id, bytes) = item?;
-                let alert = decode(id.value(), bytes.value())?;
-                *hits.entry(alert.rule_id).or_default() += alert.count;
+                let head = head(id.value(), bytes.value())?;
+                *hits.entry(head.rule_id.into_owned()).or_default() += head.count;
             }
             Ok(hits)
         })

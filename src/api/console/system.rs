@@ -26,6 +26,8 @@ const FLEET: &str = "query { fleet {
 
 /// The span the ingest rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Most page views kept for it (views come as fast as the rate limits let).
+const MAX_SAMPLES: usize = 1000;
 
 struct Component {
     name: String,
@@ -70,6 +72,9 @@ impl Console {
         let now = Instant::now();
         let mut samples = self.ingest_samples.lock().ok()?;
         samples.retain(|(at, _)| now.duration_since(*at) <= RATE_WINDOW);
+        if samples.len() >= MAX_SAMPLES {
+            samples.pop_front();
+        }
         samples.push_back((now, last_seq));
         let (at, seq) = *samples.front()?;
         let secs = now.duration_since(at).as_secs_f64();
