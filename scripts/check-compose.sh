@@ -101,8 +101,8 @@ trap 'rm -rf "$work"' EXIT
 
 check "hadolint docker/Dockerfile (fails on info and above)" \
     "$bin/hadolint" --failure-threshold info docker/Dockerfile
-check "shellcheck scripts/*.sh and the package's maintainer scripts" \
-    "$bin/shellcheck" --severity=warning scripts/*.sh packaging/debian/postinst packaging/debian/postrm
+check "shellcheck scripts/*.sh, scripts/lib/*.sh and the package's maintainer scripts" \
+    "$bin/shellcheck" --severity=warning scripts/*.sh scripts/lib/*.sh packaging/debian/postinst packaging/debian/postrm
 check "scripts/deploy.sh --help" scripts/deploy.sh --help
 
 # -- compose files: Compose's own parser, then the compose-spec schema ---------

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/peers.sh
+. scripts/lib/peers.sh
 log="../shared/data/loghub/OpenSSH/OpenSSH_2k.log"
 fixture=""
 while [ $# -gt 0 ]; do
@@ -43,70 +45,22 @@ done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# fail2ban: every failure its sshd filter (default mode) finds, as (ip, time).
-fail2ban-regex -o row "$log" /etc/fail2ban/filter.d/sshd.conf 2>/dev/null > "$work/fail2ban.rows"
-
-# CrowdSec: a private configuration over the hub the package ships.
-hub=/usr/share/crowdsec/hub
-etc="$work/cs"
-mkdir -p "$etc"/parsers/{s00-raw,s01-parse,s02-enrich} "$etc/scenarios" "$work/csdata"
-ln -s "$hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml" "$etc/parsers/s00-raw/"
-ln -s "$hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml" "$etc/parsers/s01-parse/"
-ln -s "$hub/parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml" "$etc/parsers/s02-enrich/"
-ln -s "$hub/scenarios/crowdsecurity/ssh-bf.yaml" "$etc/scenarios/"
-ln -s "$hub/scenarios/crowdsecurity/ssh-slow-bf.yaml" "$etc/scenarios/"
-cp -r /etc/crowdsec/patterns "$etc/"
-cp /etc/crowdsec/profiles.yaml /etc/crowdsec/simulation.yaml "$etc/"
-touch "$etc/acquis.yaml"
-port=$((20000 + RANDOM % 20000))
-cat > "$etc/config.yaml" <<EOF
-common: {daemonize: false, log_media: stdout, log_level: error, working_dir: .}
-config_paths:
-  config_dir: $etc/
-  data_dir: $work/csdata/
-  simulation_path: $etc/simulation.yaml
-  hub_dir: $hub/
-  index_path: $hub/.index.json
-crowdsec_service: {acquisition_path: $etc/acquis.yaml, parser_routines: 1}
-db_config: {type: sqlite, db_path: $work/csdata/crowdsec.db, use_wal: false}
-api:
-  client: {credentials_path: $etc/local_api_credentials.yaml}
-  server: {listen_uri: "127.0.0.1:$port", profiles_path: $etc/profiles.yaml, trusted_ips: [127.0.0.1]}
-prometheus: {enabled: false}
-EOF
-cscli -c "$etc/config.yaml" machines add replay --password replay \
-    -f "$etc/local_api_credentials.yaml" --force >/dev/null 2>&1
-sed -i "s|^url: .*|url: http://127.0.0.1:$port|" "$etc/local_api_credentials.yaml"
-crowdsec -c "$etc/config.yaml" -dsn "file://$log" -type syslog >/dev/null 2>&1
+# fail2ban and CrowdSec (scripts/lib/peers.sh): the addresses each flags.
+peers_fail2ban "$log" "$work"
+peers_crowdsec "$log" "$work"
 
 # secmon: the built-in SSH rules over the same lines.
 "$secmon" rules test rules/builtin/ssh_bruteforce.yml --events "$log" > "$work/secmon.hits" 2>/dev/null
 
 python3 - "$work" "$fixture" <<'EOF'
-import ast, collections, json, sqlite3, subprocess, sys
+import collections, json, subprocess, sys
 
 work, fixture = sys.argv[1], sys.argv[2]
 
-# fail2ban's default sshd jail: ban when 5 failures fall within 600 s.
-times = collections.defaultdict(list)
-for line in open(f"{work}/fail2ban.rows"):
-    line = line.strip().rstrip(",")
-    if line.startswith("["):
-        ip, t = line[1:].split(",")[:2]
-        times[ast.literal_eval(ip.strip())].append(float(t))
-fail2ban = set()
-for ip, ts in times.items():
-    ts.sort()
-    first = 0
-    for i, t in enumerate(ts):
-        while t - ts[first] > 600:
-            first += 1
-        if i - first + 1 >= 5:
-            fail2ban.add(ip)
-
-db = sqlite3.connect(f"{work}/csdata/crowdsec.db")
+fail2ban = set(open(f"{work}/fail2ban.banned").read().split())
 crowdsec = collections.defaultdict(set)
-for ip, scenario in db.execute("select source_ip, scenario from alerts"):
+for line in open(f"{work}/crowdsec.alerts"):
+    ip, scenario = line.rstrip("\n").split("\t")
     crowdsec[ip].add(scenario)
 
 secmon = collections.defaultdict(set)

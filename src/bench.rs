@@ -1227,16 +1227,18 @@ fn vary(msg: &str, round: u64, i: u64, opts: &GenerateOptions, out: &mut String)
         let lead = token.find(core).unwrap_or(0);
         let (before, after) = (&token[..lead], &token[lead + core.len()..]);
         if !core.is_empty() && core.parse::<std::net::Ipv4Addr>().is_ok() {
-            let h = hash_str(core, round) % u64::from(opts.ips.max(1));
-            let h = mix(h);
             out.push_str(before);
-            out.push_str(&format!(
-                "{}.{}.{}.{}",
-                1 + (h % 223),
-                (h >> 8) & 255,
-                (h >> 16) & 255,
-                1 + ((h >> 24) % 254)
-            ));
+            out.push_str(&vary_ip(core, round, opts.ips));
+            out.push_str(after);
+        } else if let Some(ip) = core
+            .strip_prefix("rhost=")
+            .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        {
+            // pam_unix names the address sshd logs for the same connection:
+            // it varies the same way.
+            out.push_str(before);
+            out.push_str("rhost=");
+            out.push_str(&vary_ip(ip, round, opts.ips));
             out.push_str(after);
         } else if prev == "port" && !core.is_empty() && core.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(before);
@@ -1256,6 +1258,18 @@ fn vary(msg: &str, round: u64, i: u64, opts: &GenerateOptions, out: &mut String)
         }
         prev = token;
     }
+}
+
+/// One of `ips` addresses, the same for the same `ip` within a round.
+fn vary_ip(ip: &str, round: u64, ips: u32) -> String {
+    let h = mix(hash_str(ip, round) % u64::from(ips.max(1)));
+    format!(
+        "{}.{}.{}.{}",
+        1 + (h % 223),
+        (h >> 8) & 255,
+        (h >> 16) & 255,
+        1 + ((h >> 24) % 254)
+    )
 }
 
 fn vary_user(user: &str, round: u64) -> String {
@@ -1390,6 +1404,7 @@ mod tests {
         assert!(distinct.len() > 2500, "{}", distinct.len());
         // Every line still parses as the sshd event it was made from.
         let opts = crate::parse::ParseOptions::default();
+        let mut pam_sources = std::collections::HashSet::new();
         for (i, line) in lines.iter().enumerate() {
             let e = crate::parse::parse(
                 &crate::parse::RawRecord {
@@ -1414,7 +1429,11 @@ mod tests {
             }
             if i % 3 != 2 {
                 assert!(e.source_ip.is_some(), "{line}");
+            } else {
+                pam_sources.insert(e.source_ip);
             }
         }
+        // pam_unix's `rhost=` varies like sshd's addresses: each pass its own.
+        assert!(pam_sources.len() > 900, "{}", pam_sources.len());
     }
 }

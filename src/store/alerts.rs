@@ -1,8 +1,11 @@
 //! Alerts in redb, written in the same transaction as the events that
 //! raised them.
 //!
-//! `alerts`: id -> the alert (JSON); `alert_groups`: dedup key (rule and
-//! group key) -> the id of its latest alert. A firing whose group has an
+//! `alerts`: id -> the alert (JSON); `alert_heads`: id -> what the queue
+//! filters, counts and orders by (rule, severity, status, count, last seen,
+//! group key, assignee), in a compact binary form written with the alert;
+//! `alert_groups`: dedup key (rule and group key) -> the id of its latest
+//! alert. A firing whose group has an
 //! active (open or acknowledged) alert last seen within the dedup window
 //! counts as a repeat of it; otherwise it opens a new alert.
 
@@ -18,6 +21,35 @@ use crate::telemetry::metric;
 
 pub(super) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 pub(super) const ALERT_GROUPS: TableDefinition<&str, u64> = TableDefinition::new("alert_groups");
+pub(super) const ALERT_HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("alert_heads");
+
+/// Writes `alert` and its head.
+fn put(
+    alerts: &mut redb::Table<u64, &[u8]>,
+    heads: &mut redb::Table<u64, &[u8]>,
+    alert: &Alert,
+) -> Result<()> {
+    alerts.insert(alert.id, encode(alert)?.as_slice())?;
+    heads.insert(alert.id, Head::of(alert).encode().as_slice())?;
+    Ok(())
+}
+
+/// Writes the head of every alert: the migration of a store (or a
+/// backup) from before the heads table, at opening.
+pub(super) fn fill_heads(txn: &WriteTransaction) -> Result<()> {
+    let alerts = txn.open_table(ALERTS)?;
+    let mut heads = txn.open_table(ALERT_HEADS)?;
+    tracing::info!(
+        alerts = alerts.len()?,
+        "writing the alert queue's heads (once, after an upgrade)"
+    );
+    for item in alerts.iter()? {
+        let (id, bytes) = item?;
+        let alert = decode(id.value(), bytes.value())?;
+        heads.insert(alert.id, Head::of(&alert).encode().as_slice())?;
+    }
+    Ok(())
+}
 
 /// Applies `updates` (whose events are `events`, seqs assigned) inside
 /// `txn`; returns the alerts raised or repeated, as written.
@@ -33,6 +65,7 @@ pub(super) fn apply(
         return Ok(written);
     }
     let mut alerts = txn.open_table(ALERTS)?;
+    let mut heads = txn.open_table(ALERT_HEADS)?;
     let mut groups = txn.open_table(ALERT_GROUPS)?;
     let mut next = alerts.last()?.map_or(1, |(id, _)| id.value() + 1);
     let now = Utc::now();
@@ -84,7 +117,7 @@ pub(super) fn apply(
             };
             alert.version = outbox.alert(&alert, change)?;
         }
-        alerts.insert(alert.id, encode(&alert)?.as_slice())?;
+        put(&mut alerts, &mut heads, &alert)?;
         written.push(alert);
     }
     Ok(written)
@@ -154,68 +187,155 @@ pub struct AlertFilter {
     pub assignee: Option<String>,
 }
 
-impl AlertFilter {
-    fn matches(&self, a: &Alert) -> bool {
-        self.status.is_none_or(|s| a.status == s)
-            && self.matches_but_status(
-                &a.severity,
-                &a.rule_id,
-                a.last_seen,
-                a.assignee.as_deref(),
-                |k| a.key_value(k),
-            )
-    }
-
-    fn matches_but_status<'a>(
-        &self,
-        severity: &str,
-        rule_id: &str,
-        last_seen: DateTime<Utc>,
-        assignee: Option<&str>,
-        key_value: impl Fn(&str) -> Option<&'a str>,
-    ) -> bool {
-        self.severity.as_deref().is_none_or(|s| severity == s)
-            && self.rule_id.as_deref().is_none_or(|r| rule_id == r)
-            && self.from.is_none_or(|t| last_seen >= t)
-            && self.to.is_none_or(|t| last_seen < t)
-            && self
-                .host
-                .as_deref()
-                .is_none_or(|h| key_value("host.name") == Some(h))
-            && self
-                .source_ip
-                .as_deref()
-                .is_none_or(|ip| key_value("source.ip") == Some(ip))
-            && self
-                .assignee
-                .as_deref()
-                .is_none_or(|u| assignee.unwrap_or_default() == u)
-    }
-}
-
-/// What the queue and the rule list read of a stored alert to filter,
-/// count and order it: its JSON's other fields (the linked events, the
-/// history) are skipped, not decoded.
-#[derive(serde::Deserialize)]
+/// What the queue, the alert list and the rule list read of a stored
+/// alert to filter, count and order it, from `alert_heads`.
+#[derive(Debug, PartialEq)]
 struct Head<'a> {
-    #[serde(borrow)]
-    rule_id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    severity: std::borrow::Cow<'a, str>,
+    rule_id: &'a str,
+    severity: &'a str,
     status: AlertStatus,
     count: u64,
     last_seen: DateTime<Utc>,
-    #[serde(borrow)]
-    group_key: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
-    #[serde(default, borrow)]
-    assignee: Option<std::borrow::Cow<'a, str>>,
+    group_key: Vec<(&'a str, &'a str)>,
+    assignee: Option<&'a str>,
 }
 
-fn head(id: u64, bytes: &[u8]) -> Result<Head<'_>> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-        seq: id,
-        reason: format!("alert: {e}"),
-    })
+/// Reads a head's bytes front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        std::str::from_utf8(self.take(len as usize)?).ok()
+    }
+}
+
+/// A status's code in a head: its place here.
+const STATUSES: [AlertStatus; 4] = [
+    AlertStatus::Open,
+    AlertStatus::Acknowledged,
+    AlertStatus::Resolved,
+    AlertStatus::FalsePositive,
+];
+
+impl<'a> Head<'a> {
+    fn of(a: &'a Alert) -> Head<'a> {
+        Head {
+            rule_id: &a.rule_id,
+            severity: &a.severity,
+            status: a.status,
+            count: a.count,
+            last_seen: a.last_seen,
+            group_key: a
+                .group_key
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            assignee: a.assignee.as_deref(),
+        }
+    }
+
+    /// status (1 byte), count (u64), last seen (µs, i64), rule id,
+    /// severity, whether assigned (1 byte) and to whom, then the group
+    /// key's pairs; strings with a u32 length before them.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        let status = STATUSES.iter().position(|s| *s == self.status).unwrap_or(0);
+        out.push(status as u8);
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&self.last_seen.timestamp_micros().to_le_bytes());
+        let text = |out: &mut Vec<u8>, s: &str| {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        };
+        text(&mut out, self.rule_id);
+        text(&mut out, self.severity);
+        out.push(u8::from(self.assignee.is_some()));
+        if let Some(user) = self.assignee {
+            text(&mut out, user);
+        }
+        for (k, v) in &self.group_key {
+            text(&mut out, k);
+            text(&mut out, v);
+        }
+        out
+    }
+
+    fn decode(id: u64, bytes: &'a [u8]) -> Result<Head<'a>> {
+        let mut r = Reader(bytes);
+        let head = (|| {
+            let status = *STATUSES.get(usize::from(r.byte()?))?;
+            let count = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+            let micros = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+            let last_seen = DateTime::from_timestamp_micros(micros)?;
+            let rule_id = r.text()?;
+            let severity = r.text()?;
+            let assignee = match r.byte()? {
+                0 => None,
+                _ => Some(r.text()?),
+            };
+            let mut group_key = Vec::new();
+            while !r.0.is_empty() {
+                group_key.push((r.text()?, r.text()?));
+            }
+            Some(Head {
+                rule_id,
+                severity,
+                status,
+                count,
+                last_seen,
+                group_key,
+                assignee,
+            })
+        })();
+        head.ok_or_else(|| Error::Corrupt {
+            seq: id,
+            reason: "alert head: truncated or not UTF-8".to_owned(),
+        })
+    }
+
+    fn key_value(&self, name: &str) -> Option<&'a str> {
+        self.group_key
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+    }
+
+    fn matches(&self, filter: &AlertFilter) -> bool {
+        filter.status.is_none_or(|s| self.status == s) && self.matches_but_status(filter)
+    }
+
+    fn matches_but_status(&self, filter: &AlertFilter) -> bool {
+        filter
+            .severity
+            .as_deref()
+            .is_none_or(|s| self.severity == s)
+            && filter.rule_id.as_deref().is_none_or(|r| self.rule_id == r)
+            && filter.from.is_none_or(|t| self.last_seen >= t)
+            && filter.to.is_none_or(|t| self.last_seen < t)
+            && filter
+                .host
+                .as_deref()
+                .is_none_or(|h| self.key_value("host.name") == Some(h))
+            && filter
+                .source_ip
+                .as_deref()
+                .is_none_or(|ip| self.key_value("source.ip") == Some(ip))
+            && filter
+                .assignee
+                .as_deref()
+                .is_none_or(|u| self.assignee.unwrap_or_default() == u)
+    }
 }
 
 /// Where an alert goes in the queue's order.
@@ -301,6 +421,7 @@ impl Store {
             let mut outbox = outbox::Writer::open(&txn, self)?;
             let changed = {
                 let mut alerts = txn.open_table(ALERTS)?;
+                let mut heads = txn.open_table(ALERT_HEADS)?;
                 let mut changed = Vec::with_capacity(ids.len());
                 for &id in ids {
                     let Some(mut alert) =
@@ -315,7 +436,7 @@ impl Store {
                     if let Some(outbox) = outbox.as_mut() {
                         alert.version = outbox.alert(&alert, outbox::AlertEvent::Changed)?;
                     }
-                    alerts.insert(id, encode(&alert)?.as_slice())?;
+                    put(&mut alerts, &mut heads, &alert)?;
                     changed.push(alert);
                 }
                 changed
@@ -352,15 +473,19 @@ impl Store {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(ALERTS)?;
+            let heads = txn.open_table(ALERT_HEADS)?;
             let mut out = Vec::new();
-            for item in table.range(..before.unwrap_or(u64::MAX))?.rev() {
+            for item in heads.range(..before.unwrap_or(u64::MAX))?.rev() {
                 let (id, bytes) = item?;
-                let alert = decode(id.value(), bytes.value())?;
-                if filter.matches(&alert) {
-                    if out.len() == limit {
-                        return Ok((out, true));
-                    }
-                    out.push(alert);
+                let id = id.value();
+                if !Head::decode(id, bytes.value())?.matches(filter) {
+                    continue;
+                }
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                if let Some(bytes) = table.get(id)? {
+                    out.push(decode(id, bytes.value())?);
                 }
             }
             Ok((out, false))
@@ -381,6 +506,7 @@ impl Store {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(ALERTS)?;
+            let heads = txn.open_table(ALERT_HEADS)?;
             let mut queue = AlertQueue::default();
             let (order, before, offset) = match page {
                 Paging::Newest { before } => (AlertOrder::Newest, before, 0),
@@ -388,23 +514,11 @@ impl Store {
             };
             let keep = offset.saturating_add(limit).saturating_add(1);
             let mut kept: Vec<Rank> = Vec::new();
-            for item in table.iter()?.rev() {
+            for item in heads.iter()?.rev() {
                 let (id, bytes) = item?;
                 let id = id.value();
-                let head = head(id, bytes.value())?;
-                let key_value = |name: &str| {
-                    head.group_key
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_ref())
-                };
-                if !filter.matches_but_status(
-                    &head.severity,
-                    &head.rule_id,
-                    head.last_seen,
-                    head.assignee.as_deref(),
-                    key_value,
-                ) {
+                let head = Head::decode(id, bytes.value())?;
+                if !head.matches_but_status(filter) {
                     continue;
                 }
                 *queue.counts.entry(head.status.as_str()).or_default() += 1;
@@ -416,7 +530,7 @@ impl Store {
                 let rank = Rank {
                     id,
                     last_seen: head.last_seen,
-                    severity: crate::notify::severity_rank(&head.severity),
+                    severity: crate::notify::severity_rank(head.severity),
                     count: head.count,
                 };
                 if order == AlertOrder::Newest {
@@ -449,12 +563,12 @@ impl Store {
     pub fn rule_hits(&self) -> Result<std::collections::HashMap<String, u64>> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            let table = txn.open_table(ALERTS)?;
+            let heads = txn.open_table(ALERT_HEADS)?;
             let mut hits = std::collections::HashMap::new();
-            for item in table.iter()? {
+            for item in heads.iter()? {
                 let (id, bytes) = item?;
-                let head = head(id.value(), bytes.value())?;
-                *hits.entry(head.rule_id.into_owned()).or_default() += head.count;
+                let head = Head::decode(id.value(), bytes.value())?;
+                *hits.entry(head.rule_id.to_owned()).or_default() += head.count;
             }
             Ok(hits)
         })
@@ -476,6 +590,7 @@ impl Store {
             let mut purged = 0;
             {
                 let mut alerts = txn.open_table(ALERTS)?;
+                let mut heads = txn.open_table(ALERT_HEADS)?;
                 let mut groups = txn.open_table(ALERT_GROUPS)?;
                 let mut old = Vec::new();
                 for item in alerts.iter()? {
@@ -490,6 +605,7 @@ impl Store {
                 }
                 for alert in old {
                     alerts.remove(alert.id)?;
+                    heads.remove(alert.id)?;
                     let key = alert.dedup_key();
                     if groups.get(key.as_str())?.map(|v| v.value()) == Some(alert.id) {
                         groups.remove(key.as_str())?;
@@ -631,6 +747,77 @@ mod tests {
             .unwrap();
         assert_eq!(last.alerts.iter().map(|a| a.id).collect::<Vec<_>>(), [2, 1]);
         assert!(!last.more);
+    }
+
+    #[test]
+    fn a_head_reads_back_what_was_written_and_refuses_garbage() {
+        let mut alert = new_alert(
+            7,
+            &update("192.0.2.9"),
+            &event(1, "2026-03-01T10:00:00Z"),
+            Utc::now(),
+        );
+        alert.count = 12;
+        alert.status = AlertStatus::FalsePositive;
+        alert.group_key.push(("host.name".into(), "wéb-1".into()));
+        for assignee in [None, Some("ana".to_owned()), Some(String::new())] {
+            alert.assignee = assignee;
+            let bytes = Head::of(&alert).encode();
+            assert_eq!(Head::decode(7, &bytes).unwrap(), Head::of(&alert));
+            for cut in 0..bytes.len() {
+                // A truncated head never reads as another valid one with
+                // the same fields, and never panics.
+                if let Ok(head) = Head::decode(7, &bytes[..cut]) {
+                    assert_ne!(head, Head::of(&alert));
+                }
+            }
+        }
+        assert!(Head::decode(7, &[9; 40]).is_err());
+    }
+
+    #[test]
+    fn a_store_from_before_the_heads_gets_them_at_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for i in 0..5u64 {
+                let at = format!("2026-03-01T10:0{i}:00Z");
+                apply_one(
+                    &store,
+                    event(i + 1, &at),
+                    update(&format!("10.0.0.{i}")),
+                    chrono::Duration::hours(1),
+                );
+            }
+            // As a version 1 store: no heads.
+            store
+                .with_db(|db| {
+                    let txn = db.begin_write()?;
+                    txn.delete_table(ALERT_HEADS)?;
+                    txn.open_table(super::super::META)?.insert(
+                        super::super::META_SCHEMA_VERSION,
+                        1u64.to_be_bytes().as_slice(),
+                    )?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let queue = store
+            .alert_queue(&AlertFilter::default(), Paging::Newest { before: None }, 10)
+            .unwrap();
+        assert_eq!(
+            queue.alerts.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [5, 4, 3, 2, 1]
+        );
+        let filter = AlertFilter {
+            source_ip: Some("10.0.0.3".into()),
+            ..AlertFilter::default()
+        };
+        let (found, _) = store.alerts(&filter, None, 10).unwrap();
+        assert_eq!(found.iter().map(|a| a.id).collect::<Vec<_>>(), [4]);
+        assert_eq!(store.rule_hits().unwrap()["r1"], 5);
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl Store {
             copy_table(&snapshot, &target, CHECKPOINTS)?;
             copy_table(&snapshot, &target, super::alerts::ALERTS)?;
             copy_table(&snapshot, &target, super::alerts::ALERT_GROUPS)?;
+            copy_table(&snapshot, &target, super::alerts::ALERT_HEADS)?;
             copy_table(&snapshot, &target, super::rules::RULES)?;
             // Accounts and the audit log, but not the refresh tokens: a restored
             // node starts with no sessions (and none revoked since comes back).

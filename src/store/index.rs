@@ -13,9 +13,11 @@ use tantivy::aggregation::agg_result::{AggregationResult, AggregationResults, Bu
 use tantivy::aggregation::bucket::{DateHistogramAggregationReq, TermsAggregation};
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Collector, Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery,
+};
 use tantivy::schema::{
     DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions,
     Schema, TextFieldIndexing, TextOptions,
@@ -516,6 +518,13 @@ impl EventIndex {
                 (Self::open_in(dir, &schema)?, Opened::Fresh)
             }
         };
+        // Counts and aggregations read the segments side by side, one
+        // thread a core (at most four).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let mut index = index;
+        if threads > 1 {
+            index.set_multithread_executor(threads)?;
+        }
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -687,9 +696,41 @@ impl EventIndex {
     /// came), starting after `q.after`. The work and memory
     /// of a page depend on its `limit`, never on how deep it is.
     pub fn search(&self, q: &SearchQuery) -> Result<SearchPage, Error> {
-        let query = self.query(q)?;
         let searcher = self.reader.searcher();
-        let total = searcher.search(&query, &Count)?;
+        let total = searcher.search(&self.query(q)?, &Count)?;
+        let (seqs, more) = self.page_in(&searcher, q)?;
+        Ok(SearchPage { total, seqs, more })
+    }
+
+    /// How many events match `q` (its `after`/`limit` are ignored).
+    pub fn count(&self, q: &SearchQuery) -> Result<usize, Error> {
+        Ok(self.reader.searcher().search(&self.query(q)?, &Count)?)
+    }
+
+    /// The latest `@timestamp` of every document, read from its column in
+    /// one pass: the floor of any search that looks at every hit (the
+    /// search benchmark's baseline).
+    pub fn timestamp_column_pass(&self) -> Result<i64, Error> {
+        let mut latest = i64::MIN;
+        for segment in self.reader.searcher().segment_readers() {
+            let column = segment.fast_fields().date("@timestamp")?;
+            for doc in 0..segment.max_doc() {
+                if let Some(t) = column.first(doc) {
+                    latest = latest.max(t.into_timestamp_micros());
+                }
+            }
+        }
+        Ok(latest)
+    }
+
+    /// [`EventIndex::search`] without the total: the page's seqs, and whether
+    /// another page follows.
+    pub fn page(&self, q: &SearchQuery) -> Result<(Vec<u64>, bool), Error> {
+        self.page_in(&self.reader.searcher(), q)
+    }
+
+    fn page_in(&self, searcher: &Searcher, q: &SearchQuery) -> Result<(Vec<u64>, bool), Error> {
+        let query = self.query(q)?;
         let query: Box<dyn Query> = match q.after {
             None => query,
             Some(after) => Box::new(BooleanQuery::new(vec![
@@ -705,14 +746,38 @@ impl EventIndex {
             ),
             (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
         ));
-        let hits = searcher.search(&query, &top)?;
+        // The newest segments first: once the page is full, a segment whose
+        // newest event is older than the page's last hit adds nothing, nor
+        // does any after it (events arrive roughly in time order, so most
+        // of a big index's segments are skipped).
+        let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+        let mut segments = Vec::new();
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            if segment.num_docs() > 0 {
+                let newest = segment.fast_fields().date("@timestamp")?.max_value();
+                segments.push((newest, ord as u32, segment));
+            }
+        }
+        segments.sort_by_key(|s| std::cmp::Reverse(s.0));
+        let mut hits = Vec::new();
+        for (newest, ord, segment) in segments {
+            let full = hits.len() > q.limit;
+            if full && hits.last().is_some_and(|((t, _), _)| Some(newest) < *t) {
+                break;
+            }
+            let found = top.collect_segment(&*weight, ord, segment)?;
+            hits.extend(top.merge_fruits(vec![found])?);
+            // The same order: the newest first, then by seq.
+            hits.sort_by(|((t1, s1), _), ((t2, s2), _)| t2.cmp(t1).then(s1.cmp(s2)));
+            hits.truncate(q.limit.saturating_add(1));
+        }
         let more = hits.len() > q.limit;
         let seqs = hits
             .into_iter()
             .take(q.limit)
             .filter_map(|((_, seq), _)| seq)
             .collect();
-        Ok(SearchPage { total, seqs, more })
+        Ok((seqs, more))
     }
 
     /// The seqs of the first `limit` events with a seq above `seq` that
@@ -783,44 +848,142 @@ impl EventIndex {
     /// the last, with empty ones in between (count 0). Refused when that would
     /// be more than `MAX_TIME_BUCKETS` buckets.
     pub fn histogram(&self, q: &SearchQuery, interval: Interval) -> Result<Vec<TimeBucket>, Error> {
-        let query = self.query(q)?;
-        // One searcher, so the span checked is the span aggregated.
-        let searcher = self.reader.searcher();
-        let Some(histogram) = date_histogram(&searcher, q, interval)? else {
+        self.histogram_in(&self.reader.searcher(), q, interval)
+    }
+
+    /// One searcher, so the span checked is the span aggregated.
+    fn histogram_in(
+        &self,
+        searcher: &Searcher,
+        q: &SearchQuery,
+        interval: Interval,
+    ) -> Result<Vec<TimeBucket>, Error> {
+        let Some(histogram) = date_histogram(searcher, q, interval)? else {
             return Ok(Vec::new());
         };
-        let mut results = aggregate(&searcher, &*query, vec![histogram])?;
+        let mut results = aggregate(searcher, &*self.query(q)?, vec![histogram])?;
         time_buckets(results.pop().ok_or_else(unexpected_result)?)
     }
 
-    /// [`Index::histogram`] and [`Index::stats`] of each of `fields`, from
-    /// one pass over the events matching `q` (a search page's overview).
-    pub fn overview(
+    /// A search page (the console's): the histogram of `q`'s hits over its
+    /// range, their total (the histogram's sum: every event has a time),
+    /// the page of `q` and the `top` values of each of `fields`.
+    ///
+    /// The histogram is one pass over the hits; the page and the top values
+    /// then read only the newest stretch of it that holds enough hits, the
+    /// two side by side on two threads. The page's stretch is the newest
+    /// histogram buckets holding one more hit than the page (the hits
+    /// outside are all older, so the page is the same as over the whole
+    /// range). The top values are exact up to `sample` hits; past that they
+    /// are those of the newest buckets holding at least `sample` hits, and
+    /// [`View::top_of`] says how many and since when.
+    pub fn view(
         &self,
         q: &SearchQuery,
         interval: Interval,
         fields: &[&str],
         top: usize,
-    ) -> Result<(Vec<TimeBucket>, Vec<Vec<Bucket>>), Error> {
-        let query = self.query(q)?;
+        sample: u64,
+    ) -> Result<View, Error> {
         let searcher = self.reader.searcher();
-        let histogram = date_histogram(&searcher, q, interval)?;
-        let mut aggs = fields
+        let whole = SearchQuery {
+            after: None,
+            ..q.clone()
+        };
+        let buckets = self.histogram_in(&searcher, &whole, interval)?;
+        let total = buckets.iter().map(|b| b.count).sum();
+        // The newest buckets, from the last one up to the first that brings
+        // the hits to `need`: where that stretch starts, and its hits.
+        let newest = |up_to: Option<i64>, need: u64| {
+            let mut hits = 0;
+            for b in buckets.iter().rev() {
+                let start = b.start.timestamp_micros();
+                if up_to.is_some_and(|t| start > t) {
+                    continue;
+                }
+                hits += b.count;
+                if hits >= need {
+                    let from = q.from.map_or(b.start, |f| f.max(b.start));
+                    return (Some(from), hits);
+                }
+            }
+            (q.from, hits)
+        };
+        // The bucket holding the cursor also holds newer hits: count only
+        // the buckets before it.
+        let page_need = q.limit as u64 + 1;
+        let page_from = match q.after {
+            None => newest(None, page_need).0,
+            Some(after) => {
+                let width = interval.millis() * 1000;
+                let cursor_bucket = after.timestamp_micros.div_euclid(width) * width;
+                let (from, _) = newest(Some(cursor_bucket - 1), page_need);
+                from
+            }
+        };
+        let (top_from, top_hits) = newest(None, sample);
+        let top_of = match top_from {
+            Some(from) if top_from != q.from => Some((top_hits, from)),
+            _ => None,
+        };
+        let page_q = SearchQuery {
+            from: page_from,
+            ..q.clone()
+        };
+        let top_q = SearchQuery {
+            from: top_from,
+            ..whole
+        };
+        let (page, values) = std::thread::scope(|s| {
+            let page = s.spawn(|| self.page_in(&searcher, &page_q));
+            let values = self.top_values(&searcher, &top_q, fields, top);
+            (page.join(), values)
+        });
+        let (seqs, more) = page.map_err(|_| unexpected_result())??;
+        Ok(View {
+            buckets,
+            total,
+            seqs,
+            more,
+            values: values?,
+            top_of,
+        })
+    }
+
+    /// The `top` values of each of `fields` among the hits of `q`, exact,
+    /// in one pass.
+    fn top_values(
+        &self,
+        searcher: &Searcher,
+        q: &SearchQuery,
+        fields: &[&str],
+        top: usize,
+    ) -> Result<Vec<Vec<Bucket>>, Error> {
+        let aggs = fields
             .iter()
             .map(|f| terms(f, top))
             .collect::<Result<Vec<_>, _>>()?;
-        aggs.extend(histogram.clone());
-        let mut results = aggregate(&searcher, &*query, aggs)?;
-        let buckets = match histogram {
-            Some(_) => time_buckets(results.pop().ok_or_else(unexpected_result)?)?,
-            None => Vec::new(),
-        };
-        let stats = results
+        aggregate(searcher, &*self.query(q)?, aggs)?
             .into_iter()
             .map(term_buckets)
-            .collect::<Result<_, _>>()?;
-        Ok((buckets, stats))
+            .collect()
     }
+}
+
+/// What [`EventIndex::view`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub buckets: Vec<TimeBucket>,
+    /// Hits in the whole range.
+    pub total: u64,
+    /// The page, newest first, and whether another follows.
+    pub seqs: Vec<u64>,
+    pub more: bool,
+    /// The top values of each field asked for, in order.
+    pub values: Vec<Vec<Bucket>>,
+    /// When the top values are of the newest hits only: how many, and
+    /// the time they start at.
+    pub top_of: Option<(u64, DateTime<Utc>)>,
 }
 
 /// Microseconds since the epoch as a tantivy date, clamped to what it
@@ -1451,6 +1614,77 @@ mod tests {
                 more: false,
             }
         );
+    }
+
+    #[test]
+    fn a_view_pages_like_search_and_takes_top_values_of_the_newest_hits() {
+        // Three hours, one event a minute ("old" users the first two hours,
+        // "new" the last), plus five more on the first second of 02:00 (a
+        // bucket's edge), in two segments.
+        let start = utc("2026-01-01T00:00:00Z");
+        let mut events: Vec<Event> = (0..180)
+            .map(|i| {
+                let at = start + chrono::Duration::minutes(i);
+                let user = if i < 120 { "old" } else { "new" };
+                ev(i as u64 + 1, &at.to_rfc3339(), user, "h", None)
+            })
+            .collect();
+        for k in 0..5 {
+            events.push(ev(181 + k, "2026-01-01T02:00:00Z", "new", "h", None));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
+        let mut w = index.writer().unwrap();
+        for (i, e) in events.iter().enumerate() {
+            w.add_document(index.document(e)).unwrap();
+            if i == 100 {
+                w.commit().unwrap();
+            }
+        }
+        w.commit().unwrap();
+        index.reload().unwrap();
+
+        let q = |after| SearchQuery {
+            from: Some(start),
+            to: Some(start + chrono::Duration::hours(3)),
+            after,
+            limit: 7,
+            ..SearchQuery::default()
+        };
+        let ten = interval("10m");
+        // Every page, through the cursor, is the page `search` gives.
+        let mut after = None;
+        let mut seen = 0;
+        loop {
+            let view = index.view(&q(after), ten, &["user.name"], 5, 1000).unwrap();
+            let page = index.search(&q(after)).unwrap();
+            assert_eq!((&view.seqs, view.more), (&page.seqs, page.more));
+            assert_eq!(view.total, 185);
+            seen += view.seqs.len();
+            let Some(last) = view.seqs.last() else { break };
+            after = Some(After::of(&events[*last as usize - 1]));
+            if !view.more {
+                break;
+            }
+        }
+        assert_eq!(seen, 185);
+
+        // Up to the sample, the top values are exact; past it, those of the
+        // newest whole buckets holding at least that many.
+        let exact = index.view(&q(None), ten, &["user.name"], 5, 1000).unwrap();
+        assert_eq!(exact.values, vec![buckets(&[("old", 120), ("new", 65)])]);
+        assert_eq!(exact.top_of, None);
+        let newest = index.view(&q(None), ten, &["user.name"], 5, 25).unwrap();
+        assert_eq!(newest.values, vec![buckets(&[("new", 30)])]);
+        assert_eq!(newest.top_of, Some((30, utc("2026-01-01T02:30:00Z"))));
+        // No range: the whole index, the same way.
+        let open = SearchQuery {
+            limit: 7,
+            ..SearchQuery::default()
+        };
+        let view = index.view(&open, ten, &["user.name"], 5, 25).unwrap();
+        assert_eq!(view.seqs, index.search(&open).unwrap().seqs);
+        assert_eq!(view.top_of, Some((30, utc("2026-01-01T02:30:00Z"))));
     }
 
     #[test]

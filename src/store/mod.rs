@@ -39,7 +39,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("source_checkpoints");
 
 /// The schema version this binary writes; files up to it are migrated forward.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NODE_ID: &str = "node_id";
@@ -620,7 +620,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
                 supported: SCHEMA_VERSION,
             });
         }
-        // Forward migrations go here, one `if version < N` step each.
+        // Forward migrations: one `if version < N` step each, below.
         meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_be_bytes().as_slice())?;
         let existing = meta
             .get(META_NODE_ID)?
@@ -638,6 +638,7 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(CHECKPOINTS)?;
         txn.open_table(alerts::ALERTS)?;
         txn.open_table(alerts::ALERT_GROUPS)?;
+        txn.open_table(alerts::ALERT_HEADS)?;
         txn.open_table(rules::RULES)?;
         txn.open_table(accounts::USERS)?;
         txn.open_table(accounts::API_KEYS)?;
@@ -653,6 +654,9 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         txn.open_table(decisions::DECISIONS)?;
         txn.open_table(channels::CHANNELS)?;
         txn.open_table(decisions::OFFENCES)?;
+        if version.is_some_and(|v| v < 2) {
+            alerts::fill_heads(&txn)?;
+        }
     }
     txn.commit()?;
     Ok(node_id)
@@ -759,7 +763,7 @@ mod tests {
         }
         let err = Store::open(dir.path()).err().unwrap().to_string();
         assert!(
-            err.contains("schema version 99, newer than this binary supports (1)"),
+            err.contains("schema version 99, newer than this binary supports (2)"),
             "{err}"
         );
     }

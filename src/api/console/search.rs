@@ -38,6 +38,9 @@ const SIDEBAR: [&str; 5] = [
 ];
 /// Values per sidebar field.
 const TOP: usize = 5;
+/// Past this many hits, the sidebar's top values are those of the newest
+/// hits only (at least this many): its cost stays bounded however many match.
+const SAMPLE: u64 = 100_000;
 /// Most events one poll of the live tail brings.
 const TAIL: usize = 200;
 /// Histogram intervals, smallest first.
@@ -310,7 +313,9 @@ struct SearchPage {
     from: String,
     to: String,
     error: Option<String>,
-    total: usize,
+    total: u64,
+    /// The top values are of the newest hits only: how many, since when.
+    top_of: Option<(u64, String)>,
     bars: Vec<Bar>,
     interval: &'static str,
     fields: Vec<Field>,
@@ -343,11 +348,8 @@ fn interval(from: DateTime<Utc>, to: DateTime<Utc>) -> (&'static str, i64) {
 }
 
 struct Found {
-    total: usize,
+    view: index::View,
     events: Vec<Event>,
-    more: bool,
-    buckets: Vec<index::TimeBucket>,
-    fields: Vec<(&'static str, Vec<index::Bucket>)>,
     local_since: Option<DateTime<Utc>>,
 }
 
@@ -359,20 +361,14 @@ fn find(state: &ApiState, a: &Asked, interval: Interval) -> Result<Found, String
         after: a.after,
         limit: PAGE,
     };
-    let page = state.index.search(&query).map_err(|e| e.to_string())?;
+    let view = state
+        .index
+        .view(&query, interval, &SIDEBAR, TOP, SAMPLE)
+        .map_err(|e| e.to_string())?;
     let events = state
         .store
-        .get_many(&page.seqs)
+        .get_many(&view.seqs)
         .map_err(|e| e.to_string())?;
-    let whole = SearchQuery {
-        after: None,
-        ..query
-    };
-    let (buckets, stats) = state
-        .index
-        .overview(&whole, interval, &SIDEBAR, TOP)
-        .map_err(|e| e.to_string())?;
-    let fields = SIDEBAR.into_iter().zip(stats).collect();
     let local_since = match state
         .store
         .first_event_after(0)
@@ -382,11 +378,8 @@ fn find(state: &ApiState, a: &Asked, interval: Interval) -> Result<Found, String
         _ => None,
     };
     Ok(Found {
-        total: page.total,
+        view,
         events,
-        more: page.more,
-        buckets,
-        fields,
         local_since,
     })
 }
@@ -425,6 +418,7 @@ pub async fn page(
                 to: String::new(),
                 error: Some(error),
                 total: 0,
+                top_of: None,
                 bars: Vec::new(),
                 interval: "",
                 fields: Vec::new(),
@@ -468,6 +462,7 @@ pub async fn page(
     };
     let text = a.text.as_deref();
     let max = found
+        .view
         .buckets
         .iter()
         .map(|b| b.count)
@@ -476,6 +471,7 @@ pub async fn page(
         .max(1);
     let span = (a.to - a.from).num_milliseconds().max(1) as f64;
     let bars = found
+        .view
         .buckets
         .iter()
         .filter(|b| b.count > 0)
@@ -501,9 +497,9 @@ pub async fn page(
         Some(q) => format!("{q} AND {extra}"),
         None => extra.to_owned(),
     };
-    let fields = found
-        .fields
+    let fields = SIDEBAR
         .into_iter()
+        .zip(found.view.values)
         .map(|(name, buckets)| Field {
             name,
             values: buckets
@@ -530,6 +526,7 @@ pub async fn page(
         .collect();
     let base = link(text, a.from, a.to);
     let next = found
+        .view
         .more
         .then(|| {
             found.events.last().map(|e| {
@@ -552,7 +549,11 @@ pub async fn page(
         from: a.from.format("%Y-%m-%dT%H:%M").to_string(),
         to: a.to.format("%Y-%m-%dT%H:%M").to_string(),
         error: None,
-        total: found.total,
+        total: found.view.total,
+        top_of: found
+            .view
+            .top_of
+            .map(|(hits, since)| (hits, since.format("%Y-%m-%d %H:%M:%S").to_string())),
         bars,
         interval: interval_name,
         fields,
