@@ -22,6 +22,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
 EVENTS=${BENCH_EVENTS:-1000000}
 ALERTS=${BENCH_ALERTS:-10000}
 REQUESTS=${BENCH_REQUESTS:-200}
@@ -53,11 +55,7 @@ log() { echo "[$(date +%T)] $*" >&2; }
 
 # The shipped configuration, with the API's rate limits out of the way: the
 # benchmark asks faster than an analyst.
-mkdir -p "$WORK/config"
-cp config/*.yaml "$WORK/config/"
-sed -i 's/per_ip_per_second: 100$/per_ip_per_second: 100000/; s/per_principal_per_second: 100$/per_principal_per_second: 100000/' \
-    "$WORK/config/config.yaml"
-grep -q 'per_principal_per_second: 100000' "$WORK/config/config.yaml" || { echo "cannot raise the rate limits in config.yaml" >&2; exit 1; }
+bench_config "$WORK/config"
 
 RAW=$WORK/raw.log
 log "generating $EVENTS lines over the last day"

@@ -28,6 +28,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
 EVENTS=${BENCH_EVENTS:-500000}
 FLEET_EVENTS=${BENCH_FLEET_EVENTS:-300000}
 BIN=${SECMON_BIN:-target/release/secmon}
@@ -36,7 +38,6 @@ REQUESTS=${BENCH_SEARCH_REQUESTS:-200}
 SEARCH_CONCURRENCY=${BENCH_SEARCH_CONCURRENCY:-4}
 KEEP=${BENCH_KEEP:-0}
 PG_ADMIN=${PGURL_ADMIN:-postgres://root@127.0.0.1:5432/test}
-CONFIG_DIR=$PWD/config
 
 [[ -x $BIN ]] || { echo "no $BIN: cargo build --release first (or set SECMON_BIN)" >&2; exit 2; }
 BIN=$(realpath "$BIN")
@@ -108,11 +109,7 @@ stop_node() {
 
 # The shipped configuration, with the API's rate limits out of the way: the
 # search benchmark asks faster than an analyst (100 requests/s).
-mkdir -p "$WORK/config"
-cp "$CONFIG_DIR"/*.yaml "$WORK/config/"
-sed -i 's/per_ip_per_second: 100$/per_ip_per_second: 100000/; s/per_principal_per_second: 100$/per_principal_per_second: 100000/' \
-    "$WORK/config/config.yaml"
-grep -q 'per_principal_per_second: 100000' "$WORK/config/config.yaml" || { echo "cannot raise the rate limits in config.yaml" >&2; exit 1; }
+bench_config "$WORK/config"
 CONFIG_DIR=$WORK/config
 
 # 1. raw log

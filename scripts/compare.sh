@@ -75,6 +75,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/peers.sh
 . scripts/lib/peers.sh
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
 EVENTS=${COMPARE_EVENTS:-1000000}
 BIN=${SECMON_BIN:-target/release/secmon}
 SOURCE=${COMPARE_SOURCE:-../shared/data/loghub-2.0/2k_dataset/OpenSSH/OpenSSH_2k.log}
@@ -167,11 +169,7 @@ log "raw: $N lines, $RAW_BYTES bytes, $(head -c 15 "$RAW") .. $(tail -n 1 "$RAW"
 
 # 2. secmon: a fresh node, the shipped configuration with the API's rate
 # limits out of the way (the load generator polls the node every 10 ms).
-mkdir -p "$WORK/config"
-cp config/*.yaml "$WORK/config/"
-sed -i 's/per_ip_per_second: 100$/per_ip_per_second: 100000/; s/per_principal_per_second: 100$/per_principal_per_second: 100000/' \
-    "$WORK/config/config.yaml"
-grep -q 'per_principal_per_second: 100000' "$WORK/config/config.yaml" || { echo "compare: cannot raise the rate limits in config.yaml" >&2; exit 1; }
+bench_config "$WORK/config"
 rm -rf "$DATA" && mkdir -p "$DATA"
 TOKEN=$("$BIN" apikey create compare --role admin --data-dir "$DATA" | jq -r .key)
 env ENVIRONMENT=development SECMON_DATA_DIR="$DATA" BIND_ADDRESS=127.0.0.1 \

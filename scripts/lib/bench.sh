@@ -1,0 +1,18 @@
+# shellcheck shell=bash
+# What the benchmark scripts share (sourced, not run on its own).
+#
+#   bench_config DIR
+#       the shipped config/*.yaml copied into DIR with the API's rate limits
+#       out of the way (a load generator asks faster than an analyst); run
+#       from the repository's root. Exits 1 when config.yaml no longer has
+#       the limits where this expects them.
+
+bench_config() {
+    local dir=$1
+    mkdir -p "$dir"
+    cp config/*.yaml "$dir/"
+    sed -i 's/per_ip_per_second: 100$/per_ip_per_second: 100000/; s/per_principal_per_second: 100$/per_principal_per_second: 100000/' \
+        "$dir/config.yaml"
+    grep -q 'per_principal_per_second: 100000' "$dir/config.yaml" ||
+        { echo "cannot raise the rate limits in config.yaml" >&2; exit 1; }
+}
