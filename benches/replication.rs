@@ -57,7 +57,7 @@ async fn run() {
 
     let dir = ok(tempfile::tempdir());
     let store = ok(Store::open(dir.path()));
-    ok(store.enable_outbox(u64::MAX));
+    ok(store.enable_outbox(u64::MAX, true));
 
     let mut sink = ok(Postgres::new(&url, 1, store.node_id()));
     // Connect and migrate outside the measurement; join before the alerts
@@ -133,7 +133,7 @@ fn writer_cost() {
         let dir = ok(tempfile::tempdir());
         let store = ok(Store::open(dir.path()));
         if outbox {
-            ok(store.enable_outbox(u64::MAX));
+            ok(store.enable_outbox(u64::MAX, true));
         }
         let now = chrono::Utc::now();
         let started = Instant::now();

@@ -77,7 +77,7 @@ fn build(dir: &Path, n: usize, start: DateTime<Utc>) {
         };
         let mut e = parse(&raw, &opts);
         e.seq = i as u64 + 1;
-        ok(writer.add_document(index.document(&e)));
+        ok(writer.add_document(index.document(e)));
         if (i + 1) % 1_000_000 == 0 {
             eprintln!("indexed {} of {n}", i + 1);
         }

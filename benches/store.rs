@@ -116,7 +116,7 @@ fn bench(c: &mut Criterion) {
                 k += 1;
                 for e in &batches[k % 4] {
                     writer
-                        .add_document(index.document(e))
+                        .add_document(index.document(e.clone()))
                         .unwrap_or_else(|e| panic!("{e}"));
                 }
                 writer.commit().unwrap_or_else(|e| panic!("{e}"))
@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
                 k += 1;
                 for e in &batches[k % 4] {
                     writer
-                        .add_document(index.document(e))
+                        .add_document(index.document(e.clone()))
                         .unwrap_or_else(|e| panic!("{e}"));
                 }
             })
@@ -138,7 +138,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 k += 1;
                 for e in &batches[k % 4] {
-                    black_box(index.document(e));
+                    black_box(index.document(e.clone()));
                 }
             })
         });

@@ -46,7 +46,7 @@ cleanup() {
     [[ -n $PID ]] && { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
     if [[ $KEEP != 1 ]]; then
         rm -rf "$DATA"
-        [[ -z ${BENCH_DIR:-} ]] && rm -rf "$WORK"
+        if [[ -z ${BENCH_DIR:-} ]]; then rm -rf "$WORK"; fi
     fi
 }
 trap cleanup EXIT

@@ -61,7 +61,7 @@ cleanup() {
     [[ -n $DB ]] && psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
     if [[ $KEEP != 1 ]]; then
         rm -rf "$WORK"/node-* "$WORK"/js
-        [[ -z ${BENCH_DIR:-} ]] && rm -rf "$WORK"
+        if [[ -z ${BENCH_DIR:-} ]]; then rm -rf "$WORK"; fi
     fi
 }
 trap cleanup EXIT

@@ -62,7 +62,7 @@ cleanup() {
     fi
     if [[ $KEEP != 1 ]]; then
         rm -rf "$DATA"
-        [[ -z ${BENCH_DIR:-} ]] && rm -rf "$WORK"
+        if [[ -z ${BENCH_DIR:-} ]]; then rm -rf "$WORK"; fi
     fi
 }
 trap cleanup EXIT

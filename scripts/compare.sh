@@ -124,7 +124,7 @@ cleanup() {
     [[ -n $DB ]] && psql -X -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
     if [[ $KEEP != 1 ]]; then
         rm -rf "$DATA" "$WORK"/pg "$WORK"/cs "$WORK"/csdata
-        [[ -z ${COMPARE_DIR:-} ]] && rm -rf "$WORK"
+        if [[ -z ${COMPARE_DIR:-} ]]; then rm -rf "$WORK"; fi
     fi
 }
 trap cleanup EXIT

@@ -232,6 +232,12 @@ async fn events_and_alerts_reach_jetstream_once_through_a_server_restart() {
     })
     .await;
     assert_eq!(ready["failing"], false, "{ready}");
+    // Alerts go out on their own schedule beside the events' batches.
+    eventually("every alert exported", || async {
+        let n = stream_count(&url, "SECMON_EVENTS").await;
+        (n >= 2200, n)
+    })
+    .await;
 
     let messages = stream_messages(&url, "SECMON_EVENTS").await;
     let mut ids = BTreeSet::new();

@@ -256,10 +256,13 @@ impl Status {
 pub type Fleet = postgres::Fleet;
 
 /// Turns the outbox on (the notification dispatcher always reads it); the
-/// receiver of its head.
+/// receiver of its head. Hourly event counts go in only for Postgres and
+/// Redis, which apply them.
 pub async fn enable_outbox(config: &Config, store: &Store) -> Result<watch::Receiver<u64>, Error> {
     let (store, max) = (store.clone(), config.replication.outbox_max_entries);
-    Ok(blocking(move || store.enable_outbox(max)).await?)
+    let services = &config.services;
+    let rollups = services.database_url.is_some() || services.redis_url.is_some();
+    Ok(blocking(move || store.enable_outbox(max, rollups)).await?)
 }
 
 /// Starts the heartbeat and one task per sink. Returns the fleet view when

@@ -595,7 +595,9 @@ impl EventIndex {
         Ok(self.reader.reload()?)
     }
 
-    pub fn document(&self, e: &Event) -> TantivyDocument {
+    /// The document of `e`, taken by value: its values go in without being
+    /// copied first.
+    pub fn document(&self, e: Event) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_u64(f.seq, e.seq);
@@ -613,20 +615,20 @@ impl EventIndex {
         if let Some(v) = &e.process_command_line {
             doc.add_text(f.command_line, v);
         }
-        let ip = |v: &Option<std::net::IpAddr>| v.map(|ip| ip.to_string());
+        let ip = |v: Option<std::net::IpAddr>| v.map(|ip| ip.to_string());
         let keyword_values: [Option<String>; KEYWORDS.len()] = [
-            e.host_name.clone(),
-            ip(&e.host_ip),
-            ip(&e.source_ip),
-            ip(&e.destination_ip),
-            e.user_name.clone(),
-            e.user_target_name.clone(),
-            e.process_name.clone(),
-            e.process_executable.clone(),
-            e.category.clone(),
-            e.action.clone(),
-            e.outcome.clone(),
-            e.dataset.clone(),
+            e.host_name,
+            ip(e.host_ip),
+            ip(e.source_ip),
+            ip(e.destination_ip),
+            e.user_name,
+            e.user_target_name,
+            e.process_name,
+            e.process_executable,
+            e.category,
+            e.action,
+            e.outcome,
+            e.dataset,
         ];
         for (field, value) in f.keywords.iter().zip(keyword_values) {
             if let Some(v) = value {
@@ -647,14 +649,13 @@ impl EventIndex {
         if !e.labels.is_empty() {
             let labels = e
                 .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), tantivy::schema::OwnedValue::Str(v.clone())))
-                .collect::<Vec<_>>();
-            doc.add_object(f.labels, labels.into_iter().collect());
+                .into_iter()
+                .map(|(k, v)| (k, tantivy::schema::OwnedValue::Str(v)))
+                .collect();
+            doc.add_field_value(f.labels, &tantivy::schema::OwnedValue::Object(labels));
         }
         if !e.fields.is_empty() {
-            let value = serde_json::Value::Object(e.fields.clone());
-            doc.add_field_value(f.fields, &tantivy::schema::OwnedValue::from(value));
+            doc.add_field_value(f.fields, &tantivy::schema::OwnedValue::from(e.fields));
         }
         doc
     }
@@ -1190,7 +1191,7 @@ mod tests {
         assert_eq!(how, Opened::Fresh);
         let mut w = index.writer().unwrap();
         for e in events {
-            w.add_document(index.document(e)).unwrap();
+            w.add_document(index.document(e.clone())).unwrap();
         }
         w.commit().unwrap();
         index.reload().unwrap();
@@ -1354,7 +1355,7 @@ mod tests {
         let mut add = |w: &mut IndexWriter, user: &str| {
             seq += 1;
             let e = ev(seq, "2026-01-01T00:00:00Z", user, "h", None);
-            w.add_document(index.document(&e)).unwrap();
+            w.add_document(index.document(e)).unwrap();
         };
         for i in 0..11 {
             for _ in 0..3 {
@@ -1636,7 +1637,7 @@ mod tests {
         let (index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
         let mut w = index.writer().unwrap();
         for (i, e) in events.iter().enumerate() {
-            w.add_document(index.document(e)).unwrap();
+            w.add_document(index.document(e.clone())).unwrap();
             if i == 100 {
                 w.commit().unwrap();
             }
@@ -1695,11 +1696,11 @@ mod tests {
         let (index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
         let mut w = index.writer().unwrap();
         for seq in [3, 9, 1, 7, 5, 11] {
-            w.add_document(index.document(&event(seq, 0, "x"))).unwrap();
+            w.add_document(index.document(event(seq, 0, "x"))).unwrap();
         }
         w.commit().unwrap();
         for seq in [2, 10, 4, 8, 6] {
-            w.add_document(index.document(&event(seq, 0, "x"))).unwrap();
+            w.add_document(index.document(event(seq, 0, "x"))).unwrap();
         }
         w.commit().unwrap();
         index.reload().unwrap();
@@ -2233,7 +2234,7 @@ mod tests {
     fn commit_payload_is_the_checkpoint() {
         let (_d, index) = index_with(&[]);
         let mut w = index.writer().unwrap();
-        w.add_document(index.document(&event(7, 1, "x"))).unwrap();
+        w.add_document(index.document(event(7, 1, "x"))).unwrap();
         let mut prepared = w.prepare_commit().unwrap();
         prepared.set_payload("7");
         prepared.commit().unwrap();

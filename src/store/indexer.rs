@@ -374,14 +374,14 @@ impl Indexer {
                 None => self.store.scan_from(self.added + 1, SCAN_CHUNK)?,
             };
             let Some(last) = events.last() else { break };
-            let last = last.seq;
-            for e in &events {
+            let (last, n) = (last.seq, events.len());
+            for e in events {
                 self.writer
                     .add_document(self.index.document(e))
                     .map_err(|e| super::Error::Index(e.into()))?;
             }
             self.added = last;
-            self.pending += events.len();
+            self.pending += n;
             // The timer applies inside a long catch-up too: otherwise a rebuild
             // or a backlog under steady ingest commits (and checkpoints) only
             // every `commit_max_events`, and a crash loses all of that work.

@@ -202,6 +202,10 @@ pub struct Heartbeat {
 /// the outbox: the notification dispatcher does); offline tools leave it off.
 pub(super) struct Outbox {
     max_entries: u64,
+    /// Whether commits count their events into hourly roll-ups: only
+    /// Postgres and Redis apply them (the fleet view), so without either a
+    /// batch that changes no alert writes nothing here and wakes no sink.
+    rollups: bool,
     /// The last seq written, for the sinks to wait on.
     head: watch::Sender<u64>,
 }
@@ -214,6 +218,7 @@ pub(super) struct Writer<'t> {
     next: u64,
     len: u64,
     max_entries: u64,
+    rollups: bool,
     at: DateTime<Utc>,
 }
 
@@ -241,6 +246,7 @@ impl<'t> Writer<'t> {
             next,
             len,
             max_entries: outbox.max_entries,
+            rollups: outbox.rollups,
             at: Utc::now(),
         }))
     }
@@ -316,12 +322,16 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Adds `events` to the roll-ups of the hour they were received in.
+    /// Adds `events` to the roll-ups of the hour they were received in
+    /// (when the outbox keeps roll-ups).
     pub(super) fn count_events(
         &mut self,
         txn: &redb::WriteTransaction,
         events: &[Event],
     ) -> Result<()> {
+        if !self.rollups {
+            return Ok(());
+        }
         let mut counts: BTreeMap<Rollup, u64> = BTreeMap::new();
         for event in events {
             *counts.entry(rollup_of(event)).or_default() += 1;
@@ -403,8 +413,9 @@ impl Store {
     /// changes alerts writes their summaries. Returns a receiver of the last
     /// seq written. The first time a data dir replicates, every alert it
     /// already holds is queued, so a sink starts from the node's whole
-    /// state.
-    pub fn enable_outbox(&self, max_entries: u64) -> Result<watch::Receiver<u64>> {
+    /// state. `rollups`: whether commits also count their events into
+    /// hourly roll-ups (for Postgres and Redis).
+    pub fn enable_outbox(&self, max_entries: u64, rollups: bool) -> Result<watch::Receiver<u64>> {
         let head = self.with_db(|db| {
             let txn = db.begin_read()?;
             let next = txn
@@ -416,6 +427,7 @@ impl Store {
         let (tx, rx) = watch::channel(head);
         let outbox = Outbox {
             max_entries,
+            rollups,
             head: tx,
         };
         if let Err(outbox) = self.shared.outbox.set(outbox) {
@@ -452,7 +464,12 @@ impl Store {
     /// Tells the sinks that entries up to `head` are committed.
     pub(super) fn outbox_written(&self, head: u64) {
         if let Some(outbox) = self.shared.outbox.get() {
-            outbox.head.send_replace(head);
+            // A commit that wrote nothing here wakes no sink.
+            outbox.head.send_if_modified(|last| {
+                let changed = *last != head;
+                *last = head;
+                changed
+            });
         }
     }
 
@@ -703,11 +720,36 @@ mod tests {
             .collect()
     }
 
+    /// Without Postgres or Redis nothing applies roll-ups: a batch that
+    /// changes no alert writes nothing and wakes no sink.
+    #[test]
+    fn without_rollups_only_alerts_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut head = store.enable_outbox(1_000, false).unwrap();
+        let now = Utc::now();
+        let window = chrono::Duration::minutes(10);
+
+        let mut batch = vec![event("a", now), event("b", now)];
+        store.commit_batch(&mut batch, &[], &[], window).unwrap();
+        assert!(!head.has_changed().unwrap());
+        assert!(store.outbox_after(0, 100).unwrap().is_empty());
+
+        let mut batch = vec![event("a", now)];
+        store
+            .commit_batch(&mut batch, &[], &[update("r1")], window)
+            .unwrap();
+        assert!(head.has_changed().unwrap());
+        assert_eq!(*head.borrow_and_update(), 1);
+        let entries = store.outbox_after(0, 100).unwrap();
+        assert_eq!(kinds(&entries), ["alert 1 open 1"]);
+    }
+
     #[test]
     fn written_with_the_events_merged_per_key_and_deleted_once_every_sink_has_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let head = store.enable_outbox(1_000).unwrap();
+        let head = store.enable_outbox(1_000, true).unwrap();
         let now = Utc::now();
         let window = chrono::Duration::minutes(10);
 
@@ -773,7 +815,7 @@ mod tests {
     fn past_the_bound_alert_updates_merge_but_no_alert_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.enable_outbox(4).unwrap();
+        store.enable_outbox(4, true).unwrap();
         let now = Utc::now();
         let window = chrono::Duration::minutes(10);
         for i in 0..10 {
@@ -812,7 +854,7 @@ mod tests {
             "off: nothing written"
         );
 
-        store.enable_outbox(100).unwrap();
+        store.enable_outbox(100, true).unwrap();
         store.write_heartbeat(&heartbeat(1)).unwrap();
         store.write_heartbeat(&heartbeat(2)).unwrap();
         // A consumer that only wants what comes next starts at the head.
@@ -829,7 +871,7 @@ mod tests {
         drop(store);
 
         let store = Store::open(dir.path()).unwrap();
-        store.enable_outbox(100).unwrap();
+        store.enable_outbox(100, true).unwrap();
         assert_eq!(store.outbox_join("postgres", true).unwrap(), 3);
         assert_eq!(
             store.outbox_stats().unwrap().entries,
@@ -858,7 +900,7 @@ mod tests {
     fn old_hours_leave_the_rollups_table() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.enable_outbox(100).unwrap();
+        store.enable_outbox(100, true).unwrap();
         let old = Utc::now() - chrono::Duration::hours(5);
         let mut batch = vec![event("a", old)];
         store.append(&mut batch).unwrap();
