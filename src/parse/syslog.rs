@@ -381,7 +381,8 @@ fn bsd_header(
     }
     let colon = rest.find(':')?;
     let (tag, msg) = (&rest[..colon], &rest[colon + 1..]);
-    if tag == "-" || tag.contains(' ') || tag_of(&rest[..=colon]) != Some(tag) {
+    // A tag_of tag starts with a letter and holds no space.
+    if tag_of(&rest[..=colon]) != Some(tag) {
         return None;
     }
     let (appname, procid) = match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
@@ -394,9 +395,6 @@ fn bsd_header(
         None if tag.contains(['[', ']']) => return None,
         None => (tag, None),
     };
-    if appname.is_empty() {
-        return None;
-    }
     let msg = msg.trim_start_matches([' ', '\t']).trim_end();
     if msg.starts_with(['-', '[']) {
         return None;
