@@ -586,6 +586,12 @@ pub struct SearchOptions {
     /// Query of `eventStats` and `eventHistogram` [default: none, every event].
     #[arg(long)]
     pub agg_query: Option<String>,
+    /// Give every `events` request (term, word, phrase) its own `to`, a
+    /// microsecond apart past the newest event and now, so that none is
+    /// answered from the node's search cache: the timings are of the
+    /// search itself.
+    #[arg(long)]
+    pub uncached: bool,
     /// Ask the fleet (`fleet { events }`, `fleet { eventStats }`: every
     /// node, from this one) instead of this node alone; `histogram` has no
     /// fleet form.
@@ -694,12 +700,19 @@ pub async fn search(opts: SearchOptions) -> Result<SearchReport, Error> {
         .as_deref()
         .map(|q| format!("query: {}, ", gql_string(q)))
         .unwrap_or_default();
+    // Past the newest event, so the hits are the same whatever the request.
+    let uncached = if opts.uncached {
+        format!("to: {UNCACHED_TO}, ")
+    } else {
+        String::new()
+    };
     let mut kinds = Vec::new();
     for &kind in &opts.kinds {
+        let text = |q: &str| format!("events(query: {}, {uncached}{page}", gql_string(q));
         let field = match kind {
-            SearchKind::Term => format!("events(query: {}, {page}", gql_string(&opts.term)),
-            SearchKind::Word => format!("events(query: {}, {page}", gql_string(&opts.word)),
-            SearchKind::Phrase => format!("events(query: {}, {page}", gql_string(&opts.phrase)),
+            SearchKind::Term => text(&opts.term),
+            SearchKind::Word => text(&opts.word),
+            SearchKind::Phrase => text(&opts.phrase),
             SearchKind::Range => format!("events(from: {}, to: {}, {page}", rfc(from), rfc(to)),
             SearchKind::Stats => format!(
                 "eventStats({agg_query}groupBy: {}, top: 10) {buckets}",
@@ -720,7 +733,7 @@ pub async fn search(opts: SearchOptions) -> Result<SearchReport, Error> {
         } else {
             format!("{{ {field} }}")
         };
-        kinds.push(run_kind(&client, &base, token, kind, query, &opts).await?);
+        kinds.push(run_kind(&client, &base, token, kind, query, to, &opts).await?);
     }
     Ok(SearchReport {
         requests: opts.requests,
@@ -731,14 +744,30 @@ pub async fn search(opts: SearchOptions) -> Result<SearchReport, Error> {
     })
 }
 
+/// Stands for a `to` of its own in each request of `bench search --uncached`.
+const UNCACHED_TO: &str = "\"@uncached-to@\"";
+
 async fn run_kind(
     client: &reqwest::Client,
     base: &str,
     token: Option<&str>,
     kind: SearchKind,
     query: String,
+    to: DateTime<Utc>,
     opts: &SearchOptions,
 ) -> Result<KindReport, Error> {
+    // The request's text: its own `to` when uncached, counted from now so
+    // that no earlier run's pages are still cached for it.
+    let to = to.max(Utc::now());
+    let sent = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let request = move |query: &str| {
+        let n = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = to + chrono::Duration::microseconds(n);
+        query.replace(
+            UNCACHED_TO,
+            &gql_string(&to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        )
+    };
     let matched = |body: &Value| -> u64 {
         let data = if opts.fleet {
             &body["data"]["fleet"]
@@ -758,7 +787,7 @@ async fn run_kind(
     };
     let mut answer = Value::Null;
     for _ in 0..opts.warmup.max(1) {
-        answer = graphql(client, base, token, &query).await?;
+        answer = graphql(client, base, token, &request(&query)).await?;
     }
     let fleet = &answer["data"]["fleet"];
     if fleet["events"]["partial"] == true || fleet["eventStats"]["partial"] == true {
@@ -770,12 +799,13 @@ async fn run_kind(
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        let (client, base, token, query, left) = (
+        let (client, base, token, query, left, request) = (
             client.clone(),
             base.to_owned(),
             token.map(str::to_owned),
             query.clone(),
             left.clone(),
+            request.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -787,8 +817,9 @@ async fn run_kind(
                 )
                 .is_ok()
             {
+                let text = request(&query);
                 let t = Instant::now();
-                graphql(&client, &base, token.as_deref(), &query).await?;
+                graphql(&client, &base, token.as_deref(), &text).await?;
                 latencies.push(t.elapsed());
             }
             Ok::<_, Error>(latencies)
