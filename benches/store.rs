@@ -116,15 +116,18 @@ fn bench(c: &mut Criterion) {
             k += 1;
             batches[k % 4].clone()
         };
+        let add = |writer: &mut tantivy::IndexWriter, batch: Vec<Event>| {
+            for e in batch {
+                writer
+                    .add_document(index.document(e))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        };
         g.bench_function("index_add_commit", |b| {
             b.iter_batched(
                 &mut next_batch,
                 |batch| {
-                    for e in batch {
-                        writer
-                            .add_document(index.document(e))
-                            .unwrap_or_else(|e| panic!("{e}"));
-                    }
+                    add(&mut writer, batch);
                     writer.commit().unwrap_or_else(|e| panic!("{e}"))
                 },
                 BatchSize::LargeInput,
@@ -133,13 +136,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function("index_add_only", |b| {
             b.iter_batched(
                 &mut next_batch,
-                |batch| {
-                    for e in batch {
-                        writer
-                            .add_document(index.document(e))
-                            .unwrap_or_else(|e| panic!("{e}"));
-                    }
-                },
+                |batch| add(&mut writer, batch),
                 BatchSize::LargeInput,
             )
         });

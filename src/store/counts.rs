@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use rustc_hash::FxHashMap;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, ColumnIndex, StrColumn};
+use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 use super::index::Bucket;
@@ -104,16 +104,15 @@ impl SegmentCollector for HistogramSegment {
     }
 
     fn collect_block(&mut self, docs: &[DocId]) {
-        // A run of consecutive docs of a column every doc has a value in
-        // (every event has a time) is read as a range, not doc by doc.
-        if let Some(run) = run_of(docs)
-            && matches!(self.column.index, ColumnIndex::Full)
-        {
+        // A run of consecutive docs (every doc, or a time range) is read as
+        // the run of values its docs hold, not doc by doc.
+        if let Some(run) = run_of(docs) {
+            let rows = self.column.index.docid_range_to_rowids(run);
             let mut times = std::mem::take(&mut self.times);
-            times.resize(docs.len(), tantivy::DateTime::default());
+            times.resize(rows.len(), tantivy::DateTime::default());
             self.column
                 .values
-                .get_range(u64::from(run.start), &mut times);
+                .get_range(u64::from(rows.start), &mut times);
             for t in &times {
                 self.count(t.into_timestamp_micros());
             }
