@@ -131,7 +131,7 @@ fn per_dataset(c: &mut Criterion) {
     for line in corpus() {
         let r = raw(&line);
         if let Some(d) = parse(&r, &opts).dataset {
-            by_dataset.entry(d).or_default().push(r);
+            by_dataset.entry(d.into_owned()).or_default().push(r);
         }
     }
     let mut g = c.benchmark_group("per_dataset");

@@ -207,10 +207,10 @@ pub fn ingest_json(e: &Event) -> Value {
     text("process.name", e.process_name.clone());
     text("process.command_line", e.process_command_line.clone());
     text("process.executable", e.process_executable.clone());
-    text("event.category", e.category.clone());
-    text("event.action", e.action.clone());
-    text("event.outcome", e.outcome.clone());
-    text("event.dataset", e.dataset.clone());
+    text("event.category", e.category.as_deref().map(str::to_owned));
+    text("event.action", e.action.as_deref().map(str::to_owned));
+    text("event.outcome", e.outcome.as_deref().map(str::to_owned));
+    text("event.dataset", e.dataset.as_deref().map(str::to_owned));
     text("log.original", e.original.clone());
     let numbers = [
         ("source.port", e.source_port.map(u64::from)),

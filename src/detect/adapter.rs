@@ -17,7 +17,7 @@ fn text(s: &str) -> Option<EventValue<'_>> {
     Some(EventValue::Str(Cow::Borrowed(s)))
 }
 
-fn opt(s: &Option<String>) -> Option<EventValue<'_>> {
+fn opt<S: std::ops::Deref<Target = str>>(s: &Option<S>) -> Option<EventValue<'_>> {
     s.as_deref().and_then(text)
 }
 

@@ -173,11 +173,11 @@ pub fn parquet_file(events: &[&Event]) -> parquet::errors::Result<Vec<u8>> {
     columns.optional::<Int64Type>(|e| e.process_pid.map(i64::from))?;
     columns.text(|e| e.process_command_line.clone())?;
     columns.text(|e| e.process_executable.clone())?;
-    columns.text(|e| e.category.clone())?;
-    columns.text(|e| e.action.clone())?;
-    columns.text(|e| e.outcome.clone())?;
+    columns.text(|e| e.category.as_deref().map(str::to_owned))?;
+    columns.text(|e| e.action.as_deref().map(str::to_owned))?;
+    columns.text(|e| e.outcome.as_deref().map(str::to_owned))?;
     columns.optional::<Int32Type>(|e| e.severity.map(i32::from))?;
-    columns.text(|e| e.dataset.clone())?;
+    columns.text(|e| e.dataset.as_deref().map(str::to_owned))?;
     columns.text(|e| e.original.clone())?;
     columns.required::<ByteArrayType>(|e| e.message.as_str().into())?;
     columns.text(|e| {

@@ -1,5 +1,6 @@
 //! The normalised, ECS-inspired event (DESIGN.md, "The event").
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -43,15 +44,15 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_executable: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    pub category: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<String>,
+    pub dataset: Option<Cow<'static, str>>,
     /// The raw line as received (`log.original`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<String>,
@@ -132,21 +133,21 @@ impl Event {
         put("event.id", Value::String(self.id.to_string()));
         put("event.sequence", self.seq.into());
         let texts = [
-            ("host.name", &self.host_name),
-            ("user.name", &self.user_name),
-            ("user.target.name", &self.user_target_name),
-            ("process.name", &self.process_name),
-            ("process.command_line", &self.process_command_line),
-            ("process.executable", &self.process_executable),
-            ("event.category", &self.category),
-            ("event.action", &self.action),
-            ("event.outcome", &self.outcome),
-            ("event.dataset", &self.dataset),
-            ("log.original", &self.original),
+            ("host.name", self.host_name.as_deref()),
+            ("user.name", self.user_name.as_deref()),
+            ("user.target.name", self.user_target_name.as_deref()),
+            ("process.name", self.process_name.as_deref()),
+            ("process.command_line", self.process_command_line.as_deref()),
+            ("process.executable", self.process_executable.as_deref()),
+            ("event.category", self.category.as_deref()),
+            ("event.action", self.action.as_deref()),
+            ("event.outcome", self.outcome.as_deref()),
+            ("event.dataset", self.dataset.as_deref()),
+            ("log.original", self.original.as_deref()),
         ];
         for (key, value) in texts {
             if let Some(value) = value {
-                put(key, Value::String(value.clone()));
+                put(key, Value::from(value));
             }
         }
         let ips = [
@@ -194,20 +195,20 @@ impl Event {
     /// Roughly how many bytes it holds in memory: its strings, labels and
     /// fields plus the fixed part. What the write queue's byte bound counts.
     pub fn approx_bytes(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let opt = |s: Option<&str>| s.map_or(0, str::len);
         std::mem::size_of::<Event>()
             + self.message.len()
-            + opt(&self.original)
-            + opt(&self.host_name)
-            + opt(&self.user_name)
-            + opt(&self.user_target_name)
-            + opt(&self.process_name)
-            + opt(&self.process_command_line)
-            + opt(&self.process_executable)
-            + opt(&self.category)
-            + opt(&self.action)
-            + opt(&self.outcome)
-            + opt(&self.dataset)
+            + opt(self.original.as_deref())
+            + opt(self.host_name.as_deref())
+            + opt(self.user_name.as_deref())
+            + opt(self.user_target_name.as_deref())
+            + opt(self.process_name.as_deref())
+            + opt(self.process_command_line.as_deref())
+            + opt(self.process_executable.as_deref())
+            + opt(self.category.as_deref())
+            + opt(self.action.as_deref())
+            + opt(self.outcome.as_deref())
+            + opt(self.dataset.as_deref())
             + self
                 .labels
                 .iter()
@@ -239,11 +240,11 @@ impl Event {
             "process.pid" => self.process_pid = Some(int(key, &value)?),
             "process.command_line" => self.process_command_line = Some(text(key, value)?),
             "process.executable" => self.process_executable = Some(text(key, value)?),
-            "event.category" => self.category = Some(text(key, value)?),
-            "event.action" => self.action = Some(text(key, value)?),
-            "event.outcome" => self.outcome = Some(text(key, value)?),
+            "event.category" => self.category = Some(text(key, value)?.into()),
+            "event.action" => self.action = Some(text(key, value)?.into()),
+            "event.outcome" => self.outcome = Some(text(key, value)?.into()),
             "event.severity" => self.severity = Some(int(key, &value)?),
-            "event.dataset" => self.dataset = Some(text(key, value)?),
+            "event.dataset" => self.dataset = Some(text(key, value)?.into()),
             "log.original" => self.original = Some(text(key, value)?),
             "labels" => {
                 let Value::Object(map) = value else {

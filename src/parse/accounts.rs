@@ -125,7 +125,7 @@ fn fields(s: &str, event: &mut Event, user: bool) {
     }
 }
 
-fn done(event: &mut Event, action: &str, outcome: &str) -> bool {
+fn done(event: &mut Event, action: &'static str, outcome: &'static str) -> bool {
     classify(event, "accounts", "iam", action, outcome);
     true
 }

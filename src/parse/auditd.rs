@@ -133,7 +133,7 @@ pub fn parse(msg: &str, event: &mut Event) -> bool {
     set_field(event, "auditd.type", Value::from(record_type));
     set_field(event, "auditd.sequence", Value::from(serial));
     set_field(event, "auditd.data", Value::Object(data));
-    classify(event, "auditd", category, &action, outcome);
+    classify(event, "auditd", category, action, outcome);
     true
 }
 

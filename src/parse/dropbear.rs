@@ -178,7 +178,12 @@ fn skip_own_stamp(m: &str) -> &str {
     rest[at..].trim_start()
 }
 
-fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {
+fn done(
+    event: &mut Event,
+    category: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+) -> bool {
     classify(event, "dropbear", category, action, outcome);
     true
 }

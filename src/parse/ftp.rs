@@ -181,7 +181,12 @@ fn bsd_ftpd(msg: &str, event: &mut Event) -> bool {
     done(event, category, action, outcome)
 }
 
-fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {
+fn done(
+    event: &mut Event,
+    category: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+) -> bool {
     classify(event, "ftp", category, action, outcome);
     true
 }

@@ -7,6 +7,8 @@
 //! `_COMM`, `_EXE` and `_CMDLINE` are kept; journal-internal fields (`__*`,
 //! `_BOOT_ID`, ...) are not.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -59,7 +61,7 @@ pub fn parse(entry: &Map<String, Value>, received_at: DateTime<Utc>, opts: &Pars
         tag_module: None,
         procid: text("_PID")
             .or_else(|| text("SYSLOG_PID"))
-            .map(str::to_owned),
+            .map(Cow::Borrowed),
         msgid: None,
         structured_data: Vec::new(),
         msg: &msg,

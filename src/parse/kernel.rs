@@ -124,7 +124,12 @@ fn set_process(event: &mut Event, who: &str) {
     }
 }
 
-fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {
+fn done(
+    event: &mut Event,
+    category: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+) -> bool {
     classify(event, "kernel", category, action, outcome);
     true
 }

@@ -487,7 +487,12 @@ fn bracket_ip(s: &str, event: &mut Event) {
     }
 }
 
-fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {
+fn done(
+    event: &mut Event,
+    category: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+) -> bool {
     classify(event, "mail", category, action, outcome);
     true
 }

@@ -53,6 +53,7 @@
 //! parser does not know the message, `event.action` is [`UNRECOGNISED`] (and
 //! the ingest path counts it in `secmon_parse_unrecognised_total{program}`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use base64::Engine;
@@ -315,8 +316,8 @@ pub fn dispatch(program: Option<&str>, module: Option<&str>, msg: &str, event: &
     if recognised || pam::parse(msg, event) {
         return true;
     }
-    event.dataset = Some(dataset.to_owned());
-    event.action = Some(UNRECOGNISED.to_owned());
+    event.dataset = Some(dataset.into());
+    event.action = Some(UNRECOGNISED.into());
     false
 }
 
@@ -416,23 +417,20 @@ fn cut_at_char_boundary(bytes: &[u8]) -> &[u8] {
 /// nested objects on the way (the same shape `Event::from_json` keeps).
 pub fn set_field(event: &mut Event, path: &str, value: Value) {
     let mut map: &mut Map<String, Value> = &mut event.fields;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            map.insert(part.to_owned(), value);
-            return;
+    let mut parts = path.split('.');
+    let mut part = parts.next().unwrap_or_default();
+    for next in parts {
+        // An object already there is entered without allocating its key.
+        if !map.get(part).is_some_and(Value::is_object) {
+            map.insert(part.to_owned(), Value::Object(Map::new()));
         }
-        let entry = map
-            .entry(part.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
-        }
-        let Value::Object(inner) = entry else {
+        let Some(Value::Object(inner)) = map.get_mut(part) else {
             return;
         };
         map = inner;
+        part = next;
     }
+    map.insert(part.to_owned(), value);
 }
 
 /// Reads `fields` at a dotted path.
@@ -446,11 +444,17 @@ pub fn get_field<'a>(event: &'a Event, path: &str) -> Option<&'a Value> {
 }
 
 /// Sets the classification fields in one go.
-fn classify(event: &mut Event, dataset: &str, category: &str, action: &str, outcome: &str) {
-    event.dataset = Some(dataset.to_owned());
-    event.category = Some(category.to_owned());
-    event.action = Some(action.to_owned());
-    event.outcome = Some(outcome.to_owned());
+fn classify(
+    event: &mut Event,
+    dataset: &'static str,
+    category: &'static str,
+    action: impl Into<Cow<'static, str>>,
+    outcome: &'static str,
+) {
+    event.dataset = Some(dataset.into());
+    event.category = Some(category.into());
+    event.action = Some(action.into());
+    event.outcome = Some(outcome.into());
 }
 
 /// `s` without a trailing `[preauth]` marker and spaces.
@@ -464,19 +468,10 @@ fn strip_preauth(s: &str) -> (&str, bool) {
 
 /// The value of `key=` in a `k=v k=v` (space separated) string.
 fn kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    let mut from = 0;
-    while let Some(pos) = s[from..].find(key) {
-        let start = from + pos;
-        let after = start + key.len();
-        let at_word_start = start == 0 || s.as_bytes()[start - 1] == b' ';
-        if at_word_start && s.as_bytes().get(after) == Some(&b'=') {
-            let value = &s[after + 1..];
-            let end = value.find([' ', ';', ',']).unwrap_or(value.len());
-            return Some(&value[..end]);
-        }
-        from = after;
-    }
-    None
+    s.split(' ').find_map(|word| {
+        let value = word.strip_prefix(key)?.strip_prefix('=')?;
+        value.split([';', ',']).next()
+    })
 }
 
 /// A host as a line names it: an address goes to `source.ip`, a host name

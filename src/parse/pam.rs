@@ -101,9 +101,14 @@ fn recognise(body: &str, event: &mut Event) -> bool {
         if let Some(rhost) = non_empty(rhost(rest)) {
             super::set_source_host(event, rhost);
         }
-        for key in ["ruser", "tty", "uid", "logname"] {
+        for (key, path) in [
+            ("ruser", "pam.ruser"),
+            ("tty", "pam.tty"),
+            ("uid", "pam.uid"),
+            ("logname", "pam.logname"),
+        ] {
             if let Some(v) = non_empty(kv(rest, key)) {
-                set_field(event, &format!("pam.{key}"), Value::from(v));
+                set_field(event, path, Value::from(v));
             }
         }
         return done(event, "authentication", "pam_auth_failure", "failure");
@@ -159,7 +164,12 @@ fn strip_uid(s: &str) -> &str {
     s.split_once('(').map_or(s, |(name, _)| name).trim()
 }
 
-fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {
+fn done(
+    event: &mut Event,
+    category: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+) -> bool {
     classify(event, "pam", category, action, outcome);
     true
 }

@@ -706,7 +706,12 @@ fn reason(event: &mut Event, why: &str) {
     set_field(event, "ssh.reason", Value::from(why.trim()));
 }
 
-fn done(event: &mut Event, category: &str, action: &str, outcome: &str) -> bool {
+fn done(
+    event: &mut Event,
+    category: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+) -> bool {
     classify(event, "sshd", category, action, outcome);
     true
 }

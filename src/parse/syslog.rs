@@ -37,6 +37,8 @@
 //! a line) and take from it what the loose grammar finds; the tests in this
 //! module pin down what that is.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use serde_json::{Map, Value};
 use syslog_loose::{Message, ProcId, Protocol, Variant};
@@ -59,7 +61,7 @@ pub struct Header<'a> {
     pub program: Option<&'a str>,
     /// The `module` of a `prog(module)` tag.
     pub tag_module: Option<&'a str>,
-    pub procid: Option<String>,
+    pub procid: Option<Cow<'a, str>>,
     pub msgid: Option<&'a str>,
     /// SD-ID -> (param, unescaped value); in order, duplicates kept.
     pub structured_data: Vec<(&'a str, Vec<(&'a str, String)>)>,
@@ -142,8 +144,8 @@ fn parse_header_loose(
     }
     let (program, tag_module) = split_module(m.appname);
     let procid = m.procid.map(|p| match p {
-        ProcId::PID(pid) => pid.to_string(),
-        ProcId::Name(name) => name.to_owned(),
+        ProcId::PID(pid) => Cow::Owned(pid.to_string()),
+        ProcId::Name(name) => Cow::Borrowed(name),
     });
     let mut msg = m.msg;
     if version.is_some() {
@@ -196,7 +198,7 @@ impl<'a> Header<'a> {
     /// colon) when there is one.
     fn tagged(timestamp: DateTime<FixedOffset>, tag: Option<&'a str>, msg: &'a str) -> Self {
         let (appname, procid) = match tag.and_then(|t| t.strip_suffix(']')?.split_once('[')) {
-            Some((app, pid)) => (Some(app), Some(pid.to_owned())),
+            Some((app, pid)) => (Some(app), Some(Cow::Borrowed(pid))),
             None => (tag, None),
         };
         let (program, tag_module) = split_module(appname);
@@ -246,7 +248,7 @@ impl<'a> Header<'a> {
         if let Some(p) = &self.procid
             && event.process_pid.is_none()
         {
-            syslog.insert("procid".into(), Value::from(p.as_str()));
+            syslog.insert("procid".into(), Value::from(p.as_ref()));
         }
         if let Some(id) = self.msgid {
             syslog.insert("msgid".into(), Value::from(id));
@@ -415,11 +417,9 @@ fn bsd_header(
         appname: Some(appname),
         program,
         tag_module,
-        // As `syslog_loose` reads it: a number when it is one.
-        procid: procid.map(|p| {
-            p.parse::<i32>()
-                .map_or_else(|_| p.to_owned(), |n| n.to_string())
-        }),
+        // Digits only: `apply` reads them as the pid as `syslog_loose`'s
+        // number would be read.
+        procid: procid.map(Cow::Borrowed),
         msgid: None,
         structured_data: Vec::new(),
         msg,

@@ -371,7 +371,7 @@ fn set_user(event: &mut Event, user: &str) {
     }
 }
 
-fn finish(event: &mut Event, action: &str, outcome: &str) {
+fn finish(event: &mut Event, action: &'static str, outcome: &'static str) {
     let category = match action {
         "http_auth" => "authentication",
         "http_tls_error" => "network",

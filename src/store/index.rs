@@ -4,6 +4,7 @@
 //! seq. Counts by field (`stats`) and over time (`histogram`) read the fast
 //! fields (`counts`).
 
+use std::borrow::Cow;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -645,16 +646,16 @@ impl EventIndex {
             doc.add_text(f.command_line, v);
             doc.add_text(f.command_line_pairs, v);
         }
-        let ip = |v: Option<std::net::IpAddr>| v.map(|ip| ip.to_string());
-        let keyword_values: [Option<String>; KEYWORDS.len()] = [
-            e.host_name,
+        let ip = |v: Option<std::net::IpAddr>| v.map(|ip| Cow::Owned(ip.to_string()));
+        let keyword_values: [Option<Cow<'static, str>>; KEYWORDS.len()] = [
+            e.host_name.map(Cow::Owned),
             ip(e.host_ip),
             ip(e.source_ip),
             ip(e.destination_ip),
-            e.user_name,
-            e.user_target_name,
-            e.process_name,
-            e.process_executable,
+            e.user_name.map(Cow::Owned),
+            e.user_target_name.map(Cow::Owned),
+            e.process_name.map(Cow::Owned),
+            e.process_executable.map(Cow::Owned),
             e.category,
             e.action,
             e.outcome,

@@ -371,13 +371,13 @@ fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 fn rollup_of(event: &Event) -> Rollup {
-    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    let text = |s: Option<&str>| s.unwrap_or_default().to_owned();
     Rollup {
         hour: hour_of(event.received_at),
-        host_name: text(&event.host_name),
-        dataset: text(&event.dataset),
-        category: text(&event.category),
-        outcome: text(&event.outcome),
+        host_name: text(event.host_name.as_deref()),
+        dataset: text(event.dataset.as_deref()),
+        category: text(event.category.as_deref()),
+        outcome: text(event.outcome.as_deref()),
         severity: event
             .severity
             .map(|s| severity_name(s).to_owned())
@@ -685,8 +685,8 @@ mod tests {
     fn event(host: &str, received_at: DateTime<Utc>) -> Event {
         Event {
             host_name: Some(host.to_owned()),
-            dataset: Some("sshd".to_owned()),
-            outcome: Some("failure".to_owned()),
+            dataset: Some("sshd".into()),
+            outcome: Some("failure".into()),
             severity: Some(6),
             received_at,
             timestamp: received_at,

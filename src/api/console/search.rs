@@ -296,7 +296,7 @@ impl From<Event> for Hit {
             host: e.host_name.unwrap_or_default(),
             source: e.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             user: e.user_name.unwrap_or_default(),
-            dataset: e.dataset.unwrap_or_default(),
+            dataset: e.dataset.unwrap_or_default().into_owned(),
             message: e.message,
             original: e.original.unwrap_or_default(),
             fields,
@@ -739,7 +739,7 @@ fn csv_row(out: &mut Vec<u8>, e: &Event) {
         e.host_name.clone(),
         ip,
         e.user_name.clone(),
-        e.dataset.clone(),
+        e.dataset.as_deref().map(str::to_owned),
         Some(e.message.clone()),
     ];
     for (i, cell) in cells.iter().enumerate() {

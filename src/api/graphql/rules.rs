@@ -1079,7 +1079,7 @@ mod tests {
         let event = |message: &str, dataset: &str| Event {
             timestamp: now,
             received_at: now,
-            dataset: Some(dataset.into()),
+            dataset: Some(dataset.to_owned().into()),
             message: message.into(),
             ..Event::default()
         };
