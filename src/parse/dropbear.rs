@@ -20,7 +20,7 @@
 
 use serde_json::Value;
 
-use super::{classify, parse_ip, set_field};
+use super::{parse_ip, set_field};
 use crate::model::Event;
 
 /// Parses one dropbear message into `event`; true when recognised.
@@ -178,15 +178,7 @@ fn skip_own_stamp(m: &str) -> &str {
     rest[at..].trim_start()
 }
 
-fn done(
-    event: &mut Event,
-    category: &'static str,
-    action: &'static str,
-    outcome: &'static str,
-) -> bool {
-    classify(event, "dropbear", category, action, outcome);
-    true
-}
+done_in!("dropbear");
 
 #[cfg(test)]
 mod tests {

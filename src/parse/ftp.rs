@@ -23,7 +23,7 @@
 
 use serde_json::Value;
 
-use super::{classify, parse_ip, set_field, set_source_host};
+use super::{parse_ip, set_field, set_source_host};
 use crate::model::Event;
 
 /// Parses one message of FTP server `program` into `event`.
@@ -181,15 +181,7 @@ fn bsd_ftpd(msg: &str, event: &mut Event) -> bool {
     done(event, category, action, outcome)
 }
 
-fn done(
-    event: &mut Event,
-    category: &'static str,
-    action: &'static str,
-    outcome: &'static str,
-) -> bool {
-    classify(event, "ftp", category, action, outcome);
-    true
-}
+done_in!("ftp");
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@
 
 use serde_json::Value;
 
-use super::{classify, kv, set_field};
+use super::{kv, set_field};
 use crate::model::Event;
 
 /// Parses one kernel message into `event`; true when recognised.
@@ -124,15 +124,7 @@ fn set_process(event: &mut Event, who: &str) {
     }
 }
 
-fn done(
-    event: &mut Event,
-    category: &'static str,
-    action: &'static str,
-    outcome: &'static str,
-) -> bool {
-    classify(event, "kernel", category, action, outcome);
-    true
-}
+done_in!("kernel");
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@
 
 use serde_json::Value;
 
-use super::{classify, parse_ip, set_field, set_source_host};
+use super::{parse_ip, set_field, set_source_host};
 use crate::model::Event;
 
 /// Parses one message of mail program `program` into `event`.
@@ -487,15 +487,7 @@ fn bracket_ip(s: &str, event: &mut Event) {
     }
 }
 
-fn done(
-    event: &mut Event,
-    category: &'static str,
-    action: &'static str,
-    outcome: &'static str,
-) -> bool {
-    classify(event, "mail", category, action, outcome);
-    true
-}
+done_in!("mail");
 
 #[cfg(test)]
 mod tests {

@@ -62,6 +62,22 @@ use serde_json::{Map, Value};
 
 use crate::model::Event;
 
+/// A parser module's `done(event, category, action, outcome)`: classifies
+/// the event under `$dataset` and answers true (recognised).
+macro_rules! done_in {
+    ($dataset:literal) => {
+        fn done(
+            event: &mut Event,
+            category: &'static str,
+            action: &'static str,
+            outcome: &'static str,
+        ) -> bool {
+            super::classify(event, $dataset, category, action, outcome);
+            true
+        }
+    };
+}
+
 pub mod accounts;
 pub mod auditd;
 pub mod cron;

@@ -20,7 +20,7 @@
 
 use serde_json::Value;
 
-use super::{classify, kv, non_empty, set_field};
+use super::{kv, non_empty, set_field};
 use crate::model::Event;
 
 /// Parses one PAM message into `event`; true when recognised.
@@ -164,15 +164,7 @@ fn strip_uid(s: &str) -> &str {
     s.split_once('(').map_or(s, |(name, _)| name).trim()
 }
 
-fn done(
-    event: &mut Event,
-    category: &'static str,
-    action: &'static str,
-    outcome: &'static str,
-) -> bool {
-    classify(event, "pam", category, action, outcome);
-    true
-}
+done_in!("pam");
 
 #[cfg(test)]
 mod tests {

@@ -54,7 +54,7 @@
 
 use serde_json::Value;
 
-use super::{classify, parse_ip, set_field, set_source_host, strip_preauth};
+use super::{parse_ip, set_field, set_source_host, strip_preauth};
 use crate::model::Event;
 
 /// Parses one sshd message into `event`; true when recognised.
@@ -706,15 +706,7 @@ fn reason(event: &mut Event, why: &str) {
     set_field(event, "ssh.reason", Value::from(why.trim()));
 }
 
-fn done(
-    event: &mut Event,
-    category: &'static str,
-    action: &'static str,
-    outcome: &'static str,
-) -> bool {
-    classify(event, "sshd", category, action, outcome);
-    true
-}
+done_in!("sshd");
 
 #[cfg(test)]
 mod tests {

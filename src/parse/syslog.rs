@@ -417,9 +417,12 @@ fn bsd_header(
         appname: Some(appname),
         program,
         tag_module,
-        // Digits only: `apply` reads them as the pid as `syslog_loose`'s
-        // number would be read.
-        procid: procid.map(Cow::Borrowed),
+        // As `syslog_loose` reads it: a number when it is one (`0123` is
+        // `123`); other digits are borrowed as they are.
+        procid: procid.map(|p| match p.parse::<i32>() {
+            Ok(n) if p.len() > 1 && p.starts_with('0') => Cow::Owned(n.to_string()),
+            _ => Cow::Borrowed(p),
+        }),
         msgid: None,
         structured_data: Vec::new(),
         msg,
