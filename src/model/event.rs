@@ -43,6 +43,9 @@ pub struct Event {
     pub process_command_line: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_executable: Option<String>,
+    /// `event.category`; like `action`, `outcome` and `dataset` a static
+    /// string when a parser sets it (no allocation per event), owned when
+    /// submitted or read back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
