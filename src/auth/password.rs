@@ -195,15 +195,17 @@ mod tests {
     fn the_work_memory_is_reused() {
         keep_memory_for(2);
         let stored = hash("reuse the memory please").unwrap();
-        for _ in 0..3 {
-            assert!(verify("reuse the memory please", &stored));
-        }
-        let pool = MEMORY.lock().unwrap();
-        assert!(!pool.is_empty() && pool.len() <= 2, "{}", pool.len());
-        assert!(
-            pool.iter()
-                .all(|m| m.len() >= Params::default().block_count())
-        );
+        assert!(verify("reuse the memory please", &stored));
+        // The next hash gets the buffer the last one gave back. Other tests
+        // of this process (plain `cargo test`) may hash meanwhile and take
+        // it in between: one of a few tries must see it come back.
+        let blocks = Params::default().block_count();
+        let address = |m: &mut [Block]| m.as_ptr() as usize;
+        let reused = (0..20).any(|_| {
+            let first = with_memory(blocks, address);
+            first == with_memory(blocks, address)
+        });
+        assert!(reused, "every hash allocated its own work memory");
     }
 
     #[test]
