@@ -470,12 +470,11 @@ impl<'a> Reader<'a> {
 
 fn decode_columns(header: &BlockHeader, body: &[u8]) -> super::Result<Vec<Event>> {
     let seq = header.first_seq;
-    let mut lengths = Reader { bytes: body, seq };
+    let mut rest = Reader { bytes: body, seq };
     let mut sizes = [0usize; COLUMNS];
     for size in &mut sizes {
-        *size = lengths.len()?;
+        *size = rest.len()?;
     }
-    let mut rest = lengths;
     let mut columns = sizes.map(|_| Reader { bytes: &[], seq });
     for (column, size) in columns.iter_mut().zip(sizes) {
         column.bytes = rest.take(size)?;
