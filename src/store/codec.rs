@@ -77,18 +77,35 @@ fn corrupt(seq: u64, reason: impl Into<String>) -> super::Error {
     }
 }
 
+/// How many of the first `n` events (at least one, at most all, at most
+/// [`BLOCK_EVENTS`]) fit [`BLOCK_BODY_BYTES`] of text.
+fn within_body(events: &[Event], n: usize) -> usize {
+    let mut text = 0;
+    events
+        .iter()
+        .take(n.min(BLOCK_EVENTS))
+        .take_while(|e| {
+            text += e.message.len() + e.original.as_ref().map_or(0, String::len);
+            text <= BLOCK_BODY_BYTES
+        })
+        .count()
+        .max(1)
+        .min(events.len())
+}
+
 /// Cuts events (consecutive seqs, already assigned) into blocks.
 pub struct Encoder {
     columns: Columns,
-    /// Stored bytes per event of the last block: how many to try next.
-    bytes_per_event: usize,
+    /// Stored bytes per 256 bytes of body in the last block: how much
+    /// body to try next.
+    stored_per_256: usize,
 }
 
 impl Default for Encoder {
     fn default() -> Self {
         Encoder {
             columns: Columns::default(),
-            bytes_per_event: 48,
+            stored_per_256: 64,
         }
     }
 }
@@ -96,37 +113,70 @@ impl Default for Encoder {
 impl Encoder {
     /// Encodes the next block from the start of `events` into `out`;
     /// returns how many events it took (at least one when there are any).
+    ///
+    /// Events are added until their columns are as large as the last
+    /// block's compression ratio says fills a page. A block that comes out
+    /// larger is cut and encoded again; one that comes out well short
+    /// takes more events, once (blocks differ in how well they compress:
+    /// without that, a page was a seventh empty on average).
     pub fn encode(
         &mut self,
         events: &[Event],
         out: &mut Vec<u8>,
     ) -> super::Result<(usize, BlockHeader)> {
-        let mut n = (BLOCK_TARGET / self.bytes_per_event.max(1)).clamp(1, BLOCK_EVENTS);
-        let mut text = 0;
-        n = events
-            .iter()
-            .take(n)
-            .take_while(|e| {
-                text += e.message.len() + e.original.as_ref().map_or(0, String::len);
-                text <= BLOCK_BODY_BYTES
-            })
-            .count()
-            .max(1)
-            .min(events.len());
+        let limit = within_body(events, BLOCK_EVENTS);
+        let want = BLOCK_TARGET * 256 / self.stored_per_256.max(1);
+        self.columns.clear();
+        let mut n = 0;
+        while n < limit && (n == 0 || self.columns.len() < want) {
+            self.put(events, n)?;
+            n += 1;
+        }
+        let mut short: Option<(usize, BlockHeader, Vec<u8>)> = None;
         loop {
-            let header = self.encode_run(&events[..n], out)?;
+            let header = self.finish(&events[..n], out)?;
             let body = self.columns.body.len();
             if (out.len() <= BLOCK_BUDGET && body <= BLOCK_BODY_BYTES) || n == 1 {
-                self.bytes_per_event = out.len().div_ceil(n.max(1));
+                self.stored_per_256 = (out.len() * 256).div_ceil(body.max(1));
+                if short.is_none() && out.len() < BLOCK_TARGET * 15 / 16 {
+                    let more = within_body(events, n * (BLOCK_BUDGET * 31 / 32) / out.len());
+                    if more > n {
+                        short = Some((n, header, std::mem::take(out)));
+                        for i in n..more {
+                            self.put(events, i)?;
+                        }
+                        n = more;
+                        continue;
+                    }
+                }
+                return Ok((n, header));
+            }
+            if let Some((n, header, block)) = short.take() {
+                *out = block;
                 return Ok((n, header));
             }
             n = (n * BLOCK_TARGET / out.len())
                 .min(n * BLOCK_BODY_BYTES / body)
                 .clamp(1, n - 1);
+            self.columns.clear();
+            for i in 0..n {
+                self.put(events, i)?;
+            }
         }
     }
 
-    fn encode_run(&mut self, events: &[Event], out: &mut Vec<u8>) -> super::Result<BlockHeader> {
+    /// Adds `events[i]` to the columns, its times relative to the event
+    /// before it in the block.
+    fn put(&mut self, events: &[Event], i: usize) -> super::Result<()> {
+        let previous = match i.checked_sub(1) {
+            Some(before) => (events[before].timestamp, events[before].received_at),
+            None => (DateTime::<Utc>::UNIX_EPOCH, DateTime::<Utc>::UNIX_EPOCH),
+        };
+        self.columns.put(&events[i], previous)
+    }
+
+    /// The block of `events`, which are in the columns, into `out`.
+    fn finish(&mut self, events: &[Event], out: &mut Vec<u8>) -> super::Result<BlockHeader> {
         let first_seq = events.first().map_or(0, |e| e.seq);
         let micros = |e: &Event| e.timestamp.timestamp_micros();
         let header = BlockHeader {
@@ -140,13 +190,6 @@ impl Encoder {
                 .max()
                 .unwrap_or(0),
         };
-        let columns = &mut self.columns;
-        columns.clear();
-        let mut previous = (DateTime::<Utc>::UNIX_EPOCH, DateTime::<Utc>::UNIX_EPOCH);
-        for e in events {
-            columns.put(e, previous)?;
-            previous = (e.timestamp, e.received_at);
-        }
         out.clear();
         out.push(FORMAT_ZSTD_COLUMNS);
         out.extend_from_slice(&header.first_seq.to_le_bytes());
@@ -154,7 +197,7 @@ impl Encoder {
         out.extend_from_slice(&header.min_ts.to_le_bytes());
         out.extend_from_slice(&header.max_ts.to_le_bytes());
         out.extend_from_slice(&header.max_received.to_le_bytes());
-        let body = columns.body();
+        let body = self.columns.body();
         let compressed = zstd::bulk::compress(body, ZSTD_LEVEL)
             .map_err(|e| corrupt(first_seq, e.to_string()))?;
         out.extend_from_slice(&compressed);
@@ -220,6 +263,11 @@ struct Columns {
 impl Columns {
     fn clear(&mut self) {
         self.columns.iter_mut().for_each(Vec::clear);
+    }
+
+    /// The bytes of the columns so far (the body, less its lengths).
+    fn len(&self) -> usize {
+        self.columns.iter().map(Vec::len).sum()
     }
 
     fn col(&mut self, c: Column) -> &mut Vec<u8> {
@@ -787,11 +835,12 @@ mod tests {
         let (back, sizes) = round_trip(&events);
         assert_eq!(back, events);
         assert!(sizes.iter().all(|&s| s <= BLOCK_BUDGET), "{sizes:?}");
-        // Only the last block of the run may be short.
+        // Only the last block of the run may be short; the others are
+        // filled to within an eighth of a page on average.
         let full = &sizes[..sizes.len() - 1];
         let mean = full.iter().sum::<usize>() / full.len();
         assert!(
-            mean > BLOCK_BUDGET * 3 / 4,
+            mean > BLOCK_BUDGET * 7 / 8,
             "blocks of {mean} bytes on average"
         );
     }

@@ -69,7 +69,11 @@ const KEYWORDS: &[&str] = &[
     "event.dataset",
 ];
 
-/// Numeric fields: searchable as `name:value`, fast, so they can be grouped by.
+/// Numeric fields: columns only (fast, so they can be grouped by), no
+/// terms: `name:value` and ranges are answered from the column (see
+/// [`query_schema`]). Ports and pids are nearly unique to an event, and
+/// their terms and postings took about 4 bytes an event for queries that
+/// are rare.
 const NUMBERS: [&str; 4] = [
     "source.port",
     "destination.port",
@@ -111,6 +115,19 @@ struct Fields {
 }
 
 fn schema() -> (Schema, Fields) {
+    build_schema(false)
+}
+
+/// The schema queries are parsed against: the index's, with the numbers
+/// indexed. The parser makes `source.port:22` a term query, which tantivy
+/// answers from the column when the index has no terms for the field (a
+/// scan of the column: milliseconds at ten million events); against the
+/// index's own schema it would refuse the query.
+fn query_schema() -> Schema {
+    build_schema(true).0
+}
+
+fn build_schema(numbers_indexed: bool) -> (Schema, Fields) {
     let mut b = Schema::builder();
     // `seq` and `@timestamp` are fast fields only: ranges over them run on
     // the columns, and an inverted index of near-unique values would cost
@@ -145,8 +162,13 @@ fn schema() -> (Schema, Fields) {
     let message_pairs = b.add_text_field("message.pairs", pairs.clone());
     let original_pairs = b.add_text_field("log.original.pairs", pairs.clone());
     let command_line_pairs = b.add_text_field("process.command_line.pairs", pairs);
+    let number = NumericOptions::default().set_fast();
     // (`INDEXED` would give numbers field norms: a byte per event each.)
-    let number = NumericOptions::default().set_indexed().set_fast();
+    let number = if numbers_indexed {
+        number.set_indexed()
+    } else {
+        number
+    };
     let [source_port, destination_port, pid, severity] =
         NUMBERS.map(|name| b.add_u64_field(name, number.clone()));
     let labels = b.add_json_field(
@@ -559,7 +581,8 @@ impl EventIndex {
             .try_into()?;
         let mut default_fields = vec![fields.message, fields.original];
         default_fields.push(fields.command_line);
-        let mut parser = QueryParser::for_index(&index, default_fields);
+        let mut parser =
+            QueryParser::new(query_schema(), default_fields, index.tokenizers().clone());
         parser.set_conjunction_by_default();
         Ok((
             EventIndex {
@@ -575,7 +598,20 @@ impl EventIndex {
     fn open_in(dir: &Path, schema: &Schema) -> Result<Index, tantivy::TantivyError> {
         let directory = MmapDirectory::open(dir)
             .map_err(|e| tantivy::TantivyError::SystemError(e.to_string()))?;
-        let index = Index::open_or_create(directory, schema.clone())?;
+        // Nothing is stored in tantivy's document store, but it keeps an
+        // offset for every document all the same: zstd makes those about
+        // 2 bytes an event where lz4 (the default) leaves 4. An index made
+        // before keeps lz4 until it is rebuilt.
+        let settings = tantivy::IndexSettings {
+            docstore_compression: tantivy::store::Compressor::Zstd(
+                tantivy::store::ZstdCompressor::default(),
+            ),
+            ..tantivy::IndexSettings::default()
+        };
+        let index = Index::builder()
+            .schema(schema.clone())
+            .settings(settings)
+            .open_or_create(directory)?;
         // Reading the metas catches a truncated or garbled meta.json early.
         index.load_metas()?;
         Ok(index)
@@ -1203,6 +1239,69 @@ mod tests {
             source_port: port,
             ..Event::default()
         }
+    }
+
+    #[test]
+    fn numbers_are_searched_from_their_columns() {
+        // Ports and pids have no terms in the index; a query on them reads
+        // the column and finds exactly what a term would.
+        let events: Vec<Event> = (1..=300u64)
+            .map(|seq| Event {
+                source_port: (seq % 3 != 0).then_some(20 + (seq % 7) as u16),
+                process_pid: Some(1000 + (seq % 50) as u32),
+                ..event(seq, seq as i64, "Failed password")
+            })
+            .collect();
+        let (_dir, index) = index_with(&events);
+        let expect = |keep: &dyn Fn(&Event) -> bool| events.iter().filter(|e| keep(e)).count();
+        let total = |text: &str| {
+            index
+                .search(&SearchQuery {
+                    text: Some(text.into()),
+                    limit: 1,
+                    ..SearchQuery::default()
+                })
+                .unwrap()
+                .total
+        };
+        assert_eq!(
+            total("source.port:22"),
+            expect(&|e| e.source_port == Some(22))
+        );
+        assert!(total("source.port:22") > 0);
+        assert_eq!(
+            total("source.port:[21 TO 23]"),
+            expect(&|e| { e.source_port.is_some_and(|p| (21..=23).contains(&p)) })
+        );
+        assert_eq!(
+            total("process.pid:1007 AND source.port:22"),
+            expect(&|e| e.process_pid == Some(1007) && e.source_port == Some(22))
+        );
+        assert_eq!(
+            total("NOT source.port:22"),
+            expect(&|e| e.source_port != Some(22))
+        );
+        assert_eq!(
+            total("password AND process.pid:1049"),
+            expect(&|e| e.process_pid == Some(1049))
+        );
+        assert_eq!(total("destination.port:22"), 0);
+        // Not a number: refused as before.
+        let refused = index.search(&SearchQuery {
+            text: Some("source.port:ssh".into()),
+            limit: 1,
+            ..SearchQuery::default()
+        });
+        assert!(matches!(refused, Err(Error::Query(_))));
+        // What a page shows for them is the event's own value.
+        let page = index
+            .search(&SearchQuery {
+                text: Some("process.pid:1007".into()),
+                limit: 10,
+                ..SearchQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.seqs, vec![257, 207, 157, 107, 57, 7]);
     }
 
     fn buckets(pairs: &[(&str, u64)]) -> Vec<Bucket> {

@@ -661,10 +661,11 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
         if version.is_some_and(|v| v < 2) {
             alerts::fill_heads(&txn)?;
         }
-        // Version 3 writes columnar event blocks (`codec`); the JSON-line
-        // blocks of versions 1 and 2 stay readable as they are, so there is
-        // nothing to rewrite. The version is raised so that an older binary,
-        // which cannot read the new blocks, refuses the file.
+        // Version 3 writes columnar event blocks (`codec`) and compressed
+        // alerts; the JSON-line blocks and JSON alerts of versions 1 and 2
+        // stay readable as they are, so there is nothing to rewrite. The
+        // version is raised so that an older binary, which cannot read
+        // either, refuses the file.
     }
     txn.commit()?;
     Ok(node_id)

@@ -247,6 +247,7 @@ mod tests {
     use crate::model::Event;
     use crate::store::index::{EventIndex, SearchQuery};
     use crate::store::indexer::{self, IndexerConfig};
+    use sha2::Digest;
 
     fn event(received: DateTime<Utc>, i: usize) -> Event {
         Event {
@@ -401,14 +402,23 @@ mod tests {
         let f = Fixture::new();
         let now = Utc::now();
         let old = now - chrono::Duration::days(40);
-        f.append((0..300).map(|i| event(old, i)).collect());
-        f.settle(300);
+        // Events that compress about as well as log lines, so that blocks
+        // hold about a hundred of them.
+        f.append(
+            (0..3000)
+                .map(|i| Event {
+                    message: format!("{:x}", sha2::Sha256::digest(i.to_string())),
+                    ..event(old, i)
+                })
+                .collect(),
+        );
+        f.settle(3000);
         let cfg = Retention {
             events_max_age: Some("30d".parse().unwrap()),
             ..Retention::default()
         };
         let cursor = |taken| crate::store::export::Cursor { taken, pending: 0 };
-        f.store.set_export_cursor("archive", cursor(100)).unwrap();
+        f.store.set_export_cursor("archive", cursor(1000)).unwrap();
         let exported = Exported {
             sinks: vec!["archive", "nats"],
             drops: false,
@@ -416,13 +426,17 @@ mod tests {
         let kept = run_once(&f.store, f.dir.path(), (&cfg, &exported), &f.progress, now).unwrap();
         assert_eq!(kept.by_age, 0, "nats took nothing yet");
 
-        f.store.set_export_cursor("nats", cursor(300)).unwrap();
+        f.store.set_export_cursor("nats", cursor(3000)).unwrap();
         let report = run_once(&f.store, f.dir.path(), (&cfg, &exported), &f.progress, now).unwrap();
         // Whole blocks: only those the archive holds entirely.
-        assert!(report.by_age > 0 && report.by_age <= 100, "{report:?}");
-        let left = f.store.scan_from(0, 1000).unwrap();
-        assert!(left[0].seq <= 101, "event 101 on are kept: {}", left[0].seq);
-        assert_eq!(left.last().unwrap().seq, 300);
+        assert!(report.by_age > 0 && report.by_age <= 1000, "{report:?}");
+        let left = f.store.scan_from(0, 10_000).unwrap();
+        assert!(
+            left[0].seq <= 1001,
+            "event 1001 on are kept: {}",
+            left[0].seq
+        );
+        assert_eq!(left.last().unwrap().seq, 3000);
 
         let dropping = Exported {
             drops: true,
