@@ -121,8 +121,8 @@ fn schema() -> (Schema, Fields) {
 /// The schema queries are parsed against: the index's, with the numbers
 /// indexed. The parser makes `source.port:22` a term query, which tantivy
 /// answers from the column when the index has no terms for the field (a
-/// scan of the column: milliseconds at ten million events); against the
-/// index's own schema it would refuse the query.
+/// scan of the column: tens of milliseconds at ten million events);
+/// against the index's own schema it would refuse the query.
 fn query_schema() -> Schema {
     build_schema(true).0
 }
@@ -163,7 +163,6 @@ fn build_schema(numbers_indexed: bool) -> (Schema, Fields) {
     let original_pairs = b.add_text_field("log.original.pairs", pairs.clone());
     let command_line_pairs = b.add_text_field("process.command_line.pairs", pairs);
     let number = NumericOptions::default().set_fast();
-    // (`INDEXED` would give numbers field norms: a byte per event each.)
     let number = if numbers_indexed {
         number.set_indexed()
     } else {
@@ -1271,7 +1270,7 @@ mod tests {
         assert!(total("source.port:22") > 0);
         assert_eq!(
             total("source.port:[21 TO 23]"),
-            expect(&|e| { e.source_port.is_some_and(|p| (21..=23).contains(&p)) })
+            expect(&|e| e.source_port.is_some_and(|p| (21..=23).contains(&p)))
         );
         assert_eq!(
             total("process.pid:1007 AND source.port:22"),
@@ -1293,7 +1292,7 @@ mod tests {
             ..SearchQuery::default()
         });
         assert!(matches!(refused, Err(Error::Query(_))));
-        // What a page shows for them is the event's own value.
+        // Their hits page newest first, as any others.
         let page = index
             .search(&SearchQuery {
                 text: Some("process.pid:1007".into()),
