@@ -5,28 +5,168 @@
 //! segment on its own thread. A histogram counts into a fixed array of
 //! buckets. Top values count per term ordinal within a segment (no string
 //! is touched while counting); still on the segment's thread, the values
-//! that were hit are read from the segment's dictionary in its order
-//! (sorted, into one buffer); the segments' sorted lists are then merged,
-//! summing equal values, and the most frequent kept. Counts are exact.
+//! that were hit are read from the segment's dictionary; the segments'
+//! counts are then summed per value and the most frequent kept. Counts are
+//! exact.
+//!
+//! A query with no text matches every event of a segment whose times lie
+//! inside its range. Large segments matched whole are what such queries
+//! (a dashboard's "top addresses", "events per hour") read again and
+//! again, and a segment never changes: their counts are kept, per minute
+//! for histograms ([`Minutes`]) and per value for top values
+//! ([`KeptTotals`]), and only the other segments are read per query.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::columnar::{Cardinality, Column, StrColumn};
+use tantivy::index::SegmentId;
+use tantivy::query::{AllQuery, EnableScoring, Query, Weight};
+use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
 use super::index::Bucket;
 
 /// Hits counted per interval of `@timestamp`: `width` microseconds wide,
 /// the first starting at `first` (aligned), `len` of them; a hit outside
 /// is not counted.
-pub struct Histogram {
+pub struct Histogram<'a> {
     pub first: i64,
     pub width: i64,
     pub len: usize,
+    /// When the query has no text: its time range, as [`TopValues::time_only`].
+    pub time_only: Option<TimeRange>,
+    /// Where large segments' per-minute counts are kept, when `width` is
+    /// whole minutes.
+    pub minutes: Option<&'a Minutes>,
+}
+
+/// A time range in microseconds since the epoch: from (included), to
+/// (excluded), either open.
+pub type TimeRange = (Option<i64>, Option<i64>);
+
+/// A segment's events per minute: the minute's start (microseconds since
+/// the epoch) and the count.
+type SegmentMinutes = Arc<[(i64, u64)]>;
+
+/// A microsecond timestamp's minute, in microseconds.
+const MINUTE: i64 = 60_000_000;
+/// The most minutes one segment is kept with (a year of events every
+/// minute): a segment spread wider is counted hit by hit.
+const MAX_SEGMENT_MINUTES: usize = 1 << 19;
+/// The most minutes kept over all segments: 16 MiB.
+const MAX_MINUTES: u64 = 1 << 20;
+
+/// Large segments' events counted per minute of `@timestamp`, each read
+/// once (a segment never changes). A histogram of a query with no text,
+/// in whole minutes, adds these up for a segment with no deleted event
+/// whose times lie inside its range, instead of reading its column again.
+pub struct Minutes {
+    /// None: the segment's times are spread over too many minutes.
+    segments: moka::sync::Cache<SegmentId, Option<SegmentMinutes>>,
+    /// Smaller segments are read every time: cheap, and they come and go
+    /// with every commit.
+    min_docs: u32,
+}
+
+impl Minutes {
+    pub fn new(min_docs: u32) -> Minutes {
+        Minutes {
+            segments: moka::sync::Cache::builder()
+                .max_capacity(MAX_MINUTES)
+                .weigher(|_, minutes: &Option<SegmentMinutes>| {
+                    minutes.as_ref().map_or(1, |m| m.len().max(1) as u32)
+                })
+                .build(),
+            min_docs,
+        }
+    }
+
+    /// How many segments are kept.
+    #[cfg(test)]
+    pub fn segments(&self) -> u64 {
+        self.segments.run_pending_tasks();
+        self.segments.entry_count()
+    }
+}
+
+/// The events of `times` (every event of a segment) counted per minute;
+/// None past `MAX_SEGMENT_MINUTES`. Times mostly come in order, so a run
+/// of one minute is counted before it reaches the map.
+fn count_minutes(times: &Column<tantivy::DateTime>) -> Option<SegmentMinutes> {
+    let mut minutes: FxHashMap<i64, u64> = FxHashMap::default();
+    let mut run = (i64::MIN, 0);
+    let mut chunk = vec![tantivy::DateTime::default(); 4096];
+    let rows = times.values.num_vals();
+    let mut start = 0;
+    while start < rows {
+        let len = (rows - start).min(chunk.len() as u32);
+        let chunk = &mut chunk[..len as usize];
+        times.values.get_range(u64::from(start), chunk);
+        for t in chunk.iter() {
+            let minute = t.into_timestamp_micros().div_euclid(MINUTE) * MINUTE;
+            if minute == run.0 {
+                run.1 += 1;
+                continue;
+            }
+            if run.1 > 0 {
+                *minutes.entry(run.0).or_default() += run.1;
+                if minutes.len() > MAX_SEGMENT_MINUTES {
+                    return None;
+                }
+            }
+            run = (minute, 1);
+        }
+        start += len;
+    }
+    if run.1 > 0 {
+        *minutes.entry(run.0).or_default() += run.1;
+    }
+    Some(minutes.into_iter().collect())
+}
+
+/// Whether a query with no text and the time range `time_only` matches
+/// every event of `segment`: the segment has no deleted event and every
+/// event a time inside the range.
+fn matches_whole(time_only: Option<TimeRange>, segment: &SegmentReader) -> tantivy::Result<bool> {
+    let Some((from, to)) = time_only else {
+        return Ok(false);
+    };
+    if segment.has_deletes() {
+        return Ok(false);
+    }
+    if (from, to) == (None, None) || segment.num_docs() == 0 {
+        return Ok(true);
+    }
+    let times = segment.fast_fields().date("@timestamp")?;
+    if times.index.get_cardinality() != Cardinality::Full {
+        return Ok(false);
+    }
+    let (min, max) = (
+        times.min_value().into_timestamp_micros(),
+        times.max_value().into_timestamp_micros(),
+    );
+    Ok(from.is_none_or(|from| from <= min) && to.is_none_or(|to| max < to))
+}
+
+/// The hits of `weight` in `segment` into `collector`, without scores:
+/// tantivy's own loop (not public).
+fn collect_hits<C: SegmentCollector>(
+    weight: &dyn Weight,
+    segment: &SegmentReader,
+    collector: &mut C,
+) -> tantivy::Result<()> {
+    match segment.alive_bitset() {
+        Some(alive) => weight.for_each_no_score(segment, &mut |docs| {
+            for &doc in docs {
+                if alive.is_alive(doc) {
+                    collector.collect(doc, 0.0);
+                }
+            }
+        }),
+        None => weight.for_each_no_score(segment, &mut |docs| collector.collect_block(docs)),
+    }
 }
 
 pub struct HistogramSegment {
@@ -40,7 +180,7 @@ pub struct HistogramSegment {
     times: Vec<tantivy::DateTime>,
 }
 
-impl Collector for Histogram {
+impl Collector for Histogram<'_> {
     type Fruit = Vec<u64>;
     type Child = HistogramSegment;
 
@@ -63,6 +203,26 @@ impl Collector for Histogram {
         false
     }
 
+    /// As tantivy's own, but a segment whose minutes are kept is counted
+    /// from them.
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Vec<u64>> {
+        let mut child = self.for_segment(segment_ord, reader)?;
+        match self.minutes_of(reader)? {
+            Some(minutes) => {
+                for &(minute, n) in minutes.iter() {
+                    child.count_n(minute, n);
+                }
+            }
+            None => collect_hits(weight, reader, &mut child)?,
+        }
+        Ok(child.harvest())
+    }
+
     fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
         let mut total = vec![0; self.len];
         for fruit in fruits {
@@ -74,11 +234,33 @@ impl Collector for Histogram {
     }
 }
 
+impl Histogram<'_> {
+    /// The per-minute counts of `segment`, when it is kept (or worth
+    /// keeping) and matched whole.
+    fn minutes_of(&self, segment: &SegmentReader) -> tantivy::Result<Option<SegmentMinutes>> {
+        let Some(minutes) = self.minutes else {
+            return Ok(None);
+        };
+        if segment.num_docs() < minutes.min_docs || !matches_whole(self.time_only, segment)? {
+            return Ok(None);
+        }
+        let times = segment.fast_fields().date("@timestamp")?;
+        Ok(minutes
+            .segments
+            .get_with(segment.segment_id(), || count_minutes(&times)))
+    }
+}
+
 impl HistogramSegment {
     fn count(&mut self, micros: i64) {
+        self.count_n(micros, 1);
+    }
+
+    /// `n` hits at `micros`.
+    fn count_n(&mut self, micros: i64, n: u64) {
         let (start, end, i) = self.last;
         if start <= micros && micros < end {
-            self.counts[i] += 1;
+            self.counts[i] += n;
             return;
         }
         let (first, width, len) = self.spec;
@@ -89,7 +271,7 @@ impl HistogramSegment {
         if i < len as i64 {
             let start = first + i * width;
             self.last = (start, start + width, i as usize);
-            self.counts[i as usize] += 1;
+            self.counts[i as usize] += n;
         }
     }
 }
@@ -153,6 +335,11 @@ pub enum Kind {
 pub struct TopValues {
     pub fields: Vec<(String, Kind)>,
     pub top: usize,
+    /// Per field, the totals of the segments in `kept_segments`, when
+    /// kept: those segments are not read for that field.
+    pub kept: Vec<Option<Arc<Totals>>>,
+    /// Sorted.
+    pub kept_segments: Vec<SegmentOrdinal>,
 }
 
 /// One field's column in one segment.
@@ -161,7 +348,7 @@ enum FieldColumn {
     Keyword(StrColumn, Vec<u64>),
     /// Counts per value.
     Number(Column<u64>, FxHashMap<u64, u64>),
-    /// The segment has no value of the field.
+    /// The segment has no value of the field, or its totals are kept.
     Missing,
 }
 
@@ -211,14 +398,20 @@ pub enum SegmentValues {
 }
 
 impl SegmentValues {
-    fn keyword(&self, i: usize) -> &[u8] {
-        match self {
-            SegmentValues::Keywords { bytes, ends, .. } => {
-                let start = if i == 0 { 0 } else { ends[i - 1] };
-                &bytes[start..ends[i]]
-            }
-            SegmentValues::Numbers(_) => &[],
-        }
+    fn keywords(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        let (bytes, ends, counts) = match self {
+            SegmentValues::Keywords {
+                bytes,
+                ends,
+                counts,
+            } => (bytes.as_slice(), ends.as_slice(), counts.as_slice()),
+            SegmentValues::Numbers(_) => (&[][..], &[][..], &[][..]),
+        };
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts
+            .zip(ends)
+            .zip(counts)
+            .map(move |((start, &end), &n)| (&bytes[start..end], n))
     }
 }
 
@@ -229,12 +422,17 @@ impl Collector for TopValues {
 
     fn for_segment(
         &self,
-        _: SegmentOrdinal,
+        segment_ord: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<Self::Child> {
         let fast = segment.fast_fields();
+        let kept_segment = self.kept_segments.binary_search(&segment_ord).is_ok();
         let mut columns = Vec::with_capacity(self.fields.len());
-        for (name, kind) in &self.fields {
+        for ((name, kind), kept) in self.fields.iter().zip(&self.kept) {
+            if kept_segment && kept.is_some() {
+                columns.push(FieldColumn::Missing);
+                continue;
+            }
             columns.push(match kind {
                 Kind::Keyword => match fast.str(name)? {
                     Some(column) => {
@@ -260,6 +458,22 @@ impl Collector for TopValues {
         false
     }
 
+    /// As tantivy's own, but a segment with nothing to read (every field
+    /// kept) is not searched.
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Vec<std::io::Result<SegmentValues>>> {
+        let mut child = self.for_segment(segment_ord, reader)?;
+        let missing = |c: &FieldColumn| matches!(c, FieldColumn::Missing);
+        if !child.columns.iter().all(missing) {
+            collect_hits(weight, reader, &mut child)?;
+        }
+        Ok(child.harvest())
+    }
+
     /// `fruits` is per segment, per field.
     fn merge_fruits(
         &self,
@@ -274,7 +488,11 @@ impl Collector for TopValues {
         }
         Ok(per_field
             .iter()
-            .map(|segments| merge_top(segments, self.top))
+            .zip(&self.kept)
+            .map(|(segments, kept)| {
+                let (numbers, keywords) = sum(segments, kept.as_deref());
+                top_of(numbers, keywords, self.top)
+            })
             .collect())
     }
 }
@@ -348,43 +566,160 @@ impl SegmentCollector for TopValuesSegment {
     }
 }
 
-/// The `top` values over all segments: count descending, then value
-/// ascending (numbers by value, keywords by their bytes).
-fn merge_top(segments: &[SegmentValues], top: usize) -> Vec<Bucket> {
-    let mut numbers: FxHashMap<u64, u64> = FxHashMap::default();
-    // The keyword lists are sorted: merge them, summing equal values.
-    let mut keywords: Vec<(&[u8], u64)> = Vec::new();
-    let mut heads = BinaryHeap::new();
-    for (s, segment) in segments.iter().enumerate() {
+/// Every value of one field counted over a set of segments.
+pub struct Totals {
+    numbers: FxHashMap<u64, u64>,
+    keywords: FxHashMap<Box<[u8]>, u64>,
+    /// About what the maps hold, in KiB.
+    kib: u32,
+}
+
+/// Each field's totals over the large segments a query with no text
+/// matches whole, kept per set of such segments: the segments a stats
+/// query reads again and again, which change only when they are merged.
+/// Only the newer, smaller segments (and those at the edges of a time
+/// range, or with deleted events) are read per query.
+pub struct KeptTotals {
+    /// None: too many values to keep.
+    totals: moka::sync::Cache<(String, Vec<SegmentId>), Option<Arc<Totals>>>,
+    min_docs: u32,
+    /// The most memory one field's totals over one set of segments are
+    /// kept in (KiB).
+    max_kib: usize,
+}
+
+/// The most memory all kept totals take (KiB).
+const MAX_KEPT_KIB: u64 = 32 * 1024;
+
+impl KeptTotals {
+    pub fn new(min_docs: u32, max_kib: usize) -> KeptTotals {
+        KeptTotals {
+            totals: moka::sync::Cache::builder()
+                .max_capacity(MAX_KEPT_KIB)
+                .weigher(|_, totals: &Option<Arc<Totals>>| {
+                    totals.as_ref().map_or(1, |t| t.kib.max(1))
+                })
+                .build(),
+            min_docs,
+            max_kib,
+        }
+    }
+
+    /// The segments of `searcher` whose totals are kept for a query with
+    /// no text and the time range `time_only`, sorted.
+    pub fn segments(
+        &self,
+        searcher: &Searcher,
+        time_only: Option<TimeRange>,
+    ) -> tantivy::Result<Vec<SegmentOrdinal>> {
+        let mut kept = Vec::new();
+        for (ord, segment) in (0..).zip(searcher.segment_readers()) {
+            if segment.num_docs() >= self.min_docs && matches_whole(time_only, segment)? {
+                kept.push(ord);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The totals of `field` over `segments` of `searcher` (each matched
+    /// whole, none with deleted events), counted on first use; None when
+    /// there are too many values to keep.
+    pub fn totals(
+        &self,
+        searcher: &Searcher,
+        segments: &[SegmentOrdinal],
+        field: &(String, Kind),
+    ) -> tantivy::Result<Option<Arc<Totals>>> {
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let readers = searcher.segment_readers();
+        let ids = segments
+            .iter()
+            .map(|&ord| readers[ord as usize].segment_id())
+            .collect();
+        self.totals
+            .try_get_with((field.0.clone(), ids), || {
+                let count = TopValues {
+                    fields: vec![field.clone()],
+                    top: 1,
+                    kept: vec![None],
+                    kept_segments: Vec::new(),
+                };
+                let every = AllQuery.weight(EnableScoring::disabled_from_searcher(searcher))?;
+                let mut values = Vec::with_capacity(segments.len());
+                for &ord in segments {
+                    let mut fruit = count.collect_segment(&*every, ord, &readers[ord as usize])?;
+                    values.push(fruit.pop().ok_or_else(|| {
+                        tantivy::TantivyError::InternalError("no counts".to_owned())
+                    })??);
+                }
+                let (numbers, keywords) = sum(&values, None);
+                // A value, its count and the map's own: about 32 bytes.
+                let bytes = 32 * (numbers.len() + keywords.len())
+                    + keywords.keys().map(|k| k.len()).sum::<usize>();
+                if bytes > self.max_kib * 1024 {
+                    return Ok(None);
+                }
+                let keywords = keywords
+                    .into_iter()
+                    .map(|(k, n)| (Box::from(k), n))
+                    .collect();
+                Ok(Some(Arc::new(Totals {
+                    numbers,
+                    keywords,
+                    kib: (bytes / 1024) as u32,
+                })))
+            })
+            .map_err(|e: Arc<tantivy::TantivyError>| (*e).clone())
+    }
+
+    /// How many sets of totals are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> u64 {
+        self.totals.run_pending_tasks();
+        self.totals.entry_count()
+    }
+}
+
+/// The counts of `segments` summed, with `kept`'s.
+fn sum<'a>(
+    segments: &'a [SegmentValues],
+    kept: Option<&'a Totals>,
+) -> (FxHashMap<u64, u64>, FxHashMap<&'a [u8], u64>) {
+    let mut numbers = kept.map(|t| t.numbers.clone()).unwrap_or_default();
+    let mut keywords: FxHashMap<&[u8], u64> = kept
+        .map(|t| t.keywords.iter().map(|(k, &n)| (&**k, n)).collect())
+        .unwrap_or_default();
+    for segment in segments {
         match segment {
             SegmentValues::Numbers(counts) => {
                 for (&v, &n) in counts {
                     *numbers.entry(v).or_default() += n;
                 }
             }
-            SegmentValues::Keywords { ends, .. } => {
-                if !ends.is_empty() {
-                    heads.push(Reverse((segment.keyword(0), s, 0)));
+            SegmentValues::Keywords { .. } => {
+                for (k, n) in segment.keywords() {
+                    *keywords.entry(k).or_default() += n;
                 }
             }
         }
     }
-    while let Some(Reverse((key, s, i))) = heads.pop() {
-        let SegmentValues::Keywords { ends, counts, .. } = &segments[s] else {
-            continue;
-        };
-        match keywords.last_mut() {
-            Some((last, total)) if *last == key => *total += counts[i],
-            _ => keywords.push((key, counts[i])),
-        }
-        if i + 1 < ends.len() {
-            heads.push(Reverse((segments[s].keyword(i + 1), s, i + 1)));
-        }
-    }
+    (numbers, keywords)
+}
+
+/// The `top` values: count descending, then value ascending (numbers by
+/// value, keywords by their bytes). A field is either; the other map is
+/// empty.
+fn top_of(
+    numbers: FxHashMap<u64, u64>,
+    keywords: FxHashMap<&[u8], u64>,
+    top: usize,
+) -> Vec<Bucket> {
     let mut numbers: Vec<(u64, u64)> = numbers.into_iter().collect();
+    let mut keywords: Vec<(&[u8], u64)> = keywords.into_iter().collect();
     let best_numbers = most_frequent(&mut numbers, top);
     let best_keywords = most_frequent(&mut keywords, top);
-    // A field is either; the other list is empty.
     best_numbers
         .iter()
         .map(|(v, n)| Bucket {

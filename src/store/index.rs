@@ -23,7 +23,7 @@ use tantivy::{
     Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 
-use super::counts::{Histogram, Kind, TopValues};
+use super::counts::{Histogram, KeptTotals, Kind, Minutes, TimeRange, TopValues};
 use super::phrases;
 use crate::model::Event;
 
@@ -85,6 +85,12 @@ const NUMBERS: [&str; 4] = [
 pub const DEFAULT_TOP: usize = 10;
 /// The most buckets `stats` returns.
 pub const MAX_TOP: usize = 1_000;
+/// Segments of at least this many events have their counts kept, per
+/// minute for histograms and per value for top values (`counts`).
+const MIN_KEPT_DOCS: u32 = 100_000;
+/// The most memory (KiB) one field's kept totals over a set of segments
+/// take: a field with more values is counted per query.
+const MAX_TOTALS_KIB: usize = 8 * 1024;
 /// The most buckets `histogram` returns.
 pub const MAX_TIME_BUCKETS: i64 = 10_000;
 /// Longest query text the index parses, whatever the API allows: the
@@ -525,6 +531,8 @@ pub struct EventIndex {
     reader: IndexReader,
     fields: Fields,
     parser: QueryParser,
+    minutes: Minutes,
+    totals: KeptTotals,
 }
 
 /// How the index was found when opened.
@@ -589,6 +597,8 @@ impl EventIndex {
                 reader,
                 fields,
                 parser,
+                minutes: Minutes::new(MIN_KEPT_DOCS),
+                totals: KeptTotals::new(MIN_KEPT_DOCS, MAX_TOTALS_KIB),
             },
             how,
         ))
@@ -941,7 +951,7 @@ impl EventIndex {
         q: &SearchQuery,
         interval: Interval,
     ) -> Result<Vec<TimeBucket>, Error> {
-        let Some(histogram) = histogram_of(searcher, q, interval)? else {
+        let Some(histogram) = histogram_of(searcher, q, interval, &self.minutes)? else {
             return Ok(Vec::new());
         };
         let counts = searcher.search(&*self.query(q)?, &histogram)?;
@@ -1061,11 +1071,22 @@ impl EventIndex {
                 "`top` must be between 1 and {MAX_TOP}, not {top}"
             )));
         }
-        let fields = fields
+        let fields: Vec<(String, Kind)> = fields
             .iter()
             .map(|&f| groupable_kind(f).map(|kind| (f.to_owned(), kind)))
             .collect::<Result<_, _>>()?;
-        Ok(searcher.search(&*self.query(q)?, &TopValues { fields, top })?)
+        let kept_segments = self.totals.segments(searcher, time_only(q))?;
+        let kept = fields
+            .iter()
+            .map(|field| self.totals.totals(searcher, &kept_segments, field))
+            .collect::<Result<_, _>>()?;
+        let values = TopValues {
+            fields,
+            top,
+            kept,
+            kept_segments,
+        };
+        Ok(searcher.search(&*self.query(q)?, &values)?)
     }
 }
 
@@ -1145,11 +1166,12 @@ fn groupable_kind(group_by: &str) -> Result<Kind, Error> {
 /// The buckets of [`EventIndex::histogram`] over what `searcher` holds of
 /// `q`'s range; none when that is empty. Refused past `MAX_TIME_BUCKETS`
 /// buckets.
-fn histogram_of(
+fn histogram_of<'a>(
     searcher: &Searcher,
     q: &SearchQuery,
     interval: Interval,
-) -> Result<Option<Histogram>, Error> {
+    minutes: &'a Minutes,
+) -> Result<Option<Histogram<'a>>, Error> {
     let Some((first, last)) = time_span(searcher, q)? else {
         return Ok(None);
     };
@@ -1164,7 +1186,18 @@ fn histogram_of(
         first: first.div_euclid(width) * width * 1000,
         width: width * 1000,
         len: buckets as usize,
+        time_only: time_only(q),
+        minutes: (width % 60_000 == 0).then_some(minutes),
     }))
+}
+
+/// When `q` has no text: its time range in microseconds (as the index
+/// holds times), which the counts can answer for whole segments without
+/// searching them.
+fn time_only(q: &SearchQuery) -> Option<TimeRange> {
+    let has_text = q.text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    let micros = |t: DateTime<Utc>| date(t.timestamp_micros()).into_timestamp_micros();
+    (!has_text).then(|| (q.from.map(micros), q.to.map(micros)))
 }
 
 fn unexpected_result() -> Error {
@@ -1539,6 +1572,113 @@ mod tests {
         }
     }
 
+    /// Four segments an hour apart (50 events each, a minute apart), the
+    /// last with its last ten events deleted, the second with a user name
+    /// longer than a column holds; and the events left.
+    fn four_hours() -> (tempfile::TempDir, EventIndex, Vec<Event>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
+        // Every segment's counts are kept, however small.
+        index.minutes = Minutes::new(0);
+        index.totals = KeptTotals::new(0, MAX_TOTALS_KIB);
+        let mut w = index.writer().unwrap();
+        let long = "x".repeat(70_000);
+        let mut events = Vec::new();
+        for hour in 0..4u64 {
+            for i in 0..50u64 {
+                let seq = hour * 100 + i + 1;
+                let user = match (hour, i) {
+                    (1, 7) => long.clone(),
+                    _ => format!("u{}", (i * i + hour) % 13),
+                };
+                let time = format!("2026-01-01T{hour:02}:{i:02}:{:02}Z", i % 60);
+                let e = ev(seq, &time, &user, &format!("h{}", i % 3), Some(i as u16));
+                events.push(e.clone());
+                w.add_document(index.document(e)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        w.delete_query(index.after_seq(340)).unwrap();
+        w.commit().unwrap();
+        index.reload().unwrap();
+        events.retain(|e| e.seq <= 340);
+        (dir, index, events)
+    }
+
+    /// Queries with no text and time ranges cutting through, around and
+    /// outside `four_hours`.
+    fn ranges() -> Vec<SearchQuery> {
+        let at = |t: &str| Some(utc(t));
+        [
+            (None, None),
+            (at("2026-01-01T00:00:00Z"), at("2026-01-01T02:00:00Z")),
+            (at("2026-01-01T00:30:00Z"), at("2026-01-01T03:10:00Z")),
+            (None, at("2026-01-01T00:49:00Z")),
+            (at("2026-01-01T05:00:00Z"), None),
+        ]
+        .into_iter()
+        .map(|(from, to)| SearchQuery { from, to, ..all() })
+        .collect()
+    }
+
+    /// Top values with totals kept (a query with no text, segments wholly
+    /// inside its range, no deletion) against counts of the hits and a
+    /// plain count.
+    #[test]
+    fn stats_from_kept_totals_are_the_counted_ones() {
+        let (_d, mut index, events) = four_hours();
+        assert_eq!(index.reader.searcher().segment_readers().len(), 4);
+        for no_text in ranges() {
+            let (from, to) = (no_text.from, no_text.to);
+            let inside = |e: &&Event| {
+                from.is_none_or(|f| e.timestamp >= f) && to.is_none_or(|t| e.timestamp < t)
+            };
+            // A column holds the first 65 535 bytes of a value.
+            let user = |e: &Event| e.user_name.as_ref().unwrap().chars().take(65_535).collect();
+            for (field, key) in [
+                ("user.name", user as fn(&Event) -> String),
+                ("host.name", |e: &Event| e.host_name.clone().unwrap()),
+                ("source.port", |e: &Event| {
+                    e.source_port.unwrap().to_string()
+                }),
+            ] {
+                let mut plain: std::collections::HashMap<String, u64> = Default::default();
+                for e in events.iter().filter(inside) {
+                    *plain.entry(key(e)).or_default() += 1;
+                }
+                let mut want: Vec<Bucket> = plain
+                    .into_iter()
+                    .map(|(key, count)| Bucket { key, count })
+                    .collect();
+                want.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+                want.truncate(20);
+                let every_hit = SearchQuery {
+                    text: Some("*".into()),
+                    ..no_text.clone()
+                };
+                let by_totals = index.stats(&no_text, field, 20).unwrap();
+                let by_hits = index.stats(&every_hit, field, 20).unwrap();
+                assert_eq!(by_totals, by_hits, "{field} {from:?}..{to:?}");
+                if field != "source.port" {
+                    // Numbers tie-break by value, not by their text.
+                    assert_eq!(by_totals, want, "{field} {from:?}..{to:?}");
+                }
+            }
+        }
+        // Per field, for each set of whole segments without deletions:
+        // all three, the first two, the last two.
+        assert_eq!(index.totals.len(), 3 * 3);
+        // Totals too large to keep: counted per query.
+        index.totals = KeptTotals::new(0, 0);
+        let user = SearchQuery {
+            text: Some("*".into()),
+            ..all()
+        };
+        let want = index.stats(&user, "user.name", 5).unwrap();
+        assert_eq!(index.stats(&all(), "user.name", 5).unwrap(), want);
+        assert_eq!(index.totals.len(), 1);
+    }
+
     #[test]
     fn stats_rejects_unknown_fields_and_bad_top() {
         let (_d, index) = index_with(&logins());
@@ -1667,6 +1807,35 @@ mod tests {
             ..all()
         };
         assert_eq!(index.histogram(&nobody, interval("1m")).unwrap(), []);
+    }
+
+    /// Histograms of a query with no text, whole segments counted from
+    /// their kept minutes, against the same counted hit by hit.
+    #[test]
+    fn histograms_from_kept_minutes_are_the_counted_ones() {
+        let (_d, index, events) = four_hours();
+        for no_text in ranges() {
+            let (from, to) = (no_text.from, no_text.to);
+            for every in ["1m", "5m", "1h", "1d", "30s", "90s"] {
+                let every_hit = SearchQuery {
+                    text: Some("*".into()),
+                    ..no_text.clone()
+                };
+                let by_minutes = index.histogram(&no_text, interval(every)).unwrap();
+                let by_hits = index.histogram(&every_hit, interval(every)).unwrap();
+                assert_eq!(by_minutes, by_hits, "{every} {from:?}..{to:?}");
+                let inside = events
+                    .iter()
+                    .filter(|e| {
+                        from.is_none_or(|f| e.timestamp >= f) && to.is_none_or(|t| e.timestamp < t)
+                    })
+                    .count();
+                let total: u64 = by_minutes.iter().map(|b| b.count).sum();
+                assert_eq!(total, inside as u64, "{every} {from:?}..{to:?}");
+            }
+        }
+        // The three segments without deletions.
+        assert_eq!(index.minutes.segments(), 3);
     }
 
     #[test]
