@@ -89,7 +89,7 @@ start_node() {
     fi
     local t0 code
     t0=$(now_ns)
-    ENVIRONMENT=development SECMON_DATA_DIR=$DATA BIND_ADDRESS=127.0.0.1 \
+    GLIBC_TUNABLES=$NODE_TUNABLES ENVIRONMENT=development SECMON_DATA_DIR=$DATA BIND_ADDRESS=127.0.0.1 \
         GRAPHQL_PORT=0 WEBSOCKET_PORT=0 METRICS_PORT=0 HEALTH_PORT=0 \
         SYSLOG_UDP_PORT='' SYSLOG_TCP_PORT='' SYSLOG_TLS_PORT='' RUST_LOG=warn \
         "$BIN" serve --config "$CONFIG_DIR" >>"$WORK/node.log" 2>&1 &

@@ -260,6 +260,9 @@ for path, env in ((sys.argv[1], "development"), (sys.argv[2], "production")):
 
 # The image.
 report(re.search(r"^USER 10001:10001$", dockerfile, re.M) is not None, "Dockerfile runs as USER 10001:10001")
+unit_tunables = re.search(r"^Environment=GLIBC_TUNABLES=(\S+)$", Path("systemd/secmon.service").read_text(), re.M)
+report(unit_tunables is not None and re.search(r"GLIBC_TUNABLES=" + re.escape(unit_tunables.group(1)) + r"$", dockerfile, re.M) is not None,
+       "Dockerfile sets the systemd unit's GLIBC_TUNABLES")
 report(re.search(r'^HEALTHCHECK .*\n?.*CMD \["secmon", "health"\]', dockerfile, re.M) is not None, "Dockerfile HEALTHCHECK runs `secmon health`")
 report(all(":" in img and not img.endswith(":latest") for img in re.findall(r"^ARG \w+_IMAGE=(\S+)", dockerfile, re.M)), "Dockerfile base images have fixed tags")
 ignore = Path(".dockerignore").read_text().split()

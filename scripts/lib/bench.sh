@@ -7,6 +7,15 @@
 #       from the repository's root. Exits 1 when config.yaml no longer has
 #       the limits where this expects them.
 
+#
+#   NODE_TUNABLES
+#       the shipped systemd unit's GLIBC_TUNABLES (the allocator's
+#       thresholds), or GLIBC_TUNABLES when set: the scripts start the node
+#       with it, so it is measured as it runs in production (the peers keep
+#       their own defaults).
+
+NODE_TUNABLES=${GLIBC_TUNABLES-$(sed -n 's/^Environment=GLIBC_TUNABLES=//p' systemd/secmon.service)}
+
 bench_config() {
     local dir=$1
     mkdir -p "$dir"
