@@ -17,6 +17,7 @@
 //! ([`KeptTotals`]), and only the other segments are read per query.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
@@ -57,6 +58,9 @@ const MINUTE: i64 = 60_000_000;
 const MAX_SEGMENT_MINUTES: usize = 1 << 19;
 /// The most minutes kept over all segments: 16 MiB.
 const MAX_MINUTES: u64 = 1 << 20;
+/// Kept counts nobody asked for this long are dropped: those of segments
+/// merged away, or of a dashboard closed.
+const KEPT_IDLE: Duration = Duration::from_secs(600);
 
 /// Large segments' events counted per minute of `@timestamp`, each read
 /// once (a segment never changes). A histogram of a query with no text,
@@ -75,6 +79,7 @@ impl Minutes {
         Minutes {
             segments: moka::sync::Cache::builder()
                 .max_capacity(MAX_MINUTES)
+                .time_to_idle(KEPT_IDLE)
                 .weigher(|_, minutes: &Option<SegmentMinutes>| {
                     minutes.as_ref().map_or(1, |m| m.len().max(1) as u32)
                 })
@@ -596,6 +601,7 @@ impl KeptTotals {
         KeptTotals {
             totals: moka::sync::Cache::builder()
                 .max_capacity(MAX_KEPT_KIB)
+                .time_to_idle(KEPT_IDLE)
                 .weigher(|_, totals: &Option<Arc<Totals>>| {
                     totals.as_ref().map_or(1, |t| t.kib.max(1))
                 })
