@@ -66,7 +66,7 @@ rm -rf "$DATA" && mkdir -p "$DATA"
 TOKEN=$("$BIN" apikey create bench --role admin --data-dir "$DATA" | jq -r .key)
 PASSWORD=bench-console-password-1
 echo "$PASSWORD" | "$BIN" user add analyst --role analyst --password-stdin --data-dir "$DATA" >/dev/null
-env GLIBC_TUNABLES=$NODE_TUNABLES ENVIRONMENT=development SECMON_DATA_DIR="$DATA" BIND_ADDRESS=127.0.0.1 \
+env GLIBC_TUNABLES="$NODE_TUNABLES" ENVIRONMENT=development SECMON_DATA_DIR="$DATA" BIND_ADDRESS=127.0.0.1 \
     GRAPHQL_PORT=0 WEBSOCKET_PORT=0 METRICS_PORT=0 HEALTH_PORT=0 \
     SYSLOG_UDP_PORT='' SYSLOG_TCP_PORT=0 SYSLOG_TLS_PORT='' RUST_LOG=warn \
     "$BIN" serve --config "$WORK/config" >>"$WORK/node.log" 2>&1 &

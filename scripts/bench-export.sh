@@ -79,7 +79,7 @@ start_node() {
     # The API takes no request without a credential: an admin key, made
     # offline before the node starts.
     TOKEN=$("$BIN" apikey create bench --role admin --data-dir "$data" | jq -r .key)
-    env GLIBC_TUNABLES=$NODE_TUNABLES ENVIRONMENT=development SECMON_DATA_DIR="$data" BIND_ADDRESS=127.0.0.1 \
+    env GLIBC_TUNABLES="$NODE_TUNABLES" ENVIRONMENT=development SECMON_DATA_DIR="$data" BIND_ADDRESS=127.0.0.1 \
         GRAPHQL_PORT=0 WEBSOCKET_PORT=0 METRICS_PORT=0 HEALTH_PORT=0 \
         SYSLOG_UDP_PORT='' SYSLOG_TCP_PORT=0 SYSLOG_TLS_PORT='' RUST_LOG=warn "$@" \
         "$BIN" serve --config "$CONFIG_DIR" >>"$WORK/node-$name.log" 2>&1 &

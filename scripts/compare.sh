@@ -172,7 +172,7 @@ log "raw: $N lines, $RAW_BYTES bytes, $(head -c 15 "$RAW") .. $(tail -n 1 "$RAW"
 bench_config "$WORK/config"
 rm -rf "$DATA" && mkdir -p "$DATA"
 TOKEN=$("$BIN" apikey create compare --role admin --data-dir "$DATA" | jq -r .key)
-env GLIBC_TUNABLES=$NODE_TUNABLES ENVIRONMENT=development SECMON_DATA_DIR="$DATA" BIND_ADDRESS=127.0.0.1 \
+env GLIBC_TUNABLES="$NODE_TUNABLES" ENVIRONMENT=development SECMON_DATA_DIR="$DATA" BIND_ADDRESS=127.0.0.1 \
     GRAPHQL_PORT=0 WEBSOCKET_PORT=0 METRICS_PORT=0 HEALTH_PORT=0 \
     SYSLOG_UDP_PORT='' SYSLOG_TCP_PORT=0 SYSLOG_TLS_PORT='' RUST_LOG=warn \
     "$BIN" serve --config "$WORK/config" >>"$WORK/node.log" 2>&1 &

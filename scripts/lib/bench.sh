@@ -14,6 +14,7 @@
 #       with it, so it is measured as it runs in production (the peers keep
 #       their own defaults).
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 NODE_TUNABLES=${GLIBC_TUNABLES-$(sed -n 's/^Environment=GLIBC_TUNABLES=//p' systemd/secmon.service)}
 
 bench_config() {
