@@ -36,7 +36,8 @@ pub struct Histogram<'a> {
     pub first: i64,
     pub width: i64,
     pub len: usize,
-    /// When the query has no text: its time range, as [`TopValues::time_only`].
+    /// When the query has no text: its time range (a segment wholly inside
+    /// it, without deletions, is matched whole).
     pub time_only: Option<TimeRange>,
     /// Where large segments' per-minute counts are kept, when `width` is
     /// whole minutes.
