@@ -15,6 +15,8 @@
 //! again, and a segment never changes: their counts are kept, per minute
 //! for histograms ([`Minutes`]) and per value for top values
 //! ([`KeptTotals`]), and only the other segments are read per query.
+//! Each segment's oldest and newest time are kept too ([`Spans`]): what
+//! searches order segments by and check ranges against.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,11 +44,69 @@ pub struct Histogram<'a> {
     /// Where large segments' per-minute counts are kept, when `width` is
     /// whole minutes.
     pub minutes: Option<&'a Minutes>,
+    /// Where the segments' time bounds are kept.
+    pub spans: &'a Spans,
 }
 
 /// A time range in microseconds since the epoch: from (included), to
 /// (excluded), either open.
 pub type TimeRange = (Option<i64>, Option<i64>);
+
+/// A segment's `@timestamp` bounds (microseconds), deleted events
+/// included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub min: i64,
+    pub max: i64,
+    /// Every event has a `@timestamp`.
+    pub full: bool,
+}
+
+impl Span {
+    /// Every event has a time inside `range`.
+    pub fn inside(&self, (from, to): TimeRange) -> bool {
+        self.full && from.is_none_or(|from| from <= self.min) && to.is_none_or(|to| self.max < to)
+    }
+}
+
+/// Each segment's [`Span`], read once. Opening a segment's `@timestamp`
+/// column reads the whole index of its blocks, which in a large segment
+/// costs more than a term search's own work; a search that orders the
+/// segments or checks them against a range needs only the bounds.
+pub struct Spans(moka::sync::Cache<SegmentId, Span>);
+
+/// The most segments whose spans are kept (tantivy merges an index into
+/// far fewer).
+const MAX_SPANS: u64 = 4096;
+
+impl Default for Spans {
+    fn default() -> Spans {
+        Spans(
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_SPANS)
+                .time_to_idle(KEPT_IDLE)
+                .build(),
+        )
+    }
+}
+
+impl Spans {
+    /// The span of `segment` (which holds at least one document).
+    pub fn of(&self, segment: &SegmentReader) -> tantivy::Result<Span> {
+        let id = segment.segment_id();
+        if let Some(span) = self.0.get(&id) {
+            return Ok(span);
+        }
+        let times = segment.fast_fields().date("@timestamp")?;
+        let span = Span {
+            min: times.min_value().into_timestamp_micros(),
+            max: times.max_value().into_timestamp_micros(),
+            full: times.index.get_cardinality() == Cardinality::Full,
+        };
+        self.0.insert(id, span);
+        Ok(span)
+    }
+}
 
 /// A segment's events per minute: the minute's start (microseconds since
 /// the epoch) and the count.
@@ -135,7 +195,11 @@ fn count_minutes(times: &Column<tantivy::DateTime>) -> Option<SegmentMinutes> {
 /// Whether a query with no text and the time range `time_only` matches
 /// every event of `segment`: the segment has no deleted event and every
 /// event a time inside the range.
-fn matches_whole(time_only: Option<TimeRange>, segment: &SegmentReader) -> tantivy::Result<bool> {
+fn matches_whole(
+    time_only: Option<TimeRange>,
+    segment: &SegmentReader,
+    spans: &Spans,
+) -> tantivy::Result<bool> {
     let Some((from, to)) = time_only else {
         return Ok(false);
     };
@@ -145,15 +209,7 @@ fn matches_whole(time_only: Option<TimeRange>, segment: &SegmentReader) -> tanti
     if (from, to) == (None, None) || segment.num_docs() == 0 {
         return Ok(true);
     }
-    let times = segment.fast_fields().date("@timestamp")?;
-    if times.index.get_cardinality() != Cardinality::Full {
-        return Ok(false);
-    }
-    let (min, max) = (
-        times.min_value().into_timestamp_micros(),
-        times.max_value().into_timestamp_micros(),
-    );
-    Ok(from.is_none_or(|from| from <= min) && to.is_none_or(|to| max < to))
+    Ok(spans.of(segment)?.inside((from, to)))
 }
 
 /// The hits of `weight` in `segment` into `collector`, without scores:
@@ -177,13 +233,18 @@ fn collect_hits<C: SegmentCollector>(
 
 pub struct HistogramSegment {
     column: Column<tantivy::DateTime>,
+    buckets: Buckets,
+    values: Vec<Option<tantivy::DateTime>>,
+    times: Vec<tantivy::DateTime>,
+}
+
+/// One segment's counts per bucket.
+struct Buckets {
     spec: (i64, i64, usize),
     counts: Vec<u64>,
     /// The bucket the last hit fell in: `[start, end)` and its index (hits
     /// come in doc order, mostly time order, so most fall in the same one).
     last: (i64, i64, usize),
-    values: Vec<Option<tantivy::DateTime>>,
-    times: Vec<tantivy::DateTime>,
 }
 
 impl Collector for Histogram<'_> {
@@ -197,9 +258,7 @@ impl Collector for Histogram<'_> {
     ) -> tantivy::Result<Self::Child> {
         Ok(HistogramSegment {
             column: segment.fast_fields().date("@timestamp")?,
-            spec: (self.first, self.width, self.len),
-            counts: vec![0; self.len],
-            last: (0, 0, 0),
+            buckets: self.buckets(),
             values: Vec::new(),
             times: Vec::new(),
         })
@@ -217,16 +276,20 @@ impl Collector for Histogram<'_> {
         segment_ord: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<Vec<u64>> {
-        let mut child = self.for_segment(segment_ord, reader)?;
         match self.minutes_of(reader)? {
             Some(minutes) => {
+                let mut buckets = self.buckets();
                 for &(minute, n) in minutes.iter() {
-                    child.count_n(minute, n);
+                    buckets.count_n(minute, n);
                 }
+                Ok(buckets.counts)
             }
-            None => collect_hits(weight, reader, &mut child)?,
+            None => {
+                let mut child = self.for_segment(segment_ord, reader)?;
+                collect_hits(weight, reader, &mut child)?;
+                Ok(child.harvest())
+            }
         }
-        Ok(child.harvest())
     }
 
     fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
@@ -241,27 +304,43 @@ impl Collector for Histogram<'_> {
 }
 
 impl Histogram<'_> {
+    fn buckets(&self) -> Buckets {
+        Buckets {
+            spec: (self.first, self.width, self.len),
+            counts: vec![0; self.len],
+            last: (0, 0, 0),
+        }
+    }
+
     /// The per-minute counts of `segment`, when it is kept (or worth
     /// keeping) and matched whole.
     fn minutes_of(&self, segment: &SegmentReader) -> tantivy::Result<Option<SegmentMinutes>> {
         let Some(minutes) = self.minutes else {
             return Ok(None);
         };
-        if segment.num_docs() < minutes.min_docs || !matches_whole(self.time_only, segment)? {
+        if segment.num_docs() < minutes.min_docs
+            || !matches_whole(self.time_only, segment, self.spans)?
+        {
             return Ok(None);
         }
-        let times = segment.fast_fields().date("@timestamp")?;
-        Ok(minutes
+        if let Some(kept) = minutes.segments.get(&segment.segment_id()) {
+            return Ok(kept);
+        }
+        let counted = count_minutes(&segment.fast_fields().date("@timestamp")?);
+        minutes
             .segments
-            .get_with(segment.segment_id(), || count_minutes(&times)))
+            .insert(segment.segment_id(), counted.clone());
+        Ok(counted)
     }
 }
 
 impl HistogramSegment {
     fn count(&mut self, micros: i64) {
-        self.count_n(micros, 1);
+        self.buckets.count_n(micros, 1);
     }
+}
 
+impl Buckets {
     /// `n` hits at `micros`.
     fn count_n(&mut self, micros: i64, n: u64) {
         let (start, end, i) = self.last;
@@ -317,7 +396,7 @@ impl SegmentCollector for HistogramSegment {
     }
 
     fn harvest(self) -> Vec<u64> {
-        self.counts
+        self.buckets.counts
     }
 }
 
@@ -618,10 +697,11 @@ impl KeptTotals {
         &self,
         searcher: &Searcher,
         time_only: Option<TimeRange>,
+        spans: &Spans,
     ) -> tantivy::Result<Vec<SegmentOrdinal>> {
         let mut kept = Vec::new();
         for (ord, segment) in (0..).zip(searcher.segment_readers()) {
-            if segment.num_docs() >= self.min_docs && matches_whole(time_only, segment)? {
+            if segment.num_docs() >= self.min_docs && matches_whole(time_only, segment, spans)? {
                 kept.push(ord);
             }
         }

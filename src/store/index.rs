@@ -10,20 +10,21 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::collector::{Collector, Count, TopDocs};
+use tantivy::collector::{Collector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery,
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery, Weight,
 };
 use tantivy::schema::{
     DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, JsonObjectOptions,
     NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{
-    Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
+    Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, SegmentReader, TantivyDocument,
+    Term,
 };
 
-use super::counts::{Histogram, KeptTotals, Kind, Minutes, TimeRange, TopValues};
+use super::counts::{Histogram, KeptTotals, Kind, Minutes, Spans, TimeRange, TopValues};
 use super::phrases;
 use crate::model::Event;
 
@@ -533,6 +534,7 @@ pub struct EventIndex {
     parser: QueryParser,
     minutes: Minutes,
     totals: KeptTotals,
+    spans: Spans,
 }
 
 /// How the index was found when opened.
@@ -599,6 +601,7 @@ impl EventIndex {
                 parser,
                 minutes: Minutes::new(MIN_KEPT_DOCS),
                 totals: KeptTotals::new(MIN_KEPT_DOCS, MAX_TOTALS_KIB),
+                spans: Spans::default(),
             },
             how,
         ))
@@ -738,40 +741,75 @@ impl EventIndex {
 
     /// The query for `q`'s text and time range (`after`/`limit` are not part of it).
     fn query(&self, q: &SearchQuery) -> Result<Box<dyn Query>, Error> {
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            check_query(text, MAX_QUERY_BYTES, MAX_QUERY_DEPTH)?;
-            // The parser refuses a query of only exclusions (`NOT x`);
-            // analysts mean "everything except x".
-            let parsed = match self.parser.parse_query(text) {
-                Err(tantivy::query::QueryParserError::AllButQueryForbidden) => {
-                    self.parser.parse_query(&format!("* AND ({text})"))?
-                }
-                parsed => parsed?,
-            };
-            let parsed = complete_negations(parsed);
-            // A `~` may ask for a phrase with slop, which pairs cannot answer.
-            let parsed = if text.contains('~') {
-                parsed
-            } else {
-                phrases::with_pairs(parsed, &|field| self.pairs_of(field))
-            };
-            clauses.push((Occur::Must, parsed));
+        Ok(all_of(
+            [self.text_query(q)?, self.time_query(q)]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ))
+    }
+
+    /// The query of `q`'s text, if it has any.
+    fn text_query(&self, q: &SearchQuery) -> Result<Option<Box<dyn Query>>, Error> {
+        let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        check_query(text, MAX_QUERY_BYTES, MAX_QUERY_DEPTH)?;
+        // The parser refuses a query of only exclusions (`NOT x`);
+        // analysts mean "everything except x".
+        let parsed = match self.parser.parse_query(text) {
+            Err(tantivy::query::QueryParserError::AllButQueryForbidden) => {
+                self.parser.parse_query(&format!("* AND ({text})"))?
+            }
+            parsed => parsed?,
+        };
+        let parsed = complete_negations(parsed);
+        // A `~` may ask for a phrase with slop, which pairs cannot answer.
+        Ok(Some(if text.contains('~') {
+            parsed
+        } else {
+            phrases::with_pairs(parsed, &|field| self.pairs_of(field))
+        }))
+    }
+
+    /// The query of `q`'s time range, if it has one.
+    fn time_query(&self, q: &SearchQuery) -> Option<Box<dyn Query>> {
+        if q.from.is_none() && q.to.is_none() {
+            return None;
         }
-        if q.from.is_some() || q.to.is_some() {
-            let term = |t: DateTime<Utc>| {
-                Term::from_field_date(self.fields.timestamp, date(t.timestamp_micros()))
-            };
-            let lower = q
-                .from
-                .map_or(Bound::Unbounded, |t| Bound::Included(term(t)));
-            let upper = q.to.map_or(Bound::Unbounded, |t| Bound::Excluded(term(t)));
-            clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
-        }
-        Ok(match clauses.len() {
-            0 => Box::new(AllQuery),
-            1 => clauses.remove(0).1,
-            _ => Box::new(BooleanQuery::new(clauses)),
+        let term = |t: DateTime<Utc>| {
+            Term::from_field_date(self.fields.timestamp, date(t.timestamp_micros()))
+        };
+        let lower = q
+            .from
+            .map_or(Bound::Unbounded, |t| Bound::Included(term(t)));
+        let upper = q.to.map_or(Bound::Unbounded, |t| Bound::Excluded(term(t)));
+        Some(Box::new(RangeQuery::new(lower, upper)))
+    }
+
+    /// The weights of `q` (with `also`, when given, as one more required
+    /// clause) for `searcher`.
+    fn weights(
+        &self,
+        searcher: &Searcher,
+        q: &SearchQuery,
+        also: Option<Box<dyn Query>>,
+    ) -> Result<Weights, Error> {
+        let scoring = EnableScoring::disabled_from_searcher(searcher);
+        let text = self.text_query(q)?;
+        let time = self.time_query(q);
+        let untimed = match time {
+            Some(_) => Some(
+                all_of(text.iter().chain(&also).map(|c| c.box_clone()).collect())
+                    .weight(scoring)?,
+            ),
+            None => None,
+        };
+        let timed = all_of(text.into_iter().chain(time).chain(also).collect()).weight(scoring)?;
+        Ok(Weights {
+            timed,
+            untimed,
+            range: time_range(q),
         })
     }
 
@@ -793,14 +831,24 @@ impl EventIndex {
     /// of a page depend on its `limit`, never on how deep it is.
     pub fn search(&self, q: &SearchQuery) -> Result<SearchPage, Error> {
         let searcher = self.reader.searcher();
-        let total = searcher.search(&self.query(q)?, &Count)?;
+        let total = self.count_in(&searcher, q)?;
         let (seqs, more) = self.page_in(&searcher, q)?;
         Ok(SearchPage { total, seqs, more })
     }
 
     /// How many events match `q` (its `after`/`limit` are ignored).
     pub fn count(&self, q: &SearchQuery) -> Result<usize, Error> {
-        Ok(self.reader.searcher().search(&self.query(q)?, &Count)?)
+        self.count_in(&self.reader.searcher(), q)
+    }
+
+    /// Segments side by side on the search threads, each with its weight.
+    fn count_in(&self, searcher: &Searcher, q: &SearchQuery) -> Result<usize, Error> {
+        let weights = self.weights(searcher, q, None)?;
+        let counts = self.index.search_executor().map(
+            |segment: &SegmentReader| weights.of(segment, &self.spans)?.count(segment),
+            searcher.segment_readers().iter(),
+        )?;
+        Ok(counts.into_iter().map(|n| n as usize).sum())
     }
 
     /// The latest `@timestamp` of every document, read from its column in
@@ -826,14 +874,7 @@ impl EventIndex {
     }
 
     fn page_in(&self, searcher: &Searcher, q: &SearchQuery) -> Result<(Vec<u64>, bool), Error> {
-        let query = self.query(q)?;
-        let query: Box<dyn Query> = match q.after {
-            None => query,
-            Some(after) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query),
-                (Occur::Must, self.older_than(after)),
-            ])),
-        };
+        let weights = self.weights(searcher, q, q.after.map(|after| self.older_than(after)))?;
         // One more than the page tells whether another page follows.
         let top = TopDocs::with_limit(q.limit.saturating_add(1)).order_by((
             (
@@ -846,11 +887,10 @@ impl EventIndex {
         // newest event is older than the page's last hit adds nothing, nor
         // does any after it (events arrive roughly in time order, so most
         // of a big index's segments are skipped).
-        let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
         let mut segments = Vec::new();
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
             if segment.num_docs() > 0 {
-                let newest = segment.fast_fields().date("@timestamp")?.max_value();
+                let newest = tantivy::DateTime::from_timestamp_micros(self.spans.of(segment)?.max);
                 segments.push((newest, ord as u32, segment));
             }
         }
@@ -861,7 +901,7 @@ impl EventIndex {
             if full && hits.last().is_some_and(|((t, _), _)| Some(newest) < *t) {
                 break;
             }
-            let found = top.collect_segment(&*weight, ord, segment)?;
+            let found = top.collect_segment(weights.of(segment, &self.spans)?, ord, segment)?;
             hits.extend(top.merge_fruits(vec![found])?);
             // The same order: the newest first, then by seq.
             hits.sort_by(|((t1, s1), _), ((t2, s2), _)| t2.cmp(t1).then(s1.cmp(s2)));
@@ -951,7 +991,8 @@ impl EventIndex {
         q: &SearchQuery,
         interval: Interval,
     ) -> Result<Vec<TimeBucket>, Error> {
-        let Some(histogram) = histogram_of(searcher, q, interval, &self.minutes)? else {
+        let Some(histogram) = histogram_of(searcher, q, interval, &self.minutes, &self.spans)?
+        else {
             return Ok(Vec::new());
         };
         let counts = searcher.search(&*self.query(q)?, &histogram)?;
@@ -1075,7 +1116,7 @@ impl EventIndex {
             .iter()
             .map(|&f| groupable_kind(f).map(|kind| (f.to_owned(), kind)))
             .collect::<Result<_, _>>()?;
-        let kept_segments = self.totals.segments(searcher, time_only(q))?;
+        let kept_segments = self.totals.segments(searcher, time_only(q), &self.spans)?;
         let kept = fields
             .iter()
             .map(|field| self.totals.totals(searcher, &kept_segments, field))
@@ -1123,17 +1164,18 @@ fn groupable() -> impl Iterator<Item = &'static str> {
 /// range of the indexed events (read from the columns' min and max, no
 /// search), narrowed by the query's `from`/`to`. It bounds the bucket count
 /// before the aggregation runs.
-fn time_span(searcher: &Searcher, q: &SearchQuery) -> Result<Option<(i64, i64)>, Error> {
+fn time_span(
+    searcher: &Searcher,
+    q: &SearchQuery,
+    spans: &Spans,
+) -> Result<Option<(i64, i64)>, Error> {
     let mut range: Option<(i64, i64)> = None;
     for segment in searcher.segment_readers() {
         if segment.num_docs() == 0 {
             continue;
         }
-        let column = segment.fast_fields().date("@timestamp")?;
-        let (lo, hi) = (
-            column.min_value().into_timestamp_micros(),
-            column.max_value().into_timestamp_micros(),
-        );
+        let span = spans.of(segment)?;
+        let (lo, hi) = (span.min, span.max);
         range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
     }
     let Some((mut lo, mut hi)) = range else {
@@ -1171,8 +1213,9 @@ fn histogram_of<'a>(
     q: &SearchQuery,
     interval: Interval,
     minutes: &'a Minutes,
+    spans: &'a Spans,
 ) -> Result<Option<Histogram<'a>>, Error> {
-    let Some((first, last)) = time_span(searcher, q)? else {
+    let Some((first, last)) = time_span(searcher, q, spans)? else {
         return Ok(None);
     };
     let width = interval.millis();
@@ -1188,16 +1231,55 @@ fn histogram_of<'a>(
         len: buckets as usize,
         time_only: time_only(q),
         minutes: (width % 60_000 == 0).then_some(minutes),
+        spans,
     }))
 }
 
-/// When `q` has no text: its time range in microseconds (as the index
-/// holds times), which the counts can answer for whole segments without
-/// searching them.
+/// When `q` has no text: its time range, which the counts can answer for
+/// whole segments without searching them.
 fn time_only(q: &SearchQuery) -> Option<TimeRange> {
     let has_text = q.text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    (!has_text).then(|| time_range(q))
+}
+
+/// `q`'s time range in microseconds, as the index holds times.
+fn time_range(q: &SearchQuery) -> TimeRange {
     let micros = |t: DateTime<Utc>| date(t.timestamp_micros()).into_timestamp_micros();
-    (!has_text).then(|| (q.from.map(micros), q.to.map(micros)))
+    (q.from.map(micros), q.to.map(micros))
+}
+
+/// Queries that must all match: AllQuery when there are none.
+fn all_of(mut clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    match clauses.len() {
+        0 => Box::new(AllQuery),
+        1 => clauses.remove(0),
+        _ => Box::new(BooleanQuery::new(
+            clauses.into_iter().map(|c| (Occur::Must, c)).collect(),
+        )),
+    }
+}
+
+/// A query's weight, and, when it has a time range, the weight of the same
+/// query without it: in a segment whose events all lie inside the range,
+/// the range only costs (a term's count is then its document frequency,
+/// not its postings walked alongside the range).
+struct Weights {
+    timed: Box<dyn Weight>,
+    untimed: Option<Box<dyn Weight>>,
+    range: TimeRange,
+}
+
+impl Weights {
+    /// The weight to search `segment` with.
+    fn of(&self, segment: &SegmentReader, spans: &Spans) -> tantivy::Result<&dyn Weight> {
+        if let Some(untimed) = &self.untimed
+            && segment.num_docs() > 0
+            && spans.of(segment)?.inside(self.range)
+        {
+            return Ok(&**untimed);
+        }
+        Ok(&*self.timed)
+    }
 }
 
 fn unexpected_result() -> Error {
@@ -1807,6 +1889,59 @@ mod tests {
             ..all()
         };
         assert_eq!(index.histogram(&nobody, interval("1m")).unwrap(), []);
+    }
+
+    /// A segment whose events all lie inside a query's time range is
+    /// searched without the range: totals and every page are those of the
+    /// events themselves, for ranges cutting through, around and outside
+    /// the segments (one with deleted events).
+    #[test]
+    fn a_range_is_left_out_only_where_every_event_lies_inside_it() {
+        let (_d, index, events) = four_hours();
+        type Matches = fn(&Event) -> bool;
+        let texts: [(Option<&str>, Matches); 3] = [
+            (None, |_| true),
+            (Some("user.name:u1"), |e| {
+                e.user_name.as_deref() == Some("u1")
+            }),
+            (Some("host.name:h2 OR user.name:u4"), |e| {
+                e.host_name.as_deref() == Some("h2") || e.user_name.as_deref() == Some("u4")
+            }),
+        ];
+        for range in ranges() {
+            let (from, to) = (range.from, range.to);
+            for (text, matches) in texts {
+                let mut want: Vec<&Event> = events
+                    .iter()
+                    .filter(|e| {
+                        from.is_none_or(|f| e.timestamp >= f)
+                            && to.is_none_or(|t| e.timestamp < t)
+                            && matches(e)
+                    })
+                    .collect();
+                want.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(a.seq.cmp(&b.seq)));
+                let mut q = SearchQuery {
+                    text: text.map(str::to_owned),
+                    limit: 7,
+                    ..range.clone()
+                };
+                let what = format!("{text:?} {from:?}..{to:?}");
+                assert_eq!(index.count(&q).unwrap(), want.len(), "{what}");
+                let mut seqs: Vec<u64> = Vec::new();
+                loop {
+                    let page = index.search(&q).unwrap();
+                    assert_eq!(page.total, want.len(), "{what}");
+                    seqs.extend(&page.seqs);
+                    let Some(last) = page.seqs.last().filter(|_| page.more) else {
+                        break;
+                    };
+                    let last = events.iter().find(|e| e.seq == *last).unwrap();
+                    q.after = Some(After::of(last));
+                }
+                let want: Vec<u64> = want.iter().map(|e| e.seq).collect();
+                assert_eq!(seqs, want, "{what}");
+            }
+        }
     }
 
     /// Histograms of a query with no text, whole segments counted from
