@@ -575,7 +575,7 @@ impl Collector for TopValues {
             .iter()
             .zip(&self.kept)
             .map(|(segments, kept)| {
-                let (numbers, keywords) = sum(segments, kept.as_deref());
+                let (numbers, keywords) = sum(segments, kept.as_deref(), self.top);
                 top_of(numbers, keywords, self.top)
             })
             .collect())
@@ -653,10 +653,51 @@ impl SegmentCollector for TopValuesSegment {
 
 /// Every value of one field counted over a set of segments.
 pub struct Totals {
-    numbers: FxHashMap<u64, u64>,
-    keywords: FxHashMap<Box<[u8]>, u64>,
-    /// About what the maps hold, in KiB.
+    /// The values and their counts in value order (numbers by value,
+    /// keywords by their bytes); a field is either, the other is empty.
+    numbers: Vec<(u64, u64)>,
+    keywords: Vec<(Box<[u8]>, u64)>,
+    /// Indexes into the one that is not empty, most frequent first (count
+    /// descending, then value).
+    ranked: Vec<usize>,
+    /// About what they hold, in KiB.
     kib: u32,
+}
+
+impl Totals {
+    fn new(numbers: FxHashMap<u64, u64>, keywords: FxHashMap<&[u8], u64>, kib: u32) -> Totals {
+        let mut numbers: Vec<(u64, u64)> = numbers.into_iter().collect();
+        numbers.sort_unstable();
+        let mut keywords: Vec<(Box<[u8]>, u64)> = keywords
+            .into_iter()
+            .map(|(k, n)| (Box::from(k), n))
+            .collect();
+        keywords.sort_unstable();
+        let mut ranked: Vec<usize> = (0..numbers.len().max(keywords.len())).collect();
+        if keywords.is_empty() {
+            ranked.sort_unstable_by(|&a, &b| numbers[b].1.cmp(&numbers[a].1).then(a.cmp(&b)));
+        } else {
+            ranked.sort_unstable_by(|&a, &b| keywords[b].1.cmp(&keywords[a].1).then(a.cmp(&b)));
+        }
+        Totals {
+            numbers,
+            keywords,
+            ranked,
+            kib,
+        }
+    }
+
+    fn number(&self, value: u64) -> u64 {
+        self.numbers
+            .binary_search_by_key(&value, |&(v, _)| v)
+            .map_or(0, |i| self.numbers[i].1)
+    }
+
+    fn keyword(&self, value: &[u8]) -> u64 {
+        self.keywords
+            .binary_search_by(|(k, _)| (**k).cmp(value))
+            .map_or(0, |i| self.keywords[i].1)
+    }
 }
 
 /// Each field's totals over the large segments a query with no text
@@ -741,22 +782,18 @@ impl KeptTotals {
                         tantivy::TantivyError::InternalError("no counts".to_owned())
                     })??);
                 }
-                let (numbers, keywords) = sum(&values, None);
-                // A value, its count and the map's own: about 32 bytes.
+                let (numbers, keywords) = sum(&values, None, 0);
+                // A value, its count, its rank and a box: about 32 bytes.
                 let bytes = 32 * (numbers.len() + keywords.len())
                     + keywords.keys().map(|k| k.len()).sum::<usize>();
                 if bytes > self.max_kib * 1024 {
                     return Ok(None);
                 }
-                let keywords = keywords
-                    .into_iter()
-                    .map(|(k, n)| (Box::from(k), n))
-                    .collect();
-                Ok(Some(Arc::new(Totals {
+                Ok(Some(Arc::new(Totals::new(
                     numbers,
                     keywords,
-                    kib: (bytes / 1024) as u32,
-                })))
+                    (bytes / 1024) as u32,
+                ))))
             })
             .map_err(|e: Arc<tantivy::TantivyError>| (*e).clone())
     }
@@ -769,15 +806,18 @@ impl KeptTotals {
     }
 }
 
-/// The counts of `segments` summed, with `kept`'s.
+/// The counts of `segments` summed, with `kept`'s: for the values the
+/// segments hold, their total; of the others, only the `top` most frequent
+/// in `kept`, the only ones that can be among the `top` of the sum (a
+/// request reads a few small segments, not the tens of thousands of values
+/// kept).
 fn sum<'a>(
     segments: &'a [SegmentValues],
     kept: Option<&'a Totals>,
+    top: usize,
 ) -> (FxHashMap<u64, u64>, FxHashMap<&'a [u8], u64>) {
-    let mut numbers = kept.map(|t| t.numbers.clone()).unwrap_or_default();
-    let mut keywords: FxHashMap<&[u8], u64> = kept
-        .map(|t| t.keywords.iter().map(|(k, &n)| (&**k, n)).collect())
-        .unwrap_or_default();
+    let mut numbers: FxHashMap<u64, u64> = FxHashMap::default();
+    let mut keywords: FxHashMap<&[u8], u64> = FxHashMap::default();
     for segment in segments {
         match segment {
             SegmentValues::Numbers(counts) => {
@@ -792,7 +832,38 @@ fn sum<'a>(
             }
         }
     }
+    let Some(kept) = kept else {
+        return (numbers, keywords);
+    };
+    for (&v, n) in &mut numbers {
+        *n += kept.number(v);
+    }
+    for (k, n) in &mut keywords {
+        *n += kept.keyword(k);
+    }
+    let mut untouched = 0;
+    for &i in &kept.ranked {
+        if untouched == top {
+            break;
+        }
+        let added = match kept.keywords.get(i) {
+            Some((k, n)) => insert_new(&mut keywords, &**k, *n),
+            None => insert_new(&mut numbers, kept.numbers[i].0, kept.numbers[i].1),
+        };
+        untouched += usize::from(added);
+    }
     (numbers, keywords)
+}
+
+/// Puts `key` in `map` with `n` unless it is there; whether it was not.
+fn insert_new<K: Eq + std::hash::Hash>(map: &mut FxHashMap<K, u64>, key: K, n: u64) -> bool {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(n);
+            true
+        }
+        std::collections::hash_map::Entry::Occupied(_) => false,
+    }
 }
 
 /// The `top` values: count descending, then value ascending (numbers by
