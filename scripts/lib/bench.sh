@@ -6,7 +6,6 @@
 #       out of the way (a load generator asks faster than an analyst); run
 #       from the repository's root. Exits 1 when config.yaml no longer has
 #       the limits where this expects them.
-
 #
 #   NODE_TUNABLES
 #       the shipped systemd unit's GLIBC_TUNABLES (the allocator's
