@@ -382,7 +382,7 @@ struct RemoteEvent {
     outcome: Option<String>,
     severity: Option<u8>,
     trusted: bool,
-    labels: std::collections::BTreeMap<String, String>,
+    labels: crate::model::Labels,
     fields: serde_json::Map<String, Value>,
 }
 

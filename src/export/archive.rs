@@ -256,7 +256,7 @@ mod tests {
                 message: format!("m{seq}"),
                 user_name: (seq != 2).then(|| "root".to_owned()),
                 source_port: Some(22),
-                labels: [("site".to_owned(), "a".to_owned())].into(),
+                labels: [("site".into(), "a".into())].into(),
                 ..Event::default()
             })
             .collect();

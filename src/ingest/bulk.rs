@@ -275,7 +275,7 @@ fn parse_body(
             received_at,
         };
         let mut event = parse::parse(&raw, opts);
-        event.labels.insert("index".into(), index.clone());
+        event.labels.insert("index".into(), index.clone().into());
         events.push(event);
         items.push(Item::Store { action, index, id });
     }

@@ -61,7 +61,7 @@ pub struct Event {
     pub original: Option<String>,
     pub message: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Anything else, searchable by path.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub fields: Map<String, Value>,
@@ -74,6 +74,11 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "is_false")]
     pub trusted: bool,
 }
+
+/// `labels`: names and values a parser sets (`input`, `truncated`) are
+/// static strings, so the label every event carries costs no allocation;
+/// submitted and stored ones are owned.
+pub type Labels = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -181,7 +186,7 @@ impl Event {
                 Value::Object(
                     self.labels
                         .iter()
-                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
                         .collect(),
                 ),
             );
@@ -259,7 +264,7 @@ impl Event {
                         Value::Null => continue,
                         other => other.to_string(),
                     };
-                    self.labels.insert(k, v);
+                    self.labels.insert(k.into(), v.into());
                 }
             }
             // `flatten_known` yields only KNOWN_FIELDS keys.

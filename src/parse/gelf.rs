@@ -64,7 +64,8 @@ pub fn parse(
                 .get("short_message")
                 .and_then(Value::as_str)
                 .map_or(0, str::len)
-                .to_string(),
+                .to_string()
+                .into(),
         );
     }
     event.message = short.to_owned();
@@ -125,7 +126,7 @@ pub fn parse(
                 if matches!(name, "program" | "application_name" | "appname") {
                     program = Some(value.clone());
                 }
-                event.labels.insert(name.to_owned(), value);
+                event.labels.insert(name.to_owned().into(), value.into());
             }
         }
     }
@@ -152,7 +153,9 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
 }
 
 fn kept_as_text(mut event: Event, text: String, why: &str) -> Event {
-    event.labels.insert("gelf_error".into(), why.to_owned());
+    event
+        .labels
+        .insert("gelf_error".into(), why.to_owned().into());
     event.message = text.clone();
     event.original = Some(text);
     event
@@ -177,8 +180,8 @@ mod tests {
         assert_eq!(e.message, "A short message");
         assert_eq!(e.timestamp.timestamp_millis(), 1_385_053_862_307);
         assert_eq!(e.severity, Some(1));
-        assert_eq!(e.labels.get("user_id").map(String::as_str), Some("9001"));
-        assert_eq!(e.labels.get("some_info").map(String::as_str), Some("foo"));
+        assert_eq!(e.labels.get("user_id").map(|v| v.as_ref()), Some("9001"));
+        assert_eq!(e.labels.get("some_info").map(|v| v.as_ref()), Some("foo"));
         assert!(!e.labels.contains_key("id"));
         assert_eq!(
             super::super::get_field(&e, "gelf.full_message"),
@@ -203,7 +206,7 @@ mod tests {
         let e = gelf(r#"{"host":"h"}"#);
         assert_eq!(e.message, r#"{"host":"h"}"#);
         assert_eq!(
-            e.labels.get("gelf_error").map(String::as_str),
+            e.labels.get("gelf_error").map(|v| v.as_ref()),
             Some("a GELF message needs a short_message string")
         );
         let e = gelf("not json");
@@ -221,9 +224,9 @@ mod tests {
         };
         let e = parse(json.as_bytes(), None, Utc::now(), &opts);
         assert_eq!(e.message, "ééééé");
-        assert_eq!(e.labels.get("truncated").map(String::as_str), Some("true"));
+        assert_eq!(e.labels.get("truncated").map(|v| v.as_ref()), Some("true"));
         assert_eq!(
-            e.labels.get("original_length").map(String::as_str),
+            e.labels.get("original_length").map(|v| v.as_ref()),
             Some("80")
         );
     }
@@ -240,7 +243,7 @@ mod tests {
         };
         let e = parse(json.as_bytes(), None, Utc::now(), &opts);
         assert_eq!(e.message, "m");
-        assert_eq!(e.labels.get("truncated").map(String::as_str), Some("true"));
+        assert_eq!(e.labels.get("truncated").map(|v| v.as_ref()), Some("true"));
         assert!(
             !e.labels.contains_key("original_length"),
             "the message was whole"

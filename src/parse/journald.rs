@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(ev.user_name.as_deref(), Some("admin"));
         assert_eq!(ev.source_ip, Some("10.0.0.9".parse().unwrap()));
         assert_eq!(ev.severity, Some(6));
-        assert_eq!(ev.labels.get("input").map(String::as_str), Some("journald"));
+        assert_eq!(ev.labels.get("input").map(|v| v.as_ref()), Some("journald"));
         assert_eq!(
             super::super::get_field(&ev, "systemd.unit"),
             Some(&Value::from("ssh.service"))

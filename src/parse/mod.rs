@@ -146,7 +146,9 @@ pub fn parse(raw: &RawRecord, opts: &ParseOptions) -> Event {
         host_ip: raw.peer,
         ..Event::default()
     };
-    event.labels.insert("input".into(), raw.source.into());
+    event
+        .labels
+        .insert(Cow::Borrowed("input"), Cow::Borrowed(raw.source));
 
     let text = decode(&raw.bytes, opts, &mut event);
     let text: &str = &text;
@@ -156,7 +158,7 @@ pub fn parse(raw: &RawRecord, opts: &ParseOptions) -> Event {
             Some(Ok(json_event)) => return json_event,
             // Valid JSON that is no acceptable event: kept as text, with why.
             Some(Err(why)) => {
-                event.labels.insert("json_error".into(), why);
+                event.labels.insert("json_error".into(), why.into());
             }
             None => {}
         }
@@ -199,7 +201,7 @@ pub fn decode<'a>(
         event.labels.insert("truncated".into(), "true".into());
         event
             .labels
-            .insert("original_length".into(), bytes.len().to_string());
+            .insert("original_length".into(), bytes.len().to_string().into());
         bytes = cut_at_char_boundary(&bytes[..opts.max_message_bytes]);
     }
     while let [rest @ .., b'\n' | b'\r'] = bytes {
@@ -433,20 +435,21 @@ fn cut_at_char_boundary(bytes: &[u8]) -> &[u8] {
 /// nested objects on the way (the same shape `Event::from_json` keeps).
 pub fn set_field(event: &mut Event, path: &str, value: Value) {
     let mut map: &mut Map<String, Value> = &mut event.fields;
-    let mut parts = path.split('.');
-    let mut part = parts.next().unwrap_or_default();
-    for next in parts {
+    let mut rest = path;
+    // Paths are short: a byte scan beats a `split` searcher here.
+    while let Some(dot) = rest.bytes().position(|b| b == b'.') {
+        let (part, next) = (&rest[..dot], &rest[dot + 1..]);
         // An object already there is entered without allocating its key.
-        if !map.get(part).is_some_and(Value::is_object) {
+        if !matches!(map.get(part), Some(Value::Object(_))) {
             map.insert(part.to_owned(), Value::Object(Map::new()));
         }
         let Some(Value::Object(inner)) = map.get_mut(part) else {
             return;
         };
         map = inner;
-        part = next;
+        rest = next;
     }
-    map.insert(part.to_owned(), value);
+    map.insert(rest.to_owned(), value);
 }
 
 /// Reads `fields` at a dotted path.
@@ -484,10 +487,19 @@ fn strip_preauth(s: &str) -> (&str, bool) {
 
 /// The value of `key=` in a `k=v k=v` (space separated) string.
 fn kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    s.split(' ').find_map(|word| {
-        let value = word.strip_prefix(key)?.strip_prefix('=')?;
-        value.split([';', ',']).next()
-    })
+    // Word by word (a word starts after each space), without a searcher
+    // per word: these strings are short.
+    let mut rest = s;
+    loop {
+        if let Some(value) = rest.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+            let end = value
+                .bytes()
+                .position(|b| matches!(b, b' ' | b';' | b','))
+                .unwrap_or(value.len());
+            return Some(&value[..end]);
+        }
+        rest = &rest[memchr::memchr(b' ', rest.as_bytes())? + 1..];
+    }
 }
 
 /// A host as a line names it: an address goes to `source.ip`, a host name
@@ -659,5 +671,11 @@ mod tests {
         assert_eq!(kv(s, "ruser"), Some(""));
         assert_eq!(kv(s, "rhost"), Some("1.2.3.4"));
         assert_eq!(kv(s, "nope"), None);
+        // Inside a word, or without `=`, a key is no key; a value ends at
+        // a space, `;` or `,`.
+        assert_eq!(kv("xuser=a user user=b,c", "user"), Some("b"));
+        assert_eq!(kv("user=a;b user=c", "user"), Some("a"));
+        assert_eq!(kv("user", "user"), None);
+        assert_eq!(kv("tty=", "tty"), Some(""));
     }
 }

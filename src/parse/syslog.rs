@@ -300,7 +300,8 @@ pub fn infer_year(date: syslog_loose::IncompleteDate, received_at: DateTime<Utc>
     let (month, day, hour, minute, second) = date;
     let latest = received_at + FUTURE_SKEW;
     let year = received_at.year();
-    (year - 8..=year + 1)
+    // Next year only when the skew reaches into it.
+    (year - 8..=latest.year())
         .rev()
         .find(|&y| {
             chrono::NaiveDate::from_ymd_opt(y, month, day)
@@ -372,7 +373,9 @@ fn bsd_header(
     }
     at += 1;
     let rest = &line[at..];
-    let (hostname, rest) = rest.split_once(' ')?;
+    // memchr: `str`'s char searcher costs more than these short scans.
+    let space = memchr::memchr(b' ', rest.as_bytes())?;
+    let (hostname, rest) = (&rest[..space], &rest[space + 1..]);
     if hostname.is_empty()
         || hostname == "-"
         || !hostname
@@ -381,7 +384,7 @@ fn bsd_header(
     {
         return None;
     }
-    let colon = rest.find(':')?;
+    let colon = memchr::memchr(b':', rest.as_bytes())?;
     let (tag, msg) = (&rest[..colon], &rest[colon + 1..]);
     // A tag_of tag starts with a letter and holds no space.
     if tag_of(&rest[..=colon]) != Some(tag) {

@@ -604,7 +604,7 @@ fn decode_columns(header: &BlockHeader, body: &[u8]) -> super::Result<Vec<Event>
             for _ in 0..n {
                 let k = labels.str()?.to_owned();
                 let v = labels.str()?.to_owned();
-                e.labels.insert(k, v);
+                e.labels.insert(k.into(), v.into());
             }
         }
         if on(has::FIELDS) {
@@ -802,12 +802,7 @@ mod tests {
             dataset: Some(Cow::Borrowed("sudo")),
             original: Some("<86>Nov  1 00:00:00 web-1 sudo: root : COMMAND=/bin/sh -c id".into()),
             message: "root : COMMAND=/bin/sh -c id".into(),
-            labels: [
-                ("input".to_owned(), "syslog".to_owned()),
-                ("k".to_owned(), String::new()),
-            ]
-            .into_iter()
-            .collect(),
+            labels: [("input".into(), "syslog".into()), ("k".into(), "".into())].into(),
             fields,
             trusted: true,
             ..Event::default()

@@ -729,7 +729,12 @@ impl EventIndex {
             let labels = e
                 .labels
                 .into_iter()
-                .map(|(k, v)| (k, tantivy::schema::OwnedValue::Str(v)))
+                .map(|(k, v)| {
+                    (
+                        k.into_owned(),
+                        tantivy::schema::OwnedValue::Str(v.into_owned()),
+                    )
+                })
                 .collect();
             doc.add_field_value(f.labels, &tantivy::schema::OwnedValue::Object(labels));
         }

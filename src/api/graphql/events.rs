@@ -297,7 +297,7 @@ impl EventNode {
     async fn trusted(&self) -> bool {
         self.0.trusted
     }
-    async fn labels(&self) -> Json<&std::collections::BTreeMap<String, String>> {
+    async fn labels(&self) -> Json<&crate::model::Labels> {
         Json(&self.0.labels)
     }
     /// Everything else, as JSON.
