@@ -146,9 +146,7 @@ pub fn parse(raw: &RawRecord, opts: &ParseOptions) -> Event {
         host_ip: raw.peer,
         ..Event::default()
     };
-    event
-        .labels
-        .insert(Cow::Borrowed("input"), Cow::Borrowed(raw.source));
+    event.labels.insert("input".into(), raw.source.into());
 
     let text = decode(&raw.bytes, opts, &mut event);
     let text: &str = &text;
@@ -440,7 +438,7 @@ pub fn set_field(event: &mut Event, path: &str, value: Value) {
     while let Some(dot) = rest.bytes().position(|b| b == b'.') {
         let (part, next) = (&rest[..dot], &rest[dot + 1..]);
         // An object already there is entered without allocating its key.
-        if !matches!(map.get(part), Some(Value::Object(_))) {
+        if !map.get(part).is_some_and(Value::is_object) {
             map.insert(part.to_owned(), Value::Object(Map::new()));
         }
         let Some(Value::Object(inner)) = map.get_mut(part) else {
