@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use rsigma_eval::EventValue;
 use serde_json::Value;
 
-use crate::model::Event;
+use crate::model::{Event, ip_text};
 
 /// A borrowed view of one event for rule evaluation.
 pub struct SigmaEvent<'a>(pub &'a Event);
@@ -122,10 +122,10 @@ impl rsigma_eval::Event for SigmaEvent<'_> {
             "message" => text(&e.message),
             "log.original" => opt(&e.original),
             "host.name" => opt(&e.host_name),
-            "host.ip" => e.host_ip.and_then(|ip| owned(ip.to_string())),
-            "source.ip" => e.source_ip.and_then(|ip| owned(ip.to_string())),
+            "host.ip" => e.host_ip.and_then(|ip| owned(ip_text(ip))),
+            "source.ip" => e.source_ip.and_then(|ip| owned(ip_text(ip))),
             "source.port" => e.source_port.map(|p| EventValue::Int(p.into())),
-            "destination.ip" => e.destination_ip.and_then(|ip| owned(ip.to_string())),
+            "destination.ip" => e.destination_ip.and_then(|ip| owned(ip_text(ip))),
             "destination.port" => e.destination_port.map(|p| EventValue::Int(p.into())),
             "user.name" => opt(&e.user_name),
             "user.target.name" => opt(&e.user_target_name),

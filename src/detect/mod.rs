@@ -384,7 +384,7 @@ fn update(index: usize, event: &Event, result: EvaluationResult, trusted: bool) 
             let mut key = Vec::new();
             for (name, value) in [
                 ("host.name", event.host_name.clone()),
-                ("source.ip", event.source_ip.map(|ip| ip.to_string())),
+                ("source.ip", event.source_ip.map(crate::model::ip_text)),
                 ("user.name", event.user_name.clone()),
             ] {
                 if let Some(v) = value {

@@ -80,6 +80,30 @@ pub struct Event {
 /// submitted and stored ones are owned.
 pub type Labels = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
 
+/// `ip` as text, exactly as its `Display` writes it. An IPv4 address is
+/// written digit by digit into one allocation: through `to_string` it cost
+/// about 1 400 instructions, asked for per event by the indexer and by the
+/// rules and correlations on `source.ip`.
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -165,7 +189,7 @@ impl Event {
         ];
         for (key, ip) in ips {
             if let Some(ip) = ip {
-                put(key, Value::String(ip.to_string()));
+                put(key, Value::String(ip_text(ip)));
             }
         }
         let numbers = [
@@ -439,6 +463,31 @@ fn json_time(t: DateTime<Utc>) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        // Every octet value in every position, and IPv6 as Display has it.
+        for n in 0..=255u8 {
+            for octets in [
+                [n, 0, 0, 0],
+                [1, n, 2, 3],
+                [10, 9, n, 99],
+                [255, 100, 10, n],
+            ] {
+                let ip = IpAddr::from(octets);
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        for v6 in [
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:1.2.3.4",
+            "fe80::",
+        ] {
+            let ip: IpAddr = v6.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn the_export_json_uses_the_design_names_and_reads_back() {

@@ -6,4 +6,4 @@ mod event;
 pub use alert::{
     Alert, AlertAction, AlertChange, AlertStatus, AlertUpdate, MAX_HISTORY, MAX_LINKED_EVENTS,
 };
-pub use event::{Event, EventInputError, KNOWN_FIELDS, Labels};
+pub use event::{Event, EventInputError, KNOWN_FIELDS, Labels, ip_text};

@@ -694,7 +694,7 @@ impl EventIndex {
             doc.add_text(f.command_line, v);
             doc.add_text(f.command_line_pairs, v);
         }
-        let ip = |v: Option<std::net::IpAddr>| v.map(|ip| Cow::Owned(ip.to_string()));
+        let ip = |v: Option<std::net::IpAddr>| v.map(|ip| Cow::Owned(crate::model::ip_text(ip)));
         let keyword_values: [Option<Cow<'static, str>>; KEYWORDS.len()] = [
             e.host_name.map(Cow::Owned),
             ip(e.host_ip),
