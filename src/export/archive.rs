@@ -162,10 +162,10 @@ pub fn parquet_file(events: &[&Event]) -> parquet::errors::Result<Vec<u8>> {
     columns.required::<Int64Type>(|e| e.timestamp.timestamp_micros())?;
     columns.required::<Int64Type>(|e| e.received_at.timestamp_micros())?;
     columns.text(|e| e.host_name.clone())?;
-    columns.text(|e| e.host_ip.map(|ip| ip.to_string()))?;
-    columns.text(|e| e.source_ip.map(|ip| ip.to_string()))?;
+    columns.text(|e| e.host_ip.map(crate::model::ip_text))?;
+    columns.text(|e| e.source_ip.map(crate::model::ip_text))?;
     columns.optional::<Int32Type>(|e| e.source_port.map(i32::from))?;
-    columns.text(|e| e.destination_ip.map(|ip| ip.to_string()))?;
+    columns.text(|e| e.destination_ip.map(crate::model::ip_text))?;
     columns.optional::<Int32Type>(|e| e.destination_port.map(i32::from))?;
     columns.text(|e| e.user_name.clone())?;
     columns.text(|e| e.user_target_name.clone())?;
