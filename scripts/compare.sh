@@ -62,10 +62,10 @@
 #                              host's syslog sends its lines: in order. With
 #                              more, `bench syslog` deals the lines round-robin,
 #                              so they reach the node out of order (by hours of
-#                              event time at this pace) and the correlations
-#                              count across the disorder: the node then flags
-#                              addresses `secmon rules test` over the same
-#                              lines does not
+#                              event time at this pace); a correlation window
+#                              counts a late line exactly only up to one
+#                              timespan behind its group's newest, so the node
+#                              then misses attackers it flags in order
 #   SECMON_BIN=target/release/secmon
 #
 # Needs fail2ban, crowdsec and GNU time from Debian, psql, jq, curl, python3.

@@ -268,9 +268,7 @@ pub fn check(
                 format!("refers to rules that do not exist: {}", missing.join(", ")),
             )]);
         }
-        rsigma_eval::CorrelationEngine::new(Default::default())
-            .add_correlation(corr)
-            .map_err(|e| vec![problem(yaml, &e.to_string())])?;
+        super::correlate::check(corr).map_err(|e| vec![problem(yaml, &e)])?;
     }
     if let Some(filter) = collection.filters.first() {
         rsigma_eval::Engine::new()

@@ -9,7 +9,7 @@
 //!   [`prefilter`] evaluates a rule only when one of its literals occurs in
 //!   the event; the rules it cannot prune stay in the crate's engine.
 //! - [`adapter`] shows an [`Event`] to the engine without copying it.
-//! - Correlation rules run in the crate's correlation engine, fed with the
+//! - Correlation rules run in [`correlate`]'s windows, fed with the
 //!   detections; their windows live in memory (bounded, ended ones dropped
 //!   every 10 s, see `window_time`) and are rebuilt by replaying
 //!   the stored events of the longest timespan after a restart (on the
@@ -18,6 +18,7 @@
 
 pub mod adapter;
 pub mod catalog;
+pub mod correlate;
 pub mod locate;
 pub mod prefilter;
 pub mod rules;
@@ -25,9 +26,9 @@ pub mod tools;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use rsigma_eval::{CorrelationConfig, CorrelationEngine, Engine, EvaluationResult, ResultBody};
-use rsigma_parser::SigmaCollection;
+use rsigma_eval::{Engine, EvaluationResult, ResultBody};
 
 use adapter::SigmaEvent;
 use rules::RuleSet;
@@ -37,16 +38,8 @@ use crate::store::Store;
 
 /// Most events replayed into the correlation windows at start-up.
 pub const MAX_REPLAY: u64 = 1_000_000;
-/// Most entries one group's correlation window keeps (the newest); a rule
-/// may set its own with the `rsigma.max_group_entries` attribute, and an
-/// `event_count` window keeps only what its condition needs.
-pub const MAX_GROUP_ENTRIES: usize = 1_000;
-/// Most groups (one per correlation and group-by value) each set of
-/// windows keeps; past it the stalest tenth are dropped.
-pub const MAX_GROUPS: usize = 100_000;
-/// How often windows past their timespan are dropped. The crate drops a
-/// group's old entries only when that group sees an event, and whole groups
-/// only once [`MAX_GROUPS`] is reached.
+/// How often the windows' entries more than two timespans old are dropped
+/// (a group's also go when that group sees an event).
 const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The rules routed to one dataset.
@@ -80,8 +73,6 @@ pub struct Detector {
     /// The prefilter's scratch buffer.
     scratch: RefCell<String>,
     correlation: Option<Correlations>,
-    /// What `correlation` was built from, to start it over.
-    collection: SigmaCollection,
     pub rules: usize,
     pub correlations: usize,
     /// The longest correlation window, in seconds.
@@ -117,17 +108,16 @@ impl Detector {
                 },
             );
         }
-        let (correlation, collection) = if set.correlations.is_empty() {
-            (None, SigmaCollection::default())
+        let correlation = if set.correlations.is_empty() {
+            None
         } else {
-            let collection = set.collection();
-            (Some(Correlations::new(&collection)?), collection)
+            let compiled = correlate::Compiled::new(&set.collection())?;
+            Some(Correlations::new(Arc::new(compiled)))
         };
         Ok(Detector {
             datasets,
             scratch: RefCell::default(),
             correlation,
-            collection,
             rules: set.rules.len(),
             correlations: set.correlations.len(),
             longest_timespan: set.longest_timespan(),
@@ -169,12 +159,11 @@ impl Detector {
     }
 
     /// Takes over the correlation windows of `old` (a reload): windows of
-    /// correlations that kept their id carry on; the others start empty.
+    /// correlations that kept their id, kind, grouping and counted field
+    /// carry on; the others start empty.
     pub fn take_state_of(&mut self, old: &Detector) {
-        if let (Some(new), Some(old)) = (&mut self.correlation, &old.correlation)
-            && !new.take_state_of(old)
-        {
-            tracing::warn!("correlation state could not be carried over the reload");
+        if let (Some(new), Some(old)) = (&mut self.correlation, &old.correlation) {
+            new.take_state_of(old);
         }
     }
 
@@ -223,13 +212,10 @@ impl Detector {
     /// commit, whose events advanced the windows but were not stored (and
     /// may come again when their sender retries).
     pub fn reset_windows(&mut self, store: &Store) -> Result<u64, crate::store::Error> {
-        if self.correlation.is_none() {
+        let Some(c) = &mut self.correlation else {
             return Ok(0);
-        }
-        match Correlations::new(&self.collection) {
-            Ok(fresh) => self.correlation = Some(fresh),
-            Err(e) => tracing::error!(error = %e, "correlation windows not reset"),
-        }
+        };
+        *c = Correlations::new(Arc::clone(&c.compiled));
         self.rebuild_windows(store)
     }
 
@@ -256,21 +242,23 @@ impl Detector {
 /// trusted events alone make it fire, so forged lines cannot fill a window
 /// that one genuine line then completes "trusted" (docs/SECURITY.md).
 struct Correlations {
-    all: CorrelationEngine,
-    trusted: CorrelationEngine,
+    compiled: Arc<correlate::Compiled>,
+    all: correlate::Windows,
+    trusted: correlate::Windows,
     /// The latest window time seen ([`window_time`]): the windows' clock.
     now: i64,
     evicted_at: std::time::Instant,
 }
 
 impl Correlations {
-    fn new(collection: &SigmaCollection) -> Result<Correlations, String> {
-        Ok(Correlations {
-            all: correlation_engine(collection)?,
-            trusted: correlation_engine(collection)?,
+    fn new(compiled: Arc<correlate::Compiled>) -> Correlations {
+        Correlations {
+            all: correlate::Windows::new(Arc::clone(&compiled)),
+            trusted: correlate::Windows::new(Arc::clone(&compiled)),
+            compiled,
             now: 0,
             evicted_at: std::time::Instant::now(),
-        })
+        }
     }
 
     fn evict_if_due(&mut self) {
@@ -282,20 +270,21 @@ impl Correlations {
     /// Drops the windows that ended before `now`.
     fn evict(&mut self) {
         self.evicted_at = std::time::Instant::now();
-        self.all.evict_expired(self.now);
-        self.trusted.evict_expired(self.now);
+        self.all.evict(self.now);
+        self.trusted.evict(self.now);
         metrics::gauge!(crate::telemetry::metric::CORRELATION_GROUPS).set(self.groups() as f64);
     }
 
     fn groups(&self) -> usize {
-        self.all.state_count() + self.trusted.state_count()
+        self.all.groups() + self.trusted.groups()
     }
 
-    /// `event`'s detections and correlation firings, each with its trust:
-    /// a detection has its event's; a correlation firing is trusted when
-    /// the trusted windows fire it too. A firing of the trusted windows
-    /// alone (those over every event fired earlier, on a mix, and started
-    /// over) comes out as a trusted firing of its own.
+    /// `event`'s detections (but those of building blocks) and correlation
+    /// firings, each with its trust: a detection has its event's; a
+    /// correlation firing is trusted when the trusted windows fire it too.
+    /// A firing of the trusted windows alone (those over every event fired
+    /// earlier, on a mix, and started over) comes out as a trusted firing
+    /// of its own.
     fn process(
         &mut self,
         event: &Event,
@@ -303,30 +292,24 @@ impl Correlations {
     ) -> Vec<(EvaluationResult, bool)> {
         let at = window_time(event);
         self.now = self.now.max(at);
-        let mut trusted_firings: Vec<EvaluationResult> = if event.trusted {
-            self.trusted
-                .process_with_detections(&SigmaEvent(event), detections.clone(), at)
-                .into_iter()
-                .filter(EvaluationResult::is_correlation)
-                .collect()
+        let mut trusted_firings = if event.trusted {
+            self.trusted.process(event, &detections, at)
         } else {
             Vec::new()
         };
-        let mut out = Vec::new();
-        for result in self
-            .all
-            .process_with_detections(&SigmaEvent(event), detections, at)
-        {
-            let trusted = if result.is_correlation() {
-                match trusted_firings.iter().position(|t| same_firing(t, &result)) {
-                    Some(i) => {
-                        trusted_firings.swap_remove(i);
-                        true
-                    }
-                    None => false,
+        let firings = self.all.process(event, &detections, at);
+        let mut out: Vec<(EvaluationResult, bool)> = detections
+            .into_iter()
+            .filter(|d| !self.compiled.silences(d))
+            .map(|d| (d, event.trusted))
+            .collect();
+        for result in firings {
+            let trusted = match trusted_firings.iter().position(|t| same_firing(t, &result)) {
+                Some(i) => {
+                    trusted_firings.swap_remove(i);
+                    true
                 }
-            } else {
-                event.trusted
+                None => false,
             };
             out.push((result, trusted));
         }
@@ -334,18 +317,17 @@ impl Correlations {
         out
     }
 
-    /// Carries the windows of `old` over (a reload); false when they could not be.
-    fn take_state_of(&mut self, old: &Correlations) -> bool {
-        let all = self.all.import_state(old.all.export_state());
-        let trusted = self.trusted.import_state(old.trusted.export_state());
+    /// Carries the windows of `old` over (a reload).
+    fn take_state_of(&mut self, old: &Correlations) {
+        self.all.take_state_of(&old.all);
+        self.trusted.take_state_of(&old.trusted);
         self.now = old.now;
-        all && trusted
     }
 }
 
 /// The time a window counts `event` at: its own, but never later than its
-/// arrival. A window expires its entries oldest arrival first, so one line
-/// stamped in the future would otherwise hold its group open for good.
+/// arrival, so one line stamped in the future cannot become the windows'
+/// clock and end every other window at once.
 fn window_time(event: &Event) -> i64 {
     event.timestamp.min(event.received_at).timestamp()
 }
@@ -355,25 +337,6 @@ fn same_firing(a: &EvaluationResult, b: &EvaluationResult) -> bool {
     a.header.rule_id == b.header.rule_id
         && a.header.rule_title == b.header.rule_title
         && a.as_correlation().map(|c| &c.group_key) == b.as_correlation().map(|c| &c.group_key)
-}
-
-fn correlation_engine(collection: &SigmaCollection) -> Result<CorrelationEngine, String> {
-    let mut engine = CorrelationEngine::new(CorrelationConfig {
-        timestamp_fields: vec!["@timestamp".into()],
-        // Rules marked `generate: false` (the base rules of a correlation)
-        // raise no alert of their own.
-        emit_detections: false,
-        // A group's window keeps its newest entries only: the crate's
-        // check walks the whole window on every event, so an unbounded
-        // window (a flood from one source) would cost quadratic time.
-        max_group_entries: Some(MAX_GROUP_ENTRIES),
-        max_state_entries: MAX_GROUPS,
-        ..CorrelationConfig::default()
-    });
-    engine
-        .add_collection(collection)
-        .map_err(|e| format!("correlation rules: {e}"))?;
-    Ok(engine)
 }
 
 fn update(index: usize, event: &Event, result: EvaluationResult, trusted: bool) -> AlertUpdate {
@@ -450,9 +413,9 @@ mod tests {
         detector.correlation.as_ref().unwrap().groups()
     }
 
-    /// Windows past their timespan are dropped (every [`EVICT_EVERY`] in
-    /// service), whether or not their group sees another event: many
-    /// sources failing once leave nothing behind an hour later.
+    /// Entries more than two timespans old are dropped (every
+    /// [`EVICT_EVERY`] in service), whether or not their group sees another
+    /// event: many sources failing once leave nothing behind hours later.
     #[test]
     fn windows_past_their_timespan_are_dropped() {
         let mut detector = builtin_detector();
@@ -471,7 +434,7 @@ mod tests {
 
     /// An `event_count` window keeps what its condition needs (`gte: 6`:
     /// 7 entries) unless its rule says otherwise; other kinds keep
-    /// [`MAX_GROUP_ENTRIES`].
+    /// [`correlate::MAX_GROUP_ENTRIES`].
     #[test]
     fn event_count_windows_keep_what_their_condition_needs() {
         let custom = rules::Source {

@@ -397,7 +397,7 @@ fn cap_event_count_windows(corr: &mut CorrelationRule) {
     {
         let cap = largest
             .saturating_add(1)
-            .min(super::MAX_GROUP_ENTRIES as u64);
+            .min(super::correlate::MAX_GROUP_ENTRIES as u64);
         corr.custom_attributes
             .insert(KEY.to_owned(), yaml_serde::Value::String(cap.to_string()));
     }
@@ -421,8 +421,8 @@ fn replace_or_push<T>(
     }
 }
 
-/// Rejects correlations whose rule references resolve to nothing (the
-/// engine would refuse the whole set) or that the engine cannot compile.
+/// Rejects correlations whose rule references resolve to nothing or that
+/// secmon cannot evaluate ([`super::correlate::check`]).
 fn check_correlations(set: &mut RuleSet) {
     let mut known: HashSet<String> = HashSet::new();
     for r in &set.rules {
@@ -441,7 +441,6 @@ fn check_correlations(set: &mut RuleSet) {
             .iter()
             .filter(|r| !known.contains(*r))
             .collect();
-        let mut scratch = rsigma_eval::CorrelationEngine::new(Default::default());
         let problem = if !missing.is_empty() {
             Some(format!(
                 "refers to rules that did not load, are disabled or do not exist: {}",
@@ -452,10 +451,7 @@ fn check_correlations(set: &mut RuleSet) {
                     .join(", ")
             ))
         } else {
-            scratch
-                .add_correlation(&c.rule)
-                .err()
-                .map(|e| e.to_string())
+            super::correlate::check(&c.rule).err()
         };
         match problem {
             Some(reason) => set.rejected.push(Problem {

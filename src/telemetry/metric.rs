@@ -21,6 +21,7 @@ pub const ALERTS_RAISED: &str = "secmon_alerts_raised_total";
 pub const ALERT_CHANGES: &str = "secmon_alert_changes_total";
 pub const RULE_EVAL_SECONDS: &str = "secmon_rule_evaluation_seconds";
 pub const CORRELATION_GROUPS: &str = "secmon_correlation_groups";
+pub const CORRELATION_GROUPS_DROPPED: &str = "secmon_correlation_groups_dropped_total";
 pub const LOGINS: &str = "secmon_logins_total";
 pub const RATE_LIMITED: &str = "secmon_rate_limited_total";
 pub const LOCKOUT_REFUSALS: &str = "secmon_login_lockout_refusals_total";
@@ -211,6 +212,10 @@ pub(super) fn describe() {
         CORRELATION_GROUPS,
         Unit::Count,
         "Groups held in the correlation windows (both sets: all events, trusted events)"
+    );
+    describe_counter!(
+        CORRELATION_GROUPS_DROPPED,
+        "Correlation groups dropped while still open because a set of windows held its most groups (the group fed longest ago goes)"
     );
     describe_counter!(
         INGEST_THROTTLED,
