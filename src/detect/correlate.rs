@@ -69,6 +69,13 @@ struct Rule {
     cap: usize,
 }
 
+impl Rule {
+    /// The timespan in seconds, small enough that sums of times stay in range.
+    fn span(&self) -> i64 {
+        i64::try_from(self.def.timespan_secs).map_or(i64::MAX / 8, |s| s.min(i64::MAX / 8))
+    }
+}
+
 /// The correlations of a rule set, shared by both sets of windows.
 pub struct Compiled {
     rules: Vec<Rule>,
@@ -401,9 +408,7 @@ impl Windows {
         value: Value,
     ) -> Option<EvaluationResult> {
         let rule = &self.compiled.rules[index];
-        let span = i64::try_from(rule.def.timespan_secs)
-            .unwrap_or(i64::MAX / 8)
-            .min(i64::MAX / 8);
+        let span = rule.span();
         key(&mut self.key, &group, index);
         if !self.groups.contains(self.key.as_str()) && self.groups.len() >= MAX_GROUPS {
             self.groups.pop_lru();
@@ -471,12 +476,8 @@ impl Windows {
         let rules = &self.compiled.rules;
         let mut empty = Vec::new();
         for (key, g) in self.groups.iter_mut() {
-            let span = i64::try_from(rules[g.rule].def.timespan_secs).unwrap_or(i64::MAX / 8);
-            while g
-                .entries
-                .front()
-                .is_some_and(|e| e.at < now.saturating_sub(span.saturating_mul(2)))
-            {
+            let oldest = now.saturating_sub(2 * rules[g.rule].span());
+            while g.entries.front().is_some_and(|e| e.at < oldest) {
                 g.pop_front();
             }
             if g.entries.is_empty() {
@@ -797,20 +798,30 @@ mod tests {
         logsource:\n    product: linux\n    service: sshd\n\
         detection:\n    selection:\n        event.outcome: failure\n    condition: selection\n";
 
-    /// A detector with the base rule above and `correlation` over it.
-    fn detector(correlation: &str) -> Detector {
-        let source = rules::Source {
-            name: "test.yml".into(),
-            text: format!(
-                "{BASE}---\ntitle: Correlated\nid: 6c0d2e1a-0000-4000-8000-000000000002\n\
-                 correlation:\n    rules: [6c0d2e1a-0000-4000-8000-000000000001]\n\
-                 \x20   group-by: [source.ip]\n{correlation}"
-            ),
-        };
+    /// `sources` loaded with the shipped field mapping.
+    fn load(sources: &[rules::Source]) -> rules::RuleSet {
         let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
         let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&[source], &mapping, &pipeline);
+        rules::load(sources, &mapping, &pipeline)
+    }
+
+    /// The rules of one file `text`, every one loaded.
+    fn load_all(text: String) -> rules::RuleSet {
+        let set = load(&[rules::Source {
+            name: "test.yml".into(),
+            text,
+        }]);
         assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+        set
+    }
+
+    /// A detector with the base rule above and `correlation` over it.
+    fn detector(correlation: &str) -> Detector {
+        let set = load_all(format!(
+            "{BASE}---\ntitle: Correlated\nid: 6c0d2e1a-0000-4000-8000-000000000002\n\
+             correlation:\n    rules: [6c0d2e1a-0000-4000-8000-000000000001]\n\
+             \x20   group-by: [source.ip]\n{correlation}"
+        ));
         Detector::new(&set).unwrap()
     }
 
@@ -990,17 +1001,7 @@ mod tests {
              \x20   rules: [6c0d2e1a-0000-4000-8000-000000000001, 6c0d2e1a-0000-4000-8000-000000000003]\n\
              \x20   group-by: [source.ip]\n    timespan: 1m\n"
         );
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(
-            &[rules::Source {
-                name: "t.yml".into(),
-                text,
-            }],
-            &mapping,
-            &pipeline,
-        );
-        assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+        let set = load_all(text);
         let success = |ip, secs| Event {
             outcome: Some("success".into()),
             ..failure(ip, secs, "root")
@@ -1039,9 +1040,7 @@ mod tests {
     #[test]
     fn a_chained_correlation_fires_on_the_firing_it_refers_to() {
         const AFTER_BRUTE_FORCE: &str = "46a21241-a95e-41d0-a924-5298b3d3189e";
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&rules::builtin(), &mapping, &pipeline);
+        let set = load(&rules::builtin());
         let ssh = |ip: &str, secs, outcome: &'static str| Event {
             category: Some("authentication".into()),
             action: Some("ssh_login".into()),
@@ -1078,9 +1077,7 @@ mod tests {
                  \x20   condition:\n        gte: 3\n"
             ),
         };
-        let mapping = rules::FieldMapping::shipped(&Default::default()).unwrap();
-        let pipeline = mapping.pipeline(&Default::default()).unwrap();
-        let set = rules::load(&[source], &mapping, &pipeline);
+        let set = load(&[source]);
         assert_eq!(set.correlations.len(), 0);
         assert!(
             set.rejected[0]
