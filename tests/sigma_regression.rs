@@ -245,7 +245,7 @@ fn the_literal_prefilter_finds_what_evaluating_every_rule_finds() {
         &mut events,
     );
     let (mut checked, mut hits) = (0, 0);
-    let mut scratch = String::new();
+    let mut scratch = prefilter::Scratch::default();
     for file in events {
         let text = std::fs::read_to_string(&file).unwrap();
         for value in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {

@@ -268,6 +268,6 @@ pub fn prefilter(data: &[u8]) {
     let expected = ids(r.every.evaluate(&SigmaEvent(&event)));
     let mut results = r.always.evaluate(&SigmaEvent(&event));
     r.prefiltered
-        .evaluate(&event, &mut String::new(), &mut results);
+        .evaluate(&event, &mut prefilter::Scratch::default(), &mut results);
     assert_eq!(ids(results), expected, "{event:?}");
 }

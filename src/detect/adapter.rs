@@ -167,13 +167,13 @@ impl rsigma_eval::Event for SigmaEvent<'_> {
     }
 
     /// The roots of the fields this event has: the engine's candidate index
-    /// then skips rules about fields the event cannot have.
-    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+    /// then skips rules about fields the event cannot have. Visited without
+    /// collecting them (the engine asks for every event).
+    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
         let e = self.0;
-        let mut keys: Vec<Cow<'_, str>> = ["message", "event", "@timestamp", "timestamp", "fields"]
-            .into_iter()
-            .map(Cow::Borrowed)
-            .collect();
+        for key in ["message", "event", "@timestamp", "timestamp", "fields"] {
+            visit(key);
+        }
         for (root, present) in [
             ("log", e.original.is_some()),
             ("host", e.host_name.is_some() || e.host_ip.is_some()),
@@ -196,11 +196,13 @@ impl rsigma_eval::Event for SigmaEvent<'_> {
             ("labels", !e.labels.is_empty()),
         ] {
             if present {
-                keys.push(Cow::Borrowed(root));
+                visit(root);
             }
         }
-        keys.extend(e.fields.keys().map(|k| Cow::Borrowed(k.as_str())));
-        Some(keys)
+        for key in e.fields.keys() {
+            visit(key);
+        }
+        true
     }
 
     fn to_json(&self) -> Value {

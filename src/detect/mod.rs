@@ -70,8 +70,8 @@ fn engine(set: &RuleSet, indexes: &[usize]) -> Result<Engine, String> {
 pub struct Detector {
     /// Per dataset (`""`: events without a known one).
     datasets: HashMap<&'static str, DatasetRules>,
-    /// The prefilter's scratch buffer.
-    scratch: RefCell<String>,
+    /// The prefilter's buffers.
+    scratch: RefCell<prefilter::Scratch>,
     correlation: Option<Correlations>,
     pub rules: usize,
     pub correlations: usize,
@@ -82,7 +82,7 @@ pub struct Detector {
 impl Detector {
     /// Compiles `set` (already validated by [`rules::load`]).
     pub fn new(set: &RuleSet) -> Result<Detector, String> {
-        let literals: Vec<Option<Vec<String>>> = set
+        let literals: Vec<Option<prefilter::Clauses>> = set
             .rules
             .iter()
             .map(|r| prefilter::needles(&r.rule))

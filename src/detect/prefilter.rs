@@ -1,10 +1,11 @@
 //! A cross-rule literal prefilter: most rules can only match an event that
-//! contains one of a few literals (a keyword, the text of a `contains` /
-//! `endswith` / exact value). One Aho-Corasick pass over the event's text
-//! finds the rules whose literals occur; only those are evaluated.
+//! contains a few literals (a keyword, the text of a `contains` /
+//! `endswith` / exact value), one of each part of an AND. One Aho-Corasick
+//! pass over the event's text finds the rules with a literal of each such
+//! clause; only those are evaluated.
 //!
-//! Sound by construction: [`needles`] returns a set only when every way the
-//! rule can match needs one of its literals somewhere in the event's
+//! Sound by construction: [`needles`] returns clauses only when every way
+//! the rule can match needs a literal of each somewhere in the event's
 //! strings (case-insensitively); anything it cannot prove (`not`, regexes,
 //! CIDR, numbers, encodings, field references, placeholders, ...) makes the
 //! rule "always evaluated". A literal found by accident only costs an
@@ -13,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
 use rsigma_eval::{CompiledRule, EvaluationResult};
 use rsigma_parser::{
     ConditionExpr, Detection, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaValue,
@@ -24,31 +27,40 @@ use serde_json::Value;
 use super::adapter::SigmaEvent;
 use crate::model::Event;
 
-/// Literals one of which every match of `rule` contains (lower-cased), or
-/// `None` when that cannot be shown.
-pub fn needles(rule: &SigmaRule) -> Option<Vec<String>> {
-    let detections = &rule.detection;
-    let mut all = Vec::new();
+/// What every match of a rule needs: one literal of each clause
+/// (lower-cased) somewhere in the event.
+pub type Clauses = Vec<Vec<String>>;
+
+/// Most clauses kept per rule (the most selective ones).
+const MAX_CLAUSES: usize = 8;
+/// The shortest literal of a clause kept beside a rule's most selective.
+const MIN_EXTRA: usize = 4;
+
+/// The clauses every match of `rule` satisfies, or `None` when no literal
+/// can be shown to be needed.
+pub fn needles(rule: &SigmaRule) -> Option<Clauses> {
     // Several conditions: the rule matches when any does.
-    for condition in &detections.conditions {
-        all.extend(condition_needles(condition, rule)?);
-    }
-    (!all.is_empty()).then_some(all)
+    either(
+        rule.detection
+            .conditions
+            .iter()
+            .map(|condition| condition_needles(condition, rule)),
+    )
 }
 
-fn condition_needles(expr: &ConditionExpr, rule: &SigmaRule) -> Option<Vec<String>> {
+fn condition_needles(expr: &ConditionExpr, rule: &SigmaRule) -> Option<Clauses> {
     let named = &rule.detection.named;
     match expr {
         ConditionExpr::Identifier(name) => detection_needles(named.get(name)?),
         ConditionExpr::Not(_) => None,
-        ConditionExpr::Or(items) => union(items.iter().map(|e| condition_needles(e, rule))),
-        ConditionExpr::And(items) => best(items.iter().filter_map(|e| condition_needles(e, rule))),
+        ConditionExpr::Or(items) => either(items.iter().map(|e| condition_needles(e, rule))),
+        ConditionExpr::And(items) => both(items.iter().filter_map(|e| condition_needles(e, rule))),
         ConditionExpr::Selector {
             quantifier,
             pattern,
         } => {
             // Whether `them` counts `_`-prefixed names or not, a union
-            // over more alternatives, or one required part among fewer,
+            // over more alternatives, or the required parts among fewer,
             // stays sound: `any` takes them, `all` leaves them out.
             let all = matches!(quantifier, Quantifier::All);
             let chosen: Vec<&Detection> = named
@@ -64,20 +76,20 @@ fn condition_needles(expr: &ConditionExpr, rule: &SigmaRule) -> Option<Vec<Strin
             }
             let each = chosen.into_iter().map(detection_needles);
             match quantifier {
-                Quantifier::All => best(each.flatten()),
-                Quantifier::Any => union(each),
-                Quantifier::Count(n) if *n > 0 => union(each),
+                Quantifier::All => both(each.flatten()),
+                Quantifier::Any => either(each),
+                Quantifier::Count(n) if *n > 0 => either(each),
                 Quantifier::Count(_) => None,
             }
         }
     }
 }
 
-fn detection_needles(detection: &Detection) -> Option<Vec<String>> {
+fn detection_needles(detection: &Detection) -> Option<Clauses> {
     match detection {
-        Detection::Keywords(values) => union(values.iter().map(value_needle)),
-        Detection::AnyOf(items) => union(items.iter().map(detection_needles)),
-        Detection::AllOf(items) => best(items.iter().filter_map(|item| {
+        Detection::Keywords(values) => either(values.iter().map(value_needle)),
+        Detection::AnyOf(items) => either(items.iter().map(detection_needles)),
+        Detection::AllOf(items) => both(items.iter().filter_map(|item| {
             let literal = item.field.modifiers.iter().all(|m| {
                 matches!(
                     m,
@@ -97,10 +109,10 @@ fn detection_needles(detection: &Detection) -> Option<Vec<String>> {
                 return None;
             }
             if item.field.has_modifier(Modifier::All) {
-                // Every value must occur: any one of them will do.
-                best(item.values.iter().filter_map(value_needle))
+                // Every value must occur.
+                both(item.values.iter().filter_map(value_needle))
             } else {
-                union(item.values.iter().map(value_needle))
+                either(item.values.iter().map(value_needle))
             }
         })),
         _ => None,
@@ -108,7 +120,7 @@ fn detection_needles(detection: &Detection) -> Option<Vec<String>> {
 }
 
 /// The longest literal run of a string value (lower-cased).
-fn value_needle(value: &SigmaValue) -> Option<Vec<String>> {
+fn value_needle(value: &SigmaValue) -> Option<Clauses> {
     let SigmaValue::String(s) = value else {
         return None;
     };
@@ -128,22 +140,49 @@ fn value_needle(value: &SigmaValue) -> Option<Vec<String>> {
     if run.len() > longest.len() {
         longest = run;
     }
-    (!longest.is_empty()).then(|| vec![longest.to_lowercase()])
+    (!longest.is_empty()).then(|| vec![vec![longest.to_lowercase()]])
 }
 
-/// Any of several alternatives: all of them need literals.
-fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    for set in sets {
-        out.extend(set?);
+/// Any of several alternatives: each needs literals. One alternative keeps
+/// its clauses; of several, each gives its most selective clause and the
+/// match needs a literal of one of them.
+fn either(alternatives: impl Iterator<Item = Option<Clauses>>) -> Option<Clauses> {
+    let mut alternatives = alternatives.collect::<Option<Vec<Clauses>>>()?;
+    if alternatives.len() == 1 {
+        return alternatives.pop();
     }
-    (!out.is_empty()).then_some(out)
+    let mut clause: Vec<String> = alternatives
+        .into_iter()
+        .filter_map(|clauses| clauses.into_iter().max_by_key(|c| selectivity(c)))
+        .flatten()
+        .collect();
+    clause.sort();
+    clause.dedup();
+    (!clause.is_empty()).then(|| vec![clause])
 }
 
-/// All of several parts: the most selective part's literals suffice (the
-/// set whose shortest literal is longest).
-fn best(sets: impl Iterator<Item = Vec<String>>) -> Option<Vec<String>> {
-    sets.max_by_key(|set| set.iter().map(String::len).min().unwrap_or(0))
+/// All of several parts: every clause of each is needed. The most
+/// selective is kept, and up to [`MAX_CLAUSES`] in all of those with no
+/// literal shorter than [`MIN_EXTRA`] (a short one occurs in most events
+/// and would only cost a lookup at every occurrence).
+fn both(parts: impl Iterator<Item = Clauses>) -> Option<Clauses> {
+    let mut clauses: Clauses = parts.flatten().collect();
+    clauses.sort_by(|a, b| selectivity(b).cmp(&selectivity(a)).then_with(|| a.cmp(b)));
+    clauses.dedup();
+    let keep = clauses
+        .iter()
+        .skip(1)
+        .take(MAX_CLAUSES - 1)
+        .take_while(|c| selectivity(c) >= MIN_EXTRA)
+        .count();
+    clauses.truncate(1 + keep);
+    (!clauses.is_empty()).then_some(clauses)
+}
+
+/// How rarely a clause is met by chance: the longer its shortest literal,
+/// the rarer.
+fn selectivity(clause: &[String]) -> usize {
+    clause.iter().map(String::len).min().unwrap_or(0)
 }
 
 /// Sigma's selector patterns: `*` matches any run of characters.
@@ -163,74 +202,120 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 /// their literals.
 pub struct Prefiltered {
     rules: Vec<CompiledRule>,
-    automaton: AhoCorasick,
-    /// Pattern index -> the rules it belongs to.
-    owners: Vec<Vec<usize>>,
+    /// Per rule: the bits of all its clauses.
+    all_clauses: Vec<u8>,
+    automaton: DFA,
+    /// Its unanchored start state.
+    start: StateID,
+    /// Pattern index -> the rules it belongs to, each with its clause's bit.
+    owners: Vec<Vec<(usize, u8)>>,
 }
 
 impl Prefiltered {
-    /// `rules`: compiled rules with their literals.
-    pub fn new(rules: Vec<(CompiledRule, Vec<String>)>) -> Result<Prefiltered, String> {
-        let mut owners: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    /// `rules`: compiled rules with their clauses ([`needles`]).
+    pub fn new(rules: Vec<(CompiledRule, Clauses)>) -> Result<Prefiltered, String> {
+        let mut owners: BTreeMap<String, Vec<(usize, u8)>> = BTreeMap::new();
         let mut compiled = Vec::with_capacity(rules.len());
-        for (i, (rule, literals)) in rules.into_iter().enumerate() {
-            for literal in literals {
-                let rules = owners.entry(literal).or_default();
-                if rules.last() != Some(&i) {
-                    rules.push(i);
+        let mut all_clauses = Vec::with_capacity(rules.len());
+        for (i, (rule, clauses)) in rules.into_iter().enumerate() {
+            let mut all = 0u8;
+            for (bit, clause) in clauses.into_iter().take(MAX_CLAUSES).enumerate() {
+                let bit = 1u8 << bit;
+                all |= bit;
+                for literal in clause {
+                    let rules = owners.entry(literal).or_default();
+                    match rules.last_mut() {
+                        Some((rule, bits)) if *rule == i => *bits |= bit,
+                        _ => rules.push((i, bit)),
+                    }
                 }
             }
             compiled.push(rule);
+            all_clauses.push(all);
         }
-        let (patterns, owners): (Vec<String>, Vec<Vec<usize>>) = owners.into_iter().unzip();
-        // A DFA: the fastest overlapping search, and its size stays small
-        // at a few thousand literals.
-        let automaton = AhoCorasickBuilder::new()
+        let (patterns, owners): (Vec<String>, Vec<Vec<(usize, u8)>>) = owners.into_iter().unzip();
+        // A DFA, walked by hand (see `evaluate`): its size stays small at
+        // a few thousand literals.
+        let automaton = DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+            .start_kind(StartKind::Unanchored)
+            .prefilter(false)
             .build(&patterns)
+            .map_err(|e| format!("rule prefilter: {e}"))?;
+        let start = automaton
+            .start_state(Anchored::No)
             .map_err(|e| format!("rule prefilter: {e}"))?;
         Ok(Prefiltered {
             rules: compiled,
+            all_clauses,
             automaton,
+            start,
             owners,
         })
     }
 
-    /// Evaluates the rules whose literals occur in `event`.
-    pub fn evaluate(&self, event: &Event, scratch: &mut String, out: &mut Vec<EvaluationResult>) {
+    /// Evaluates the rules whose clauses all have a literal in `event`.
+    pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<EvaluationResult>) {
         if self.rules.is_empty() {
             return;
         }
-        let mut hit = vec![false; self.rules.len()];
-        let mut any = false;
-        let mut scan = |text: &str| {
-            for m in self.automaton.find_overlapping_iter(text) {
-                for &rule in &self.owners[m.pattern().as_usize()] {
-                    hit[rule] = true;
-                }
-                any = true;
+        haystack(event, &mut scratch.text);
+        let Scratch { text, met, touched } = scratch;
+        met.clear();
+        met.resize(self.rules.len(), 0);
+        touched.clear();
+        // Every literal ending at each byte, in one transition per byte (the
+        // crate's overlapping iterator stops at every match and keeps its
+        // state in memory). Standard semantics never reach the dead state.
+        let dfa = &self.automaton;
+        let mut state = self.start;
+        for &byte in text.as_bytes() {
+            state = dfa.next_state(Anchored::No, state, byte);
+            if dfa.is_special(state) {
+                self.note(state, met, touched);
             }
-        };
-        haystack(event, scratch, &mut |text| {
-            if text.is_ascii() {
-                scan(text);
-            } else {
-                // The automaton folds ASCII case only.
-                scan(&text.to_lowercase());
-            }
-        });
-        if !any {
-            return;
         }
+        // In rule order, as the engine reports them.
+        touched.sort_unstable();
         let view = SigmaEvent(event);
-        for (rule, _) in self.rules.iter().zip(&hit).filter(|(_, h)| **h) {
-            if let Some(result) = rsigma_eval::evaluate_rule(rule, &view) {
+        for &rule in touched.iter() {
+            if met[rule] == self.all_clauses[rule]
+                && let Some(result) = rsigma_eval::evaluate_rule(&self.rules[rule], &view)
+            {
                 out.push(result);
             }
         }
     }
+
+    /// Notes the clauses of the literals ending at a match state. Out of
+    /// line: the scan loop stays small and keeps its state in registers.
+    #[inline(never)]
+    fn note(&self, state: StateID, met: &mut [u8], touched: &mut Vec<usize>) {
+        let dfa = &self.automaton;
+        if !dfa.is_match(state) {
+            return;
+        }
+        for i in 0..dfa.match_len(state) {
+            for &(rule, bit) in &self.owners[dfa.match_pattern(state, i).as_usize()] {
+                if met[rule] == 0 {
+                    touched.push(rule);
+                }
+                met[rule] |= bit;
+            }
+        }
+    }
+}
+
+/// Buffers reused from one event to the next.
+#[derive(Default)]
+pub struct Scratch {
+    /// The event's strings, one after the other.
+    text: String,
+    /// Per rule: the bits of its clauses met.
+    met: Vec<u8>,
+    /// The rules with a clause met.
+    touched: Vec<usize>,
 }
 
 /// Fields the adapter shows as numbers or addresses, not as strings of
@@ -247,17 +332,30 @@ const TYPED_FIELDS: &[&str] = &[
     "timestamp",
 ];
 
-/// Visits every string a literal on a rule's field or keyword can be found
-/// in: the event's strings (the message is skipped when the original line
-/// ends with it) and the numbers and booleans of `fields`, as text.
-fn haystack(event: &Event, scratch: &mut String, visit: &mut dyn FnMut(&str)) {
+/// Writes every string a literal on a rule's field or keyword can be found
+/// in into `out`, one after the other (one automaton pass then finds them
+/// all; a literal that spans two of them only costs an evaluation): the
+/// event's strings (the message is skipped when the original line ends with
+/// it; text beyond ASCII lower-cased, as the automaton folds ASCII case
+/// only) and the numbers and booleans of `fields`.
+fn haystack(event: &Event, out: &mut String) {
+    out.clear();
+    let mut push = |text: &str| {
+        if text.is_ascii() {
+            out.push_str(text);
+        } else {
+            // As a whole, as the engine lowers it (a final sigma is `ς`).
+            out.push_str(&text.to_lowercase());
+        }
+        out.push('\0');
+    };
     let message_in_original = event
         .original
         .as_deref()
         .is_some_and(|o| o.ends_with(event.message.as_str()));
     super::adapter::strings(event, &mut |s| {
         if !(message_in_original && std::ptr::eq(s, event.message.as_str())) {
-            visit(s);
+            push(s);
         }
     });
     for s in [
@@ -269,23 +367,21 @@ fn haystack(event: &Event, scratch: &mut String, visit: &mut dyn FnMut(&str)) {
     .into_iter()
     .flatten()
     {
-        visit(s);
+        push(s);
     }
-    fn scalars(v: &Value, scratch: &mut String, visit: &mut dyn FnMut(&str)) {
+    fn scalars(v: &Value, out: &mut String) {
         match v {
             Value::Number(n) => {
-                scratch.clear();
-                let _ = write!(scratch, "{n}");
-                visit(scratch);
+                let _ = write!(out, "{n}\0");
             }
-            Value::Bool(b) => visit(if *b { "true" } else { "false" }),
-            Value::Array(items) => items.iter().for_each(|i| scalars(i, scratch, visit)),
-            Value::Object(map) => map.values().for_each(|i| scalars(i, scratch, visit)),
+            Value::Bool(b) => out.push_str(if *b { "true\0" } else { "false\0" }),
+            Value::Array(items) => items.iter().for_each(|i| scalars(i, out)),
+            Value::Object(map) => map.values().for_each(|i| scalars(i, out)),
             Value::String(_) | Value::Null => {}
         }
     }
     for v in event.fields.values() {
-        scalars(v, scratch, visit);
+        scalars(v, out);
     }
 }
 
@@ -293,16 +389,21 @@ fn haystack(event: &Event, scratch: &mut String, visit: &mut dyn FnMut(&str)) {
 mod tests {
     use super::*;
 
-    fn literals(detection: &str) -> Option<Vec<String>> {
+    fn literals(detection: &str) -> Option<Clauses> {
         let yaml = format!(
             "title: t\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
         );
         let collection = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
-        let mut found = needles(&collection.rules[0]);
-        if let Some(f) = &mut found {
-            f.sort();
-        }
-        found
+        needles(&collection.rules[0])
+    }
+
+    fn clauses(clauses: &[&[&str]]) -> Option<Clauses> {
+        Some(
+            clauses
+                .iter()
+                .map(|c| c.iter().map(|l| l.to_string()).collect())
+                .collect(),
+        )
     }
 
     #[test]
@@ -312,43 +413,66 @@ mod tests {
             literals(
                 "    keywords:\n        - 'Foo*barbaz'\n        - 'qux'\n    condition: keywords"
             ),
-            Some(vec!["barbaz".into(), "qux".into()])
+            clauses(&[&["barbaz", "qux"]])
         );
-        // AND: one part suffices, the most selective.
+        // AND: every part, the most selective first; a short literal only
+        // when it is the most selective.
         assert_eq!(
             literals(
-                "    sel:\n        process.name: 'ab'\n        process.command_line|contains: 'longer one'\n    condition: sel"
+                "    sel:\n        process.name: 'sshd'\n        process.command_line|contains: 'longer one'\n        user.name: 'ab'\n    condition: sel"
             ),
-            Some(vec!["longer one".into()])
+            clauses(&[&["longer one"], &["sshd"]])
         );
-        // `|all`: any one value is needed.
         assert_eq!(
             literals(
-                "    sel:\n        message|contains|all: ['abc', 'abcdef']\n    condition: sel"
+                "    sel:\n        process.name: 'ab'\n        user.name: 'a'\n    condition: sel"
             ),
-            Some(vec!["abcdef".into()])
+            clauses(&[&["ab"]])
+        );
+        // `|all`: every value.
+        assert_eq!(
+            literals(
+                "    sel:\n        message|contains|all: ['abcd', 'abcdef']\n    condition: sel"
+            ),
+            clauses(&[&["abcdef"], &["abcd"]])
         );
         // OR and `1 of`: every alternative needs a literal.
         assert_eq!(
             literals(
                 "    sel_a:\n        message: 'one'\n    sel_b:\n        message|endswith: 'TWO'\n    condition: 1 of sel_*"
             ),
-            Some(vec!["one".into(), "two".into()])
+            clauses(&[&["one", "two"]])
         );
-        // `all of them`: one required part is enough.
+        // An alternative that needs several literals gives its most
+        // selective one.
+        assert_eq!(
+            literals(
+                "    sel_a:\n        message: 'one'\n        user.name: 'three'\n    sel_b:\n        message: 'two'\n    condition: sel_a or sel_b"
+            ),
+            clauses(&[&["three", "two"]])
+        );
+        // `all of them`: the parts that need literals.
         assert_eq!(
             literals(
                 "    sel:\n        message: 'one'\n    _aux:\n        message|re: 'two'\n    condition: all of them"
             ),
-            Some(vec!["one".into()])
+            clauses(&[&["one"]])
         );
         // A `not` part adds nothing; the rest still needs its literal.
         assert_eq!(
             literals(
                 "    sel:\n        message: 'one'\n    filter:\n        message: 'two'\n    condition: sel and not filter"
             ),
-            Some(vec!["one".into()])
+            clauses(&[&["one"]])
         );
+        // At most eight clauses, the most selective.
+        let many: String = (1..=10)
+            .map(|n| format!("        f{n}: '{}'\n", "x".repeat(n + 3)))
+            .collect();
+        let found = literals(&format!("    sel:\n{many}    condition: sel")).unwrap();
+        assert_eq!(found.len(), MAX_CLAUSES);
+        assert_eq!(found[0], ["x".repeat(13)]);
+        assert_eq!(found[7], ["x".repeat(6)]);
     }
 
     #[test]
@@ -368,6 +492,55 @@ mod tests {
         ] {
             assert_eq!(literals(detection), None, "{detection}");
         }
+    }
+
+    /// Literals inside others, ending at the same byte, in any case and
+    /// beyond ASCII are all found, in every string of the event; a rule
+    /// needing several is evaluated when all occur.
+    #[test]
+    fn every_literal_in_the_event_is_found() {
+        let keywords = |k: &str| format!("    keywords:\n        - '{k}'\n    condition: keywords");
+        let rules = [
+            ("abcd", keywords("abcd")),
+            ("bc", keywords("bc")),
+            ("cd", keywords("cd")),
+            ("ÜBER", keywords("ÜBER")),
+            ("zzz", keywords("zzz")),
+            ("tail", keywords("tail")),
+            ("ΟΔΟΣ", keywords("ΟΔΟΣ")),
+            (
+                "both",
+                "    sel:\n        message|contains: 'abcdx'\n        user.name|endswith: 'tail'\n    condition: sel".into(),
+            ),
+            (
+                "one of two",
+                "    sel:\n        message|contains: 'abcdx'\n        user.name: 'zzz'\n    condition: sel".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(title, detection)| {
+            let yaml = format!(
+                "title: {title}\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
+            );
+            let collection = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
+            let rule = &collection.rules[0];
+            (
+                rsigma_eval::compile_rule(rule).unwrap(),
+                needles(rule).unwrap(),
+            )
+        })
+        .collect();
+        let prefiltered = Prefiltered::new(rules).unwrap();
+        let event = Event::from_json(
+            serde_json::json!({"message": "xABCDx über ΟΔΟΣ", "user": {"name": "the tail"}}),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let mut found = Vec::new();
+        prefiltered.evaluate(&event, &mut Scratch::default(), &mut found);
+        let mut titles: Vec<String> = found.into_iter().map(|r| r.header.rule_title).collect();
+        titles.sort();
+        assert_eq!(titles, ["abcd", "bc", "both", "cd", "tail", "ÜBER", "ΟΔΟΣ"]);
     }
 
     #[test]
