@@ -6,8 +6,9 @@
 //!   rejected rule was rejected.
 //! - Rules are routed by logsource to the datasets they can match, so an
 //!   sshd event never meets an auditd or web rule. Within a dataset,
-//!   [`prefilter`] evaluates a rule only when one of its literals occurs in
-//!   the event; the rules it cannot prune stay in the crate's engine.
+//!   [`prefilter`] evaluates a rule only when the event holds a literal of
+//!   each of its clauses (one per part of an AND); the rules it cannot
+//!   prune stay in the crate's engine.
 //! - [`adapter`] shows an [`Event`] to the engine without copying it.
 //! - Correlation rules run in [`correlate`]'s windows, fed with the
 //!   detections; their windows live in memory (bounded, ended ones dropped
@@ -47,7 +48,8 @@ struct DatasetRules {
     /// Rules the prefilter cannot skip, in the crate's engine (its own
     /// candidate index skips rules about fields an event lacks).
     always: Engine,
-    /// Rules evaluated only when one of their literals occurs in the event.
+    /// Rules evaluated only when a literal of each of their clauses occurs
+    /// in the event.
     prefiltered: prefilter::Prefiltered,
 }
 
