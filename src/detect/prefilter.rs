@@ -349,10 +349,13 @@ fn haystack(event: &Event, out: &mut String) {
         }
         out.push('\0');
     };
-    let message_in_original = event
-        .original
-        .as_deref()
-        .is_some_and(|o| o.ends_with(event.message.as_str()));
+    // The message is left out when the original line ends with it: every
+    // literal in it is in the line too. Unless a capital sigma could lower
+    // differently without the line's start before it (`ΑΣ` is `ας`, `Σ`
+    // alone `σ`).
+    let message_in_original = event.original.as_deref().is_some_and(|o| {
+        o.ends_with(event.message.as_str()) && (o.is_ascii() || !event.message.contains('Σ'))
+    });
     super::adapter::strings(event, &mut |s| {
         if !(message_in_original && std::ptr::eq(s, event.message.as_str())) {
             push(s);
@@ -541,6 +544,41 @@ mod tests {
         let mut titles: Vec<String> = found.into_iter().map(|r| r.header.rule_title).collect();
         titles.sort();
         assert_eq!(titles, ["abcd", "bc", "both", "cd", "tail", "ÜBER", "ΟΔΟΣ"]);
+    }
+
+    /// A message that ends the original line is scanned as part of it,
+    /// except where lowering it alone gives other letters.
+    #[test]
+    fn a_message_inside_the_original_line_is_found_there() {
+        let keyword = |k: &str| {
+            let yaml = format!(
+                "title: {k}\nlogsource:\n    product: linux\ndetection:\n    keywords:\n        - '{k}'\n    condition: keywords\nlevel: low\n"
+            );
+            let collection = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
+            let rule = &collection.rules[0];
+            (
+                rsigma_eval::compile_rule(rule).unwrap(),
+                needles(rule).unwrap(),
+            )
+        };
+        let prefiltered = Prefiltered::new(vec![keyword("failed"), keyword("Σ")]).unwrap();
+        let found = |message: &str, original: &str| {
+            let event = Event::from_json(
+                serde_json::json!({"message": message, "log.original": original}),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+            let mut found = Vec::new();
+            prefiltered.evaluate(&event, &mut Scratch::default(), &mut found);
+            let titles: Vec<String> = found.into_iter().map(|r| r.header.rule_title).collect();
+            titles
+        };
+        assert_eq!(
+            found("Failed password", "host sshd: Failed password"),
+            ["failed"]
+        );
+        // `ΑΣ` lowers to `ας`: the message alone (`σ`) is what the rule finds.
+        assert_eq!(found("Σ", "ΑΣ"), ["Σ"]);
     }
 
     #[test]

@@ -344,9 +344,12 @@ impl Batch {
         self.events.len() >= BATCH_EVENTS || self.bytes >= BATCH_BYTES
     }
 
-    fn take(&mut self) -> Vec<Event> {
-        self.bytes = 0;
-        std::mem::take(&mut self.events)
+    /// The events and their bytes, leaving the batch empty.
+    fn take(&mut self) -> (Vec<Event>, usize) {
+        (
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.bytes),
+        )
     }
 }
 
@@ -661,7 +664,8 @@ impl Listener {
             return;
         }
         let n = batch.events.len() as u64;
-        match self.writer.try_submit(batch.take()) {
+        let (events, bytes) = batch.take();
+        match self.writer.try_submit_sized(events, bytes) {
             // Nobody to acknowledge: the commit outcome is logged by the writer.
             Ok(_) => {}
             Err(SubmitError::Full | SubmitError::Closed) => {
@@ -677,7 +681,8 @@ impl Listener {
             return Ok(());
         }
         let n = batch.events.len() as u64;
-        let committed = match self.writer.submit(batch.take()).await {
+        let (events, bytes) = batch.take();
+        let committed = match self.writer.submit_sized(events, bytes, None).await {
             Ok(pending) => matches!(pending.await, Ok(Ok(_))),
             Err(_) => false,
         };

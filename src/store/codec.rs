@@ -99,6 +99,10 @@ pub struct Encoder {
     /// Stored bytes per 256 bytes of body in the last block: how much
     /// body to try next.
     stored_per_256: usize,
+    /// zstd's context, made once: a new one for every block allocated and
+    /// cleared its tables each time, which cost as much as compressing.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    compressed: Vec<u8>,
 }
 
 impl Default for Encoder {
@@ -106,8 +110,20 @@ impl Default for Encoder {
         Encoder {
             columns: Columns::default(),
             stored_per_256: 64,
+            compressor: None,
+            compressed: Vec::new(),
         }
     }
+}
+
+thread_local! {
+    /// The writer thread's encoder, kept from batch to batch.
+    static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::default());
+}
+
+/// Runs `f` with this thread's [`Encoder`].
+pub fn with_encoder<R>(f: impl FnOnce(&mut Encoder) -> R) -> R {
+    ENCODER.with_borrow_mut(f)
 }
 
 impl Encoder {
@@ -198,9 +214,20 @@ impl Encoder {
         out.extend_from_slice(&header.max_ts.to_le_bytes());
         out.extend_from_slice(&header.max_received.to_le_bytes());
         let body = self.columns.body();
-        let compressed = zstd::bulk::compress(body, ZSTD_LEVEL)
-            .map_err(|e| corrupt(first_seq, e.to_string()))?;
-        out.extend_from_slice(&compressed);
+        let failed = |e: std::io::Error| corrupt(first_seq, format!("cannot compress: {e}"));
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self
+                .compressor
+                .insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?),
+        };
+        self.compressed.clear();
+        self.compressed
+            .reserve(zstd::zstd_safe::compress_bound(body.len()));
+        compressor
+            .compress_to_buffer(body, &mut self.compressed)
+            .map_err(failed)?;
+        out.extend_from_slice(&self.compressed);
         Ok(header)
     }
 }

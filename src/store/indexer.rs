@@ -74,13 +74,19 @@ impl Progress {
 
     /// Offers a just-committed batch to the indexer (dropped when too many
     /// events or bytes are waiting already: the indexer then reads it from
-    /// redb).
-    pub fn hand_over(&self, batch: Vec<Event>) {
-        self.hand_over_within(batch, HANDOFF_MAX_EVENTS, HANDOFF_MAX_BYTES);
+    /// redb). `bytes`: the batch's [`Event::approx_bytes`] summed, as the
+    /// writer's queue counted them.
+    pub fn hand_over(&self, batch: Vec<Event>, bytes: usize) {
+        self.hand_over_within(batch, bytes, HANDOFF_MAX_EVENTS, HANDOFF_MAX_BYTES);
     }
 
-    fn hand_over_within(&self, batch: Vec<Event>, max_events: usize, max_bytes: usize) {
-        let bytes: usize = batch.iter().map(Event::approx_bytes).sum();
+    fn hand_over_within(
+        &self,
+        batch: Vec<Event>,
+        bytes: usize,
+        max_events: usize,
+        max_bytes: usize,
+    ) {
         if let Ok(mut h) = self.handoff.lock()
             && h.events + batch.len() <= max_events
             && h.bytes + bytes <= max_bytes
@@ -155,6 +161,18 @@ mod handoff_tests {
         .collect()
     }
 
+    /// Hands `batch` over with its bytes counted as the writer's queue
+    /// counts them.
+    fn offer(p: &Progress, batch: Vec<Event>) {
+        let bytes = batch.iter().map(Event::approx_bytes).sum();
+        p.hand_over(batch, bytes);
+    }
+
+    fn offer_within(p: &Progress, batch: Vec<Event>, max_events: usize, max_bytes: usize) {
+        let bytes = batch.iter().map(Event::approx_bytes).sum();
+        p.hand_over_within(batch, bytes, max_events, max_bytes);
+    }
+
     fn seqs(events: Option<Vec<Event>>) -> Option<Vec<u64>> {
         events.map(|b| b.into_iter().map(|e| e.seq).collect())
     }
@@ -162,9 +180,9 @@ mod handoff_tests {
     #[test]
     fn hands_over_in_order_skipping_what_is_indexed_and_stopping_at_gaps() {
         let p = Progress::new(0);
-        p.hand_over(batch(1..=3));
-        p.hand_over(batch(4..=6));
-        p.hand_over(batch(9..=10));
+        offer(&p, batch(1..=3));
+        offer(&p, batch(4..=6));
+        offer(&p, batch(9..=10));
         assert_eq!(seqs(p.take_after(0)), Some(vec![1, 2, 3]));
         // Already indexed up to 5 (from redb): the rest of the batch.
         assert_eq!(seqs(p.take_after(5)), Some(vec![6]));
@@ -177,10 +195,11 @@ mod handoff_tests {
     #[test]
     fn holds_a_bounded_number_of_events() {
         let p = Progress::new(0);
-        p.hand_over(batch(1..=HANDOFF_MAX_EVENTS as u64));
-        p.hand_over(batch(
-            HANDOFF_MAX_EVENTS as u64 + 1..=HANDOFF_MAX_EVENTS as u64 + 1,
-        ));
+        offer(&p, batch(1..=HANDOFF_MAX_EVENTS as u64));
+        offer(
+            &p,
+            batch(HANDOFF_MAX_EVENTS as u64 + 1..=HANDOFF_MAX_EVENTS as u64 + 1),
+        );
         assert_eq!(p.take_after(0).map(|b| b.len()), Some(HANDOFF_MAX_EVENTS));
         assert_eq!(
             seqs(p.take_after(HANDOFF_MAX_EVENTS as u64)),
@@ -212,7 +231,7 @@ mod handoff_tests {
         let per_batch = 64u64;
         let mut next = 1;
         for _ in 0..(HANDOFF_MAX_EVENTS as u64 / per_batch) {
-            p.hand_over(big(next..=next + per_batch - 1, 64 * 1024));
+            offer(&p, big(next..=next + per_batch - 1, 64 * 1024));
             next += per_batch;
         }
         let (events, bytes) = held(&p);
@@ -230,7 +249,7 @@ mod handoff_tests {
         assert_eq!(after as usize, events);
         assert_eq!(held(&p), (0, 0), "taking releases the bytes");
         // Room again once taken.
-        p.hand_over(big(next..=next, 64 * 1024));
+        offer(&p, big(next..=next, 64 * 1024));
         assert_eq!(held(&p).0, 1);
     }
 
@@ -241,12 +260,12 @@ mod handoff_tests {
             .iter()
             .map(Event::approx_bytes)
             .sum::<usize>();
-        p.hand_over_within(big(1..=2, 1000), 10, 3 * one);
+        offer_within(&p, big(1..=2, 1000), 10, 3 * one);
         // Over the byte bound, under the event bound: refused.
-        p.hand_over_within(big(3..=4, 1000), 10, 3 * one);
+        offer_within(&p, big(3..=4, 1000), 10, 3 * one);
         assert_eq!(held(&p), (2, 2 * one));
         // Fits both: kept.
-        p.hand_over_within(big(3..=3, 1000), 10, 3 * one);
+        offer_within(&p, big(3..=3, 1000), 10, 3 * one);
         assert_eq!(held(&p), (3, 3 * one));
         // A partly indexed batch still releases all its bytes.
         assert_eq!(seqs(p.take_after(1)), Some(vec![2]));

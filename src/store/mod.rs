@@ -284,10 +284,10 @@ impl Store {
                     event.seq = seq;
                     event.id = event_id(event, seq);
                 }
-                let (mut encoder, mut block) = (codec::Encoder::default(), Vec::new());
+                let mut block = Vec::new();
                 let mut rest = &events[..];
                 while !rest.is_empty() {
-                    let (n, header) = encoder.encode(rest, &mut block)?;
+                    let (n, header) = codec::with_encoder(|e| e.encode(rest, &mut block))?;
                     table.insert(header.last_seq(), block.as_slice())?;
                     rest = &rest[n..];
                 }

@@ -159,10 +159,20 @@ impl WriterHandle {
     /// Queues a batch without waiting; fails fast when the queue is full
     /// (in batches or in bytes).
     pub fn try_submit(&self, events: Vec<Event>) -> Result<Pending, SubmitError> {
+        let bytes = batch_bytes(&events);
+        self.try_submit_sized(events, bytes)
+    }
+
+    /// [`WriterHandle::try_submit`] of events whose bytes the caller
+    /// counted already (`bytes`: their [`Event::approx_bytes`] summed).
+    pub fn try_submit_sized(
+        &self,
+        events: Vec<Event>,
+        bytes: usize,
+    ) -> Result<Pending, SubmitError> {
         if self.tx.is_closed() {
             return Err(SubmitError::Closed);
         }
-        let bytes = batch_bytes(&events);
         if !self.bytes.try_reserve(bytes) {
             return Err(SubmitError::Full);
         }
@@ -213,10 +223,21 @@ impl WriterHandle {
         events: Vec<Event>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Pending, SubmitError> {
+        let bytes = batch_bytes(&events);
+        self.submit_sized(events, bytes, checkpoint).await
+    }
+
+    /// [`WriterHandle::submit_with`] of events whose bytes the caller
+    /// counted already (`bytes`: their [`Event::approx_bytes`] summed).
+    pub async fn submit_sized(
+        &self,
+        events: Vec<Event>,
+        bytes: usize,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Pending, SubmitError> {
         if self.tx.is_closed() {
             return Err(SubmitError::Closed);
         }
-        let bytes = batch_bytes(&events);
         // A writer that is gone (it ended, or panicked) releases nothing
         // more: answer Closed rather than wait for room forever.
         tokio::select! {
@@ -498,7 +519,7 @@ fn commit(
             progress.stored.store(range.end - 1, Ordering::Release);
             // The indexer takes the committed events from memory when it
             // can, and reads them back from redb when it cannot.
-            progress.hand_over(std::mem::take(events));
+            progress.hand_over(std::mem::take(events), *bytes);
             progress.wake_indexer();
             queued.release(std::mem::take(bytes));
             let mut next = range.start;
