@@ -521,29 +521,39 @@ mod tests {
             ),
         ]
         .into_iter()
-        .map(|(title, detection)| {
-            let yaml = format!(
-                "title: {title}\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
-            );
-            let collection = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
-            let rule = &collection.rules[0];
-            (
-                rsigma_eval::compile_rule(rule).unwrap(),
-                needles(rule).unwrap(),
-            )
-        })
+        .map(|(title, detection)| compiled(title, &detection))
         .collect();
         let prefiltered = Prefiltered::new(rules).unwrap();
-        let event = Event::from_json(
-            serde_json::json!({"message": "xABCDx über ΟΔΟΣ", "user": {"name": "the tail"}}),
-            chrono::Utc::now(),
+        assert_eq!(
+            found(
+                &prefiltered,
+                serde_json::json!({"message": "xABCDx über ΟΔΟΣ", "user": {"name": "the tail"}})
+            ),
+            ["abcd", "bc", "both", "cd", "tail", "ÜBER", "ΟΔΟΣ"]
+        );
+    }
+
+    /// A rule titled `title` of `detection`, compiled, with its clauses.
+    fn compiled(title: &str, detection: &str) -> (CompiledRule, Clauses) {
+        let yaml = format!(
+            "title: {title}\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
+        );
+        let collection = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
+        let rule = &collection.rules[0];
+        (
+            rsigma_eval::compile_rule(rule).unwrap(),
+            needles(rule).unwrap(),
         )
-        .unwrap();
+    }
+
+    /// The titles of the rules `prefiltered` finds in `event`, sorted.
+    fn found(prefiltered: &Prefiltered, event: serde_json::Value) -> Vec<String> {
+        let event = Event::from_json(event, chrono::Utc::now()).unwrap();
         let mut found = Vec::new();
         prefiltered.evaluate(&event, &mut Scratch::default(), &mut found);
         let mut titles: Vec<String> = found.into_iter().map(|r| r.header.rule_title).collect();
         titles.sort();
-        assert_eq!(titles, ["abcd", "bc", "both", "cd", "tail", "ÜBER", "ΟΔΟΣ"]);
+        titles
     }
 
     /// A message that ends the original line is scanned as part of it,
@@ -551,27 +561,17 @@ mod tests {
     #[test]
     fn a_message_inside_the_original_line_is_found_there() {
         let keyword = |k: &str| {
-            let yaml = format!(
-                "title: {k}\nlogsource:\n    product: linux\ndetection:\n    keywords:\n        - '{k}'\n    condition: keywords\nlevel: low\n"
-            );
-            let collection = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
-            let rule = &collection.rules[0];
-            (
-                rsigma_eval::compile_rule(rule).unwrap(),
-                needles(rule).unwrap(),
+            compiled(
+                k,
+                &format!("    keywords:\n        - '{k}'\n    condition: keywords"),
             )
         };
         let prefiltered = Prefiltered::new(vec![keyword("failed"), keyword("Σ")]).unwrap();
         let found = |message: &str, original: &str| {
-            let event = Event::from_json(
+            found(
+                &prefiltered,
                 serde_json::json!({"message": message, "log.original": original}),
-                chrono::Utc::now(),
             )
-            .unwrap();
-            let mut found = Vec::new();
-            prefiltered.evaluate(&event, &mut Scratch::default(), &mut found);
-            let titles: Vec<String> = found.into_iter().map(|r| r.header.rule_title).collect();
-            titles
         };
         assert_eq!(
             found("Failed password", "host sshd: Failed password"),

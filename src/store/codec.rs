@@ -117,7 +117,8 @@ impl Default for Encoder {
 }
 
 thread_local! {
-    /// The writer thread's encoder, kept from batch to batch.
+    /// An encoder per thread that commits events (the writer's, in a
+    /// node), kept from batch to batch.
     static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::default());
 }
 
