@@ -353,9 +353,8 @@ fn haystack(event: &Event, out: &mut String) {
     // literal in it is in the line too. Unless a capital sigma could lower
     // differently without the line's start before it (`ΑΣ` is `ας`, `Σ`
     // alone `σ`).
-    let message_in_original = event.original.as_deref().is_some_and(|o| {
-        o.ends_with(event.message.as_str()) && (o.is_ascii() || !event.message.contains('Σ'))
-    });
+    let message_in_original = event.message_ends_original()
+        && (event.original.as_deref().is_some_and(str::is_ascii) || !event.message.contains('Σ'));
     super::adapter::strings(event, &mut |s| {
         if !(message_in_original && std::ptr::eq(s, event.message.as_str())) {
             push(s);

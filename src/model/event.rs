@@ -224,6 +224,17 @@ impl Event {
         Value::Object(out)
     }
 
+    /// Whether the original line ends with the (non-empty) message, as a
+    /// syslog line does after its header: the message then says nothing the
+    /// line does not.
+    pub fn message_ends_original(&self) -> bool {
+        !self.message.is_empty()
+            && self
+                .original
+                .as_deref()
+                .is_some_and(|o| o.ends_with(self.message.as_str()))
+    }
+
     /// Roughly how many bytes it holds in memory: its strings, labels and
     /// fields plus the fixed part. What the write queue's byte bound counts.
     pub fn approx_bytes(&self) -> usize {

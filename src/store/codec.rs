@@ -307,10 +307,7 @@ impl Columns {
         e: &Event,
         (ts, received): (DateTime<Utc>, DateTime<Utc>),
     ) -> super::Result<()> {
-        let message_in_original = e
-            .original
-            .as_deref()
-            .is_some_and(|o| !e.message.is_empty() && o.ends_with(e.message.as_str()));
+        let message_in_original = e.message_ends_original();
         let derived_id = super::event_id(e, e.seq) == e.id;
         let bits = [
             (e.host_name.is_some(), has::HOST_NAME),

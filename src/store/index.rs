@@ -686,7 +686,7 @@ impl EventIndex {
         if let Some(v) = e
             .original
             .as_ref()
-            .filter(|o| !(o.ends_with(e.message.as_str()) || o.contains(e.message.as_str())))
+            .filter(|o| !(e.message_ends_original() || o.contains(e.message.as_str())))
         {
             doc.add_text(f.original, v);
             doc.add_text(f.original_pairs, v);
