@@ -7,8 +7,10 @@
 //! - Rules are routed by logsource to the datasets they can match, so an
 //!   sshd event never meets an auditd or web rule. Within a dataset,
 //!   [`prefilter`] evaluates a rule only when the event holds a literal of
-//!   each of its clauses (one per part of an AND); the rules it cannot
-//!   prune stay in the crate's engine.
+//!   each clause (one per part of an AND) of one of its branches (the
+//!   alternatives of a top-level OR) and none of that branch's filters
+//!   (`not X`) matches; the rules it cannot prune stay in the crate's
+//!   engine.
 //! - [`adapter`] shows an [`Event`] to the engine without copying it.
 //! - Correlation rules run in [`correlate`]'s windows, fed with the
 //!   detections; their windows live in memory (bounded, ended ones dropped
@@ -84,7 +86,7 @@ pub struct Detector {
 impl Detector {
     /// Compiles `set` (already validated by [`rules::load`]).
     pub fn new(set: &RuleSet) -> Result<Detector, String> {
-        let literals: Vec<Option<prefilter::Clauses>> = set
+        let literals: Vec<Option<Vec<prefilter::Branch>>> = set
             .rules
             .iter()
             .map(|r| prefilter::needles(&r.rule))

@@ -1,15 +1,21 @@
 //! A cross-rule literal prefilter: most rules can only match an event that
 //! contains a few literals (a keyword, the text of a `contains` /
-//! `endswith` / exact value), one of each part of an AND. One Aho-Corasick
-//! pass over the event's text finds the rules with a literal of each such
-//! clause; only those are evaluated.
+//! `endswith` / exact value), one of each part of an AND. A rule's
+//! condition is split at its top-level ORs into branches, each with its
+//! clauses of literals and its vetoes (the `not X` parts). One Aho-Corasick
+//! pass over the event's text finds the rules with a branch whose clauses
+//! all have a literal; a branch's vetoes are then evaluated alone (a filter
+//! is cheaper than the rule), and only a rule with a branch left is
+//! evaluated whole.
 //!
-//! Sound by construction: [`needles`] returns clauses only when every way
-//! the rule can match needs a literal of each somewhere in the event's
-//! strings (case-insensitively); anything it cannot prove (`not`, regexes,
-//! CIDR, numbers, encodings, field references, placeholders, ...) makes the
-//! rule "always evaluated". A literal found by accident only costs an
-//! evaluation.
+//! Sound by construction: [`needles`] returns branches only when every way
+//! the rule can match goes through one, needing a literal of each of its
+//! clauses somewhere in the event's strings (case-insensitively) and none
+//! of its vetoes matching (the engine's own evaluation of `X`, so exact);
+//! what it cannot prove (a `not` below the top level, regexes, CIDR,
+//! numbers, encodings, field references, placeholders, ...) adds no clause,
+//! and a rule that could match with no literal shown is "always
+//! evaluated". A literal found by accident only costs an evaluation.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +23,7 @@ use std::fmt::Write as _;
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind, StartKind};
-use rsigma_eval::{CompiledRule, EvaluationResult};
+use rsigma_eval::{CompiledRule, DetectionBody, EvaluationResult, ResultBody, RuleHeader};
 use rsigma_parser::{
     ConditionExpr, Detection, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaValue,
     SpecialChar, StringPart,
@@ -27,25 +33,68 @@ use serde_json::Value;
 use super::adapter::SigmaEvent;
 use crate::model::Event;
 
-/// What every match of a rule needs: one literal of each clause
-/// (lower-cased) somewhere in the event.
+/// What a match needs: one literal of each clause (lower-cased)
+/// somewhere in the event.
 pub type Clauses = Vec<Vec<String>>;
 
-/// Most clauses kept per rule (the most selective ones).
-const MAX_CLAUSES: usize = 8;
-/// The shortest literal of a clause kept beside a rule's most selective.
-const MIN_EXTRA: usize = 4;
+/// One way a rule can match (an alternative of its condition's top-level
+/// OR): its clauses met, and none of its vetoes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Branch {
+    pub clauses: Clauses,
+    /// The `not X` parts of the alternative: `X` matching rules it out
+    /// (evaluated alone, by the engine, before the whole rule).
+    pub vetoes: Vec<ConditionExpr>,
+}
 
-/// The clauses every match of `rule` satisfies, or `None` when no literal
-/// can be shown to be needed.
-pub fn needles(rule: &SigmaRule) -> Option<Clauses> {
+/// Most clauses kept per branch (the most selective ones).
+const MAX_CLAUSES: usize = 8;
+/// Most clauses of a rule's branches together (the bits of a `u32`): a rule
+/// with more has its branches merged into one.
+const MAX_RULE_CLAUSES: usize = 32;
+/// The shortest literal of a clause kept beside a branch's most selective.
+const MIN_EXTRA: usize = 3;
+
+/// The branches every match of `rule` goes through, or `None` when one
+/// needs no literal that can be shown.
+pub fn needles(rule: &SigmaRule) -> Option<Vec<Branch>> {
     // Several conditions: the rule matches when any does.
-    either(
-        rule.detection
-            .conditions
-            .iter()
-            .map(|condition| condition_needles(condition, rule)),
-    )
+    let mut alternatives = Vec::new();
+    for condition in &rule.detection.conditions {
+        top_level_alternatives(condition, &mut alternatives);
+    }
+    let branches = alternatives
+        .into_iter()
+        .map(|expr| {
+            let clauses = condition_needles(expr, rule)?;
+            let vetoes = match expr {
+                ConditionExpr::And(parts) => parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        ConditionExpr::Not(inner) => Some((**inner).clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some(Branch { clauses, vetoes })
+        })
+        .collect::<Option<Vec<Branch>>>()?;
+    if branches.iter().map(|b| b.clauses.len()).sum::<usize>() <= MAX_RULE_CLAUSES {
+        return Some(branches);
+    }
+    let clauses = either(branches.into_iter().map(|b| Some(b.clauses)))?;
+    Some(vec![Branch {
+        clauses,
+        vetoes: Vec::new(),
+    }])
+}
+
+fn top_level_alternatives<'a>(expr: &'a ConditionExpr, out: &mut Vec<&'a ConditionExpr>) {
+    match expr {
+        ConditionExpr::Or(items) => items.iter().for_each(|e| top_level_alternatives(e, out)),
+        _ => out.push(expr),
+    }
 }
 
 fn condition_needles(expr: &ConditionExpr, rule: &SigmaRule) -> Option<Clauses> {
@@ -144,21 +193,30 @@ fn value_needle(value: &SigmaValue) -> Option<Clauses> {
 }
 
 /// Any of several alternatives: each needs literals. One alternative keeps
-/// its clauses; of several, each gives its most selective clause and the
-/// match needs a literal of one of them.
+/// its clauses; of several, the i-th clause takes the i-th most selective
+/// clause of every alternative (its last when it has fewer): a match meets
+/// all of one alternative's clauses, so one of each of these.
 fn either(alternatives: impl Iterator<Item = Option<Clauses>>) -> Option<Clauses> {
     let mut alternatives = alternatives.collect::<Option<Vec<Clauses>>>()?;
     if alternatives.len() == 1 {
         return alternatives.pop();
     }
-    let mut clause: Vec<String> = alternatives
-        .into_iter()
-        .filter_map(|clauses| clauses.into_iter().max_by_key(|c| selectivity(c)))
-        .flatten()
+    // Each is sorted, the most selective first, as `both` leaves them.
+    let depth = alternatives.iter().map(Vec::len).max()?;
+    let clauses: Clauses = (0..depth)
+        .map(|i| {
+            let mut clause: Vec<String> = alternatives
+                .iter()
+                .filter_map(|clauses| clauses.get(i).or(clauses.last()))
+                .flatten()
+                .cloned()
+                .collect();
+            clause.sort();
+            clause.dedup();
+            clause
+        })
         .collect();
-    clause.sort();
-    clause.dedup();
-    (!clause.is_empty()).then(|| vec![clause])
+    both(std::iter::once(clauses))
 }
 
 /// All of several parts: every clause of each is needed. The most
@@ -202,38 +260,48 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 /// their literals.
 pub struct Prefiltered {
     rules: Vec<CompiledRule>,
-    /// Per rule: the bits of all its clauses.
-    all_clauses: Vec<u8>,
+    /// Per rule: its branches, each as the bits of its clauses and its
+    /// vetoes.
+    branches: Vec<Vec<(u32, Vec<ConditionExpr>)>>,
     automaton: DFA,
     /// Its unanchored start state.
     start: StateID,
-    /// Pattern index -> the rules it belongs to, each with its clause's bit.
-    owners: Vec<Vec<(usize, u8)>>,
+    /// Pattern index -> the rules it belongs to, each with its clauses' bits.
+    owners: Vec<Vec<(usize, u32)>>,
 }
 
 impl Prefiltered {
-    /// `rules`: compiled rules with their clauses ([`needles`]).
-    pub fn new(rules: Vec<(CompiledRule, Clauses)>) -> Result<Prefiltered, String> {
-        let mut owners: BTreeMap<String, Vec<(usize, u8)>> = BTreeMap::new();
+    /// `rules`: compiled rules with their branches, as [`needles`] gives
+    /// them (at most [`MAX_RULE_CLAUSES`] clauses a rule).
+    pub fn new(rules: Vec<(CompiledRule, Vec<Branch>)>) -> Result<Prefiltered, String> {
+        let mut owners: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
         let mut compiled = Vec::with_capacity(rules.len());
-        let mut all_clauses = Vec::with_capacity(rules.len());
-        for (i, (rule, clauses)) in rules.into_iter().enumerate() {
-            let mut all = 0u8;
-            for (bit, clause) in clauses.into_iter().take(MAX_CLAUSES).enumerate() {
-                let bit = 1u8 << bit;
-                all |= bit;
-                for literal in clause {
-                    let rules = owners.entry(literal).or_default();
-                    match rules.last_mut() {
-                        Some((rule, bits)) if *rule == i => *bits |= bit,
-                        _ => rules.push((i, bit)),
+        let mut all_branches = Vec::with_capacity(rules.len());
+        for (i, (rule, branches)) in rules.into_iter().enumerate() {
+            // A bit per clause, the rule's branches one after the other.
+            let mut bit = 0;
+            let branches = branches
+                .into_iter()
+                .map(|branch| {
+                    let mut bits = 0u32;
+                    for clause in branch.clauses.iter().take(MAX_RULE_CLAUSES - bit) {
+                        for literal in clause {
+                            let rules = owners.entry(literal.clone()).or_default();
+                            match rules.last_mut() {
+                                Some((rule, met)) if *rule == i => *met |= 1 << bit,
+                                _ => rules.push((i, 1 << bit)),
+                            }
+                        }
+                        bits |= 1 << bit;
+                        bit += 1;
                     }
-                }
-            }
+                    (bits, branch.vetoes)
+                })
+                .collect();
             compiled.push(rule);
-            all_clauses.push(all);
+            all_branches.push(branches);
         }
-        let (patterns, owners): (Vec<String>, Vec<Vec<(usize, u8)>>) = owners.into_iter().unzip();
+        let (patterns, owners): (Vec<String>, Vec<Vec<(usize, u32)>>) = owners.into_iter().unzip();
         // A DFA, walked by hand (see `evaluate`): its size stays small at
         // a few thousand literals.
         let automaton = DFA::builder()
@@ -248,20 +316,26 @@ impl Prefiltered {
             .map_err(|e| format!("rule prefilter: {e}"))?;
         Ok(Prefiltered {
             rules: compiled,
-            all_clauses,
+            branches: all_branches,
             automaton,
             start,
             owners,
         })
     }
 
-    /// Evaluates the rules whose clauses all have a literal in `event`.
+    /// Evaluates the rules with a branch whose clauses all have a literal
+    /// in `event` and none of whose vetoes match.
     pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<EvaluationResult>) {
         if self.rules.is_empty() {
             return;
         }
         haystack(event, &mut scratch.text);
-        let Scratch { text, met, touched } = scratch;
+        let Scratch {
+            text,
+            met,
+            touched,
+            names,
+        } = scratch;
         met.clear();
         met.resize(self.rules.len(), 0);
         touched.clear();
@@ -279,10 +353,16 @@ impl Prefiltered {
         // In rule order, as the engine reports them.
         touched.sort_unstable();
         let view = SigmaEvent(event);
-        for &rule in touched.iter() {
-            if met[rule] == self.all_clauses[rule]
-                && let Some(result) = rsigma_eval::evaluate_rule(&self.rules[rule], &view)
-            {
+        for &i in touched.iter() {
+            let rule = &self.rules[i];
+            let possible = self.branches[i].iter().any(|(bits, vetoes)| {
+                met[i] & bits == *bits
+                    && !vetoes.iter().any(|veto| {
+                        names.clear();
+                        rsigma_eval::compiler::eval_condition(veto, &rule.detections, &view, names)
+                    })
+            });
+            if possible && let Some(result) = evaluate_rule(rule, &view, names) {
                 out.push(result);
             }
         }
@@ -291,20 +371,51 @@ impl Prefiltered {
     /// Notes the clauses of the literals ending at a match state. Out of
     /// line: the scan loop stays small and keeps its state in registers.
     #[inline(never)]
-    fn note(&self, state: StateID, met: &mut [u8], touched: &mut Vec<usize>) {
+    fn note(&self, state: StateID, met: &mut [u32], touched: &mut Vec<usize>) {
         let dfa = &self.automaton;
         if !dfa.is_match(state) {
             return;
         }
         for i in 0..dfa.match_len(state) {
-            for &(rule, bit) in &self.owners[dfa.match_pattern(state, i).as_usize()] {
+            for &(rule, bits) in &self.owners[dfa.match_pattern(state, i).as_usize()] {
                 if met[rule] == 0 {
                     touched.push(rule);
                 }
-                met[rule] |= bit;
+                met[rule] |= bits;
             }
         }
     }
+}
+
+/// What `rsigma_eval::evaluate_rule` gives, without the field-by-field
+/// match details nothing downstream reads: that evaluates a matching rule
+/// twice more to collect them, as many instructions again as the match.
+fn evaluate_rule(
+    rule: &CompiledRule,
+    event: &SigmaEvent,
+    names: &mut Vec<String>,
+) -> Option<EvaluationResult> {
+    let matched = rule.conditions.iter().any(|condition| {
+        names.clear();
+        rsigma_eval::compiler::eval_condition(condition, &rule.detections, event, names)
+    });
+    matched.then(|| EvaluationResult {
+        header: RuleHeader {
+            rule_title: rule.title.clone(),
+            rule_id: rule.id.clone(),
+            level: rule.level,
+            tags: rule.tags.clone(),
+            custom_attributes: rule.custom_attributes.clone(),
+            enrichments: None,
+        },
+        body: ResultBody::Detection(DetectionBody {
+            matched_selections: std::mem::take(names),
+            matched_fields: Vec::new(),
+            event: rule
+                .include_event
+                .then(|| rsigma_eval::Event::to_json(event)),
+        }),
+    })
 }
 
 /// Buffers reused from one event to the next.
@@ -313,9 +424,11 @@ pub struct Scratch {
     /// The event's strings, one after the other.
     text: String,
     /// Per rule: the bits of its clauses met.
-    met: Vec<u8>,
+    met: Vec<u32>,
     /// The rules with a clause met.
     touched: Vec<usize>,
+    /// The selections a rule matched.
+    names: Vec<String>,
 }
 
 /// Fields the adapter shows as numbers or addresses, not as strings of
@@ -391,7 +504,7 @@ fn haystack(event: &Event, out: &mut String) {
 mod tests {
     use super::*;
 
-    fn literals(detection: &str) -> Option<Clauses> {
+    fn literals(detection: &str) -> Option<Vec<Branch>> {
         let yaml = format!(
             "title: t\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
         );
@@ -399,23 +512,26 @@ mod tests {
         needles(&collection.rules[0])
     }
 
-    fn clauses(clauses: &[&[&str]]) -> Option<Clauses> {
-        Some(
-            clauses
+    /// A branch of `clauses` and no veto.
+    fn branch(clauses: &[&[&str]]) -> Branch {
+        Branch {
+            clauses: clauses
                 .iter()
                 .map(|c| c.iter().map(|l| l.to_string()).collect())
                 .collect(),
-        )
+            vetoes: Vec::new(),
+        }
     }
 
     #[test]
     fn literals_are_what_every_match_needs() {
+        let one = |clauses: &[&[&str]]| Some(vec![branch(clauses)]);
         // Keywords: any of them; the longest run between wildcards.
         assert_eq!(
             literals(
                 "    keywords:\n        - 'Foo*barbaz'\n        - 'qux'\n    condition: keywords"
             ),
-            clauses(&[&["barbaz", "qux"]])
+            one(&[&["barbaz", "qux"]])
         );
         // AND: every part, the most selective first; a short literal only
         // when it is the most selective.
@@ -423,58 +539,67 @@ mod tests {
             literals(
                 "    sel:\n        process.name: 'sshd'\n        process.command_line|contains: 'longer one'\n        user.name: 'ab'\n    condition: sel"
             ),
-            clauses(&[&["longer one"], &["sshd"]])
+            one(&[&["longer one"], &["sshd"]])
         );
         assert_eq!(
             literals(
                 "    sel:\n        process.name: 'ab'\n        user.name: 'a'\n    condition: sel"
             ),
-            clauses(&[&["ab"]])
+            one(&[&["ab"]])
         );
         // `|all`: every value.
         assert_eq!(
             literals(
                 "    sel:\n        message|contains|all: ['abcd', 'abcdef']\n    condition: sel"
             ),
-            clauses(&[&["abcdef"], &["abcd"]])
+            one(&[&["abcdef"], &["abcd"]])
         );
-        // OR and `1 of`: every alternative needs a literal.
+        // `1 of`: every alternative needs a literal.
         assert_eq!(
             literals(
                 "    sel_a:\n        message: 'one'\n    sel_b:\n        message|endswith: 'TWO'\n    condition: 1 of sel_*"
             ),
-            clauses(&[&["one", "two"]])
+            one(&[&["one", "two"]])
         );
-        // An alternative that needs several literals gives its most
-        // selective one.
+        // A top-level OR: a branch per alternative, each with its clauses.
         assert_eq!(
             literals(
                 "    sel_a:\n        message: 'one'\n        user.name: 'three'\n    sel_b:\n        message: 'two'\n    condition: sel_a or sel_b"
             ),
-            clauses(&[&["three", "two"]])
+            Some(vec![branch(&[&["three"], &["one"]]), branch(&[&["two"]])])
+        );
+        // An OR inside: the i-th clause takes the i-th of every alternative.
+        assert_eq!(
+            literals(
+                "    sel_a:\n        message: 'one'\n        user.name: 'three'\n    sel_b:\n        message: 'two'\n        user.name: 'four'\n    sel_c:\n        message: 'seven'\n    condition: (sel_a or sel_b) and sel_c"
+            ),
+            one(&[&["seven"], &["four", "three"], &["one", "two"]])
         );
         // `all of them`: the parts that need literals.
         assert_eq!(
             literals(
                 "    sel:\n        message: 'one'\n    _aux:\n        message|re: 'two'\n    condition: all of them"
             ),
-            clauses(&[&["one"]])
+            one(&[&["one"]])
         );
-        // A `not` part adds nothing; the rest still needs its literal.
+        // A `not` part adds no literal: it is the branch's veto.
         assert_eq!(
             literals(
                 "    sel:\n        message: 'one'\n    filter:\n        message: 'two'\n    condition: sel and not filter"
             ),
-            clauses(&[&["one"]])
+            Some(vec![Branch {
+                vetoes: vec![ConditionExpr::Identifier("filter".into())],
+                ..branch(&[&["one"]])
+            }])
         );
         // At most eight clauses, the most selective.
         let many: String = (1..=10)
             .map(|n| format!("        f{n}: '{}'\n", "x".repeat(n + 3)))
             .collect();
         let found = literals(&format!("    sel:\n{many}    condition: sel")).unwrap();
-        assert_eq!(found.len(), MAX_CLAUSES);
-        assert_eq!(found[0], ["x".repeat(13)]);
-        assert_eq!(found[7], ["x".repeat(6)]);
+        assert_eq!(found[0].clauses.len(), MAX_CLAUSES);
+        assert_eq!(found[0].clauses[0], ["x".repeat(13)]);
+        assert_eq!(found[0].clauses[7], ["x".repeat(6)]);
     }
 
     #[test]
@@ -532,8 +657,8 @@ mod tests {
         );
     }
 
-    /// A rule titled `title` of `detection`, compiled, with its clauses.
-    fn compiled(title: &str, detection: &str) -> (CompiledRule, Clauses) {
+    /// A rule titled `title` of `detection`, compiled, with its branches.
+    fn compiled(title: &str, detection: &str) -> (CompiledRule, Vec<Branch>) {
         let yaml = format!(
             "title: {title}\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
         );
@@ -578,6 +703,29 @@ mod tests {
         );
         // `ΑΣ` lowers to `ας`: the message alone (`σ`) is what the rule finds.
         assert_eq!(found("Σ", "ΑΣ"), ["Σ"]);
+    }
+
+    /// A branch's veto rules the rule out only when the other branches'
+    /// clauses are not met either.
+    #[test]
+    fn a_veto_rules_out_its_branch() {
+        let prefiltered = Prefiltered::new(vec![compiled(
+            "rule",
+            "    sel:\n        message|contains: 'login failed'\n    sel_pam:\n        message|contains: 'authentication failure'\n    filter:\n        pam.service: 'sshd'\n    condition: sel or (sel_pam and not filter)",
+        )])
+        .unwrap();
+        let found = |message: &str, service: &str| {
+            !found(
+                &prefiltered,
+                serde_json::json!({"message": message, "pam": {"service": service}}),
+            )
+            .is_empty()
+        };
+        assert!(!found("authentication failure", "sshd"));
+        assert!(!found("authentication failure", "SSHD"));
+        assert!(found("authentication failure", "dovecot"));
+        assert!(found("login failed; authentication failure", "sshd"));
+        assert!(!found("nothing", "dovecot"));
     }
 
     #[test]
