@@ -104,6 +104,7 @@ macro_rules! redb_from {
     )*};
 }
 redb_from!(
+    redb::SetDurabilityError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,

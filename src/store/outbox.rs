@@ -589,7 +589,12 @@ impl Store {
     /// entries every one of `sinks` has applied.
     pub fn outbox_ack(&self, sink: &str, seq: u64, sinks: &[&str]) -> Result<()> {
         self.with_db(|db| {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            // Without its own fsync: the writer's next commit (or closing the
+            // store) makes it durable. A crash before that only moves the
+            // cursor back over entries the sink already has, which it takes
+            // as it takes a batch applied but not yet acknowledged: once.
+            txn.set_durability(redb::Durability::None)?;
             {
                 let mut cursors = txn.open_table(CURSORS)?;
                 cursors.insert(sink, seq)?;
@@ -809,6 +814,31 @@ mod tests {
                 head: 6
             }
         );
+    }
+
+    /// An acknowledgement has no fsync of its own: closing the store, like
+    /// the writer's next commit, makes it durable.
+    #[test]
+    fn an_acknowledgement_outlives_the_store_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.enable_outbox(1_000, false).unwrap();
+            let mut batch = vec![event("a", now)];
+            store
+                .commit_batch(
+                    &mut batch,
+                    &[],
+                    &[update("r1")],
+                    chrono::Duration::minutes(10),
+                )
+                .unwrap();
+            store.outbox_ack("notify", 1, &["notify"]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.outbox_cursor("notify").unwrap(), 1);
+        assert!(store.outbox_after(0, 100).unwrap().is_empty());
     }
 
     #[test]
