@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
@@ -76,6 +77,9 @@ pub(super) fn apply(
     let mut groups = txn.open_table(ALERT_GROUPS)?;
     let mut next = alerts.last()?.map_or(1, |(id, _)| id.value() + 1);
     let now = Utc::now();
+    // An alert repeated within the batch (a brute force sends hundreds) is
+    // read once and written once, as it stands after its last update.
+    let mut latest: HashMap<u64, usize> = HashMap::new();
     for update in updates {
         let Some(event) = events.get(update.event) else {
             continue;
@@ -84,7 +88,10 @@ pub(super) fn apply(
         let existing = match groups.get(key.as_str())? {
             Some(id) => {
                 let id = id.value();
-                alerts.get(id)?.map(|v| decode(id, v.value())).transpose()?
+                match latest.get(&id) {
+                    Some(&at) => written.get(at).cloned(),
+                    None => alerts.get(id)?.map(|v| decode(id, v.value())).transpose()?,
+                }
             }
             None => None,
         };
@@ -124,8 +131,13 @@ pub(super) fn apply(
             };
             alert.version = outbox.alert(&alert, change)?;
         }
-        put(&mut alerts, &mut heads, &alert)?;
+        latest.insert(alert.id, written.len());
         written.push(alert);
+    }
+    for &at in latest.values() {
+        if let Some(alert) = written.get(at) {
+            put(&mut alerts, &mut heads, alert)?;
+        }
     }
     Ok(written)
 }
@@ -1086,6 +1098,75 @@ mod tests {
             all.iter().map(|a| (a.id, a.count)).collect::<Vec<_>>(),
             [(4, 1), (3, 1)]
         );
+    }
+
+    /// The firings above in one batch: each is returned as it left the
+    /// alert, and the store holds what separate batches leave; the next
+    /// batch goes on from it.
+    #[test]
+    fn repeats_within_one_batch_are_stored_as_in_separate_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = chrono::Duration::hours(1);
+        let apply_all = |firings: &[(u64, &str, &str)]| {
+            let events: Vec<Event> = firings.iter().map(|&(seq, ts, _)| event(seq, ts)).collect();
+            let updates: Vec<AlertUpdate> = firings
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, _, ip))| AlertUpdate {
+                    event: i,
+                    ..update(ip)
+                })
+                .collect();
+            store
+                .with_db(|db| {
+                    let txn = db.begin_write()?;
+                    let written = apply(&txn, &events, &updates, hour, None)?;
+                    txn.commit()?;
+                    Ok(written)
+                })
+                .unwrap()
+                .iter()
+                .map(|a| (a.id, a.count, a.events.clone()))
+                .collect::<Vec<_>>()
+        };
+        let written = apply_all(&[
+            (1, "2026-03-01T10:00:00Z", "10.0.0.1"),
+            (2, "2026-03-01T10:30:00Z", "10.0.0.1"),
+            (3, "2026-03-01T10:31:00Z", "10.0.0.2"),
+            (4, "2026-03-01T12:00:00Z", "10.0.0.1"),
+        ]);
+        assert_eq!(
+            written,
+            [
+                (1, 1, vec![1]),
+                (1, 2, vec![1, 2]),
+                (2, 1, vec![3]),
+                (3, 1, vec![4]),
+            ]
+        );
+        let stored = |id| {
+            let a = store.alert(id).unwrap().unwrap();
+            (a.id, a.count, a.events)
+        };
+        assert_eq!(stored(1), (1, 2, vec![1, 2]));
+        assert_eq!(stored(2), (2, 1, vec![3]));
+        assert_eq!(stored(3), (3, 1, vec![4]));
+        let heads: Vec<(u64, u64)> = store
+            .alerts(&AlertFilter::default(), None, 10)
+            .unwrap()
+            .0
+            .iter()
+            .map(|a| (a.id, a.count))
+            .collect();
+        assert_eq!(heads, [(3, 1), (2, 1), (1, 2)]);
+
+        let written = apply_all(&[
+            (5, "2026-03-01T10:40:00Z", "10.0.0.2"),
+            (6, "2026-03-01T12:05:00Z", "10.0.0.1"),
+        ]);
+        assert_eq!(written, [(2, 2, vec![3, 5]), (3, 2, vec![4, 6])]);
+        assert_eq!(stored(2), (2, 2, vec![3, 5]));
     }
 
     #[test]
