@@ -6,6 +6,9 @@
 //! - `store_scan`: `Store::scan_from`, how the indexer reads them back;
 //! - `index_add_commit`: `EventIndex::document` + `IndexWriter::add_document`
 //!   for the batch, then one tantivy commit (the indexer's own loop);
+//! - `store_commit_repeats`: `Store::commit_batch` of the same batch with
+//!   1 000 firings of one rule for one address (a brute force), each a
+//!   repeat of one alert, against `store_append` of the batch alone;
 //! - baselines measured in the same run, to report the above as ratios
 //!   (these machines are noisy): `baseline_json` (`serde_json::to_vec` of
 //!   the events) and `baseline_write_fsync` (`std::fs::write` of the raw
@@ -20,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use secmon::bench::synthetic_event;
-use secmon::model::Event;
+use secmon::model::{AlertUpdate, Event};
 use secmon::store::Store;
 use secmon::store::index::EventIndex;
 
@@ -88,6 +91,33 @@ fn bench(c: &mut Criterion) {
                     batches[k % 4].clone()
                 },
                 |mut batch| store.append(&mut batch).unwrap_or_else(|e| panic!("{e}")),
+                BatchSize::LargeInput,
+            )
+        });
+        let repeats: Vec<AlertUpdate> = (0..1000)
+            .map(|i| AlertUpdate {
+                event: i,
+                rule_id: "ssh-brute-force".into(),
+                rule_title: "SSH brute force".into(),
+                severity: "high",
+                tags: vec!["attack.credential_access".into()],
+                group_key: vec![("source.ip".into(), "203.0.113.7".into())],
+                correlation: false,
+                trusted: true,
+            })
+            .collect();
+        g.bench_function("store_commit_repeats", |b| {
+            let mut k = 0;
+            b.iter_batched(
+                || {
+                    k += 1;
+                    batches[k % 4].clone()
+                },
+                |mut batch| {
+                    store
+                        .commit_batch(&mut batch, &[], &repeats, chrono::Duration::days(365))
+                        .unwrap_or_else(|e| panic!("{e}"))
+                },
                 BatchSize::LargeInput,
             )
         });
