@@ -79,23 +79,28 @@ impl Rule {
 /// The correlations of a rule set, shared by both sets of windows.
 pub struct Compiled {
     rules: Vec<Rule>,
-    /// Rule and correlation ids and names → the correlations referring to them.
-    by_ref: FxHashMap<String, Vec<usize>>,
-    /// Rule and correlation id → name (a correlation may refer to either).
-    names: FxHashMap<String, String>,
-    /// Ids and names of the rules whose own detections raise nothing: the
-    /// building blocks of a `generate: false` correlation.
-    silent: FxHashSet<String>,
+    /// Rule and correlation ids → what their detections and firings feed,
+    /// worked out once (a detection costs one lookup).
+    feeds: FxHashMap<String, Feeds>,
+}
+
+/// What the detections (or firings) of one rule or correlation feed.
+#[derive(Default)]
+struct Feeds {
+    /// Its name, when it has one (a correlation may refer to either, and an
+    /// aliased group-by field is resolved through either).
+    name: Option<String>,
+    /// The correlations referring to it by id or name, each once, in
+    /// correlation order, with the reference each uses.
+    correlations: Vec<(usize, String)>,
+    /// A building block of a `generate: false` correlation: its own
+    /// detections raise nothing.
+    silent: bool,
 }
 
 impl Compiled {
     pub fn new(collection: &SigmaCollection) -> Result<Compiled, String> {
-        let mut compiled = Compiled {
-            rules: Vec::new(),
-            by_ref: FxHashMap::default(),
-            names: FxHashMap::default(),
-            silent: FxHashSet::default(),
-        };
+        let mut names: FxHashMap<&str, &str> = FxHashMap::default();
         let ids = collection
             .rules
             .iter()
@@ -103,55 +108,71 @@ impl Compiled {
             .chain(collection.correlations.iter().map(|c| (&c.id, &c.name)));
         for (id, name) in ids {
             if let (Some(id), Some(name)) = (id, name) {
-                compiled.names.insert(id.clone(), name.clone());
+                names.insert(id, name);
             }
         }
+        let mut rules = Vec::new();
+        // Reference (id or name) → the correlations using it.
+        let mut by_ref: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        let mut silent: FxHashSet<String> = FxHashSet::default();
         for corr in &collection.correlations {
             let def = check(corr).map_err(|e| format!("correlation {}: {e}", corr.title))?;
-            let index = compiled.rules.len();
+            let index = rules.len();
             for r in &def.rule_refs {
-                compiled.by_ref.entry(r.clone()).or_default().push(index);
+                by_ref.entry(r.clone()).or_default().push(index);
                 if !def.generate {
-                    compiled.silent.insert(r.clone());
+                    silent.insert(r.clone());
                 }
             }
-            compiled.rules.push(Rule {
+            rules.push(Rule {
                 reset: def.action != Some(CorrelationAction::Alert),
                 cap: def.max_group_entries.unwrap_or(MAX_GROUP_ENTRIES).max(1),
                 def,
             });
         }
-        Ok(compiled)
+        // Every id that feeds something: the named ones, and every
+        // reference (which may be an id).
+        let mut feeds: FxHashMap<String, Feeds> = FxHashMap::default();
+        for id in names
+            .keys()
+            .copied()
+            .chain(by_ref.keys().map(String::as_str))
+        {
+            if feeds.contains_key(id) {
+                continue;
+            }
+            let name = names.get(id).copied();
+            let mut f = Feeds {
+                name: name.map(str::to_owned),
+                ..Feeds::default()
+            };
+            for r in std::iter::once(id).chain(name) {
+                f.silent |= silent.contains(r);
+                for &i in by_ref.get(r).into_iter().flatten() {
+                    if !f.correlations.iter().any(|(j, _)| *j == i) {
+                        f.correlations.push((i, r.to_owned()));
+                    }
+                }
+            }
+            f.correlations.sort_unstable();
+            feeds.insert(id.to_owned(), f);
+        }
+        Ok(Compiled { rules, feeds })
     }
 
-    /// The id and name of the rule with id `id`.
-    fn identity<'a>(&'a self, id: &'a str) -> [Option<&'a str>; 2] {
-        [Some(id), self.names.get(id).map(String::as_str)]
+    /// What the rule or correlation with id `id` feeds.
+    fn feeds(&self, id: &str) -> Option<&Feeds> {
+        self.feeds.get(id)
     }
 
     /// Whether `detection` is a building block that raises nothing itself.
     pub fn silences(&self, detection: &EvaluationResult) -> bool {
-        detection.header.rule_id.as_deref().is_some_and(|id| {
-            self.identity(id)
-                .into_iter()
-                .flatten()
-                .any(|r| self.silent.contains(r))
-        })
-    }
-
-    /// The correlations fed by the rule identified by `ids`, with the
-    /// reference each uses for it.
-    fn fed_by<'a>(&'a self, ids: [Option<&'a str>; 2]) -> Vec<(usize, &'a str)> {
-        let mut fed: Vec<(usize, &str)> = Vec::new();
-        for r in ids.into_iter().flatten() {
-            for &i in self.by_ref.get(r).into_iter().flatten() {
-                if !fed.iter().any(|(j, _)| *j == i) {
-                    fed.push((i, r));
-                }
-            }
-        }
-        fed.sort_unstable();
-        fed
+        detection
+            .header
+            .rule_id
+            .as_deref()
+            .and_then(|id| self.feeds(id))
+            .is_some_and(|f| f.silent)
     }
 }
 
@@ -308,9 +329,14 @@ impl Windows {
             let Some(id) = detection.header.rule_id.as_deref() else {
                 continue;
             };
-            let ids = compiled.identity(id);
-            let resolve: Vec<&str> = ids.into_iter().flatten().collect();
-            for (index, reference) in compiled.fed_by(ids) {
+            let Some(feeds) = compiled.feeds(id) else {
+                continue;
+            };
+            // Aliased group-by fields resolve through the id, then the name.
+            let named = [id, feeds.name.as_deref().unwrap_or(id)];
+            let resolve = &named[..if feeds.name.is_some() { 2 } else { 1 }];
+            for (index, reference) in &feeds.correlations {
+                let index = *index;
                 let def = &compiled.rules[index].def;
                 let value = match def.correlation_type {
                     CorrelationType::EventCount => Some(Value::Count),
@@ -338,12 +364,14 @@ impl Windows {
                         .map(Value::Number),
                 };
                 let Some(value) = value else { continue };
-                let group: Vec<Option<String>> = def
-                    .group_by
-                    .iter()
-                    .map(|f| view.get_field(f.resolve(&resolve)).and_then(text))
-                    .collect();
-                fired.extend(self.feed(index, group, at, value));
+                self.key.clear();
+                for f in &def.group_by {
+                    match view.get_field(f.resolve(resolve)) {
+                        Some(EventValue::Str(s)) => push_key_value(&mut self.key, Some(&s)),
+                        v => push_key_value(&mut self.key, v.and_then(text).as_deref()),
+                    }
+                }
+                fired.extend(self.feed(index, at, value));
             }
         }
         self.chain(&mut fired, at);
@@ -362,9 +390,12 @@ impl Windows {
                 else {
                     continue;
                 };
-                let (id, pairs) = (id.clone(), body.group_key.clone());
-                let ids = compiled.identity(&id);
-                for (index, reference) in compiled.fed_by(ids) {
+                let Some(feeds) = compiled.feeds(id) else {
+                    continue;
+                };
+                let pairs = body.group_key.clone();
+                for (index, reference) in &feeds.correlations {
+                    let index = *index;
                     let def = &compiled.rules[index].def;
                     let value = match def.correlation_type {
                         CorrelationType::Temporal | CorrelationType::TemporalOrdered => {
@@ -375,17 +406,12 @@ impl Windows {
                         }
                         _ => Value::Count,
                     };
-                    let group = def
-                        .group_by
-                        .iter()
-                        .map(|f| {
-                            pairs
-                                .iter()
-                                .find(|(name, _)| name == f.name())
-                                .map(|(_, v)| v.clone())
-                        })
-                        .collect();
-                    fired.extend(self.feed(index, group, at, value));
+                    self.key.clear();
+                    for f in &def.group_by {
+                        let v = pairs.iter().find(|(name, _)| name == f.name());
+                        push_key_value(&mut self.key, v.map(|(_, v)| v.as_str()));
+                    }
+                    fired.extend(self.feed(index, at, value));
                 }
             }
             if fired.len() == start {
@@ -399,24 +425,21 @@ impl Windows {
         );
     }
 
-    /// Adds an entry to a group's window and checks the windows it falls in.
-    fn feed(
-        &mut self,
-        index: usize,
-        group: Vec<Option<String>>,
-        at: i64,
-        value: Value,
-    ) -> Option<EvaluationResult> {
+    /// Adds an entry to the window of the group whose values are in
+    /// `self.key` (see [`push_key_value`]) and checks the windows it falls in.
+    fn feed(&mut self, index: usize, at: i64, value: Value) -> Option<EvaluationResult> {
         let rule = &self.compiled.rules[index];
         let span = rule.span();
-        key(&mut self.key, &group, index);
-        if !self.groups.contains(self.key.as_str()) && self.groups.len() >= MAX_GROUPS {
+        self.key.push('#');
+        push_decimal(&mut self.key, index);
+        let key = self.key.as_str();
+        if self.groups.len() >= MAX_GROUPS && !self.groups.contains(key) {
             self.groups.pop_lru();
             metrics::counter!(crate::telemetry::metric::CORRELATION_GROUPS_DROPPED).increment(1);
         }
-        let g = self.groups.get_or_insert_mut_ref(self.key.as_str(), || {
-            Group::new(index, rule.def.correlation_type)
-        });
+        let g = self
+            .groups
+            .get_or_insert_mut_ref(key, || Group::new(index, rule.def.correlation_type));
         let pos = g.insert(Entry { at, value }, span);
         let value = satisfied(rule, g, pos, span);
         let suppressed = rule
@@ -458,8 +481,8 @@ impl Windows {
                 group_key: def
                     .group_by
                     .iter()
-                    .zip(group)
-                    .filter_map(|(f, v)| Some((f.name().to_owned(), v?)))
+                    .zip(key_values(key))
+                    .filter_map(|(f, v)| Some((f.name().to_owned(), v?.to_owned())))
                     .collect(),
                 aggregated_value: value.unwrap_or_default(),
                 timespan_secs: def.timespan_secs,
@@ -530,19 +553,50 @@ impl Windows {
     }
 }
 
-/// Writes the key of `group` in correlation `index` into `out`.
-fn key(out: &mut String, group: &[Option<String>], index: usize) {
-    use std::fmt::Write as _;
-    out.clear();
-    for v in group {
-        match v {
-            Some(v) => {
-                let _ = write!(out, "{}:{v}", v.len());
-            }
-            None => out.push('-'),
+/// Appends a group-by value to a group's key: its length, `:` and the
+/// value, or `-` where the event has none. The key ends with `#` and the
+/// correlation's index.
+fn push_key_value(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(v) => {
+            push_decimal(out, v.len());
+            out.push(':');
+            out.push_str(v);
+        }
+        None => out.push('-'),
+    }
+}
+
+/// `n` in decimal (a formatter per group key cost as much as the rest of
+/// feeding the window).
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    let _ = write!(out, "#{index}");
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
+/// The group-by values of a key [`push_key_value`] wrote, in order.
+fn key_values(key: &str) -> impl Iterator<Item = Option<&str>> {
+    let mut rest = key;
+    std::iter::from_fn(move || {
+        if let Some(after) = rest.strip_prefix('-') {
+            rest = after;
+            return Some(None);
+        }
+        let (len, after) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let value = after.get(..len)?;
+        rest = &after[len..];
+        Some(Some(value))
+    })
 }
 
 /// A value as group keys and counted values show it.
@@ -888,6 +942,42 @@ mod tests {
 
         let mut d = detector(&format!("{THREE_IN_A_MINUTE}rsigma.action: alert\n"));
         assert_eq!(fired(&mut d, &[0, 1, 2, 3].map(at)), [2, 3]);
+    }
+
+    /// A group's values come back as the firing's group key exactly, the
+    /// separators of the key inside them and a value missing included; a
+    /// value never runs into the next one.
+    #[test]
+    fn a_firing_carries_its_group_values() {
+        let set = load_all(format!(
+            "{BASE}---\ntitle: Correlated\nid: 6c0d2e1a-0000-4000-8000-000000000002\n\
+             correlation:\n    rules: [6c0d2e1a-0000-4000-8000-000000000001]\n\
+             \x20   group-by: [source.ip, user.name, host.name]\n{THREE_IN_A_MINUTE}"
+        ));
+        let mut d = Detector::new(&set).unwrap();
+        let user = "3:a-#0:ü";
+        let groups = |d: &mut Detector, events: &[Event]| -> Vec<Vec<(String, String)>> {
+            d.evaluate(events)
+                .into_iter()
+                .filter(|h| h.correlation)
+                .map(|h| h.group_key)
+                .collect()
+        };
+        let events = [0, 1, 2].map(|s| failure("10.1.1.2", s, user));
+        assert_eq!(
+            groups(&mut d, &events),
+            [vec![
+                ("source.ip".to_owned(), "10.1.1.2".to_owned()),
+                ("user.name".to_owned(), user.to_owned())
+            ]]
+        );
+        // "1:a" then "-" is not "-" then "1:a": two groups, neither full.
+        let mut a = failure("10.1.1.3", 3, "a");
+        a.host_name = None;
+        let mut b = failure("10.1.1.3", 4, "");
+        b.user_name = None;
+        b.host_name = Some("a".into());
+        assert!(groups(&mut d, &[a.clone(), b, a]).is_empty());
     }
 
     /// `value_count` counts distinct values in the window; late events

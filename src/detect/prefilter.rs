@@ -643,6 +643,17 @@ mod tests {
                 "one of two",
                 "    sel:\n        message|contains: 'abcdx'\n        user.name: 'zzz'\n    condition: sel".into(),
             ),
+            (
+                "number",
+                "    sel:\n        ssh.port|contains: '222'\n    condition: sel".into(),
+            ),
+            (
+                "boolean",
+                "    sel:\n        ssh.ok: 'true'\n    condition: sel".into(),
+            ),
+            // The end of one string (the message) and the start of the next
+            // (the user) are not a literal of either.
+            ("across", keywords("ΟΔΟΣthe")),
         ]
         .into_iter()
         .map(|(title, detection)| compiled(title, &detection))
@@ -651,9 +662,15 @@ mod tests {
         assert_eq!(
             found(
                 &prefiltered,
-                serde_json::json!({"message": "xABCDx über ΟΔΟΣ", "user": {"name": "the tail"}})
+                serde_json::json!({
+                    "message": "xABCDx über ΟΔΟΣ",
+                    "user": {"name": "the tail"},
+                    "ssh": {"port": 2222, "ok": true}
+                })
             ),
-            ["abcd", "bc", "both", "cd", "tail", "ÜBER", "ΟΔΟΣ"]
+            [
+                "abcd", "bc", "boolean", "both", "cd", "number", "tail", "ÜBER", "ΟΔΟΣ"
+            ]
         );
     }
 
