@@ -210,6 +210,13 @@ async fn events_and_alerts_reach_jetstream_once_through_a_server_restart() {
         (n > 0, n)
     })
     .await;
+    // The sink has recorded a batch (its status starts disconnected, which
+    // the check below would otherwise take for the server being gone).
+    eventually("the sink reports a batch exported", || async {
+        let ready = export_ready(&health, "nats").await;
+        (ready["connected"] == true, ready)
+    })
+    .await;
     // Mid-stream: the server goes away, ingest goes on, the server returns.
     nats.stop();
     let (status, body) = node.ingest(events(1001, 1000)).await;
