@@ -25,11 +25,19 @@ use tantivy::{
 };
 
 use super::counts::{Histogram, KeptTotals, Kind, Minutes, Spans, TimeRange, TopValues};
-use super::phrases;
+use super::{phrases, words};
 use crate::model::Event;
 
-/// Writer memory budget; tantivy flushes a segment when it is reached.
+/// Writer memory budget, shared by its indexing threads; tantivy flushes a
+/// thread's segment when its share is reached.
 const WRITER_MEMORY_BYTES: usize = 48 * 1024 * 1024;
+
+/// tantivy's indexing threads, where there are cores for them. With one,
+/// adding the documents is the slowest stage end to end and the index falls
+/// behind the store (then read back from redb instead of handed over in
+/// memory); with two on two cores the index keeps up (docs/PERFORMANCE.md,
+/// "Two indexing threads").
+const MAX_INDEXING_THREADS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -149,7 +157,7 @@ fn build_schema(numbers_indexed: bool) -> (Schema, Fields) {
     // No field norms anywhere: results are ordered by time, never scored
     // by relevance, and norms cost about a byte per field per event.
     let words = TextFieldIndexing::default()
-        .set_tokenizer("default")
+        .set_tokenizer(words::TOKENIZER)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions)
         .set_fieldnorms(false);
     let exact = TextFieldIndexing::default()
@@ -571,12 +579,12 @@ impl EventIndex {
                 (Self::open_in(dir, &schema)?, Opened::Fresh)
             }
         };
-        let words = index.tokenizers().get("default").ok_or_else(|| {
-            tantivy::TantivyError::InternalError("no default tokenizer".to_owned())
-        })?;
         index
             .tokenizers()
-            .register(phrases::TOKENIZER, phrases::WordPairs::new(words));
+            .register(words::TOKENIZER, words::Words::default());
+        index
+            .tokenizers()
+            .register(phrases::TOKENIZER, phrases::WordPairs::default());
         // Counts and aggregations read the segments side by side, one
         // thread a core (at most four).
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
@@ -630,11 +638,19 @@ impl EventIndex {
     }
 
     pub fn writer(&self) -> Result<IndexWriter, Error> {
-        // One indexing and one merge thread (tantivy's default is four
-        // merge threads: four big merges at once on a small node).
+        let threads =
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_INDEXING_THREADS));
+        self.writer_with_threads(threads)
+    }
+
+    /// A writer with `threads` indexing threads, each filling a segment of
+    /// its own until the commit.
+    fn writer_with_threads(&self, threads: usize) -> Result<IndexWriter, Error> {
+        // One merge thread (tantivy's default is four: four big merges at
+        // once on a small node).
         let options = tantivy::indexer::IndexWriterOptions::builder()
-            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
-            .num_worker_threads(1)
+            .memory_budget_per_thread(WRITER_MEMORY_BYTES / threads)
+            .num_worker_threads(threads)
             .num_merge_threads(1)
             .build();
         Ok(self.index.writer_with_options(options)?)
@@ -1559,7 +1575,8 @@ mod tests {
         // one bucket); segment 2: "a" 5 times.
         let dir = tempfile::tempdir().unwrap();
         let (index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
-        let mut w = index.writer().unwrap();
+        // One segment a commit.
+        let mut w = index.writer_with_threads(1).unwrap();
         let mut seq = 0;
         let mut add = |w: &mut IndexWriter, user: &str| {
             seq += 1;
@@ -1671,7 +1688,8 @@ mod tests {
         // Every segment's counts are kept, however small.
         index.minutes = Minutes::new(0);
         index.totals = KeptTotals::new(0, MAX_TOTALS_KIB);
-        let mut w = index.writer().unwrap();
+        // One segment a commit.
+        let mut w = index.writer_with_threads(1).unwrap();
         let long = "x".repeat(70_000);
         let mut events = Vec::new();
         for hour in 0..4u64 {

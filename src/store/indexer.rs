@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tantivy::IndexWriter;
+use tantivy::indexer::UserOperation;
 
 use super::Store;
 use super::index::{EventIndex, Opened};
@@ -394,11 +395,15 @@ impl Indexer {
             };
             let Some(last) = events.last() else { break };
             let (last, n) = (last.seq, events.len());
-            for e in events {
-                self.writer
-                    .add_document(self.index.document(e))
-                    .map_err(|e| super::Error::Index(e.into()))?;
-            }
+            // One batch for tantivy: one hand-over to its indexing threads
+            // instead of one a document.
+            self.writer
+                .run(
+                    events
+                        .into_iter()
+                        .map(|e| UserOperation::Add(self.index.document(e))),
+                )
+                .map_err(|e| super::Error::Index(e.into()))?;
             self.added = last;
             self.pending += n;
             // The timer applies inside a long catch-up too: otherwise a rebuild

@@ -20,6 +20,7 @@ pub mod outbox;
 mod phrases;
 pub mod retention;
 pub mod rules;
+mod words;
 pub mod writer;
 
 use std::ops::Range;

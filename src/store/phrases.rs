@@ -10,35 +10,31 @@
 //! there are too many of them for what they save; a phrase with numbers
 //! uses the pairs it has and positions for the rest.
 //!
-//! Words are the text field's own (tantivy's default tokenizer: split on
-//! anything but letters and digits, lowercased, words over 40 bytes
-//! dropped). Pairs join the words that are kept, so a two-word phrase also
-//! finds the two words with a dropped over-long word between them, where a
-//! phrase over positions would not: a few more hits, never fewer.
+//! Words are the text field's own ([`Words`]: tantivy's default
+//! tokenizer, split on anything but letters and digits, lowercased, words
+//! over 40 bytes dropped). Pairs join the words that are kept, so a
+//! two-word phrase also finds the two words with a dropped over-long word
+//! between them, where a phrase over positions would not: a few more hits,
+//! never fewer.
 
 use tantivy::Term;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::tokenizer::{BoxTokenStream, TextAnalyzer, Token, TokenStream, Tokenizer};
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+
+use super::words::{WordStream, Words};
 
 /// The tokenizer of the pair fields, registered under this name.
 pub const TOKENIZER: &str = "word_pairs";
 
 /// Every two consecutive words of the text, as `first second`.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct WordPairs {
-    words: TextAnalyzer,
-}
-
-impl WordPairs {
-    /// Pairs of the words `words` makes.
-    pub fn new(words: TextAnalyzer) -> WordPairs {
-        WordPairs { words }
-    }
+    words: Words,
 }
 
 pub struct PairStream<'a> {
-    words: BoxTokenStream<'a>,
+    words: WordStream<'a>,
     /// The last word and where it starts.
     previous: Option<(String, usize)>,
     token: Token,
@@ -161,14 +157,9 @@ pub fn with_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer};
 
     fn pairs(text: &str) -> Vec<(String, usize, usize, usize)> {
-        let words = TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(RemoveLongFilter::limit(40))
-            .filter(LowerCaser)
-            .build();
-        let mut tokenizer = WordPairs::new(words);
+        let mut tokenizer = WordPairs::default();
         let mut stream = tokenizer.token_stream(text);
         let mut out = Vec::new();
         while let Some(t) = stream.next() {
