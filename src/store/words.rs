@@ -32,6 +32,7 @@ const WORD_BYTE: [bool; 256] = {
     table
 };
 
+/// The tokenizer: tantivy's default tokens, ASCII text split here.
 #[derive(Clone)]
 pub struct Words {
     token: Token,
@@ -51,13 +52,16 @@ impl Default for Words {
     }
 }
 
+/// The words of one text.
 pub enum WordStream<'a> {
+    /// ASCII text, split here.
     Ascii {
         text: &'a str,
         /// Where the next word is looked for.
         at: usize,
         token: &'a mut Token,
     },
+    /// Any other text, split by tantivy's default.
     Other(BoxTokenStream<'a>),
 }
 
@@ -177,6 +181,35 @@ mod tests {
         }
         // The same tokenizer again: nothing carried over from the text before.
         same_as_tantivy(&mut ours, "again");
+    }
+
+    /// Random ASCII texts (words, separators, control bytes, runs around
+    /// the 40-byte limit), a few with a letter that is not ASCII.
+    #[test]
+    fn random_texts_split_as_tantivy_splits_them() {
+        const PIECES: [&str; 14] = [
+            "a", "Z", "0", "9", " ", ".", "-", "_", "\t", "\0", "\u{7f}", "=", "é", "Σ",
+        ];
+        let mut ours = TextAnalyzer::from(Words::default());
+        // xorshift64: the same texts every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..next(60) {
+                // Mostly ASCII: the last two pieces one time in ten.
+                let pieces = if next(10) == 0 { 14 } else { 12 };
+                let piece = PIECES[next(pieces)];
+                // Long runs of one byte reach the dropped-word limit.
+                text.push_str(&piece.repeat(if next(8) == 0 { 35 + next(10) } else { 1 }));
+            }
+            same_as_tantivy(&mut ours, &text);
+        }
     }
 
     #[test]
