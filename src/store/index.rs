@@ -1609,13 +1609,8 @@ mod tests {
     /// `top`s.
     #[test]
     fn stats_are_exact_whatever_the_distribution() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut random = crate::store::xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: u64| random() % n;
         for skewed in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let (index, _) = EventIndex::open(&dir.path().join("index")).unwrap();
@@ -2490,13 +2485,7 @@ mod tests {
     fn the_depth_scan_never_reads_fewer_groups_than_tantivy_parses() {
         // The scan before the second review read 17 of these shallower
         // than tantivy (a phrase or regex right after a word, `)` or phrase).
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::store::xorshift(0x9e37_79b9_7f4a_7c15);
         let (mut parsed, mut nested) = (0, 0);
         for _ in 0..50_000 {
             let mut text = String::new();
@@ -2530,13 +2519,7 @@ mod tests {
             "(", ")", "\"", "'", "/", "a", ":", "[", "]", "{", "}", "\\", " ", "NOT ", "-", " TO ",
             "((", "))", " a ", "(a ", " a)", "\"a\"", "'a'",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::store::xorshift(0x9e37_79b9_7f4a_7c15);
         let (mut parsed, mut nested) = (0, 0);
         for _ in 0..200_000 {
             let len = 1 + (next() % 24) as usize;
@@ -2712,13 +2695,8 @@ mod tests {
             .map(|(i, line)| event(i as u64 + 1, i as i64, line))
             .collect();
         let (_d, index) = index_with(&events);
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut random = crate::store::xorshift(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: usize| (random() % n as u64) as usize;
         let mut queries = vec![
             "\"failed password\"".to_owned(),
             "\"password for invalid user\"".to_owned(),

@@ -673,6 +673,19 @@ fn migrate(db: &Database, path: &Path) -> Result<Ulid> {
     Ok(node_id)
 }
 
+/// A repeatable stream of pseudo-random numbers (xorshift64) for tests
+/// that draw many inputs: the same inputs every run.
+#[cfg(test)]
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

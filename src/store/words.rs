@@ -191,14 +191,9 @@ mod tests {
             "a", "Z", "0", "9", " ", ".", "-", "_", "\t", "\0", "\u{7f}", "=", "é", "Σ",
         ];
         let mut ours = TextAnalyzer::from(Words::default());
-        // xorshift64: the same texts every run.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        // The same texts every run.
+        let mut random = crate::store::xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: usize| (random() % n as u64) as usize;
         for _ in 0..20_000 {
             let mut text = String::new();
             for _ in 0..next(60) {
