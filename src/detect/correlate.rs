@@ -333,8 +333,10 @@ impl Windows {
                 continue;
             };
             // Aliased group-by fields resolve through the id, then the name.
-            let named = [id, feeds.name.as_deref().unwrap_or(id)];
-            let resolve = &named[..if feeds.name.is_some() { 2 } else { 1 }];
+            let resolve: &[&str] = match feeds.name.as_deref() {
+                Some(name) => &[id, name],
+                None => &[id],
+            };
             for (index, reference) in &feeds.correlations {
                 let index = *index;
                 let def = &compiled.rules[index].def;
@@ -978,6 +980,52 @@ mod tests {
         b.user_name = None;
         b.host_name = Some("a".into());
         assert!(groups(&mut d, &[a.clone(), b, a]).is_empty());
+    }
+
+    /// An aliased group-by field is read from each rule's own field: the
+    /// rule referred to by id through its id, the one referred to by name
+    /// through its name.
+    #[test]
+    fn aliased_group_by_fields_resolve_per_rule() {
+        let set = load_all(format!(
+            "{BASE}---\ntitle: Success\nname: login_success\n\
+             id: 6c0d2e1a-0000-4000-8000-000000000003\n\
+             logsource:\n    product: linux\n    service: sshd\n\
+             detection:\n    selection:\n        event.outcome: success\n    condition: selection\n\
+             ---\ntitle: Failure then success\nid: 6c0d2e1a-0000-4000-8000-000000000002\n\
+             correlation:\n    type: temporal\n\
+             \x20   rules: [6c0d2e1a-0000-4000-8000-000000000001, login_success]\n\
+             \x20   aliases:\n        peer:\n\
+             \x20           6c0d2e1a-0000-4000-8000-000000000001: source.ip\n\
+             \x20           login_success: destination.ip\n\
+             \x20   group-by: [peer]\n    timespan: 1m\n"
+        ));
+        let mut d = Detector::new(&set).unwrap();
+        let success = |ip: &str, secs| Event {
+            outcome: Some("success".into()),
+            source_ip: None,
+            destination_ip: Some(ip.parse().unwrap()),
+            ..failure("10.9.9.9", secs, "root")
+        };
+        let peers = |d: &mut Detector, events: &[Event]| -> Vec<Vec<(String, String)>> {
+            d.evaluate(events)
+                .into_iter()
+                .filter(|h| h.correlation)
+                .map(|h| h.group_key)
+                .collect()
+        };
+        // A success towards another address completes nothing.
+        assert!(
+            peers(
+                &mut d,
+                &[failure("10.1.1.9", 0, "root"), success("10.1.1.8", 1)]
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            peers(&mut d, &[success("10.1.1.9", 2)]),
+            [vec![("peer".to_owned(), "10.1.1.9".to_owned())]]
+        );
     }
 
     /// `value_count` counts distinct values in the window; late events
