@@ -122,6 +122,13 @@ thread_local! {
     static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::default());
 }
 
+thread_local! {
+    /// zstd's decompression context per thread that reads blocks, kept:
+    /// making one for every block cost more than decoding a small one.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Runs `f` with this thread's [`Encoder`].
 pub fn with_encoder<R>(f: impl FnOnce(&mut Encoder) -> R) -> R {
     ENCODER.with_borrow_mut(f)
@@ -729,8 +736,14 @@ fn decompress(key: u64, bytes: &[u8]) -> super::Result<Vec<u8>> {
     let capacity = zstd::bulk::Decompressor::upper_bound(body)
         .unwrap_or(BLOCK_BODY_BYTES)
         .min(MAX_DECOMPRESSED);
-    zstd::bulk::decompress(body, capacity)
-        .map_err(|e| corrupt(key, format!("cannot decompress: {e}")))
+    let cannot = |e: std::io::Error| corrupt(key, format!("cannot decompress: {e}"));
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(cannot)?),
+        };
+        decompressor.decompress(body, capacity).map_err(cannot)
+    })
 }
 
 #[cfg(test)]
