@@ -8,13 +8,19 @@
 //!   (Loghub Linux and Apache, the Beats samples, the CrowdSec hub tests,
 //!   fail2ban's test logs),
 //!   grouped by the dataset they parse into: lines/s per program parser.
+//! - `http_body`: HTTP ingest bodies of the OpenSSH lines as events.
 
 use std::hint::black_box;
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use secmon::ingest::http::parse_body;
 use secmon::model::Event;
 use secmon::parse::{ParseOptions, RawRecord, parse, sshd, syslog};
+use serde::de::IgnoredAny;
+
+/// Loghub's OpenSSH sample: 2 000 lines of a real sshd under attack.
+const OPENSSH_2K: &str = "../shared/data/loghub-2.0/2k_dataset/OpenSSH/OpenSSH_2k.log";
 
 fn load(path: &str) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -27,12 +33,7 @@ fn load(path: &str) -> Vec<String> {
 
 fn bench(c: &mut Criterion) {
     let now: DateTime<Utc> = DateTime::from_timestamp(1_770_000_000, 0).unwrap_or_default();
-    let ssh = load("../shared/data/loghub-2.0/2k_dataset/OpenSSH/OpenSSH_2k.log");
-    let ssh = if ssh.is_empty() {
-        load("../shared/data/loghub/OpenSSH/OpenSSH_2k.log")
-    } else {
-        ssh
-    };
+    let ssh = load(OPENSSH_2K);
     let blob = ssh.join("\n").into_bytes();
     let msgs: Vec<String> = ssh
         .iter()
@@ -75,6 +76,54 @@ fn bench(c: &mut Criterion) {
                 black_box(parse(black_box(r), &opts));
             }
         })
+    });
+    g.finish();
+}
+
+/// HTTP ingest bodies: the OpenSSH lines parsed, each sent as the ingest
+/// JSON `secmon bench ingest --line-format syslog` sends (`@timestamp`, the
+/// dotted known fields, the rest at the top level), one document a line.
+/// The baseline reads the same documents without building anything (serde's
+/// `IgnoredAny`); `value_then_event` is the way before: a `serde_json::Value`
+/// of each document, then the event from it.
+fn http_body(c: &mut Criterion) {
+    let now: DateTime<Utc> = DateTime::from_timestamp(1_770_000_000, 0).unwrap_or_default();
+    let opts = ParseOptions::default();
+    let lines: Vec<String> = load(OPENSSH_2K)
+        .into_iter()
+        .map(|l| {
+            let raw = RawRecord {
+                bytes: l.into_bytes(),
+                source: "bench",
+                peer: None,
+                received_at: now,
+            };
+            secmon::bench::ingest_json(&parse(&raw, &opts)).to_string()
+        })
+        .collect();
+    let body = lines.join("\n").into_bytes();
+    let mut g = c.benchmark_group("http_body");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("baseline_json_ignored", |b| {
+        b.iter(|| {
+            for l in &lines {
+                black_box(serde_json::from_slice::<IgnoredAny>(black_box(l.as_bytes())).ok());
+            }
+        })
+    });
+    // Both keep the body's events, as ingest does until they are committed.
+    g.bench_function("value_then_event", |b| {
+        b.iter(|| {
+            let events: Vec<Event> = lines
+                .iter()
+                .filter_map(|l| serde_json::from_slice(black_box(l.as_bytes())).ok())
+                .filter_map(|v| Event::from_json(v, now).ok())
+                .collect();
+            black_box(events)
+        })
+    });
+    g.bench_function("parse_body", |b| {
+        b.iter(|| black_box(parse_body(black_box(&body))))
     });
     g.finish();
 }
@@ -148,5 +197,5 @@ fn per_dataset(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, per_dataset);
+criterion_group!(benches, bench, http_body, per_dataset);
 criterion_main!(benches);

@@ -119,8 +119,7 @@ fn to_event(line: &[u8], format: Format, opts: &ParseOptions) -> Result<Event, S
     };
     let received_at = Utc::now();
     if json {
-        let value = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
-        return Event::from_json(value, received_at).map_err(|e| e.to_string());
+        return Event::from_json_slice(line, received_at).map_err(|e| e.to_string());
     }
     let raw = RawRecord {
         bytes: line.to_vec(),

@@ -54,10 +54,10 @@ pub fn parse_body(body: &[u8]) -> Parsed {
     let mut parsed = Parsed::default();
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        match serde_json::from_slice::<Vec<serde_json::Value>>(body) {
-            Ok(values) => {
-                for (i, value) in values.into_iter().enumerate() {
-                    match Event::from_json(value, received_at) {
+        match Event::from_json_array(body, received_at) {
+            Ok(results) => {
+                for (i, result) in results.into_iter().enumerate() {
+                    match result {
                         Ok(e) => parsed.events.push(e),
                         Err(e) => parsed.reject(i + 1, e.to_string()),
                     }
@@ -72,12 +72,9 @@ pub fn parse_body(body: &[u8]) -> Parsed {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let result = serde_json::from_slice(line)
-            .map_err(|e| format!("invalid JSON: {e}"))
-            .and_then(|v| Event::from_json(v, received_at).map_err(|e| e.to_string()));
-        match result {
+        match Event::from_json_slice(line, received_at) {
             Ok(e) => parsed.events.push(e),
-            Err(reason) => parsed.reject(i + 1, reason),
+            Err(e) => parsed.reject(i + 1, e.to_string()),
         }
     }
     parsed

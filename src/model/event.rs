@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use ulid::Ulid;
@@ -111,6 +112,8 @@ fn is_false(b: &bool) -> bool {
 /// Why a submitted JSON document could not become an event.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EventInputError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
     #[error("an event must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     #[error("field `{field}`: {reason}")]
@@ -129,27 +132,46 @@ impl Event {
     ///
     /// Known fields may be given dotted (`"host.name"`) or nested
     /// (`{"host": {"name": ..}}`); `@timestamp` or `timestamp` sets the event
-    /// time (else the receive time); unknown keys go to `fields`.
+    /// time (else the receive time; `@timestamp` when both are given);
+    /// unknown keys go to `fields`. The first bad known field is the error.
     pub fn from_json(value: Value, received_at: DateTime<Utc>) -> Result<Event, EventInputError> {
         let Value::Object(object) = value else {
             return Err(EventInputError::NotAnObject(json_kind(&value)));
         };
-        let mut flat = Map::new();
-        let mut fields = Map::new();
+        let mut submitted = Submitted::new(received_at);
         for (key, value) in object {
-            flatten_known(key, value, &mut flat, &mut fields);
+            submitted.entry(Cow::Owned(key), value);
         }
-        let mut event = Event {
-            timestamp: received_at,
-            received_at,
-            fields,
-            ..Event::default()
-        };
-        for (key, value) in flat {
-            event.set_known(&key, value)?;
-        }
-        Ok(event)
+        submitted.finish()
     }
+
+    /// [`Event::from_json`] on the document's bytes, read straight into the
+    /// event: no map of the whole document is built and keys are not copied
+    /// unless they go to `fields`. What HTTP ingest and JSON lines use.
+    pub fn from_json_slice(
+        bytes: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Event, EventInputError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        SubmittedSeed(received_at)
+            .deserialize(&mut de)
+            .and_then(|event| de.end().map(|()| event))
+            .map_err(|e| EventInputError::Json(e.to_string()))?
+    }
+
+    /// A JSON array of documents, each read as [`Event::from_json_slice`]
+    /// reads one: an error for the whole array when it is not valid JSON,
+    /// else one result per element.
+    pub fn from_json_array(
+        bytes: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Result<Event, EventInputError>>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let events = de.deserialize_seq(SubmittedArray(received_at))?;
+        de.end()?;
+        Ok(events)
+    }
+
     /// The event as a flat JSON object under its DESIGN.md names
     /// (`host.name`, `source.ip`, `log.original`, ...), what the export
     /// sinks send: `@timestamp`, `event.ingested` (received), `event.id`
@@ -306,6 +328,170 @@ impl Event {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// A submitted document read entry by entry into an event.
+struct Submitted {
+    event: Event,
+    /// Known fields given nested (`{"host": {"name": ..}}`) by their dotted
+    /// keys, set when the document ends.
+    nested: Map<String, Value>,
+    /// `@timestamp` was given: a `timestamp` does not override it.
+    stamped: bool,
+    error: Option<EventInputError>,
+}
+
+impl Submitted {
+    fn new(received_at: DateTime<Utc>) -> Submitted {
+        Submitted {
+            event: Event {
+                timestamp: received_at,
+                received_at,
+                ..Event::default()
+            },
+            nested: Map::new(),
+            stamped: false,
+            error: None,
+        }
+    }
+
+    fn entry(&mut self, key: Cow<'_, str>, value: Value) {
+        if KNOWN_FIELDS.contains(&key.as_ref()) && (key == "labels" || !value.is_object()) {
+            self.set(&key, value);
+        } else {
+            flatten_known(
+                key.into_owned(),
+                value,
+                &mut self.nested,
+                &mut self.event.fields,
+            );
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        if self.error.is_some() || (key == "timestamp" && self.stamped) {
+            return;
+        }
+        self.stamped |= key == "@timestamp" && !value.is_null();
+        if let Err(e) = self.event.set_known(key, value) {
+            self.error = Some(e);
+        }
+    }
+
+    fn finish(mut self) -> Result<Event, EventInputError> {
+        for (key, value) in std::mem::take(&mut self.nested) {
+            self.set(&key, value);
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.event),
+        }
+    }
+}
+
+/// Reads one submitted document as [`Submitted`]; anything but an object
+/// is read through (the input stays in step) and refused.
+struct SubmittedSeed(DateTime<Utc>);
+
+impl<'de> DeserializeSeed<'de> for SubmittedSeed {
+    type Value = Result<Event, EventInputError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SubmittedSeed {
+    type Value = Result<Event, EventInputError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut submitted = Submitted::new(self.0);
+        while let Some(Key(key)) = map.next_key()? {
+            submitted.entry(key, map.next_value()?);
+        }
+        Ok(submitted.finish())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(EventInputError::NotAnObject("an array")))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err(EventInputError::NotAnObject("null")))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(EventInputError::NotAnObject("a boolean")))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(EventInputError::NotAnObject("a number")))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(EventInputError::NotAnObject("a number")))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(EventInputError::NotAnObject("a number")))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(EventInputError::NotAnObject("a string")))
+    }
+}
+
+/// A JSON array of submitted documents, one result each.
+struct SubmittedArray(DateTime<Utc>);
+
+impl<'de> Visitor<'de> for SubmittedArray {
+    type Value = Vec<Result<Event, EventInputError>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut events = Vec::new();
+        while let Some(event) = seq.next_element_seed(SubmittedSeed(self.0))? {
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+
+            fn visit_string<E>(self, key: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key)))
+            }
+        }
+        de.deserialize_str(KeyVisitor)
     }
 }
 
@@ -614,6 +800,91 @@ mod tests {
                 expected
             );
         }
+    }
+
+    /// Documents read from their bytes and from a parsed value: the same
+    /// event or the same error.
+    #[test]
+    fn bytes_and_values_read_alike() {
+        let documents = [
+            r#"{"message": "m", "host.name": "h", "source.ip": "10.0.0.1", "source.port": 22}"#,
+            r#"{"host": {"name": "h", "os": "linux"}, "user": {"target": {"name": "r"}}, "x": [1, {"y": null}]}"#,
+            r#"{"labels": {"env": "prod", "tier": 2, "gone": null}, "event.severity": "3"}"#,
+            r#"{"message": null, "process.pid": 7, "kube": {"pod": "p"}, "kube.ns": "n"}"#,
+            r#"{"host.name": "escaped key", "message": "été"}"#,
+            r#"{"@timestamp": 1700000000000, "event.dataset": "sshd", "log.original": "raw"}"#,
+            r#"{"source.ip": "999.1.1.1"}"#,
+            r#"{"message": ["a"]}"#,
+            r#"{"labels": "flat"}"#,
+            r#"{"source.port": -1}"#,
+            r#"{}"#,
+            r#"[1, 2]"#,
+            r#""str""#,
+            "5",
+            "-5.5",
+            "true",
+            "null",
+        ];
+        for doc in documents {
+            let value: Value = serde_json::from_str(doc).unwrap();
+            let from_value = Event::from_json(value, now()).map_err(|e| e.to_string());
+            let from_bytes =
+                Event::from_json_slice(doc.as_bytes(), now()).map_err(|e| e.to_string());
+            assert_eq!(from_bytes, from_value, "{doc}");
+        }
+    }
+
+    #[test]
+    fn bad_bytes_are_invalid_json_and_deep_ones_do_not_recurse() {
+        for doc in [
+            &b"{\"message\": \"m\"} trailing"[..],
+            b"{\"message\": \"m\"",
+            b"{\"message\": \"\xff\"}",
+            b"",
+            b"{\"a\": 1,}",
+        ] {
+            let e = Event::from_json_slice(doc, now()).unwrap_err();
+            assert!(matches!(e, EventInputError::Json(_)), "{e:?}");
+            assert!(e.to_string().starts_with("invalid JSON: "), "{e}");
+        }
+        let deep = format!("{{\"x\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = Event::from_json_slice(deep.as_bytes(), now()).unwrap_err();
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+    }
+
+    #[test]
+    fn at_timestamp_wins_over_timestamp_in_any_order() {
+        for doc in [
+            r#"{"timestamp": 1000, "@timestamp": 2000}"#,
+            r#"{"@timestamp": 2000, "timestamp": 1000}"#,
+        ] {
+            let e = Event::from_json_slice(doc.as_bytes(), now()).unwrap();
+            assert_eq!(e.timestamp.timestamp_millis(), 2000, "{doc}");
+            let value = serde_json::from_str(doc).unwrap();
+            assert_eq!(Event::from_json(value, now()).unwrap(), e);
+        }
+        let e = Event::from_json_slice(br#"{"@timestamp": null, "timestamp": 1000}"#, now());
+        assert_eq!(e.unwrap().timestamp.timestamp_millis(), 1000);
+    }
+
+    #[test]
+    fn an_array_reads_each_element() {
+        let events =
+            Event::from_json_array(br#"[{"message": "a"}, 5, {"source.ip": "x"}]"#, now()).unwrap();
+        let results: Vec<_> = events
+            .into_iter()
+            .map(|r| r.map(|e| e.message).map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                Ok("a".to_owned()),
+                Err("an event must be a JSON object, got a number".to_owned()),
+                Err("field `source.ip`: `x` is not an IPv4 or IPv6 address".to_owned()),
+            ]
+        );
+        assert!(Event::from_json_array(br#"[{"message": "a"},"#, now()).is_err());
+        assert!(Event::from_json_array(br#"{"message": "a"}"#, now()).is_err());
     }
 
     #[test]

@@ -60,7 +60,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::model::Event;
+use crate::model::{Event, EventInputError};
 
 /// A parser module's `done(event, category, action, outcome)`: classifies
 /// the event under `$dataset` and answers true (recognised).
@@ -394,9 +394,9 @@ fn strip_solaris_id<'a>(msg: &'a str, event: &mut Event) -> &'a str {
 /// A JSON object line, as an event; `None` when it is not JSON, an error when
 /// it is JSON but not an acceptable event (the line then goes on as text).
 fn from_json_line(text: &str, base: &Event) -> Option<Result<Event, String>> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    let mut event = match Event::from_json(value, base.received_at) {
+    let mut event = match Event::from_json_slice(text.as_bytes(), base.received_at) {
         Ok(event) => event,
+        Err(EventInputError::Json(_)) => return None,
         Err(err) => return Some(Err(err.to_string())),
     };
     event.host_ip = event.host_ip.or(base.host_ip);
