@@ -258,7 +258,9 @@ fn parse_body(
             });
             break;
         };
-        if !matches!(serde_json::from_slice::<Value>(doc), Ok(Value::Object(_))) {
+        // Checked without building it: `parse` reads it into the event.
+        let object = doc.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if !object || serde_json::from_slice::<serde::de::IgnoredAny>(doc).is_err() {
             items.push(Item::Refuse {
                 action,
                 index,
@@ -293,7 +295,9 @@ mod tests {
 {\"delete\":{\"_id\":\"x\"}}\n\
 {\"update\":{\"_id\":\"y\"}}\n{\"doc\":{}}\n\
 {\"index\":{}}\nnot json\n\
-{\"index\":{}}\n{\"message\":\"three\"}\n";
+{\"index\":{}}\n[{\"message\":\"in an array\"}]\n\
+{\"index\":{}}\n{\"message\":\"trailing\"} x\n\
+{\"index\":{}}\n  {\"message\":\"three\"}\n";
         let (items, events) = parse_body(body, Some("default-idx"), &ParseOptions::default());
         let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["one", "two", "three"]);
@@ -314,6 +318,8 @@ mod tests {
                 "ok create",
                 "400 delete",
                 "400 update",
+                "400 index",
+                "400 index",
                 "400 index",
                 "ok index"
             ]
