@@ -847,9 +847,16 @@ mod tests {
             assert!(matches!(e, EventInputError::Json(_)), "{e:?}");
             assert!(e.to_string().starts_with("invalid JSON: "), "{e}");
         }
-        let deep = format!("{{\"x\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        // Under a key it would be kept: refused at serde_json's depth limit.
+        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!("{{\"x\": {nested}}}");
         let e = Event::from_json_slice(deep.as_bytes(), now()).unwrap_err();
         assert!(e.to_string().contains("recursion limit"), "{e}");
+        // Alone it is read through without being built, and refused.
+        let e = Event::from_json_slice(nested.as_bytes(), now()).unwrap_err();
+        assert_eq!(e, EventInputError::NotAnObject("an array"));
+        let events = Event::from_json_array(format!("[{nested}, {deep}]").as_bytes(), now());
+        assert!(events.is_err(), "the element under a key is too deep");
     }
 
     #[test]
