@@ -20,6 +20,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use ulid::Ulid;
 
+use super::Batch;
 use crate::parse::{self, ParseOptions, RawRecord};
 use crate::store::writer::WriterHandle;
 use crate::telemetry::metric;
@@ -117,7 +118,7 @@ async fn run(bulk: Bulk, default_index: Option<String>, body: Bytes) -> Response
         .count() as u64;
     metrics::counter!(metric::EVENTS_RECEIVED, "source" => SOURCE).increment(received);
     metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE).increment(refused);
-    for event in &events {
+    for event in events.events() {
         super::count_parsed(event, SOURCE);
     }
 
@@ -180,9 +181,9 @@ fn parse_body(
     body: &[u8],
     default_index: Option<&str>,
     opts: &ParseOptions,
-) -> (Vec<Item>, Vec<crate::model::Event>) {
+) -> (Vec<Item>, Batch) {
     let mut items = Vec::new();
-    let mut events = Vec::new();
+    let mut events = Batch::default();
     let received_at = Utc::now();
     let mut lines = body
         .split(|&b| b == b'\n')
@@ -299,6 +300,7 @@ mod tests {
 {\"index\":{}}\n{\"message\":\"trailing\"} x\n\
 {\"index\":{}}\n  {\"message\":\"three\"}\n";
         let (items, events) = parse_body(body, Some("default-idx"), &ParseOptions::default());
+        let events = events.events();
         let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["one", "two", "three"]);
         assert_eq!(events[0].labels["index"], "logs");

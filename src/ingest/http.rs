@@ -16,6 +16,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 
+use super::Batch;
 use crate::model::Event;
 use crate::store::writer::WriterHandle;
 use crate::telemetry::metric;
@@ -33,7 +34,7 @@ pub struct LineError {
 /// The events a body holds and the lines that could not become events.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub events: Vec<Event>,
+    pub events: Batch,
     pub errors: Vec<LineError>,
     pub rejected: usize,
 }
@@ -130,7 +131,7 @@ mod tests {
     fn ndjson_with_blank_crlf_and_bad_lines() {
         let body = b"{\"message\":\"a\"}\r\n\n{bad\n[1]\n{\"message\":\"b\",\"source.ip\":\"x\"}\n{\"message\":\"c\"}";
         let p = parse_body(body);
-        let msgs: Vec<_> = p.events.iter().map(|e| e.message.as_str()).collect();
+        let msgs: Vec<_> = p.events.events().iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, ["a", "c"]);
         assert_eq!(p.rejected, 3);
         let lines: Vec<_> = p.errors.iter().map(|e| e.line).collect();

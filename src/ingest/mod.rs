@@ -81,14 +81,15 @@ pub fn count_from_zero(source: &'static str, lossy: bool) {
 /// marked trusted as `ingest.api_trusted` says, whatever they claim.
 pub async fn commit(
     writer: &WriterHandle,
-    mut events: Vec<Event>,
+    mut batch: Batch,
     source: &'static str,
 ) -> Result<Range<u64>, Refused> {
     let trusted = writer.api_trusted();
+    let (mut events, bytes) = batch.take();
     for event in &mut events {
         event.trusted = trusted;
     }
-    let pending = writer.try_submit(events).map_err(|e| match e {
+    let pending = writer.try_submit_sized(events, bytes).map_err(|e| match e {
         SubmitError::Full => {
             metrics::counter!(metric::INGEST_THROTTLED, "source" => source).increment(1);
             Refused::Busy
@@ -319,7 +320,7 @@ const FD_REFRESH: Duration = Duration::from_secs(1);
 /// Events a listener gathers for one submission: full at [`BATCH_EVENTS`]
 /// events or [`BATCH_BYTES`], so a connection never holds more than about
 /// that (plus one event) before it submits.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Batch {
     events: Vec<Event>,
     bytes: usize,
@@ -331,6 +332,9 @@ pub const BATCH_EVENTS: usize = 1024;
 pub const BATCH_BYTES: usize = 256 * 1024;
 
 impl Batch {
+    /// Adds `event`, counting its bytes while it is fresh in the cache (a
+    /// request's thousands of events counted at once missed it on every
+    /// map node).
     pub fn push(&mut self, event: Event) {
         self.bytes += event.approx_bytes();
         self.events.push(event);
@@ -338,6 +342,14 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
     }
 
     pub fn is_full(&self) -> bool {

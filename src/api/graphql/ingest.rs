@@ -53,7 +53,7 @@ impl IngestMutation {
             ));
         }
         let received_at = Utc::now();
-        let mut accepted = Vec::with_capacity(events.len());
+        let mut accepted = ingest::Batch::default();
         let mut errors = Vec::new();
         let mut rejected = 0;
         for (i, Json(value)) in events.into_iter().enumerate() {
