@@ -319,7 +319,8 @@ const FD_REFRESH: Duration = Duration::from_secs(1);
 
 /// Events a listener gathers for one submission: full at [`BATCH_EVENTS`]
 /// events or [`BATCH_BYTES`], so a connection never holds more than about
-/// that (plus one event) before it submits.
+/// that (plus one event) before it submits. A request source gathers a
+/// request's events in one for [`commit`] (its body limit bounds them).
 #[derive(Debug, Default)]
 pub struct Batch {
     events: Vec<Event>,
