@@ -118,8 +118,9 @@ async fn run(bulk: Bulk, default_index: Option<String>, body: Bytes) -> Response
         .count() as u64;
     metrics::counter!(metric::EVENTS_RECEIVED, "source" => SOURCE).increment(received);
     metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE).increment(refused);
+    let counters = super::SourceCounters::new(SOURCE);
     for event in events.events() {
-        super::count_parsed(event, SOURCE);
+        counters.count_parsed(event);
     }
 
     let mut seqs = std::ops::Range { start: 0, end: 0 };
@@ -177,11 +178,7 @@ fn too_busy(status: StatusCode, kind: &str) -> Response {
 
 /// Pairs action and document lines. Returns every item in order and the
 /// events of the stored ones (same order).
-fn parse_body(
-    body: &[u8],
-    default_index: Option<&str>,
-    opts: &ParseOptions,
-) -> (Vec<Item>, Batch) {
+fn parse_body(body: &[u8], default_index: Option<&str>, opts: &ParseOptions) -> (Vec<Item>, Batch) {
     let mut items = Vec::new();
     let mut events = Batch::default();
     let received_at = Utc::now();

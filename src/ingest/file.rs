@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
 
+use super::SourceCounters;
 use crate::config::{Files, StartAt};
 use crate::model::Event;
 use crate::parse::{self, ParseOptions};
@@ -211,7 +212,7 @@ impl FileSource {
         self.read_to_end(path, tail).await?;
         if !tail.partial.is_empty() {
             let line = std::mem::take(&mut tail.partial);
-            let event = self.event(path, line);
+            let event = self.event(&SourceCounters::new(SOURCE), path, line);
             self.commit(path, tail, vec![event], tail.pos).await?;
         }
         tracing::info!(path = %path.display(), "file rotated or removed: following the new file");
@@ -222,6 +223,7 @@ impl FileSource {
     /// committing them batch by batch with the position after them.
     async fn read_to_end(&self, path: &Path, tail: &mut Tail) -> std::io::Result<()> {
         let limit = self.parse.max_message_bytes;
+        let counters = SourceCounters::new(SOURCE);
         let mut buf = vec![0u8; CHUNK];
         let mut events = Vec::new();
         loop {
@@ -242,7 +244,7 @@ impl FileSource {
                             tail.partial.extend_from_slice(&rest[..i]);
                             let line = std::mem::take(&mut tail.partial);
                             if !line.iter().all(u8::is_ascii_whitespace) {
-                                events.push(self.event(path, line));
+                                events.push(self.event(&counters, path, line));
                             }
                         }
                         rest = &rest[i + 1..];
@@ -261,7 +263,7 @@ impl FileSource {
                                 // Keep limit + 1 bytes so the parser flags it.
                                 tail.partial.truncate(limit + 1);
                                 let line = std::mem::take(&mut tail.partial);
-                                events.push(self.event(path, line));
+                                events.push(self.event(&counters, path, line));
                                 tail.skipping = true;
                                 resume = tail.pos;
                             }
@@ -277,8 +279,8 @@ impl FileSource {
         }
     }
 
-    fn event(&self, path: &Path, line: Vec<u8>) -> Event {
-        let mut event = super::parse_counted(line, SOURCE, None, &self.parse);
+    fn event(&self, counters: &SourceCounters, path: &Path, line: Vec<u8>) -> Event {
+        let mut event = counters.parse(line, None, &self.parse);
         parse::set_field(
             &mut event,
             "log.file.path",

@@ -90,7 +90,7 @@ impl Listener {
         };
         // The listener's word, never the payload's.
         event.trusted = self.trusted;
-        super::count_parsed(&event, self.source);
+        self.counters.count_parsed(&event);
         event
     }
 }

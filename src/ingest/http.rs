@@ -131,7 +131,12 @@ mod tests {
     fn ndjson_with_blank_crlf_and_bad_lines() {
         let body = b"{\"message\":\"a\"}\r\n\n{bad\n[1]\n{\"message\":\"b\",\"source.ip\":\"x\"}\n{\"message\":\"c\"}";
         let p = parse_body(body);
-        let msgs: Vec<_> = p.events.events().iter().map(|e| e.message.as_str()).collect();
+        let msgs: Vec<_> = p
+            .events
+            .events()
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect();
         assert_eq!(msgs, ["a", "c"]);
         assert_eq!(p.rejected, 3);
         let lines: Vec<_> = p.errors.iter().map(|e| e.line).collect();

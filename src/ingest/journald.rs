@@ -86,6 +86,7 @@ impl JournaldSource {
 
     /// Runs journalctl once, until it exits or `shutdown`.
     async fn follow(&self, shutdown: &CancellationToken) -> std::io::Result<()> {
+        let counters = super::SourceCounters::new(SOURCE);
         let cursor = self.cursor().await?;
         let mut child = Command::new(&self.config.journalctl)
             .args(self.args(cursor.as_deref()))
@@ -129,9 +130,9 @@ impl JournaldSource {
             }
             match serde_json::from_slice::<Map<String, Value>>(&line) {
                 Ok(entry) => {
-                    metrics::counter!(metric::EVENTS_RECEIVED, "source" => SOURCE).increment(1);
+                    counters.received(1);
                     let event = parse::journald::parse(&entry, Utc::now(), &self.parse);
-                    super::count_parsed(&event, SOURCE);
+                    counters.count_parsed(&event);
                     batch.push(event);
                     if let Some(c) = parse::journald::cursor(&entry) {
                         last_cursor = Some(c.to_owned());
