@@ -418,7 +418,12 @@ fn run(
                 Request::Write(req) => {
                     batch.waiting.push((req.events.len(), req.ack));
                     batch.bytes += req.bytes;
-                    batch.events.extend(req.events);
+                    if batch.events.is_empty() {
+                        // The first request's events as they are: no copy.
+                        batch.events = req.events;
+                    } else {
+                        batch.events.extend(req.events);
+                    }
                     batch.checkpoints.extend(req.checkpoint);
                     if batch.events.len() < batch_max {
                         next = rx.try_recv().ok();
