@@ -391,13 +391,17 @@ impl Batch {
         self.events.len() >= BATCH_EVENTS || self.bytes >= BATCH_BYTES
     }
 
-    /// The events and their bytes, leaving the batch empty.
+    /// The events and their bytes, leaving the batch empty. Their vector
+    /// has room for at most twice as many (a batch cut short of what it
+    /// reserved gives the rest back): the writer and the indexer's
+    /// hand-over keep these vectors, and count events, not room.
     fn take(&mut self) -> (Vec<Event>, usize) {
         self.expected = self.events.len();
-        (
-            std::mem::take(&mut self.events),
-            std::mem::take(&mut self.bytes),
-        )
+        let mut events = std::mem::take(&mut self.events);
+        if events.capacity() > 2 * events.len() {
+            events.shrink_to_fit();
+        }
+        (events, std::mem::take(&mut self.bytes))
     }
 }
 
@@ -783,6 +787,7 @@ mod tests {
         );
         let (events, _) = batch.take();
         assert_eq!(events.len(), 1);
+        assert!(events.capacity() <= 2, "what it did not use given back");
         batch.push(Event::default());
         assert!(
             batch.events.capacity() < 300,

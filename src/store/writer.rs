@@ -419,7 +419,10 @@ fn run(
                     batch.waiting.push((req.events.len(), req.ack));
                     batch.bytes += req.bytes;
                     if batch.events.is_empty() {
-                        // The first request's events as they are: no copy.
+                        // The first request's events as they are, no copy
+                        // (a source's vector has room for at most about
+                        // twice its events: a listener gives back what it
+                        // reserved and did not use).
                         batch.events = req.events;
                     } else {
                         batch.events.extend(req.events);
