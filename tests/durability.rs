@@ -315,7 +315,8 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
 
 /// A rebuild (or any backlog) is checkpointed on the commit timer as it
 /// goes, not only at its end: a crash in the middle of a long catch-up
-/// keeps what was done, and `indexLag` shrinks while it runs.
+/// keeps what was done, and `indexLag` shrinks while it runs; the events it
+/// read back from the store are counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_checkpoints_as_it_goes() {
     const EVENTS: u64 = 16_000;
@@ -359,5 +360,14 @@ async fn a_rebuild_checkpoints_as_it_goes() {
         "the rebuild of {EVENTS} events was checkpointed only at its end"
     );
     assert_eq!(node.search_total("rebuild").await, EVENTS);
+    // None of them came from the writer in memory: each was read back
+    // (at least: under `cargo test` other nodes share the process's counters).
+    let metrics = node.metrics().await;
+    let read_back: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("secmon_index_read_back_events_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(read_back >= EVENTS, "{read_back} read back: {metrics}");
     node.app.stop().await;
 }

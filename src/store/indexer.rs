@@ -73,29 +73,36 @@ impl Progress {
             .saturating_sub(self.indexed.load(Ordering::Acquire))
     }
 
-    /// Offers a just-committed batch to the indexer (dropped when too many
-    /// events or bytes are waiting already: the indexer then reads it from
-    /// redb). `bytes`: the batch's [`Event::approx_bytes`] summed, as the
-    /// writer's queue counted them.
+    /// Offers a just-committed batch to the indexer: what there is room for
+    /// by events, all of it or none by bytes (the indexer reads the rest
+    /// back from redb). `bytes`: the batch's [`Event::approx_bytes`]
+    /// summed, as the writer's queue counted them.
     pub fn hand_over(&self, batch: Vec<Event>, bytes: usize) {
         self.hand_over_within(batch, bytes, HANDOFF_MAX_EVENTS, HANDOFF_MAX_BYTES);
     }
 
     fn hand_over_within(
         &self,
-        batch: Vec<Event>,
+        mut batch: Vec<Event>,
         bytes: usize,
         max_events: usize,
         max_bytes: usize,
     ) {
-        if let Ok(mut h) = self.handoff.lock()
-            && h.events + batch.len() <= max_events
-            && h.bytes + bytes <= max_bytes
-        {
-            h.events += batch.len();
-            h.bytes += bytes;
-            h.batches.push_back((batch, bytes));
+        let Ok(mut h) = self.handoff.lock() else {
+            return;
+        };
+        // As much of the batch as there is room for: the indexer reads only
+        // the rest back. (Whole batches or none held one HTTP-sized batch of
+        // two and read half of all events back under sustained ingest.) The
+        // part kept counts the whole batch's bytes, an upper bound.
+        let room = max_events.saturating_sub(h.events);
+        if room == 0 || h.bytes + bytes > max_bytes {
+            return;
         }
+        batch.truncate(room);
+        h.events += batch.len();
+        h.bytes += bytes;
+        h.batches.push_back((batch, bytes));
     }
 
     /// The handed-over events that follow `after` directly, if the next
@@ -209,6 +216,20 @@ mod handoff_tests {
         );
     }
 
+    #[test]
+    fn keeps_the_part_of_a_batch_there_is_room_for() {
+        let p = Progress::new(0);
+        offer_within(&p, batch(1..=6), 10, usize::MAX);
+        offer_within(&p, batch(7..=12), 10, usize::MAX);
+        offer_within(&p, batch(13..=14), 10, usize::MAX);
+        assert_eq!(held(&p).0, 10);
+        assert_eq!(seqs(p.take_after(0)), Some(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(seqs(p.take_after(6)), Some(vec![7, 8, 9, 10]));
+        // 11 to 14 come back from redb.
+        assert_eq!(seqs(p.take_after(10)), None);
+        assert_eq!(held(&p), (0, 0));
+    }
+
     fn big(seqs: std::ops::RangeInclusive<u64>, message_bytes: usize) -> Vec<Event> {
         seqs.map(|seq| Event {
             seq,
@@ -255,7 +276,7 @@ mod handoff_tests {
     }
 
     #[test]
-    fn either_bound_refuses_a_batch() {
+    fn the_byte_bound_refuses_a_whole_batch() {
         let p = Progress::new(0);
         let one = big(1..=1, 1000)
             .iter()
@@ -391,7 +412,11 @@ impl Indexer {
             }
             let events = match self.progress.take_after(self.added) {
                 Some(events) => events,
-                None => self.store.scan_from(self.added + 1, SCAN_CHUNK)?,
+                None => {
+                    let events = self.store.scan_from(self.added + 1, SCAN_CHUNK)?;
+                    metrics::counter!(metric::INDEX_READ_BACK).increment(events.len() as u64);
+                    events
+                }
             };
             let Some(last) = events.last() else { break };
             let (last, n) = (last.seq, events.len());

@@ -15,6 +15,7 @@ pub const COMMIT_ERRORS: &str = "secmon_commit_errors_total";
 pub const INDEX_LAG: &str = "secmon_index_lag_events";
 pub const INDEX_COMMIT_SECONDS: &str = "secmon_index_commit_seconds";
 pub const INDEX_ERRORS: &str = "secmon_index_errors_total";
+pub const INDEX_READ_BACK: &str = "secmon_index_read_back_events_total";
 pub const RETENTION_DELETED: &str = "secmon_retention_deleted_events_total";
 pub const CACHE_REQUESTS: &str = "secmon_cache_requests_total";
 pub const ALERTS_RAISED: &str = "secmon_alerts_raised_total";
@@ -300,6 +301,10 @@ pub(super) fn describe() {
         "Latency of one index commit"
     );
     describe_counter!(INDEX_ERRORS, "Indexing failures (retried)");
+    describe_counter!(
+        INDEX_READ_BACK,
+        "Events the indexer read back from the store instead of taking them from the writer in memory (the hand-over was full, or at start-up)"
+    );
     describe_counter!(
         RETENTION_DELETED,
         "Events deleted by retention, by reason (age, size)"
