@@ -116,9 +116,9 @@ async fn run(bulk: Bulk, default_index: Option<String>, body: Bytes) -> Response
         .iter()
         .filter(|i| matches!(i, Item::Refuse { .. }))
         .count() as u64;
-    metrics::counter!(metric::EVENTS_RECEIVED, "source" => SOURCE).increment(received);
-    metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE).increment(refused);
     let counters = super::SourceCounters::new(SOURCE);
+    counters.received(received);
+    metrics::counter!(metric::EVENTS_REJECTED, "source" => SOURCE).increment(refused);
     for event in events.events() {
         counters.count_parsed(event);
     }

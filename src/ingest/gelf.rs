@@ -72,7 +72,7 @@ impl Listener {
     /// `payload` holds up to `max_message_bytes + 1` bytes: one more than
     /// the cap means it was cut.
     fn gelf_event(&self, payload: &[u8], peer: SocketAddr) -> Event {
-        metrics::counter!(metric::EVENTS_RECEIVED, "source" => self.source).increment(1);
+        self.counters.received(1);
         let cap = self.parse.max_message_bytes;
         let mut event = if payload.len() > cap {
             limited(self.source, "payload_truncated", 1);

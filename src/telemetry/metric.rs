@@ -303,7 +303,7 @@ pub(super) fn describe() {
     describe_counter!(INDEX_ERRORS, "Indexing failures (retried)");
     describe_counter!(
         INDEX_READ_BACK,
-        "Events the indexer read back from the store instead of taking them from the writer in memory (the hand-over was full, or at start-up)"
+        "Events the indexer read back from the store instead of taking them from the writer in memory (the hand-over had no room for them, or at start-up)"
     );
     describe_counter!(
         RETENTION_DELETED,
