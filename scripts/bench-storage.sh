@@ -119,14 +119,15 @@ stop_node() {
     PID=
 }
 
-# Samples VmRSS of $PID every 0.25 s into $1, and its anonymous part
-# (heap and stacks, not the index files mapped in) into $1.anon (one value
-# per line, kB).
+# Samples VmRSS of $PID every 0.25 s into $1, its anonymous part (heap
+# and stacks) into $1.anon and its file-backed part (the binary and the
+# index files mapped in) into $1.file (one value per line, kB).
 start_sampler() {
     local out=$1 pid=$PID
     : >"$out"
     : >"$out.anon"
-    ( while alive "$pid"; do kb "$pid" VmRSS >>"$out"; kb "$pid" RssAnon >>"$out.anon"; sleep 0.25; done ) &
+    : >"$out.file"
+    ( while alive "$pid"; do kb "$pid" VmRSS >>"$out"; kb "$pid" RssAnon >>"$out.anon"; kb "$pid" RssFile >>"$out.file"; sleep 0.25; done ) &
     SAMPLER=$!
 }
 stop_sampler() { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=; }
@@ -162,6 +163,7 @@ INGEST_RSS_MAX=$(max_of "$WORK/rss-ingest.txt")
 INGEST_RSS_P50=$(p50_of "$WORK/rss-ingest.txt")
 INGEST_ANON_MAX=$(max_of "$WORK/rss-ingest.txt.anon")
 INGEST_ANON_P50=$(p50_of "$WORK/rss-ingest.txt.anon")
+INGEST_FILE_MAX=$(max_of "$WORK/rss-ingest.txt.file")
 INGEST_HWM=$(kb "$PID" VmHWM)
 log "ingested: $(jq -c '{events, committed_events_per_second, searchable_events_per_second, client_cpu_seconds}' "$WORK/ingest.json")"
 NODE_CPU_INGEST=$(awk '{ print ($14 + $15) / 100 }' "/proc/$PID/stat")
@@ -224,7 +226,7 @@ per_event() { echo "scale=1; $1 / $N" | bc; }
     printf '%-44s %18s   %s\n' "RSS idle, empty" "$(rss_mb "$FRESH_RSS") MB" ""
     printf '%-44s %18s   %s\n' "RSS idle after restart (anon + file)" "$(rss_mb "$IDLE_RSS") MB" "≤ 32 MB ($(rss_mb "$IDLE_ANON") anon + $(rss_mb "$IDLE_FILE") file)"
     printf '%-44s %18s   %s\n' "RSS under ingest, median / max sampled" "$(rss_mb "$INGEST_RSS_P50") / $(rss_mb "$INGEST_RSS_MAX") MB" "peak (VmHWM) $(rss_mb "$INGEST_HWM") MB"
-    printf '%-44s %18s   %s\n' "  of it anonymous (heap), median / max" "$(rss_mb "$INGEST_ANON_P50") / $(rss_mb "$INGEST_ANON_MAX") MB" "the rest: index files mapped in"
+    printf '%-44s %18s   %s\n' "  of it anonymous (heap), median / max" "$(rss_mb "$INGEST_ANON_P50") / $(rss_mb "$INGEST_ANON_MAX") MB" "file-backed at most $(rss_mb "$INGEST_FILE_MAX") MB (the binary, index files mapped in)"
     printf '%-44s %18s   %s\n' "RSS right after ingest" "$(rss_mb "$AFTER_INGEST_RSS") MB" ""
     printf '%-44s %18s   %s\n' "RSS under search, max sampled" "$(rss_mb "$SEARCH_RSS_MAX") MB" "anon after: $(rss_mb "$SEARCH_ANON") MB"
     echo

@@ -1,7 +1,6 @@
 //! The normalised, ECS-inspired event (DESIGN.md, "The event").
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -9,6 +8,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use ulid::Ulid;
+
+use super::Labels;
 
 /// A normalised security event.
 ///
@@ -61,7 +62,7 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<String>,
     pub message: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
     /// Anything else, searchable by path.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -75,11 +76,6 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "is_false")]
     pub trusted: bool,
 }
-
-/// `labels`: names and values a parser sets (`input`, `truncated`) are
-/// static strings, so the label every event carries costs no allocation;
-/// submitted and stored ones are owned.
-pub type Labels = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
 
 /// `ip` as text, exactly as its `Display` writes it. An IPv4 address is
 /// written digit by digit into one allocation: through `to_string` it cost
@@ -258,7 +254,8 @@ impl Event {
     }
 
     /// Roughly how many bytes it holds in memory: its strings, labels and
-    /// fields plus the fixed part. What the write queue's byte bound counts.
+    /// fields (their objects' nodes included) plus the fixed part. What the
+    /// write queue's byte bound counts.
     pub fn approx_bytes(&self) -> usize {
         let opt = |s: Option<&str>| s.map_or(0, str::len);
         std::mem::size_of::<Event>()
@@ -277,7 +274,7 @@ impl Event {
             + self
                 .labels
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + 64)
+                .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(Cow<str>, Cow<str>)>())
                 .sum::<usize>()
             + fields_bytes(&self.fields)
     }
@@ -559,13 +556,14 @@ fn flatten_known(
     }
 }
 
-/// Roughly the memory `fields` holds: their keys and strings and a fixed
-/// cost per value. One walk without recursion, which keeps only the
-/// objects and arrays still to open (a stack of every value, grown from
-/// one, cost five allocations for an event's `log.syslog`).
+/// Roughly the memory `fields` holds: their keys and strings, a fixed
+/// cost per value and the nodes of every object. One walk without
+/// recursion, which keeps only the objects and arrays still to open (a
+/// stack of every value, grown from one, cost five allocations for an
+/// event's `log.syslog`).
 fn fields_bytes(fields: &Map<String, Value>) -> usize {
     let mut open = Vec::new();
-    let mut total = 0;
+    let mut total = map_nodes_bytes(fields);
     for (k, v) in fields {
         total += k.len() + value_bytes(v, &mut open);
     }
@@ -590,15 +588,30 @@ fn fields_bytes(fields: &Map<String, Value>) -> usize {
 /// A value's own bytes; an object or array is left in `open` for its
 /// members.
 fn value_bytes<'a>(value: &'a Value, open: &mut Vec<&'a Value>) -> usize {
-    const NODE: usize = 32;
+    const VALUE: usize = std::mem::size_of::<Value>();
     match value {
-        Value::String(s) => NODE + s.len(),
-        Value::Array(_) | Value::Object(_) => {
+        Value::String(s) => VALUE + s.len(),
+        Value::Object(map) => {
             open.push(value);
-            NODE
+            VALUE + map_nodes_bytes(map)
         }
-        _ => NODE,
+        Value::Array(_) => {
+            open.push(value);
+            VALUE
+        }
+        _ => VALUE,
     }
+}
+
+/// The nodes of an object's `BTreeMap`: eleven keys and values each
+/// (about 640 bytes as malloc rounds them) however few it holds, at least
+/// half full past one. Counted, a line of small objects (`{"a":{"b":1}}`,
+/// 13 bytes) can no longer hold ten times the memory the write queue's
+/// bound allows.
+fn map_nodes_bytes(map: &Map<String, Value>) -> usize {
+    const NODE: usize = 640;
+    const HALF_FULL: usize = 6;
+    map.len().div_ceil(HALF_FULL) * NODE
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -950,8 +963,9 @@ mod tests {
         let Value::Object(fields) = json!({"a": "xy", "b": [1, {"c": "d"}]}) else {
             unreachable!()
         };
-        // "a": 1 + 32 + 2; "b": 1 + 32, then 1: 32, {..}: 32, "c": 1 + 32 + 1.
-        assert_eq!(fields_bytes(&fields), 35 + 33 + 32 + 32 + 34);
+        // The node of `fields`; "a": 1 + 32 + 2; "b": 1 + 32, then 1: 32,
+        // {..}: 32 and its node, "c": 1 + 32 + 1.
+        assert_eq!(fields_bytes(&fields), 640 + 35 + 33 + 32 + 32 + 640 + 34);
         let mut deep = json!("leaf");
         for _ in 0..1_000 {
             deep = json!({ "k": [deep] });
@@ -959,11 +973,18 @@ mod tests {
         let Value::Object(fields) = deep else {
             unreachable!()
         };
-        // Each level's "k" and array, the 999 objects inside, the leaf.
+        // Each level's node, "k" and array, the 999 objects inside, the
+        // leaf.
         assert_eq!(
             fields_bytes(&fields),
-            1_000 * (1 + 32) + 999 * 32 + (32 + 4)
+            1_000 * (640 + 1 + 32) + 999 * 32 + (32 + 4)
         );
+        // Small objects are counted as the memory they hold, not as their
+        // text: a node each.
+        let Value::Object(fields) = json!({"a": {"b": 1}, "c": {"d": 1}}) else {
+            unreachable!()
+        };
+        assert!(fields_bytes(&fields) > 3 * 640);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 mod alert;
 mod event;
+mod labels;
 
 pub use alert::{
     Alert, AlertAction, AlertChange, AlertStatus, AlertUpdate, MAX_HISTORY, MAX_LINKED_EVENTS,
 };
-pub use event::{Event, EventInputError, KNOWN_FIELDS, Labels, ip_text};
+pub use event::{Event, EventInputError, KNOWN_FIELDS, ip_text};
+pub use labels::Labels;

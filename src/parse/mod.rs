@@ -401,7 +401,7 @@ fn from_json_line(text: &str, base: &Event) -> Option<Result<Event, String>> {
     };
     event.host_ip = event.host_ip.or(base.host_ip);
     for (k, v) in &base.labels {
-        event.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        event.labels.insert_missing(k, v);
     }
     if let Some(Value::Object(log)) = base.fields.get("log") {
         for (k, v) in log {

@@ -584,7 +584,10 @@ pub struct StoreStats {
 }
 
 /// redb's page cache; its default (1 GiB) would make it most of the RSS.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Half of it at most holds a commit's dirty pages before they go to the
+/// file. 64 MiB peaked 25 MB higher at 10M events over HTTP, at the same
+/// rate (docs/PERFORMANCE.md, "Memory at ten million, looked at again").
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
