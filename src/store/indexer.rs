@@ -73,10 +73,10 @@ impl Progress {
             .saturating_sub(self.indexed.load(Ordering::Acquire))
     }
 
-    /// Offers a just-committed batch to the indexer: what there is room for
-    /// by events, all of it or none by bytes (the indexer reads the rest
-    /// back from redb). `bytes`: the batch's [`Event::approx_bytes`]
-    /// summed, as the writer's queue counted them.
+    /// Offers a just-committed batch to the indexer: the part there is room
+    /// for, by events and by bytes (the indexer reads the rest back from
+    /// redb). `bytes`: the batch's [`Event::approx_bytes`] summed, as the
+    /// writer's queue counted them.
     pub fn hand_over(&self, batch: Vec<Event>, bytes: usize) {
         self.hand_over_within(batch, bytes, HANDOFF_MAX_EVENTS, HANDOFF_MAX_BYTES);
     }
@@ -93,13 +93,21 @@ impl Progress {
         };
         // As much of the batch as there is room for: the indexer reads only
         // the rest back. (Whole batches or none held one HTTP-sized batch of
-        // two and read half of all events back under sustained ingest.) The
-        // part kept counts the whole batch's bytes, an upper bound.
-        let room = max_events.saturating_sub(h.events);
-        if room == 0 || h.bytes + bytes > max_bytes {
+        // two and read half of all events back under sustained ingest.) By
+        // bytes, each event counts the batch's mean, rounded up.
+        let per_event = bytes.div_ceil(batch.len().max(1)).max(1);
+        let room = max_events
+            .saturating_sub(h.events)
+            .min(max_bytes.saturating_sub(h.bytes) / per_event);
+        if room == 0 {
             return;
         }
-        batch.truncate(room);
+        let bytes = if room < batch.len() {
+            batch.truncate(room);
+            room * per_event
+        } else {
+            bytes
+        };
         h.events += batch.len();
         h.bytes += bytes;
         h.batches.push_back((batch, bytes));
@@ -276,18 +284,18 @@ mod handoff_tests {
     }
 
     #[test]
-    fn the_byte_bound_refuses_a_whole_batch() {
+    fn the_byte_bound_keeps_the_part_that_fits() {
         let p = Progress::new(0);
         let one = big(1..=1, 1000)
             .iter()
             .map(Event::approx_bytes)
             .sum::<usize>();
         offer_within(&p, big(1..=2, 1000), 10, 3 * one);
-        // Over the byte bound, under the event bound: refused.
+        // Over the byte bound, under the event bound: the part that fits.
         offer_within(&p, big(3..=4, 1000), 10, 3 * one);
-        assert_eq!(held(&p), (2, 2 * one));
-        // Fits both: kept.
-        offer_within(&p, big(3..=3, 1000), 10, 3 * one);
+        assert_eq!(held(&p), (3, 3 * one));
+        // Full by bytes: refused.
+        offer_within(&p, big(5..=5, 1000), 10, 3 * one);
         assert_eq!(held(&p), (3, 3 * one));
         // A partly indexed batch still releases all its bytes.
         assert_eq!(seqs(p.take_after(1)), Some(vec![2]));
