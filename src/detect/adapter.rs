@@ -4,14 +4,48 @@
 //! resolved here straight to the struct's fields, `labels.*` and `fields.*`.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use rsigma_eval::EventValue;
 use serde_json::Value;
 
-use crate::model::{Event, ip_text};
+use crate::model::{Event, ip_text, push_ip_text};
 
 /// A borrowed view of one event for rule evaluation.
 pub struct SigmaEvent<'a>(pub &'a Event);
+
+impl SigmaEvent<'_> {
+    /// Appends the text of the field at `path` to `out` (see
+    /// [`push_value`]); whether there was one. An address is written where
+    /// it goes (through [`get_field`](rsigma_eval::Event::get_field), an
+    /// allocation for every correlation window fed).
+    pub fn push_text(&self, path: &str, out: &mut String) -> bool {
+        let e = self.0;
+        let ip = match path {
+            "host.ip" => e.host_ip,
+            "source.ip" => e.source_ip,
+            "destination.ip" => e.destination_ip,
+            _ => {
+                return rsigma_eval::Event::get_field(self, path)
+                    .is_some_and(|v| push_value(v, out));
+            }
+        };
+        ip.map(|ip| push_ip_text(out, ip)).is_some()
+    }
+}
+
+/// Appends a string, number or boolean to `out` as group keys and counted
+/// values show it; false for anything else.
+pub fn push_value(v: EventValue, out: &mut String) -> bool {
+    match v {
+        EventValue::Str(s) => out.push_str(&s),
+        EventValue::Int(n) => _ = write!(out, "{n}"),
+        EventValue::Float(f) => _ = write!(out, "{f}"),
+        EventValue::Bool(b) => _ = write!(out, "{b}"),
+        _ => return false,
+    }
+    true
+}
 
 fn text(s: &str) -> Option<EventValue<'_>> {
     Some(EventValue::Str(Cow::Borrowed(s)))

@@ -28,7 +28,7 @@ use rsigma_eval::{
 use rsigma_parser::{ConditionExpr, CorrelationRule, CorrelationType, SigmaCollection, WindowMode};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::adapter::SigmaEvent;
+use super::adapter::{SigmaEvent, push_value};
 use crate::model::Event;
 
 /// Most groups (one per correlation and group-by value) each set of
@@ -297,6 +297,8 @@ pub struct Windows {
     compiled: Arc<Compiled>,
     groups: LruCache<String, Group>,
     key: String,
+    /// A group-by value, written before it goes into `key`.
+    value: String,
 }
 
 impl Windows {
@@ -305,6 +307,7 @@ impl Windows {
             compiled,
             groups: LruCache::unbounded(),
             key: String::new(),
+            value: String::new(),
         }
     }
 
@@ -368,10 +371,9 @@ impl Windows {
                 let Some(value) = value else { continue };
                 self.key.clear();
                 for f in &def.group_by {
-                    match view.get_field(f.resolve(resolve)) {
-                        Some(EventValue::Str(s)) => push_key_value(&mut self.key, Some(&s)),
-                        v => push_key_value(&mut self.key, v.and_then(text).as_deref()),
-                    }
+                    self.value.clear();
+                    let present = view.push_text(f.resolve(resolve), &mut self.value);
+                    push_key_value(&mut self.key, present.then_some(self.value.as_str()));
                 }
                 fired.extend(self.feed(index, at, value));
             }
@@ -571,18 +573,12 @@ fn push_key_value(out: &mut String, value: Option<&str>) {
 
 /// `n` in decimal (a formatter per group key cost as much as the rest of
 /// feeding the window).
-fn push_decimal(out: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+fn push_decimal(out: &mut String, n: usize) {
+    out.extend(
+        super::decimal(n as u64, &mut [0; 20])
+            .iter()
+            .map(|&d| char::from(d)),
+    );
 }
 
 /// The group-by values of a key [`push_key_value`] wrote, in order.
@@ -601,36 +597,24 @@ fn key_values(key: &str) -> impl Iterator<Item = Option<&str>> {
     })
 }
 
-/// A value as group keys and counted values show it.
-fn text(v: EventValue) -> Option<String> {
-    match v {
-        EventValue::Str(s) => Some(s.into_owned()),
-        EventValue::Int(n) => Some(n.to_string()),
-        EventValue::Float(f) => Some(f.to_string()),
-        EventValue::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// What a `value_count` counts: the fields' values (all present), joined
 /// by the unit separator.
 fn counted(event: &SigmaEvent, fields: &[String]) -> Option<String> {
-    let mut out: Option<String> = None;
-    for f in fields {
-        let v = event.get_field(f)?;
-        let v = match v {
-            EventValue::Null => "null".to_owned(),
-            v => text(v)?,
-        };
-        match &mut out {
-            Some(o) => {
-                o.push('\u{1f}');
-                o.push_str(&v);
+    let mut out = String::new();
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\u{1f}');
+        }
+        match event.get_field(f)? {
+            EventValue::Null => out.push_str("null"),
+            v => {
+                if !push_value(v, &mut out) {
+                    return None;
+                }
             }
-            None => out = Some(v),
         }
     }
-    out
+    (!fields.is_empty()).then_some(out)
 }
 
 /// The aggregate of the first window the entry at `pos` falls in that

@@ -18,7 +18,6 @@
 //! evaluated". A literal found by accident only costs an evaluation.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
@@ -31,6 +30,7 @@ use rsigma_parser::{
 use serde_json::Value;
 
 use super::adapter::SigmaEvent;
+use super::decimal;
 use crate::model::Event;
 
 /// What a match needs: one literal of each clause (lower-cased)
@@ -329,9 +329,7 @@ impl Prefiltered {
         if self.rules.is_empty() {
             return;
         }
-        haystack(event, &mut scratch.text);
         let Scratch {
-            text,
             met,
             touched,
             names,
@@ -339,17 +337,7 @@ impl Prefiltered {
         met.clear();
         met.resize(self.rules.len(), 0);
         touched.clear();
-        // Every literal ending at each byte, in one transition per byte (the
-        // crate's overlapping iterator stops at every match and keeps its
-        // state in memory). Standard semantics never reach the dead state.
-        let dfa = &self.automaton;
-        let mut state = self.start;
-        for &byte in text.as_bytes() {
-            state = dfa.next_state(Anchored::No, state, byte);
-            if dfa.is_special(state) {
-                self.note(state, met, touched);
-            }
-        }
+        haystack(event, &mut |text| self.scan(text, met, touched));
         // In rule order, as the engine reports them.
         touched.sort_unstable();
         let view = SigmaEvent(event);
@@ -364,6 +352,21 @@ impl Prefiltered {
             });
             if possible && let Some(result) = evaluate_rule(rule, &view, names) {
                 out.push(result);
+            }
+        }
+    }
+
+    /// Notes every literal ending at each byte of `text`, in one transition
+    /// per byte (the crate's overlapping iterator stops at every match and
+    /// keeps its state in memory). Each string starts from the start state:
+    /// no literal spans two. Standard semantics never reach the dead state.
+    fn scan(&self, text: &[u8], met: &mut [u32], touched: &mut Vec<usize>) {
+        let dfa = &self.automaton;
+        let mut state = self.start;
+        for &byte in text {
+            state = dfa.next_state(Anchored::No, state, byte);
+            if dfa.is_special(state) {
+                self.note(state, met, touched);
             }
         }
     }
@@ -421,8 +424,6 @@ fn evaluate_rule(
 /// Buffers reused from one event to the next.
 #[derive(Default)]
 pub struct Scratch {
-    /// The event's strings, one after the other.
-    text: String,
     /// Per rule: the bits of its clauses met.
     met: Vec<u32>,
     /// The rules with a clause met.
@@ -445,32 +446,33 @@ const TYPED_FIELDS: &[&str] = &[
     "timestamp",
 ];
 
-/// Writes every string a literal on a rule's field or keyword can be found
-/// in into `out`, one after the other (one automaton pass then finds them
-/// all; a literal that spans two of them only costs an evaluation): the
-/// event's strings (the message is skipped when the original line ends with
+/// Shows `scan` every string a literal on a rule's field or keyword can be
+/// found in, where it lies (a copy per string cost more than walking it):
+/// the event's strings (the message is skipped when the original line holds
 /// it; text beyond ASCII lower-cased, as the automaton folds ASCII case
 /// only) and the numbers and booleans of `fields`.
-fn haystack(event: &Event, out: &mut String) {
-    out.clear();
-    let mut push = |text: &str| {
+fn haystack(event: &Event, scan: &mut dyn FnMut(&[u8])) {
+    let mut visit = |text: &str| {
         if text.is_ascii() {
-            out.push_str(text);
+            scan(text.as_bytes());
         } else {
             // As a whole, as the engine lowers it (a final sigma is `ς`).
-            out.push_str(&text.to_lowercase());
+            scan(text.to_lowercase().as_bytes());
         }
-        out.push('\0');
     };
-    // The message is left out when the original line ends with it: every
-    // literal in it is in the line too. Unless a capital sigma could lower
-    // differently without the line's start before it (`ΑΣ` is `ας`, `Σ`
-    // alone `σ`).
-    let message_in_original = event.message_ends_original()
-        && (event.original.as_deref().is_some_and(str::is_ascii) || !event.message.contains('Σ'));
+    // The message is left out when the original line ends with it, maybe
+    // but for blanks the parser trimmed (a search for it anywhere in the
+    // line cost more than scanning it): every literal in it is in the line
+    // too. Unless a capital sigma could lower differently without the
+    // line's letters around it (`ΑΣ` is `ας`, `Σ` alone `σ`).
+    let message_in_original = event.original.as_deref().is_some_and(|original| {
+        !event.message.is_empty()
+            && original.trim_end().ends_with(event.message.as_str())
+            && (original.is_ascii() || !event.message.contains('Σ'))
+    });
     super::adapter::strings(event, &mut |s| {
         if !(message_in_original && std::ptr::eq(s, event.message.as_str())) {
-            push(s);
+            visit(s);
         }
     });
     for s in [
@@ -482,21 +484,23 @@ fn haystack(event: &Event, out: &mut String) {
     .into_iter()
     .flatten()
     {
-        push(s);
+        visit(s);
     }
-    fn scalars(v: &Value, out: &mut String) {
+    fn scalars(v: &Value, scan: &mut dyn FnMut(&[u8])) {
         match v {
-            Value::Number(n) => {
-                let _ = write!(out, "{n}\0");
-            }
-            Value::Bool(b) => out.push_str(if *b { "true\0" } else { "false\0" }),
-            Value::Array(items) => items.iter().for_each(|i| scalars(i, out)),
-            Value::Object(map) => map.values().for_each(|i| scalars(i, out)),
+            Value::Number(n) => match n.as_u64() {
+                // Without a formatter: a few pids and ports in most events.
+                Some(n) => scan(decimal(n, &mut [0; 20])),
+                None => scan(n.to_string().as_bytes()),
+            },
+            Value::Bool(b) => scan(if *b { b"true" } else { b"false" }),
+            Value::Array(items) => items.iter().for_each(|i| scalars(i, scan)),
+            Value::Object(map) => map.values().for_each(|i| scalars(i, scan)),
             Value::String(_) | Value::Null => {}
         }
     }
     for v in event.fields.values() {
-        scalars(v, out);
+        scalars(v, scan);
     }
 }
 
@@ -648,6 +652,10 @@ mod tests {
                 "    sel:\n        ssh.port|contains: '222'\n    condition: sel".into(),
             ),
             (
+                "negative",
+                "    sel:\n        ssh.delta: '-1.5'\n    condition: sel".into(),
+            ),
+            (
                 "boolean",
                 "    sel:\n        ssh.ok: 'true'\n    condition: sel".into(),
             ),
@@ -665,11 +673,11 @@ mod tests {
                 serde_json::json!({
                     "message": "xABCDx über ΟΔΟΣ",
                     "user": {"name": "the tail"},
-                    "ssh": {"port": 2222, "ok": true}
+                    "ssh": {"port": 2222, "ok": true, "delta": -1.5}
                 })
             ),
             [
-                "abcd", "bc", "boolean", "both", "cd", "number", "tail", "ÜBER", "ΟΔΟΣ"
+                "abcd", "bc", "boolean", "both", "cd", "negative", "number", "tail", "ÜBER", "ΟΔΟΣ"
             ]
         );
     }
@@ -716,6 +724,11 @@ mod tests {
         };
         assert_eq!(
             found("Failed password", "host sshd: Failed password"),
+            ["failed"]
+        );
+        // Blanks after it in the line, trimmed from the message.
+        assert_eq!(
+            found("Failed password", "host sshd: Failed password \t"),
             ["failed"]
         );
         // `ΑΣ` lowers to `ας`: the message alone (`σ`) is what the rule finds.

@@ -7,5 +7,5 @@ mod labels;
 pub use alert::{
     Alert, AlertAction, AlertChange, AlertStatus, AlertUpdate, MAX_HISTORY, MAX_LINKED_EVENTS,
 };
-pub use event::{Event, EventInputError, KNOWN_FIELDS, ip_text};
+pub use event::{Event, EventInputError, KNOWN_FIELDS, ip_text, push_ip_text};
 pub use labels::Labels;
