@@ -321,14 +321,14 @@ impl Event {
                 let Value::Object(map) = value else {
                     return Err(field_err(key, "must be an object of strings"));
                 };
-                for (k, v) in map {
+                self.labels.extend(map.into_iter().filter_map(|(k, v)| {
                     let v = match v {
                         Value::String(s) => s,
-                        Value::Null => continue,
+                        Value::Null => return None,
                         other => other.to_string(),
                     };
-                    self.labels.insert(k.into(), v.into());
-                }
+                    Some((k.into(), v.into()))
+                }));
             }
             // `flatten_known` yields only KNOWN_FIELDS keys.
             _ => {}

@@ -101,10 +101,32 @@ impl<const N: usize> From<[(Text, Text); N]> for Labels {
 impl FromIterator<(Text, Text)> for Labels {
     fn from_iter<I: IntoIterator<Item = (Text, Text)>>(pairs: I) -> Labels {
         let mut labels = Labels::default();
-        for (name, value) in pairs {
-            labels.insert(name, value);
-        }
+        labels.extend(pairs);
         labels
+    }
+}
+
+/// Adds many at once: appended, then sorted once when they did not come in
+/// order (an [`insert`](Labels::insert) each would move the entries after
+/// it every time: quadratic for a line of labels in reverse order). A name
+/// given twice keeps its last value.
+impl Extend<(Text, Text)> for Labels {
+    fn extend<I: IntoIterator<Item = (Text, Text)>>(&mut self, pairs: I) {
+        let from = self.0.len().saturating_sub(1);
+        self.0.extend(pairs);
+        if self.0[from..].windows(2).all(|w| w[0].0 < w[1].0) {
+            return;
+        }
+        // Stable: of equal names, the last added stays last.
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<(Text, Text)> = Vec::with_capacity(self.0.len());
+        for pair in self.0.drain(..) {
+            match kept.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => kept.push(pair),
+            }
+        }
+        self.0 = kept;
     }
 }
 
@@ -141,11 +163,11 @@ impl<'de> Deserialize<'de> for Labels {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
-                let mut labels = Labels::default();
+                let mut pairs = Vec::new();
                 while let Some((name, value)) = map.next_entry::<String, String>()? {
-                    labels.insert(name.into(), value.into());
+                    pairs.push((name.into(), value.into()));
                 }
-                Ok(labels)
+                Ok(pairs.into_iter().collect())
             }
         }
         deserializer.deserialize_map(Pairs)
@@ -179,5 +201,24 @@ mod tests {
             r#"{"env":"prod","site":"a"}"#
         );
         assert!(serde_json::from_str::<Labels>(r#"{"n":1}"#).is_err());
+    }
+
+    /// Many at once, in any order: sorted once, a name given twice keeps
+    /// its last value, whatever was there before.
+    #[test]
+    fn added_out_of_order_they_are_sorted_once() {
+        let mut labels = Labels::from([("m".into(), "0".into())]);
+        labels.extend(
+            [("z", "1"), ("a", "2"), ("z", "3"), ("m", "4")]
+                .map(|(n, v)| (Text::from(n), Text::from(v))),
+        );
+        let pairs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (&**n, &**v)).collect();
+        assert_eq!(pairs, [("a", "2"), ("m", "4"), ("z", "3")]);
+        let reversed: Labels = (0..1000)
+            .rev()
+            .map(|i| (Text::from(format!("{i:04}")), Text::from("v")))
+            .collect();
+        assert_eq!(reversed.len(), 1000);
+        assert!(reversed.iter().map(|(n, _)| n).is_sorted());
     }
 }

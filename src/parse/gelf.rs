@@ -86,6 +86,8 @@ pub fn parse(
         .filter(|l| *l <= 7);
     let mut program = None;
     let mut cut_any = false;
+    // Added at once, sorted once (see `Labels`' `Extend`).
+    let mut additional = Vec::new();
     for (key, value) in &object {
         match key.as_str() {
             "full_message" | "facility" | "file" | "line" => {
@@ -126,10 +128,11 @@ pub fn parse(
                 if matches!(name, "program" | "application_name" | "appname") {
                     program = Some(value.clone());
                 }
-                event.labels.insert(name.to_owned().into(), value.into());
+                additional.push((name.to_owned().into(), value.into()));
             }
         }
     }
+    event.labels.extend(additional);
     if cut_any {
         event.labels.insert("truncated".into(), "true".into());
     }
