@@ -213,8 +213,14 @@ struct Rules {
     prefiltered: Prefiltered,
 }
 
+// Per thread: a `Prefiltered` keeps what the parsers' constants met in a
+// `RefCell`.
+thread_local! {
+    static ENGINES: Rules = engines();
+}
+
 #[allow(clippy::unwrap_used)]
-static ENGINES: LazyLock<Rules> = LazyLock::new(|| {
+fn engines() -> Rules {
     let mut sources = rules::builtin();
     sources.push(Source {
         name: "fuzz.yml".into(),
@@ -243,7 +249,7 @@ static ENGINES: LazyLock<Rules> = LazyLock::new(|| {
         always,
         prefiltered: Prefiltered::new(with).unwrap(),
     }
-});
+}
 
 fn ids(results: Vec<EvaluationResult>) -> Vec<String> {
     let mut ids: Vec<String> = results.into_iter().map(|r| r.header.rule_title).collect();
@@ -264,10 +270,11 @@ pub fn prefilter(data: &[u8]) {
         dataset: Some("sshd".into()),
         ..Event::default()
     };
-    let r = &*ENGINES;
-    let expected = ids(r.every.evaluate(&SigmaEvent(&event)));
-    let mut results = r.always.evaluate(&SigmaEvent(&event));
-    r.prefiltered
-        .evaluate(&event, &mut prefilter::Scratch::default(), &mut results);
-    assert_eq!(ids(results), expected, "{event:?}");
+    ENGINES.with(|r| {
+        let expected = ids(r.every.evaluate(&SigmaEvent(&event)));
+        let mut results = r.always.evaluate(&SigmaEvent(&event));
+        r.prefiltered
+            .evaluate(&event, &mut prefilter::Scratch::default(), &mut results);
+        assert_eq!(ids(results), expected, "{event:?}");
+    });
 }

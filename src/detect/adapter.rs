@@ -118,6 +118,23 @@ fn descend<'a>(value: &'a Value, rest: Option<&str>, hits: &mut Vec<EventValue<'
 /// Every string of the event (keyword detections search them), without
 /// collecting them.
 pub(crate) fn strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
+    own_strings(e, visit);
+    fn walk<'a>(v: &'a Value, visit: &mut dyn FnMut(&'a str)) {
+        match v {
+            Value::String(s) => visit(s),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, visit)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, visit)),
+            _ => {}
+        }
+    }
+    for v in e.fields.values() {
+        walk(v, visit);
+    }
+}
+
+/// [`strings`] but those of `fields`: the message, the original line, the
+/// named string fields and the labels.
+pub(crate) fn own_strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
     for s in [
         Some(&e.message),
         e.original.as_ref(),
@@ -135,17 +152,6 @@ pub(crate) fn strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
     }
     for v in e.labels.values() {
         visit(v);
-    }
-    fn walk<'a>(v: &'a Value, visit: &mut dyn FnMut(&'a str)) {
-        match v {
-            Value::String(s) => visit(s),
-            Value::Array(items) => items.iter().for_each(|i| walk(i, visit)),
-            Value::Object(map) => map.values().for_each(|i| walk(i, visit)),
-            _ => {}
-        }
-    }
-    for v in e.fields.values() {
-        walk(v, visit);
     }
 }
 

@@ -297,7 +297,8 @@ pub struct Windows {
     compiled: Arc<Compiled>,
     groups: LruCache<String, Group>,
     key: String,
-    /// A group-by value, written before it goes into `key`.
+    /// A group-by value, written before it goes into `key`, or the value a
+    /// `value_count` counts.
     value: String,
 }
 
@@ -340,6 +341,9 @@ impl Windows {
                 Some(name) => &[id, name],
                 None => &[id],
             };
+            // The correlation whose group-by values are in `self.key`, and
+            // their length.
+            let mut grouped: Option<(usize, usize)> = None;
             for (index, reference) in &feeds.correlations {
                 let index = *index;
                 let def = &compiled.rules[index].def;
@@ -349,8 +353,8 @@ impl Windows {
                         .condition
                         .field
                         .as_deref()
-                        .and_then(|fields| counted(&view, fields))
-                        .map(|v| Value::Text(v.into())),
+                        .filter(|fields| counted(&view, fields, &mut self.value))
+                        .map(|_| Value::Text(self.value.as_str().into())),
                     CorrelationType::Temporal | CorrelationType::TemporalOrdered => def
                         .rule_refs
                         .iter()
@@ -369,11 +373,21 @@ impl Windows {
                         .map(Value::Number),
                 };
                 let Some(value) = value else { continue };
-                self.key.clear();
-                for f in &def.group_by {
-                    self.value.clear();
-                    let present = view.push_text(f.resolve(resolve), &mut self.value);
-                    push_key_value(&mut self.key, present.then_some(self.value.as_str()));
+                // Correlations grouping by the same fields (most group by
+                // the source address) share the key's values.
+                match grouped {
+                    Some((by, len)) if same_grouping(&compiled.rules[by].def, def, resolve) => {
+                        self.key.truncate(len);
+                    }
+                    _ => {
+                        self.key.clear();
+                        for f in &def.group_by {
+                            self.value.clear();
+                            let present = view.push_text(f.resolve(resolve), &mut self.value);
+                            push_key_value(&mut self.key, present.then_some(self.value.as_str()));
+                        }
+                        grouped = Some((index, self.key.len()));
+                    }
                 }
                 fired.extend(self.feed(index, at, value));
             }
@@ -557,6 +571,16 @@ impl Windows {
     }
 }
 
+/// Whether correlations `a` and `b` group by the same fields (resolved
+/// through the names in `resolve`).
+fn same_grouping(a: &CompiledCorrelation, b: &CompiledCorrelation, resolve: &[&str]) -> bool {
+    a.group_by.len() == b.group_by.len()
+        && a.group_by
+            .iter()
+            .zip(&b.group_by)
+            .all(|(x, y)| x.resolve(resolve) == y.resolve(resolve))
+}
+
 /// Appends a group-by value to a group's key: its length, `:` and the
 /// value, or `-` where the event has none. The key ends with `#` and the
 /// correlation's index.
@@ -598,23 +622,25 @@ fn key_values(key: &str) -> impl Iterator<Item = Option<&str>> {
 }
 
 /// What a `value_count` counts: the fields' values (all present), joined
-/// by the unit separator.
-fn counted(event: &SigmaEvent, fields: &[String]) -> Option<String> {
-    let mut out = String::new();
+/// by the unit separator, written into `out` (cleared first); whether
+/// there is one.
+fn counted(event: &SigmaEvent, fields: &[String], out: &mut String) -> bool {
+    out.clear();
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push('\u{1f}');
         }
-        match event.get_field(f)? {
-            EventValue::Null => out.push_str("null"),
-            v => {
-                if !push_value(v, &mut out) {
-                    return None;
+        match event.get_field(f) {
+            None => return false,
+            Some(EventValue::Null) => out.push_str("null"),
+            Some(v) => {
+                if !push_value(v, out) {
+                    return false;
                 }
             }
         }
     }
-    (!fields.is_empty()).then_some(out)
+    !fields.is_empty()
 }
 
 /// The aggregate of the first window the entry at `pos` falls in that
@@ -629,6 +655,13 @@ fn satisfied(rule: &Rule, group: &Group, pos: usize, span: i64) -> Option<f64> {
         let distinct = live.counts.len() as f64;
         return def.condition.check(distinct).then_some(distinct);
     }
+    let start = |end: usize| entries.partition_point(|e| e.at < entries[end].at - span);
+    // In order, an event count is the entries a timespan back from it
+    // (what the walk below would count, without walking the window).
+    if def.correlation_type == CorrelationType::EventCount && pos + 1 == entries.len() {
+        let n = (pos + 1 - start(pos)) as f64;
+        return (def.extended_expr.is_some() || def.condition.check(n)).then_some(n);
+    }
     let at = entries[pos].at;
     // The last entry of each window: this one's (equal times before it
     // are in), then the last of each newer time within the span.
@@ -637,7 +670,6 @@ fn satisfied(rule: &Rule, group: &Group, pos: usize, span: i64) -> Option<f64> {
             .take_while(|&j| entries[j].at <= at + span)
             .filter(|&j| entries.get(j + 1).is_none_or(|n| n.at != entries[j].at)),
     );
-    let start = |end: usize| entries.partition_point(|e| e.at < entries[end].at - span);
     match def.correlation_type {
         CorrelationType::TemporalOrdered
         | CorrelationType::ValuePercentile
@@ -681,12 +713,21 @@ struct Running<'a> {
 
 impl<'a> Running<'a> {
     fn new(def: &CompiledCorrelation) -> Running<'a> {
+        let temporal = matches!(
+            def.correlation_type,
+            CorrelationType::Temporal | CorrelationType::TemporalOrdered
+        );
         Running {
             n: 0,
             distinct: HashMap::default(),
             sum: 0.0,
             numbers: 0,
-            rules: vec![0; def.rule_refs.len()],
+            // Only temporal windows hold rules (no allocation for the others).
+            rules: if temporal {
+                vec![0; def.rule_refs.len()]
+            } else {
+                Vec::new()
+            },
         }
     }
 

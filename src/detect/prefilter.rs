@@ -17,16 +17,21 @@
 //! and a rule that could match with no literal shown is "always
 //! evaluated". A literal found by accident only costs an evaluation.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind, StartKind};
+use rsigma_eval::compiler::CompiledDetection;
+use rsigma_eval::matcher::{CompiledMatcher, GroupMode};
 use rsigma_eval::{CompiledRule, DetectionBody, EvaluationResult, ResultBody, RuleHeader};
 use rsigma_parser::{
     ConditionExpr, Detection, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaValue,
     SpecialChar, StringPart,
 };
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::adapter::SigmaEvent;
@@ -54,6 +59,14 @@ const MAX_CLAUSES: usize = 8;
 const MAX_RULE_CLAUSES: usize = 32;
 /// The shortest literal of a clause kept beside a branch's most selective.
 const MIN_EXTRA: usize = 3;
+/// A rule (its index) and the bits of its clauses a literal meets.
+type RuleBits = (usize, u32);
+/// What each parser constant meets, by its address and length.
+type Constants = FxHashMap<(usize, usize), Box<[RuleBits]>>;
+
+/// Most parser constants whose clauses a [`Prefiltered`] keeps (there are a
+/// few dozen).
+const MAX_CONSTANTS: usize = 256;
 
 /// The branches every match of `rule` goes through, or `None` when one
 /// needs no literal that can be shown.
@@ -267,7 +280,11 @@ pub struct Prefiltered {
     /// Its unanchored start state.
     start: StateID,
     /// Pattern index -> the rules it belongs to, each with its clauses' bits.
-    owners: Vec<Vec<(usize, u32)>>,
+    owners: Vec<Vec<RuleBits>>,
+    /// The clauses each parser constant meets ([`Text::Constant`]), by its
+    /// address and length: worked out the first time, not walked again in
+    /// every event.
+    constants: RefCell<Constants>,
 }
 
 impl Prefiltered {
@@ -277,7 +294,8 @@ impl Prefiltered {
         let mut owners: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
         let mut compiled = Vec::with_capacity(rules.len());
         let mut all_branches = Vec::with_capacity(rules.len());
-        for (i, (rule, branches)) in rules.into_iter().enumerate() {
+        for (i, (mut rule, branches)) in rules.into_iter().enumerate() {
+            rule.detections.values_mut().for_each(lower_once);
             // A bit per clause, the rule's branches one after the other.
             let mut bit = 0;
             let branches = branches
@@ -320,6 +338,7 @@ impl Prefiltered {
             automaton,
             start,
             owners,
+            constants: RefCell::default(),
         })
     }
 
@@ -337,7 +356,16 @@ impl Prefiltered {
         met.clear();
         met.resize(self.rules.len(), 0);
         touched.clear();
-        haystack(event, &mut |text| self.scan(text, met, touched));
+        let mut meet = |rule: usize, bits: u32| {
+            if met[rule] == 0 {
+                touched.push(rule);
+            }
+            met[rule] |= bits;
+        };
+        haystack(event, &mut |text| match text {
+            Text::Lying(text) => self.scan(text, &mut meet),
+            Text::Constant(text) => self.scan_constant(text, &mut meet),
+        });
         // In rule order, as the engine reports them.
         touched.sort_unstable();
         let view = SigmaEvent(event);
@@ -356,37 +384,114 @@ impl Prefiltered {
         }
     }
 
-    /// Notes every literal ending at each byte of `text`, in one transition
-    /// per byte (the crate's overlapping iterator stops at every match and
-    /// keeps its state in memory). Each string starts from the start state:
-    /// no literal spans two. Standard semantics never reach the dead state.
-    fn scan(&self, text: &[u8], met: &mut [u32], touched: &mut Vec<usize>) {
+    /// Tells `meet` the rule and clause bits of every literal ending at
+    /// each byte of `text`, in one transition per byte (the crate's
+    /// overlapping iterator stops at every match and keeps its state in
+    /// memory). Each string starts from the start state: no literal spans
+    /// two. Standard semantics never reach the dead state.
+    fn scan(&self, text: &[u8], meet: &mut impl FnMut(usize, u32)) {
         let dfa = &self.automaton;
         let mut state = self.start;
-        for &byte in text {
+        let mut step = |byte: u8| {
             state = dfa.next_state(Anchored::No, state, byte);
             if dfa.is_special(state) {
-                self.note(state, met, touched);
+                self.note(state, meet);
             }
+        };
+        // Four bytes a turn of the loop: its counting is a third of the
+        // instructions a byte otherwise.
+        let mut quads = text.chunks_exact(4);
+        for quad in &mut quads {
+            quad.iter().for_each(|&byte| step(byte));
+        }
+        quads.remainder().iter().for_each(|&byte| step(byte));
+    }
+
+    /// [`Prefiltered::scan`] of a parser constant (ASCII): its clauses as
+    /// found the first time.
+    fn scan_constant(&self, text: &'static str, meet: &mut impl FnMut(usize, u32)) {
+        let key = (text.as_ptr() as usize, text.len());
+        let mut constants = self.constants.borrow_mut();
+        if let Some(clauses) = constants.get(&key) {
+            clauses.iter().for_each(|&(rule, bits)| meet(rule, bits));
+            return;
+        }
+        let mut clauses = Vec::new();
+        self.scan(text.as_bytes(), &mut |rule, bits| {
+            clauses.push((rule, bits))
+        });
+        clauses.iter().for_each(|&(rule, bits)| meet(rule, bits));
+        if constants.len() < MAX_CONSTANTS {
+            constants.insert(key, clauses.into());
         }
     }
 
-    /// Notes the clauses of the literals ending at a match state. Out of
-    /// line: the scan loop stays small and keeps its state in registers.
+    /// Tells `meet` the clauses of the literals ending at a match state.
+    /// Out of line: the scan loop stays small and keeps its state in
+    /// registers.
     #[inline(never)]
-    fn note(&self, state: StateID, met: &mut [u32], touched: &mut Vec<usize>) {
+    fn note(&self, state: StateID, meet: &mut impl FnMut(usize, u32)) {
         let dfa = &self.automaton;
         if !dfa.is_match(state) {
             return;
         }
         for i in 0..dfa.match_len(state) {
             for &(rule, bits) in &self.owners[dfa.match_pattern(state, i).as_usize()] {
-                if met[rule] == 0 {
-                    touched.push(rule);
-                }
-                met[rule] |= bits;
+                meet(rule, bits);
             }
         }
+    }
+}
+
+/// Wraps each case-insensitive string comparison of a field in the crate's
+/// `CaseInsensitiveGroup`, alone: that lowers the field's text only when it
+/// has capitals (`ascii_lowercase_cow`, the same text as `to_lowercase`),
+/// where the bare comparison allocates a lowered copy every time (about 130
+/// instructions an event with the SigmaHQ Linux rules). The crate's
+/// optimizer wraps two or more alternatives this way, not one; the
+/// comparison is the same.
+fn lower_once(detection: &mut CompiledDetection) {
+    fn wrap(matcher: CompiledMatcher) -> CompiledMatcher {
+        match matcher {
+            m @ (CompiledMatcher::Exact {
+                case_insensitive: true,
+                ..
+            }
+            | CompiledMatcher::Contains {
+                case_insensitive: true,
+                ..
+            }
+            | CompiledMatcher::StartsWith {
+                case_insensitive: true,
+                ..
+            }
+            | CompiledMatcher::EndsWith {
+                case_insensitive: true,
+                ..
+            }) => CompiledMatcher::CaseInsensitiveGroup {
+                children: vec![m],
+                mode: GroupMode::Any,
+            },
+            CompiledMatcher::AnyOf(all) => {
+                CompiledMatcher::AnyOf(all.into_iter().map(wrap).collect())
+            }
+            CompiledMatcher::AllOf(all) => {
+                CompiledMatcher::AllOf(all.into_iter().map(wrap).collect())
+            }
+            CompiledMatcher::Not(inner) => CompiledMatcher::Not(Box::new(wrap(*inner))),
+            other => other,
+        }
+    }
+    match detection {
+        CompiledDetection::AllOf(items) => {
+            for item in items.iter_mut().filter(|i| i.field.is_some()) {
+                item.matcher = wrap(std::mem::replace(&mut item.matcher, CompiledMatcher::Null));
+            }
+        }
+        CompiledDetection::AnyOf(all) | CompiledDetection::And(all) => {
+            all.iter_mut().for_each(lower_once);
+        }
+        _ => {}
     }
 }
 
@@ -446,20 +551,31 @@ const TYPED_FIELDS: &[&str] = &[
     "timestamp",
 ];
 
+/// A string of the event for [`Prefiltered::scan`].
+enum Text<'a> {
+    /// Where it lies in the event (or lower-cased, beyond ASCII).
+    Lying(&'a [u8]),
+    /// A parser's constant (`event.category`, `action`, `outcome`,
+    /// `dataset`), ASCII: the same text at the same address in every event
+    /// that has it (about 35 bytes of an sshd event).
+    Constant(&'static str),
+}
+
 /// Shows `scan` every string a literal on a rule's field or keyword can be
 /// found in, where it lies (a copy per string cost more than walking it):
 /// the event's strings (the message is skipped when the original line holds
 /// it; text beyond ASCII lower-cased, as the automaton folds ASCII case
-/// only) and the numbers and booleans of `fields`.
-fn haystack(event: &Event, scan: &mut dyn FnMut(&[u8])) {
-    let mut visit = |text: &str| {
+/// only), the parsers' constants, and the strings, numbers and booleans of
+/// `fields` (walked once).
+fn haystack(event: &Event, scan: &mut dyn FnMut(Text)) {
+    fn visit(text: &str, scan: &mut dyn FnMut(Text)) {
         if text.is_ascii() {
-            scan(text.as_bytes());
+            scan(Text::Lying(text.as_bytes()));
         } else {
             // As a whole, as the engine lowers it (a final sigma is `ς`).
-            scan(text.to_lowercase().as_bytes());
+            scan(Text::Lying(text.to_lowercase().as_bytes()));
         }
-    };
+    }
     // The message is left out when the original line ends with it, maybe
     // but for blanks the parser trimmed (a search for it anywhere in the
     // line cost more than scanning it): every literal in it is in the line
@@ -470,9 +586,9 @@ fn haystack(event: &Event, scan: &mut dyn FnMut(&[u8])) {
             && original.trim_end().ends_with(event.message.as_str())
             && (original.is_ascii() || !event.message.contains('Σ'))
     });
-    super::adapter::strings(event, &mut |s| {
+    super::adapter::own_strings(event, &mut |s| {
         if !(message_in_original && std::ptr::eq(s, event.message.as_str())) {
-            visit(s);
+            visit(s, scan);
         }
     });
     for s in [
@@ -484,23 +600,27 @@ fn haystack(event: &Event, scan: &mut dyn FnMut(&[u8])) {
     .into_iter()
     .flatten()
     {
-        visit(s);
+        match s {
+            Cow::Borrowed(s) if s.is_ascii() => scan(Text::Constant(s)),
+            s => visit(s, scan),
+        }
     }
-    fn scalars(v: &Value, scan: &mut dyn FnMut(&[u8])) {
+    fn walk(v: &Value, scan: &mut dyn FnMut(Text)) {
         match v {
+            Value::String(s) => visit(s, scan),
             Value::Number(n) => match n.as_u64() {
                 // Without a formatter: a few pids and ports in most events.
-                Some(n) => scan(decimal(n, &mut [0; 20])),
-                None => scan(n.to_string().as_bytes()),
+                Some(n) => scan(Text::Lying(decimal(n, &mut [0; 20]))),
+                None => scan(Text::Lying(n.to_string().as_bytes())),
             },
-            Value::Bool(b) => scan(if *b { b"true" } else { b"false" }),
-            Value::Array(items) => items.iter().for_each(|i| scalars(i, scan)),
-            Value::Object(map) => map.values().for_each(|i| scalars(i, scan)),
-            Value::String(_) | Value::Null => {}
+            Value::Bool(b) => scan(Text::Lying(if *b { b"true" } else { b"false" })),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, scan)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, scan)),
+            Value::Null => {}
         }
     }
     for v in event.fields.values() {
-        scalars(v, scan);
+        walk(v, scan);
     }
 }
 
@@ -682,6 +802,108 @@ mod tests {
         );
     }
 
+    /// The parsers' constants (`event.category` and the like) meet what
+    /// the same text meets when it is not a constant, the first time (when
+    /// they are walked) and every time after (when what they met is kept).
+    #[test]
+    fn constants_meet_what_their_text_does() {
+        let rules = [
+            (
+                "category",
+                "    sel:\n        event.category: 'AUTHENTICATION'",
+            ),
+            ("action", "    sel:\n        event.action|contains: 'login'"),
+            (
+                "outcome and user",
+                "    sel:\n        event.outcome|endswith: 'ure'\n        user.name: 'root'",
+            ),
+            (
+                "dataset",
+                "    sel:\n        event.dataset|startswith: 'ssh'",
+            ),
+            ("not there", "    sel:\n        event.action: 'ssh_logout'"),
+        ]
+        .into_iter()
+        .map(|(title, detection)| compiled(title, &format!("{detection}\n    condition: sel")))
+        .collect();
+        let prefiltered = Prefiltered::new(rules).unwrap();
+        let line = "Failed password for root from 203.0.113.7 port 22 ssh2";
+        let parsed = crate::parse::parse(
+            &crate::parse::RawRecord {
+                bytes: format!("<38>Dec 10 06:55:46 host sshd[24200]: {line}").into_bytes(),
+                source: "test",
+                peer: None,
+                received_at: chrono::Utc::now(),
+            },
+            &crate::parse::ParseOptions::default(),
+        );
+        assert!(matches!(parsed.action, Some(Cow::Borrowed("ssh_login"))));
+        let owned = |c: &Option<Cow<'static, str>>| c.clone().map(|c| Cow::Owned(c.into_owned()));
+        let not_constant = Event {
+            category: owned(&parsed.category),
+            action: owned(&parsed.action),
+            outcome: owned(&parsed.outcome),
+            dataset: owned(&parsed.dataset),
+            ..parsed.clone()
+        };
+        let expected = ["action", "category", "dataset", "outcome and user"];
+        assert_eq!(titles(&prefiltered, &parsed), expected);
+        assert_eq!(prefiltered.constants.borrow().len(), 4);
+        assert_eq!(titles(&prefiltered, &parsed), expected);
+        assert_eq!(titles(&prefiltered, &not_constant), expected);
+    }
+
+    /// Case-insensitive comparisons lowered once find what the crate's own
+    /// find, with capitals and letters beyond ASCII on either side.
+    #[test]
+    fn comparisons_lowered_once_find_what_the_crate_finds() {
+        let detection = "    sel:\n        user.name: 'Root'\n        process.name|startswith: 'SSH'\n    other:\n        message|contains:\n            - 'ÄRGER'\n            - 'Fail'\n        message|endswith: 'ΟΣ'\n    filter:\n        user.name|contains|all:\n            - 'AD'\n            - 'MIN'\n    condition: sel or (other and not filter)";
+        let (rule, branches) = compiled("lowered", detection);
+        let mut engine = rsigma_eval::Engine::new();
+        let yaml = format!(
+            "title: lowered\nlogsource:\n    product: linux\ndetection:\n{detection}\nlevel: low\n"
+        );
+        engine
+            .add_rules(&rsigma_parser::parse_sigma_yaml(&yaml).unwrap().rules)
+            .is_empty()
+            .then_some(())
+            .unwrap();
+        let prefiltered = Prefiltered::new(vec![(rule, branches)]).unwrap();
+        let mut hits = 0;
+        for (user, process, message) in [
+            ("ROOT", "sshd", "x"),
+            ("root", "Sshd", "x"),
+            ("rooT", "cron", "x"),
+            ("admin", "cron", "Ärger happened, Fail ΟΔΟΣ"),
+            ("Operator", "cron", "ärger and fail ΟΔΟΣ"),
+            ("Admin", "cron", "FAIL ärger"),
+            ("nobody", "cron", "nothing"),
+            ("ädmin", "SSHD", "ÄRGER fail ΟΔΟΣ"),
+        ] {
+            let event = Event::from_json(
+                serde_json::json!({
+                    "message": message,
+                    "user": {"name": user},
+                    "process": {"name": process},
+                }),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+            let expected: Vec<String> = engine
+                .evaluate(&SigmaEvent(&event))
+                .into_iter()
+                .map(|r| r.header.rule_title)
+                .collect();
+            hits += expected.len();
+            assert_eq!(
+                titles(&prefiltered, &event),
+                expected,
+                "{user} {process} {message}"
+            );
+        }
+        assert_eq!(hits, 4);
+    }
+
     /// A rule titled `title` of `detection`, compiled, with its branches.
     fn compiled(title: &str, detection: &str) -> (CompiledRule, Vec<Branch>) {
         let yaml = format!(
@@ -697,9 +919,15 @@ mod tests {
 
     /// The titles of the rules `prefiltered` finds in `event`, sorted.
     fn found(prefiltered: &Prefiltered, event: serde_json::Value) -> Vec<String> {
-        let event = Event::from_json(event, chrono::Utc::now()).unwrap();
+        titles(
+            prefiltered,
+            &Event::from_json(event, chrono::Utc::now()).unwrap(),
+        )
+    }
+
+    fn titles(prefiltered: &Prefiltered, event: &Event) -> Vec<String> {
         let mut found = Vec::new();
-        prefiltered.evaluate(&event, &mut Scratch::default(), &mut found);
+        prefiltered.evaluate(event, &mut Scratch::default(), &mut found);
         let mut titles: Vec<String> = found.into_iter().map(|r| r.header.rule_title).collect();
         titles.sort();
         titles
