@@ -79,18 +79,33 @@ fn json(value: &Value) -> EventValue<'_> {
 
 /// A dotted path in `fields`; through arrays every member is followed, and
 /// several hits come back as an array (matched when any member matches).
+/// Objects are entered without collecting hits until an array is met.
 fn lookup<'a>(fields: &'a serde_json::Map<String, Value>, path: &str) -> Option<EventValue<'a>> {
-    let (head, rest) = match path.split_once('.') {
-        Some((h, r)) => (h, Some(r)),
-        None => (path, None),
-    };
-    let value = fields.get(head)?;
+    let (head, mut rest) = split_dot(path);
+    let mut value = fields.get(head)?;
+    while let (Value::Object(map), Some(path)) = (value, rest) {
+        let (head, tail) = split_dot(path);
+        value = map.get(head)?;
+        rest = tail;
+    }
+    if rest.is_none() {
+        return Some(json(value));
+    }
     let mut hits = Vec::new();
     descend(value, rest, &mut hits);
     match hits.len() {
         0 => None,
         1 => hits.pop(),
         _ => Some(EventValue::Array(hits)),
+    }
+}
+
+/// `path`'s first name and the rest after its dot (paths are short: a
+/// byte scan beats `split_once`'s searcher).
+fn split_dot(path: &str) -> (&str, Option<&str>) {
+    match path.bytes().position(|b| b == b'.') {
+        Some(dot) => (&path[..dot], Some(&path[dot + 1..])),
+        None => (path, None),
     }
 }
 
@@ -102,10 +117,7 @@ fn descend<'a>(value: &'a Value, rest: Option<&str>, hits: &mut Vec<EventValue<'
             }
         }
         (Value::Object(map), Some(rest)) => {
-            let (head, tail) = match rest.split_once('.') {
-                Some((h, t)) => (h, Some(t)),
-                None => (rest, None),
-            };
+            let (head, tail) = split_dot(rest);
             if let Some(v) = map.get(head) {
                 descend(v, tail, hits);
             }
@@ -247,5 +259,69 @@ impl rsigma_eval::Event for SigmaEvent<'_> {
 
     fn to_json(&self) -> Value {
         serde_json::to_value(self.0).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rsigma_eval::Event as _;
+
+    use super::*;
+
+    /// Paths into `fields`: through objects, through arrays (every member,
+    /// several hits as an array), and the ways a path can miss.
+    #[test]
+    fn fields_are_found_by_dotted_path() {
+        let event = Event {
+            fields: serde_json::json!({
+                "log": {"syslog": {"appname": "sshd", "facility": {"code": 4}}},
+                "hosts": [{"name": "a"}, {"name": "b"}, {"other": 1}],
+                "one": [{"name": "only"}],
+                "tags": ["x", "y"],
+                "flag": true,
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+            ..Event::default()
+        };
+        let view = SigmaEvent(&event);
+        let text = |s: &'static str| Some(EventValue::Str(Cow::Borrowed(s)));
+        assert_eq!(view.get_field("log.syslog.appname"), text("sshd"));
+        assert_eq!(view.get_field("fields.log.syslog.appname"), text("sshd"));
+        assert_eq!(
+            view.get_field("log.syslog.facility.code"),
+            Some(EventValue::Int(4))
+        );
+        assert_eq!(view.get_field("flag"), Some(EventValue::Bool(true)));
+        assert_eq!(
+            view.get_field("hosts.name"),
+            Some(EventValue::Array(vec![
+                EventValue::Str("a".into()),
+                EventValue::Str("b".into())
+            ]))
+        );
+        assert_eq!(view.get_field("one.name"), text("only"));
+        assert_eq!(
+            view.get_field("tags"),
+            Some(EventValue::Array(vec![
+                EventValue::Str("x".into()),
+                EventValue::Str("y".into())
+            ]))
+        );
+        assert_eq!(
+            view.get_field("log.syslog.facility"),
+            Some(EventValue::Map(vec![("code".into(), EventValue::Int(4))]))
+        );
+        for missing in [
+            "log.syslog.procid",
+            "log.syslog.appname.more",
+            "flag.more",
+            "hosts.missing",
+            "nothing",
+            "log..syslog",
+        ] {
+            assert_eq!(view.get_field(missing), None, "{missing}");
+        }
     }
 }

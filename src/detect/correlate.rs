@@ -171,8 +171,13 @@ impl Compiled {
             .header
             .rule_id
             .as_deref()
-            .and_then(|id| self.feeds(id))
-            .is_some_and(|f| f.silent)
+            .is_some_and(|id| self.is_silent(id))
+    }
+
+    /// Whether the rule with id `id` is a building block that raises
+    /// nothing itself.
+    pub fn is_silent(&self, id: &str) -> bool {
+        self.feeds(id).is_some_and(|f| f.silent)
     }
 }
 
@@ -401,17 +406,17 @@ impl Windows {
     fn chain(&mut self, fired: &mut Vec<EvaluationResult>, at: i64) {
         let compiled = Arc::clone(&self.compiled);
         let mut level = 0..fired.len();
+        let mut next = Vec::new();
         for _ in 0..MAX_CHAIN_DEPTH {
-            let start = fired.len();
-            for i in level.clone() {
-                let (Some(id), Some(body)) = (&fired[i].header.rule_id, fired[i].as_correlation())
+            for result in &fired[level.clone()] {
+                let (Some(id), Some(body)) = (&result.header.rule_id, result.as_correlation())
                 else {
                     continue;
                 };
                 let Some(feeds) = compiled.feeds(id) else {
                     continue;
                 };
-                let pairs = body.group_key.clone();
+                let pairs = &body.group_key;
                 for (index, reference) in &feeds.correlations {
                     let index = *index;
                     let def = &compiled.rules[index].def;
@@ -429,13 +434,14 @@ impl Windows {
                         let v = pairs.iter().find(|(name, _)| name == f.name());
                         push_key_value(&mut self.key, v.map(|(_, v)| v.as_str()));
                     }
-                    fired.extend(self.feed(index, at, value));
+                    next.extend(self.feed(index, at, value));
                 }
             }
-            if fired.len() == start {
+            if next.is_empty() {
                 return;
             }
-            level = start..fired.len();
+            level = fired.len()..fired.len() + next.len();
+            fired.append(&mut next);
         }
         tracing::warn!(
             depth = MAX_CHAIN_DEPTH,

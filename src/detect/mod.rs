@@ -96,6 +96,11 @@ impl Detector {
             .iter()
             .map(|r| prefilter::needles(&r.rule))
             .collect();
+        let compiled = if set.correlations.is_empty() {
+            None
+        } else {
+            Some(Arc::new(correlate::Compiled::new(&set.collection())?))
+        };
         let mut datasets = FxHashMap::default();
         for (dataset, indexes) in rules::routes(&set.rules) {
             let (with, without): (Vec<usize>, Vec<usize>) =
@@ -103,9 +108,19 @@ impl Detector {
             let always = (!without.is_empty())
                 .then(|| engine(set, &without))
                 .transpose()?;
-            let compiled = engine(set, &with)?.rules().to_vec();
+            let mut rules = engine(set, &with)?.rules().to_vec();
+            // A building block's detections feed its correlations (by id)
+            // and are dropped: its title and tags are not copied into each.
+            if let Some(compiled) = &compiled {
+                for rule in &mut rules {
+                    if rule.id.as_deref().is_some_and(|id| compiled.is_silent(id)) {
+                        rule.title = String::new();
+                        rule.tags = Vec::new();
+                    }
+                }
+            }
             let prefiltered = prefilter::Prefiltered::new(
-                compiled
+                rules
                     .into_iter()
                     .zip(&with)
                     .map(|(rule, &i)| (rule, literals[i].clone().unwrap_or_default()))
@@ -119,16 +134,10 @@ impl Detector {
                 },
             );
         }
-        let correlation = if set.correlations.is_empty() {
-            None
-        } else {
-            let compiled = correlate::Compiled::new(&set.collection())?;
-            Some(Correlations::new(Arc::new(compiled)))
-        };
         Ok(Detector {
             datasets,
             scratch: RefCell::default(),
-            correlation,
+            correlation: compiled.map(Correlations::new),
             rules: set.rules.len(),
             correlations: set.correlations.len(),
             longest_timespan: set.longest_timespan(),
