@@ -50,13 +50,15 @@ fn events() -> Vec<Event> {
     out
 }
 
-/// `events`, `days` later.
+/// `events`, `days` later: stamped and received (the windows count an
+/// event at the earlier of the two).
 fn later(events: &[Event], days: i64) -> Vec<Event> {
     let shift = chrono::Duration::days(days);
     events
         .iter()
         .map(|e| Event {
             timestamp: e.timestamp + shift,
+            received_at: e.received_at + shift,
             ..e.clone()
         })
         .collect()

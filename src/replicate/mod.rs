@@ -551,6 +551,12 @@ fn record(sink: &str, acked: Result<store::Result<()>, tokio::task::JoinError>) 
 /// meanwhile).
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
+/// How long a woken sink lets commits gather before it reads: under load
+/// the writer commits a batch every few milliseconds, and a read, an apply
+/// and a cursor write (a write transaction, taking its turn with the
+/// writer's) for each cost more than the entries themselves.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// One sink's task: catch up whenever the outbox grows; back off on errors.
 async fn run<S: Sink>(
     mut pump: Pump<S>,
@@ -580,7 +586,12 @@ async fn run<S: Sink>(
                 failures = 0;
                 backoff.reset();
                 tokio::select! {
-                    _ = head.changed() => {}
+                    _ = head.changed() => {
+                        tokio::select! {
+                            () = tokio::time::sleep(GATHER) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
                     () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(IDLE_RECHECK) => {}
                 }

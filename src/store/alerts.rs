@@ -78,8 +78,9 @@ pub(super) fn apply(
     let mut next = alerts.last()?.map_or(1, |(id, _)| id.value() + 1);
     let now = Utc::now();
     // An alert repeated within the batch (a brute force sends hundreds) is
-    // read once and written once, as it stands after its last update.
-    let mut latest: HashMap<u64, usize> = HashMap::new();
+    // read once and written once, as it stands after its last update: by
+    // id, where it is in `written` and whether this batch raised it.
+    let mut latest: HashMap<u64, (usize, bool)> = HashMap::new();
     for update in updates {
         let Some(event) = events.get(update.event) else {
             continue;
@@ -89,7 +90,7 @@ pub(super) fn apply(
             Some(id) => {
                 let id = id.value();
                 match latest.get(&id) {
-                    Some(&at) => written.get(at).cloned(),
+                    Some(&(at, _)) => written.get(at).cloned(),
                     None => alerts.get(id)?.map(|v| decode(id, v.value())).transpose()?,
                 }
             }
@@ -123,18 +124,30 @@ pub(super) fn apply(
                 new_alert(id, update, event, now)
             }
         };
+        // This batch's entry of the alert, when its trust was the same, is
+        // replaced: the sinks get the alert once a batch as the batch leaves
+        // it (raised, when that entry said so). A change of trust writes an
+        // entry of its own, so a trusted firing is never folded into an
+        // untrusted one, nor the other way round.
+        let replaces = latest.get(&alert.id).and_then(|&(at, raised)| {
+            (written.get(at)?.trusted == alert.trusted).then_some(raised)
+        });
+        let raised = alert.count == 1 || replaces == Some(true);
         if let Some(outbox) = outbox.as_deref_mut() {
-            let change = if alert.count == 1 {
+            let change = if raised {
                 outbox::AlertEvent::Raised
             } else {
                 outbox::AlertEvent::Repeated
             };
-            alert.version = outbox.alert(&alert, change)?;
+            alert.version = match replaces {
+                Some(_) => outbox.alert_again(&alert, change)?,
+                None => outbox.alert(&alert, change)?,
+            };
         }
-        latest.insert(alert.id, written.len());
+        latest.insert(alert.id, (written.len(), raised));
         written.push(alert);
     }
-    for &at in latest.values() {
+    for &(at, _) in latest.values() {
         if let Some(alert) = written.get(at) {
             put(&mut alerts, &mut heads, alert)?;
         }

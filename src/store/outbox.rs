@@ -283,6 +283,16 @@ impl<'t> Writer<'t> {
         )
     }
 
+    /// An alert's new state replacing its entry of this batch (at
+    /// `alert.version`); returns its version.
+    pub(super) fn alert_again(&mut self, alert: &Alert, event: AlertEvent) -> Result<u64> {
+        self.push(
+            &Message::Alert(AlertSummary::of(alert, event)),
+            alert.version,
+            Merge::Always,
+        )
+    }
+
     /// Queues every alert again (each replaces its pending update).
     fn requeue_alerts(&mut self, txn: &redb::WriteTransaction) -> Result<()> {
         let mut alerts = txn.open_table(super::alerts::ALERTS)?;
@@ -813,6 +823,83 @@ mod tests {
                 entries: 2,
                 head: 6
             }
+        );
+    }
+
+    /// However often an alert fires in a batch (a brute force fires hundreds
+    /// of times in one), the batch writes it once, as the batch leaves it,
+    /// raised when the batch raised it; a change of trust writes an entry of
+    /// its own.
+    #[test]
+    fn an_alert_firing_again_in_a_batch_replaces_its_entry_of_that_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.enable_outbox(1_000, false).unwrap();
+        let now = Utc::now();
+        let window = chrono::Duration::minutes(10);
+        let firings = |trust: &[bool]| -> Vec<AlertUpdate> {
+            trust
+                .iter()
+                .enumerate()
+                .map(|(event, &trusted)| AlertUpdate {
+                    event,
+                    trusted,
+                    ..update("r1")
+                })
+                .collect()
+        };
+        let summaries = |after: u64| -> Vec<(u64, AlertEvent, u64, bool)> {
+            store
+                .outbox_after(after, 100)
+                .unwrap()
+                .into_iter()
+                .map(|e| match e.message {
+                    Message::Alert(a) => (e.seq, a.event, a.count, a.trusted),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+
+        let mut batch = vec![event("a", now); 3];
+        store
+            .commit_batch(&mut batch, &[], &firings(&[false; 3]), window)
+            .unwrap();
+        assert_eq!(summaries(0), [(3, AlertEvent::Raised, 3, false)]);
+
+        // Untrusted, then trusted twice: two entries, neither raised.
+        let mut batch = vec![event("a", now); 3];
+        store
+            .commit_batch(&mut batch, &[], &firings(&[false, true, true]), window)
+            .unwrap();
+        assert_eq!(
+            summaries(3),
+            [
+                (4, AlertEvent::Repeated, 4, false),
+                (6, AlertEvent::Repeated, 6, true)
+            ]
+        );
+        let alert = store.alert(1).unwrap().unwrap();
+        assert_eq!((alert.count, alert.version), (6, 6));
+
+        // Raised untrusted, then trusted: the trusted firing is not folded
+        // into the raise.
+        let mut batch = vec![event("b", now); 2];
+        let updates: Vec<AlertUpdate> = firings(&[false, true])
+            .into_iter()
+            .map(|u| AlertUpdate {
+                rule_id: "r2".to_owned(),
+                ..u
+            })
+            .collect();
+        store
+            .commit_batch(&mut batch, &[], &updates, window)
+            .unwrap();
+        assert_eq!(
+            summaries(6),
+            [
+                (7, AlertEvent::Raised, 1, false),
+                (8, AlertEvent::Repeated, 2, true)
+            ]
         );
     }
 
