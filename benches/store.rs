@@ -8,7 +8,8 @@
 //!   for the batch, then one tantivy commit (the indexer's own loop);
 //! - `store_commit_repeats`: `Store::commit_batch` of the same batch with
 //!   1 000 firings of one rule for one address (a brute force), each a
-//!   repeat of one alert, against `store_append` of the batch alone;
+//!   repeat of one alert, into a store with the outbox on as the daemon's
+//!   is, against `store_append` of the batch alone;
 //! - baselines measured in the same run, to report the above as ratios
 //!   (these machines are noisy): `baseline_json` (`serde_json::to_vec` of
 //!   the events) and `baseline_write_fsync` (`std::fs::write` of the raw
@@ -83,6 +84,11 @@ fn bench(c: &mut Criterion) {
 
         let store_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let store = Store::open(store_dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        // As the daemon opens it (the notification dispatcher reads the
+        // outbox): alert updates are written there too.
+        store
+            .enable_outbox(1_000_000, false)
+            .unwrap_or_else(|e| panic!("{e}"));
         g.bench_function("store_append", |b| {
             let mut k = 0;
             b.iter_batched(

@@ -66,7 +66,7 @@ pub(super) fn apply(
     events: &[Event],
     updates: &[AlertUpdate],
     dedup_window: chrono::Duration,
-    mut outbox: Option<&mut outbox::Writer>,
+    outbox: Option<&mut outbox::Writer>,
 ) -> Result<Vec<Alert>> {
     let mut written = Vec::new();
     if updates.is_empty() {
@@ -79,8 +79,11 @@ pub(super) fn apply(
     let now = Utc::now();
     // An alert repeated within the batch (a brute force sends hundreds) is
     // read once and written once, as it stands after its last update: by
-    // id, where it is in `written` and whether this batch raised it.
-    let mut latest: HashMap<u64, (usize, bool)> = HashMap::new();
+    // id, where it is in `written` and its outbox entry in `entries`.
+    let mut latest: HashMap<u64, (usize, usize)> = HashMap::new();
+    // The batch's outbox entries, in order: where the alert they carry is in
+    // `written`, and what happened to it. Written at the end, once each.
+    let mut entries: Vec<(usize, outbox::AlertEvent)> = Vec::new();
     for update in updates {
         let Some(event) = events.get(update.event) else {
             continue;
@@ -96,7 +99,7 @@ pub(super) fn apply(
             }
             None => None,
         };
-        let mut alert = match existing {
+        let alert = match existing {
             Some(mut a)
                 if a.status.is_active() && event.timestamp - a.last_seen <= dedup_window =>
             {
@@ -124,28 +127,46 @@ pub(super) fn apply(
                 new_alert(id, update, event, now)
             }
         };
-        // This batch's entry of the alert, when its trust was the same, is
-        // replaced: the sinks get the alert once a batch as the batch leaves
-        // it (raised, when that entry said so). A change of trust writes an
-        // entry of its own, so a trusted firing is never folded into an
+        // An alert firing again with the same trust moves its entry of this
+        // batch to its newer state: the sinks get it once a batch as the
+        // batch leaves it (a raise stays a raise). A change of trust starts
+        // an entry of its own, so a trusted firing is never folded into an
         // untrusted one, nor the other way round.
-        let replaces = latest.get(&alert.id).and_then(|&(at, raised)| {
-            (written.get(at)?.trusted == alert.trusted).then_some(raised)
-        });
-        let raised = alert.count == 1 || replaces == Some(true);
-        if let Some(outbox) = outbox.as_deref_mut() {
-            let change = if raised {
-                outbox::AlertEvent::Raised
-            } else {
-                outbox::AlertEvent::Repeated
-            };
-            alert.version = match replaces {
-                Some(_) => outbox.alert_again(&alert, change)?,
-                None => outbox.alert(&alert, change)?,
-            };
-        }
-        latest.insert(alert.id, (written.len(), raised));
+        let at = written.len();
+        let same_trust = latest
+            .get(&alert.id)
+            .filter(|&&(before, _)| {
+                written
+                    .get(before)
+                    .is_some_and(|w| w.trusted == alert.trusted)
+            })
+            .map(|&(_, entry)| entry);
+        let entry = match same_trust {
+            Some(entry) => {
+                if let Some((carried, _)) = entries.get_mut(entry) {
+                    *carried = at;
+                }
+                entry
+            }
+            None => {
+                let change = if alert.count == 1 {
+                    outbox::AlertEvent::Raised
+                } else {
+                    outbox::AlertEvent::Repeated
+                };
+                entries.push((at, change));
+                entries.len() - 1
+            }
+        };
+        latest.insert(alert.id, (at, entry));
         written.push(alert);
+    }
+    if let Some(outbox) = outbox {
+        for &(at, change) in &entries {
+            if let Some(alert) = written.get_mut(at) {
+                alert.version = outbox.alert(alert, change)?;
+            }
+        }
     }
     for &(at, _) in latest.values() {
         if let Some(alert) = written.get(at) {

@@ -283,16 +283,6 @@ impl<'t> Writer<'t> {
         )
     }
 
-    /// An alert's new state replacing its entry of this batch (at
-    /// `alert.version`); returns its version.
-    pub(super) fn alert_again(&mut self, alert: &Alert, event: AlertEvent) -> Result<u64> {
-        self.push(
-            &Message::Alert(AlertSummary::of(alert, event)),
-            alert.version,
-            Merge::Always,
-        )
-    }
-
     /// Queues every alert again (each replaces its pending update).
     fn requeue_alerts(&mut self, txn: &redb::WriteTransaction) -> Result<()> {
         let mut alerts = txn.open_table(super::alerts::ALERTS)?;
@@ -827,11 +817,11 @@ mod tests {
     }
 
     /// However often an alert fires in a batch (a brute force fires hundreds
-    /// of times in one), the batch writes it once, as the batch leaves it,
-    /// raised when the batch raised it; a change of trust writes an entry of
-    /// its own.
+    /// of times in one), the batch writes one entry of it, as the batch
+    /// leaves it, raised when the batch raised it; a change of trust writes
+    /// an entry of its own.
     #[test]
-    fn an_alert_firing_again_in_a_batch_replaces_its_entry_of_that_batch() {
+    fn an_alert_is_one_outbox_entry_a_batch_unless_its_trust_changes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.enable_outbox(1_000, false).unwrap();
@@ -864,7 +854,7 @@ mod tests {
         store
             .commit_batch(&mut batch, &[], &firings(&[false; 3]), window)
             .unwrap();
-        assert_eq!(summaries(0), [(3, AlertEvent::Raised, 3, false)]);
+        assert_eq!(summaries(0), [(1, AlertEvent::Raised, 3, false)]);
 
         // Untrusted, then trusted twice: two entries, neither raised.
         let mut batch = vec![event("a", now); 3];
@@ -872,14 +862,14 @@ mod tests {
             .commit_batch(&mut batch, &[], &firings(&[false, true, true]), window)
             .unwrap();
         assert_eq!(
-            summaries(3),
+            summaries(1),
             [
-                (4, AlertEvent::Repeated, 4, false),
-                (6, AlertEvent::Repeated, 6, true)
+                (2, AlertEvent::Repeated, 4, false),
+                (3, AlertEvent::Repeated, 6, true)
             ]
         );
         let alert = store.alert(1).unwrap().unwrap();
-        assert_eq!((alert.count, alert.version), (6, 6));
+        assert_eq!((alert.count, alert.version), (6, 3));
 
         // Raised untrusted, then trusted: the trusted firing is not folded
         // into the raise.
@@ -895,10 +885,10 @@ mod tests {
             .commit_batch(&mut batch, &[], &updates, window)
             .unwrap();
         assert_eq!(
-            summaries(6),
+            summaries(3),
             [
-                (7, AlertEvent::Raised, 1, false),
-                (8, AlertEvent::Repeated, 2, true)
+                (4, AlertEvent::Raised, 1, false),
+                (5, AlertEvent::Repeated, 2, true)
             ]
         );
     }
