@@ -79,8 +79,8 @@ pub(super) fn apply(
     let now = Utc::now();
     // An alert repeated within the batch (a brute force sends hundreds) is
     // read once and written once, as it stands after its last update: by
-    // id, where it is in `written` and its outbox entry in `entries`.
-    let mut latest: HashMap<u64, (usize, usize)> = HashMap::new();
+    // id, its outbox entry in `entries`.
+    let mut latest: HashMap<u64, usize> = HashMap::new();
     // The batch's outbox entries, in order: where the alert they carry is in
     // `written`, and what happened to it. Written at the end, once each.
     let mut entries: Vec<(usize, outbox::AlertEvent)> = Vec::new();
@@ -92,7 +92,7 @@ pub(super) fn apply(
         let existing = match groups.get(key.as_str())? {
             Some(id) => {
                 let id = id.value();
-                match latest.get(&id) {
+                match latest.get(&id).and_then(|&entry| entries.get(entry)) {
                     Some(&(at, _)) => written.get(at).cloned(),
                     None => alerts.get(id)?.map(|v| decode(id, v.value())).transpose()?,
                 }
@@ -133,14 +133,12 @@ pub(super) fn apply(
         // an entry of its own, so a trusted firing is never folded into an
         // untrusted one, nor the other way round.
         let at = written.len();
-        let same_trust = latest
-            .get(&alert.id)
-            .filter(|&&(before, _)| {
-                written
-                    .get(before)
-                    .is_some_and(|w| w.trusted == alert.trusted)
-            })
-            .map(|&(_, entry)| entry);
+        let same_trust = latest.get(&alert.id).copied().filter(|&entry| {
+            entries
+                .get(entry)
+                .and_then(|&(before, _)| written.get(before))
+                .is_some_and(|w| w.trusted == alert.trusted)
+        });
         let entry = match same_trust {
             Some(entry) => {
                 if let Some((carried, _)) = entries.get_mut(entry) {
@@ -158,7 +156,7 @@ pub(super) fn apply(
                 entries.len() - 1
             }
         };
-        latest.insert(alert.id, (at, entry));
+        latest.insert(alert.id, entry);
         written.push(alert);
     }
     if let Some(outbox) = outbox {
@@ -168,7 +166,7 @@ pub(super) fn apply(
             }
         }
     }
-    for &(at, _) in latest.values() {
+    for &(at, _) in latest.values().filter_map(|&entry| entries.get(entry)) {
         if let Some(alert) = written.get(at) {
             put(&mut alerts, &mut heads, alert)?;
         }
