@@ -25,6 +25,7 @@ pub mod correlate;
 pub mod locate;
 pub mod prefilter;
 pub mod rules;
+pub mod scanner;
 pub mod tools;
 
 use std::cell::RefCell;

@@ -21,9 +21,8 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind, StartKind};
+use aho_corasick::{MatchKind, StartKind};
 use rsigma_eval::compiler::CompiledDetection;
 use rsigma_eval::matcher::{CompiledMatcher, GroupMode};
 use rsigma_eval::{CompiledRule, DetectionBody, EvaluationResult, ResultBody, RuleHeader};
@@ -36,6 +35,7 @@ use serde_json::Value;
 
 use super::adapter::SigmaEvent;
 use super::decimal;
+use super::scanner::{RuleBits, Scanner, merge};
 use crate::model::Event;
 
 /// What a match needs: one literal of each clause (lower-cased)
@@ -59,14 +59,13 @@ const MAX_CLAUSES: usize = 8;
 const MAX_RULE_CLAUSES: usize = 32;
 /// The shortest literal of a clause kept beside a branch's most selective.
 const MIN_EXTRA: usize = 3;
-/// A rule (its index) and the bits of its clauses a literal meets.
-type RuleBits = (usize, u32);
-/// What each parser constant meets, by its address and length.
-type Constants = FxHashMap<(usize, usize), Box<[RuleBits]>>;
+/// What an event's parser constants meet together, by their addresses
+/// and lengths.
+type Constants = FxHashMap<[(usize, usize); 4], Box<[RuleBits]>>;
 
-/// Most parser constants whose clauses a [`Prefiltered`] keeps (there are a
-/// few dozen).
-const MAX_CONSTANTS: usize = 256;
+/// Most combinations of parser constants whose clauses a [`Prefiltered`]
+/// keeps (each parser has a few dozen).
+const MAX_CONSTANTS: usize = 1024;
 
 /// The branches every match of `rule` goes through, or `None` when one
 /// needs no literal that can be shown.
@@ -276,14 +275,11 @@ pub struct Prefiltered {
     /// Per rule: its branches, each as the bits of its clauses and its
     /// vetoes.
     branches: Vec<Vec<(u32, Vec<ConditionExpr>)>>,
-    automaton: DFA,
-    /// Its unanchored start state.
-    start: StateID,
-    /// Pattern index -> the rules it belongs to, each with its clauses' bits.
-    owners: Vec<Vec<RuleBits>>,
-    /// The clauses each parser constant meets ([`Text::Constant`]), by its
-    /// address and length: worked out the first time, not walked again in
-    /// every event.
+    /// The literals' automaton, with the rules and clauses each meets.
+    scanner: Scanner,
+    /// The clauses an event's parser constants meet ([`Text::Constants`]),
+    /// by their addresses and lengths: worked out the first time, not
+    /// walked again in every event.
     constants: RefCell<Constants>,
 }
 
@@ -320,8 +316,7 @@ impl Prefiltered {
             all_branches.push(branches);
         }
         let (patterns, owners): (Vec<String>, Vec<Vec<(usize, u32)>>) = owners.into_iter().unzip();
-        // A DFA, walked by hand (see `evaluate`): its size stays small at
-        // a few thousand literals.
+        // A DFA, flattened into a table of our own (see `Scanner`).
         let automaton = DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
@@ -329,15 +324,10 @@ impl Prefiltered {
             .prefilter(false)
             .build(&patterns)
             .map_err(|e| format!("rule prefilter: {e}"))?;
-        let start = automaton
-            .start_state(Anchored::No)
-            .map_err(|e| format!("rule prefilter: {e}"))?;
         Ok(Prefiltered {
             rules: compiled,
             branches: all_branches,
-            automaton,
-            start,
-            owners,
+            scanner: Scanner::new(&automaton, &owners)?,
             constants: RefCell::default(),
         })
     }
@@ -353,7 +343,8 @@ impl Prefiltered {
             touched,
             names,
         } = scratch;
-        met.clear();
+        // All zero between events: the rules touched are reset at the end
+        // (a bit left by a panic would only cost an evaluation).
         met.resize(self.rules.len(), 0);
         touched.clear();
         let mut meet = |rule: usize, bits: u32| {
@@ -363,8 +354,8 @@ impl Prefiltered {
             met[rule] |= bits;
         };
         haystack(event, &mut |text| match text {
-            Text::Lying(text) => self.scan(text, &mut meet),
-            Text::Constant(text) => self.scan_constant(text, &mut meet),
+            Text::Lying(text) => self.scanner.scan(text, &mut meet),
+            Text::Constants(texts) => self.scan_constants(texts, &mut meet),
         });
         // In rule order, as the engine reports them.
         touched.sort_unstable();
@@ -382,63 +373,30 @@ impl Prefiltered {
                 out.push(result);
             }
         }
+        touched.iter().for_each(|&i| met[i] = 0);
     }
 
-    /// Tells `meet` the rule and clause bits of every literal ending at
-    /// each byte of `text`, in one transition per byte (the crate's
-    /// overlapping iterator stops at every match and keeps its state in
-    /// memory). Each string starts from the start state: no literal spans
-    /// two. Standard semantics never reach the dead state.
-    fn scan(&self, text: &[u8], meet: &mut impl FnMut(usize, u32)) {
-        let dfa = &self.automaton;
-        let mut state = self.start;
-        let mut step = |byte: u8| {
-            state = dfa.next_state(Anchored::No, state, byte);
-            if dfa.is_special(state) {
-                self.note(state, meet);
-            }
-        };
-        // Four bytes a turn of the loop: its counting is a third of the
-        // instructions a byte otherwise.
-        let mut quads = text.chunks_exact(4);
-        for quad in &mut quads {
-            quad.iter().for_each(|&byte| step(byte));
+    /// [`Scanner::scan`] of an event's parser constants (ASCII): their
+    /// clauses as found the first time, each rule once.
+    fn scan_constants(&self, texts: [Option<&'static str>; 4], meet: &mut impl FnMut(usize, u32)) {
+        let mut key = [(0, 0); 4];
+        for (k, text) in key.iter_mut().zip(texts) {
+            *k = text.map_or((0, 0), |t| (t.as_ptr() as usize, t.len()));
         }
-        quads.remainder().iter().for_each(|&byte| step(byte));
-    }
-
-    /// [`Prefiltered::scan`] of a parser constant (ASCII): its clauses as
-    /// found the first time.
-    fn scan_constant(&self, text: &'static str, meet: &mut impl FnMut(usize, u32)) {
-        let key = (text.as_ptr() as usize, text.len());
         let mut constants = self.constants.borrow_mut();
         if let Some(clauses) = constants.get(&key) {
             clauses.iter().for_each(|&(rule, bits)| meet(rule, bits));
             return;
         }
-        let mut clauses = Vec::new();
-        self.scan(text.as_bytes(), &mut |rule, bits| {
-            clauses.push((rule, bits))
-        });
+        let mut clauses: Vec<RuleBits> = Vec::new();
+        for text in texts.into_iter().flatten() {
+            self.scanner.scan(text.as_bytes(), &mut |rule, bits| {
+                merge(&mut clauses, rule, bits)
+            });
+        }
         clauses.iter().for_each(|&(rule, bits)| meet(rule, bits));
         if constants.len() < MAX_CONSTANTS {
             constants.insert(key, clauses.into());
-        }
-    }
-
-    /// Tells `meet` the clauses of the literals ending at a match state.
-    /// Out of line: the scan loop stays small and keeps its state in
-    /// registers.
-    #[inline(never)]
-    fn note(&self, state: StateID, meet: &mut impl FnMut(usize, u32)) {
-        let dfa = &self.automaton;
-        if !dfa.is_match(state) {
-            return;
-        }
-        for i in 0..dfa.match_len(state) {
-            for &(rule, bits) in &self.owners[dfa.match_pattern(state, i).as_usize()] {
-                meet(rule, bits);
-            }
         }
     }
 }
@@ -551,14 +509,14 @@ const TYPED_FIELDS: &[&str] = &[
     "timestamp",
 ];
 
-/// A string of the event for [`Prefiltered::scan`].
+/// A string of the event for [`Scanner::scan`].
 enum Text<'a> {
     /// Where it lies in the event (or lower-cased, beyond ASCII).
     Lying(&'a [u8]),
-    /// A parser's constant (`event.category`, `action`, `outcome`,
-    /// `dataset`), ASCII: the same text at the same address in every event
-    /// that has it (about 35 bytes of an sshd event).
-    Constant(&'static str),
+    /// The parser's constants (`event.category`, `action`, `outcome`,
+    /// `dataset`, those that are), ASCII: the same text at the same address
+    /// in every event that has it (about 35 bytes of an sshd event).
+    Constants([Option<&'static str>; 4]),
 }
 
 /// Shows `scan` every string a literal on a rule's field or keyword can be
@@ -569,7 +527,7 @@ enum Text<'a> {
 /// `fields` (walked once).
 fn haystack(event: &Event, scan: &mut dyn FnMut(Text)) {
     fn visit(text: &str, scan: &mut dyn FnMut(Text)) {
-        if text.is_ascii() {
+        if is_ascii(text.as_bytes()) {
             scan(Text::Lying(text.as_bytes()));
         } else {
             // As a whole, as the engine lowers it (a final sigma is `ς`).
@@ -584,26 +542,33 @@ fn haystack(event: &Event, scan: &mut dyn FnMut(Text)) {
     let message_in_original = event.original.as_deref().is_some_and(|original| {
         !event.message.is_empty()
             && original.trim_end().ends_with(event.message.as_str())
-            && (original.is_ascii() || !event.message.contains('Σ'))
+            && (is_ascii(original.as_bytes()) || !event.message.contains('Σ'))
     });
     super::adapter::own_strings(event, &mut |s| {
         if !(message_in_original && std::ptr::eq(s, event.message.as_str())) {
             visit(s, scan);
         }
     });
-    for s in [
+    // (A loop, not `array::map`: that cost 50 instructions a string.)
+    let mut constants = [None; 4];
+    let mut any = false;
+    for (constant, s) in constants.iter_mut().zip([
         &event.category,
         &event.action,
         &event.outcome,
         &event.dataset,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ]) {
         match s {
-            Cow::Borrowed(s) if s.is_ascii() => scan(Text::Constant(s)),
-            s => visit(s, scan),
+            Some(Cow::Borrowed(s)) if s.is_ascii() => {
+                *constant = Some(*s);
+                any = true;
+            }
+            Some(s) => visit(s, scan),
+            None => {}
         }
+    }
+    if any {
+        scan(Text::Constants(constants));
     }
     fn walk(v: &Value, scan: &mut dyn FnMut(Text)) {
         match v {
@@ -622,6 +587,16 @@ fn haystack(event: &Event, scan: &mut dyn FnMut(Text)) {
     for v in event.fields.values() {
         walk(v, scan);
     }
+}
+
+/// Whether `text` is ASCII, eight bytes at a time (std's check goes
+/// through the last up to 63 bytes one at a time: about 200 instructions
+/// for a syslog line, 60 this way).
+fn is_ascii(text: &[u8]) -> bool {
+    let (words, rest) = text.as_chunks::<8>();
+    let words = words.iter().fold(0, |any, w| any | u64::from_ne_bytes(*w));
+    let rest = rest.iter().fold(0, |any, b| any | b);
+    words & 0x8080_8080_8080_8080 == 0 && rest < 0x80
 }
 
 #[cfg(test)]
@@ -848,7 +823,7 @@ mod tests {
         };
         let expected = ["action", "category", "dataset", "outcome and user"];
         assert_eq!(titles(&prefiltered, &parsed), expected);
-        assert_eq!(prefiltered.constants.borrow().len(), 4);
+        assert_eq!(prefiltered.constants.borrow().len(), 1);
         assert_eq!(titles(&prefiltered, &parsed), expected);
         assert_eq!(titles(&prefiltered, &not_constant), expected);
     }
@@ -935,6 +910,21 @@ mod tests {
 
     /// A message that ends the original line is scanned as part of it,
     /// except where lowering it alone gives other letters.
+    #[test]
+    fn is_ascii_agrees_with_std() {
+        let line = "Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root from 1.2.3.4";
+        for len in 0..=line.len() {
+            let text = &line.as_bytes()[..len];
+            assert!(is_ascii(text));
+            // A byte beyond ASCII at every place: in a word, in the rest.
+            for at in 0..len {
+                let mut text = text.to_vec();
+                text[at] |= 0x80;
+                assert!(!is_ascii(&text), "{len} {at}");
+            }
+        }
+    }
+
     #[test]
     fn a_message_inside_the_original_line_is_found_there() {
         let keyword = |k: &str| {
