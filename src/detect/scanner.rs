@@ -165,8 +165,8 @@ impl Scanner {
         quads.remainder().iter().for_each(|&byte| step(byte));
     }
 
-    /// Out of line: the scan loop stays small and keeps its state in
-    /// registers.
+    /// Tells `meet` what the match state `state` meets. Out of line: the
+    /// scan loop stays small and keeps its state in registers.
     #[inline(never)]
     fn note(&self, state: u32, meet: &mut impl FnMut(usize, u32)) {
         if let Some(met) = self.meets.get((state >> self.shift) as usize) {
