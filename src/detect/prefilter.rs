@@ -21,8 +21,6 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use aho_corasick::dfa::DFA;
-use aho_corasick::{MatchKind, StartKind};
 use rsigma_eval::compiler::CompiledDetection;
 use rsigma_eval::matcher::{CompiledMatcher, GroupMode};
 use rsigma_eval::{CompiledRule, DetectionBody, EvaluationResult, ResultBody, RuleHeader};
@@ -316,18 +314,10 @@ impl Prefiltered {
             all_branches.push(branches);
         }
         let (patterns, owners): (Vec<String>, Vec<Vec<(usize, u32)>>) = owners.into_iter().unzip();
-        // A DFA, flattened into a table of our own (see `Scanner`).
-        let automaton = DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Unanchored)
-            .prefilter(false)
-            .build(&patterns)
-            .map_err(|e| format!("rule prefilter: {e}"))?;
         Ok(Prefiltered {
             rules: compiled,
             branches: all_branches,
-            scanner: Scanner::new(&automaton, &owners)?,
+            scanner: Scanner::new(&patterns, &owners)?,
             constants: RefCell::default(),
         })
     }

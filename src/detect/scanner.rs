@@ -9,13 +9,9 @@
 //! its patterns one by one. Here a byte is two loads, an add and a mask;
 //! a match state is one comparison and its list.
 
-use std::collections::hash_map::Entry;
-use std::hash::{Hash, Hasher};
-
-use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
-use rustc_hash::FxHashMap;
+use aho_corasick::{Anchored, MatchKind, StartKind};
 
 /// A rule (its index) and the bits of its clauses a literal meets.
 pub type RuleBits = (usize, u32);
@@ -46,75 +42,81 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Flattens `dfa` (ASCII case folded, standard semantics, unanchored);
-    /// `owners[p]`: what literal `p` meets.
-    pub fn new(dfa: &DFA, owners: &[Vec<RuleBits>]) -> Result<Scanner, String> {
+    /// The automaton of `literals` (ASCII case folded, each found wherever
+    /// it ends, overlapping ones too); `owners[p]`: what literal `p` meets.
+    pub fn new(literals: &[String], owners: &[Vec<RuleBits>]) -> Result<Scanner, String> {
         let error = |e: &dyn std::fmt::Display| format!("rule prefilter: {e}");
+        let dfa = DFA::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Unanchored)
+            .prefilter(false)
+            .build(literals)
+            .map_err(|e| error(&e))?;
+        // A class per byte of the literals (a letter's two cases one) and
+        // one for every other byte: those fail back to the start state
+        // from anywhere, so they move the automaton alike.
+        let mut classes = [0u8; 256];
+        let mut representatives = vec![0u8];
+        for byte in literals.iter().flat_map(|l| l.bytes()) {
+            let byte = byte.to_ascii_lowercase();
+            if classes[usize::from(byte)] == 0 {
+                let class = u8::try_from(representatives.len()).unwrap_or(u8::MAX);
+                representatives.push(byte);
+                classes[usize::from(byte)] = class;
+                classes[usize::from(byte.to_ascii_uppercase())] = class;
+            }
+        }
+        if let Some(other) = (0..=255u8).find(|&b| classes[usize::from(b)] == 0) {
+            representatives[0] = other;
+        }
+        // Every state reachable from the start, in the order first met
+        // (the crate's state ids are below its table's length: a vector,
+        // not a hash map, says which were met).
         let start = dfa.start_state(Anchored::No).map_err(|e| error(&e))?;
-        // Every state reachable from the start, in the order first met.
-        let mut found: FxHashMap<StateID, usize> = FxHashMap::default();
-        let mut states = vec![start];
-        found.insert(start, 0);
+        let mut seen: Vec<bool> = Vec::new();
+        let mut states = Vec::new();
+        let mut reach = |state: StateID, states: &mut Vec<StateID>| {
+            let id = state.as_usize();
+            if seen.len() <= id {
+                seen.resize(id + 1, false);
+            }
+            if !seen[id] {
+                seen[id] = true;
+                states.push(state);
+            }
+        };
+        reach(start, &mut states);
         let mut at = 0;
         while let Some(&state) = states.get(at) {
-            for byte in 0..=255 {
-                let next = dfa.next_state(Anchored::No, state, byte);
-                if let Entry::Vacant(new) = found.entry(next) {
-                    new.insert(states.len());
-                    states.push(next);
-                }
+            for &byte in &representatives {
+                reach(dfa.next_state(Anchored::No, state, byte), &mut states);
             }
             at += 1;
-        }
-        // Bytes with the same transition from every state share a class
-        // (found by a hash of their transitions, checked one by one).
-        let next = |byte: u8| {
-            states
-                .iter()
-                .map(move |&s| dfa.next_state(Anchored::No, s, byte))
-        };
-        let mut classes = [0u8; 256];
-        let mut representatives: Vec<u8> = Vec::new();
-        let mut by_hash: FxHashMap<u64, Vec<u8>> = FxHashMap::default();
-        for byte in 0..=255u8 {
-            let mut hasher = rustc_hash::FxHasher::default();
-            next(byte).for_each(|s| s.hash(&mut hasher));
-            let same = by_hash.entry(hasher.finish()).or_default();
-            let class = match same
-                .iter()
-                .find(|&&class| next(representatives[usize::from(class)]).eq(next(byte)))
-            {
-                Some(&class) => class,
-                None => {
-                    let class = u8::try_from(representatives.len()).unwrap_or(u8::MAX);
-                    representatives.push(byte);
-                    same.push(class);
-                    class
-                }
-            };
-            classes[usize::from(byte)] = class;
         }
         let stride = representatives.len().next_power_of_two();
         let shift = stride.trailing_zeros();
         // Match states first.
         let (matches, others): (Vec<StateID>, Vec<StateID>) =
             states.iter().partition(|&&s| dfa.is_match(s));
-        let order: Vec<StateID> = matches.iter().chain(&others).copied().collect();
-        let index: FxHashMap<StateID, usize> =
-            order.iter().enumerate().map(|(i, &s)| (s, i)).collect();
-        let entries = (order.len() * stride).next_power_of_two();
+        let entries = (states.len() * stride).next_power_of_two();
         if entries > MAX_ENTRIES {
             return Err(error(&format!(
                 "{} states of {} byte classes are too many; load fewer rules",
-                order.len(),
+                states.len(),
                 representatives.len()
             )));
         }
-        let id = |state: StateID| (index[&state] * stride) as u32;
+        let mut index = vec![0u32; seen.len()];
+        for (i, s) in matches.iter().chain(&others).enumerate() {
+            index[s.as_usize()] = (i * stride) as u32;
+        }
+        let id = |state: StateID| index[state.as_usize()];
         let mut trans = vec![0u32; entries].into_boxed_slice();
-        for (i, &state) in order.iter().enumerate() {
+        for &state in matches.iter().chain(&others) {
+            let from = id(state) as usize;
             for (class, &byte) in representatives.iter().enumerate() {
-                trans[i * stride + class] = id(dfa.next_state(Anchored::No, state, byte));
+                trans[from + class] = id(dfa.next_state(Anchored::No, state, byte));
             }
         }
         let meets = matches
@@ -185,18 +187,12 @@ pub fn merge(met: &mut Vec<RuleBits>, rule: usize, bits: u32) {
 
 #[cfg(test)]
 mod tests {
-    use aho_corasick::{AhoCorasick, MatchKind, StartKind};
+    use aho_corasick::AhoCorasick;
 
     use super::*;
 
-    fn dfa(patterns: &[&str]) -> DFA {
-        DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Unanchored)
-            .prefilter(false)
-            .build(patterns)
-            .unwrap()
+    fn literals(patterns: &[&str]) -> Vec<String> {
+        patterns.iter().map(|p| p.to_string()).collect()
     }
 
     /// What the crate's overlapping search finds, as the scanner reports
@@ -229,7 +225,7 @@ mod tests {
             "a", "aa", "aaa",
         ];
         let owners: Vec<Vec<RuleBits>> = (0..patterns.len()).map(|p| vec![(p, 1)]).collect();
-        let scanner = Scanner::new(&dfa(&patterns), &owners).unwrap();
+        let scanner = Scanner::new(&literals(&patterns), &owners).unwrap();
         for text in [
             "",
             "x",
@@ -252,7 +248,7 @@ mod tests {
     fn a_state_meets_each_rule_once_with_its_clauses_merged() {
         // Rule 0: clause bits 1 ("ab") and 2 ("b"); rule 1: bit 1 ("b").
         let owners = vec![vec![(0, 1)], vec![(0, 2), (1, 1)]];
-        let scanner = Scanner::new(&dfa(&["ab", "b"]), &owners).unwrap();
+        let scanner = Scanner::new(&literals(&["ab", "b"]), &owners).unwrap();
         assert_eq!(scanned(&scanner, "ab"), [(0, 3), (1, 1)]);
         assert_eq!(scanned(&scanner, "b"), [(0, 2), (1, 1)]);
     }
