@@ -6,8 +6,8 @@
 //! The crate's DFA is walked through a method call a byte that the
 //! compiler cannot keep in registers (it reloads the table's address and
 //! length and checks the bounds at every byte), and a match goes through
-//! its patterns one by one. Here a byte is two loads, an add and a mask;
-//! a match state is one comparison and its list.
+//! its patterns one by one. Here a byte is three loads, an add, a mask and
+//! a comparison; a match state is its list.
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
@@ -23,7 +23,8 @@ const MAX_ENTRIES: usize = 1 << 26;
 
 /// The automaton, flattened.
 pub struct Scanner {
-    /// A byte's class: bytes no literal tells apart share one.
+    /// A byte's class: one per byte of the literals (a letter's two cases
+    /// share it), 0 for every other byte.
     classes: [u8; 256],
     /// A state's transitions start at its index times the stride (a power
     /// of two above the number of classes); entries are next states, as
