@@ -2625,6 +2625,89 @@ mod tests {
         assert_eq!(q("NOT (user.name:user1 OR accepted)"), Vec::<u64>::new());
     }
 
+    /// Every value of an event is found by a query on its field: every
+    /// kind of value, nested `fields` with an array, a number, a boolean
+    /// and a date, labels, addresses.
+    #[test]
+    fn every_value_of_an_event_is_found_by_its_field() {
+        let mut full = Event {
+            host_name: Some("web1".into()),
+            host_ip: Some("10.0.0.1".parse().unwrap()),
+            source_ip: Some("203.0.113.9".parse().unwrap()),
+            destination_ip: Some("2001:db8::1".parse().unwrap()),
+            source_port: Some(40022),
+            destination_port: Some(22),
+            user_target_name: Some("admin".into()),
+            process_name: Some("sshd".into()),
+            process_pid: Some(4242),
+            process_executable: Some("/usr/sbin/sshd".into()),
+            process_command_line: Some("sshd -D -f /etc/ssh/sshd_config".into()),
+            category: Some("authentication".into()),
+            action: Some("ssh_login".into()),
+            outcome: Some("failure".into()),
+            severity: Some(4),
+            dataset: Some("sshd".into()),
+            original: Some("<38>Nov 1 00:00:00 web1 sshd[4242]: relayed by gateway7".into()),
+            fields: serde_json::json!({
+                "ssh": {"method": "password", "invalid_user": true, "tries": 3},
+                "tags": ["alpha", "beta"],
+                "seen": "2024-05-01T10:00:00Z",
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+            ..event(1, 1, "Failed password for admin")
+        };
+        full.labels.insert("input".into(), "syslog_tcp".into());
+        let events = [full, event(2, 2, "Accepted password for admin")];
+        let (_d, index) = index_with(&events);
+        let hits = |t: &str| {
+            search(
+                &index,
+                SearchQuery {
+                    text: Some(t.into()),
+                    ..Default::default()
+                },
+            )
+            .seqs
+        };
+        for query in [
+            "host.name:web1",
+            "host.ip:10.0.0.1",
+            "source.ip:203.0.113.9",
+            "destination.ip:\"2001:db8::1\"",
+            "source.port:40022",
+            "destination.port:22",
+            "process.pid:4242",
+            "event.severity:4",
+            "user.name:user1",
+            "user.target.name:admin",
+            "process.name:sshd",
+            "process.executable:\"/usr/sbin/sshd\"",
+            "process.command_line:sshd_config",
+            "process.command_line:\"sshd -D\"",
+            "event.category:authentication",
+            "event.action:ssh_login",
+            "event.outcome:failure",
+            "event.dataset:sshd",
+            "failed",
+            "\"failed password\"",
+            "log.original:gateway7",
+            "log.original:\"relayed by gateway7\"",
+            "labels.input:syslog_tcp",
+            "fields.ssh.method:password",
+            "fields.ssh.invalid_user:true",
+            "fields.ssh.tries:3",
+            "fields.tags:beta",
+            "fields.seen:\"2024-05-01T10:00:00Z\"",
+        ] {
+            assert_eq!(hits(query), [1], "{query}");
+        }
+        // The raw line of an event whose message ends it is not indexed
+        // again: its words are the message's.
+        assert_eq!(hits("log.original:accepted"), Vec::<u64>::new());
+    }
+
     #[test]
     fn time_range_is_inclusive_exclusive() {
         let events: Vec<_> = (1..=5).map(|i| event(i, i as i64 * 10, "x")).collect();
