@@ -1364,6 +1364,18 @@ mod tests {
         index.search(&SearchQuery { limit: 10, ..q }).unwrap()
     }
 
+    /// The seqs of the first page of hits for the query `text`.
+    fn hits(index: &EventIndex, text: &str) -> Vec<u64> {
+        search(
+            index,
+            SearchQuery {
+                text: Some(text.into()),
+                ..Default::default()
+            },
+        )
+        .seqs
+    }
+
     /// An event at `time` (RFC 3339) with the given user, host and port.
     fn ev(seq: u64, time: &str, user: &str, host: &str, port: Option<u16>) -> Event {
         let t = DateTime::parse_from_rfc3339(time).unwrap().to_utc();
@@ -2602,16 +2614,7 @@ mod tests {
             event(2, 2, "Accepted password"),
         ];
         let (_d, index) = index_with(&events);
-        let q = |t: &str| {
-            search(
-                &index,
-                SearchQuery {
-                    text: Some(t.into()),
-                    ..Default::default()
-                },
-            )
-            .seqs
-        };
+        let q = |t: &str| hits(&index, t);
         assert_eq!(q("password"), [2, 1]);
         assert_eq!(q("failed password"), [1]);
         assert_eq!(q("\"accepted password\""), [2]);
@@ -2661,16 +2664,6 @@ mod tests {
         full.labels.insert("input".into(), "syslog_tcp".into());
         let events = [full, event(2, 2, "Accepted password for admin")];
         let (_d, index) = index_with(&events);
-        let hits = |t: &str| {
-            search(
-                &index,
-                SearchQuery {
-                    text: Some(t.into()),
-                    ..Default::default()
-                },
-            )
-            .seqs
-        };
         for query in [
             "host.name:web1",
             "host.ip:10.0.0.1",
@@ -2701,11 +2694,11 @@ mod tests {
             "fields.tags:beta",
             "fields.seen:\"2024-05-01T10:00:00Z\"",
         ] {
-            assert_eq!(hits(query), [1], "{query}");
+            assert_eq!(hits(&index, query), [1], "{query}");
         }
         // The raw line of an event whose message ends it is not indexed
         // again: its words are the message's.
-        assert_eq!(hits("log.original:accepted"), Vec::<u64>::new());
+        assert_eq!(hits(&index, "log.original:accepted"), Vec::<u64>::new());
     }
 
     #[test]
