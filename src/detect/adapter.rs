@@ -167,38 +167,128 @@ pub(crate) fn own_strings<'a>(e: &'a Event, visit: &mut dyn FnMut(&'a str)) {
     }
 }
 
+/// A field the rules name, resolved once when they are loaded: evaluating
+/// a rule then reads it without matching its name against every field of
+/// the event (160 instructions a field read, a name at a time).
+#[derive(Clone, Debug)]
+pub enum Field {
+    /// One of the event's own fields.
+    Own(Own),
+    /// A label (`labels.*`) or a path into `fields`.
+    Other(Box<str>),
+}
+
+/// The event's own fields, by their names below.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Own {
+    Message,
+    Original,
+    HostName,
+    HostIp,
+    SourceIp,
+    SourcePort,
+    DestinationIp,
+    DestinationPort,
+    UserName,
+    UserTargetName,
+    ProcessName,
+    ProcessPid,
+    ProcessCommandLine,
+    ProcessExecutable,
+    Category,
+    Action,
+    Outcome,
+    Severity,
+    Dataset,
+    Timestamp,
+}
+
+impl Own {
+    fn of(path: &str) -> Option<Own> {
+        Some(match path {
+            "message" => Own::Message,
+            "log.original" => Own::Original,
+            "host.name" => Own::HostName,
+            "host.ip" => Own::HostIp,
+            "source.ip" => Own::SourceIp,
+            "source.port" => Own::SourcePort,
+            "destination.ip" => Own::DestinationIp,
+            "destination.port" => Own::DestinationPort,
+            "user.name" => Own::UserName,
+            "user.target.name" => Own::UserTargetName,
+            "process.name" => Own::ProcessName,
+            "process.pid" => Own::ProcessPid,
+            "process.command_line" => Own::ProcessCommandLine,
+            "process.executable" => Own::ProcessExecutable,
+            "event.category" => Own::Category,
+            "event.action" => Own::Action,
+            "event.outcome" => Own::Outcome,
+            "event.severity" => Own::Severity,
+            "event.dataset" => Own::Dataset,
+            "@timestamp" | "timestamp" => Own::Timestamp,
+            _ => return None,
+        })
+    }
+}
+
+impl Field {
+    pub fn of(path: &str) -> Field {
+        Own::of(path).map_or_else(|| Field::Other(path.into()), Field::Own)
+    }
+}
+
+impl SigmaEvent<'_> {
+    /// The value of `field` (what [`get_field`](rsigma_eval::Event::get_field)
+    /// gives for its name).
+    pub fn get(&self, field: &Field) -> Option<EventValue<'_>> {
+        match field {
+            Field::Own(own) => self.own(*own),
+            Field::Other(path) => self.other(path),
+        }
+    }
+
+    fn own(&self, field: Own) -> Option<EventValue<'_>> {
+        let e = self.0;
+        match field {
+            Own::Message => text(&e.message),
+            Own::Original => opt(&e.original),
+            Own::HostName => opt(&e.host_name),
+            Own::HostIp => e.host_ip.and_then(|ip| owned(ip_text(ip))),
+            Own::SourceIp => e.source_ip.and_then(|ip| owned(ip_text(ip))),
+            Own::SourcePort => e.source_port.map(|p| EventValue::Int(p.into())),
+            Own::DestinationIp => e.destination_ip.and_then(|ip| owned(ip_text(ip))),
+            Own::DestinationPort => e.destination_port.map(|p| EventValue::Int(p.into())),
+            Own::UserName => opt(&e.user_name),
+            Own::UserTargetName => opt(&e.user_target_name),
+            Own::ProcessName => opt(&e.process_name),
+            Own::ProcessPid => e.process_pid.map(|p| EventValue::Int(p.into())),
+            Own::ProcessCommandLine => opt(&e.process_command_line),
+            Own::ProcessExecutable => opt(&e.process_executable),
+            Own::Category => opt(&e.category),
+            Own::Action => opt(&e.action),
+            Own::Outcome => opt(&e.outcome),
+            Own::Severity => e.severity.map(|s| EventValue::Int(s.into())),
+            Own::Dataset => opt(&e.dataset),
+            // Seconds: what the correlation windows count in.
+            Own::Timestamp => Some(EventValue::Int(e.timestamp.timestamp())),
+        }
+    }
+
+    /// A label (`labels.*`) or a path into `fields` (`fields.` optional).
+    fn other(&self, path: &str) -> Option<EventValue<'_>> {
+        let e = self.0;
+        if let Some(label) = path.strip_prefix("labels.") {
+            return e.labels.get(label).and_then(|v| text(v));
+        }
+        lookup(&e.fields, path.strip_prefix("fields.").unwrap_or(path))
+    }
+}
+
 impl rsigma_eval::Event for SigmaEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        let e = self.0;
-        match path {
-            "message" => text(&e.message),
-            "log.original" => opt(&e.original),
-            "host.name" => opt(&e.host_name),
-            "host.ip" => e.host_ip.and_then(|ip| owned(ip_text(ip))),
-            "source.ip" => e.source_ip.and_then(|ip| owned(ip_text(ip))),
-            "source.port" => e.source_port.map(|p| EventValue::Int(p.into())),
-            "destination.ip" => e.destination_ip.and_then(|ip| owned(ip_text(ip))),
-            "destination.port" => e.destination_port.map(|p| EventValue::Int(p.into())),
-            "user.name" => opt(&e.user_name),
-            "user.target.name" => opt(&e.user_target_name),
-            "process.name" => opt(&e.process_name),
-            "process.pid" => e.process_pid.map(|p| EventValue::Int(p.into())),
-            "process.command_line" => opt(&e.process_command_line),
-            "process.executable" => opt(&e.process_executable),
-            "event.category" => opt(&e.category),
-            "event.action" => opt(&e.action),
-            "event.outcome" => opt(&e.outcome),
-            "event.severity" => e.severity.map(|s| EventValue::Int(s.into())),
-            "event.dataset" => opt(&e.dataset),
-            // Seconds: what the correlation windows count in.
-            "@timestamp" | "timestamp" => Some(EventValue::Int(e.timestamp.timestamp())),
-            _ => {
-                if let Some(label) = path.strip_prefix("labels.") {
-                    return e.labels.get(label).and_then(|v| text(v));
-                }
-                let path = path.strip_prefix("fields.").unwrap_or(path);
-                lookup(&e.fields, path)
-            }
+        match Own::of(path) {
+            Some(own) => self.own(own),
+            None => self.other(path),
         }
     }
 

@@ -21,6 +21,7 @@
 
 pub mod adapter;
 pub mod catalog;
+pub mod condition;
 pub mod correlate;
 pub mod locate;
 pub mod prefilter;

@@ -11,7 +11,7 @@
 //! Sound by construction: [`needles`] returns branches only when every way
 //! the rule can match goes through one, needing a literal of each of its
 //! clauses somewhere in the event's strings (case-insensitively) and none
-//! of its vetoes matching (the engine's own evaluation of `X`, so exact);
+//! of its vetoes matching (`X` evaluated as the whole rule is, so exact);
 //! what it cannot prove (a `not` below the top level, regexes, CIDR,
 //! numbers, encodings, field references, placeholders, ...) adds no clause,
 //! and a rule that could match with no literal shown is "always
@@ -32,6 +32,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::adapter::SigmaEvent;
+use super::condition::{Condition, Detections};
 use super::decimal;
 use super::scanner::{RuleBits, Scanner, merge};
 use crate::model::Event;
@@ -46,7 +47,7 @@ pub type Clauses = Vec<Vec<String>>;
 pub struct Branch {
     pub clauses: Clauses,
     /// The `not X` parts of the alternative: `X` matching rules it out
-    /// (evaluated alone, by the engine, before the whole rule).
+    /// (evaluated alone, before the whole rule).
     pub vetoes: Vec<ConditionExpr>,
 }
 
@@ -269,10 +270,7 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 /// The rules that have literals, compiled, and one automaton over all
 /// their literals.
 pub struct Prefiltered {
-    rules: Vec<CompiledRule>,
-    /// Per rule: its branches, each as the bits of its clauses and its
-    /// vetoes.
-    branches: Vec<Vec<(u32, Vec<ConditionExpr>)>>,
+    rules: Vec<Rule>,
     /// The literals' automaton, with the rules and clauses each meets.
     scanner: Scanner,
     /// The clauses an event's parser constants meet ([`Text::Constants`]),
@@ -281,15 +279,25 @@ pub struct Prefiltered {
     constants: RefCell<Constants>,
 }
 
+/// A rule the prefilter evaluates.
+struct Rule {
+    /// What its results say (its detections are in `detections`).
+    compiled: CompiledRule,
+    detections: Detections,
+    conditions: Vec<Condition>,
+    /// Its branches, each as the bits of its clauses and its vetoes.
+    branches: Vec<(u32, Vec<Condition>)>,
+}
+
 impl Prefiltered {
     /// `rules`: compiled rules with their branches, as [`needles`] gives
     /// them (at most [`MAX_RULE_CLAUSES`] clauses a rule).
     pub fn new(rules: Vec<(CompiledRule, Vec<Branch>)>) -> Result<Prefiltered, String> {
         let mut owners: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
         let mut compiled = Vec::with_capacity(rules.len());
-        let mut all_branches = Vec::with_capacity(rules.len());
         for (i, (mut rule, branches)) in rules.into_iter().enumerate() {
             rule.detections.values_mut().for_each(lower_once);
+            let detections = Detections::new(std::mem::take(&mut rule.detections));
             // A bit per clause, the rule's branches one after the other.
             let mut bit = 0;
             let branches = branches
@@ -307,16 +315,24 @@ impl Prefiltered {
                         bits |= 1 << bit;
                         bit += 1;
                     }
-                    (bits, branch.vetoes)
+                    let vetoes = branch.vetoes.iter().map(|v| detections.condition(v));
+                    (bits, vetoes.collect())
                 })
                 .collect();
-            compiled.push(rule);
-            all_branches.push(branches);
+            compiled.push(Rule {
+                conditions: rule
+                    .conditions
+                    .iter()
+                    .map(|c| detections.condition(c))
+                    .collect(),
+                compiled: rule,
+                detections,
+                branches,
+            });
         }
         let (patterns, owners): (Vec<String>, Vec<Vec<(usize, u32)>>) = owners.into_iter().unzip();
         Ok(Prefiltered {
             rules: compiled,
-            branches: all_branches,
             scanner: Scanner::new(&patterns, &owners)?,
             constants: RefCell::default(),
         })
@@ -328,11 +344,7 @@ impl Prefiltered {
         if self.rules.is_empty() {
             return;
         }
-        let Scratch {
-            met,
-            touched,
-            names,
-        } = scratch;
+        let Scratch { met, touched } = scratch;
         // All zero between events: the rules touched are reset at the end
         // (a bit left by a panic would only cost an evaluation).
         met.resize(self.rules.len(), 0);
@@ -352,15 +364,13 @@ impl Prefiltered {
         let view = SigmaEvent(event);
         for &i in touched.iter() {
             let rule = &self.rules[i];
-            let possible = self.branches[i].iter().any(|(bits, vetoes)| {
-                met[i] & bits == *bits
-                    && !vetoes.iter().any(|veto| {
-                        names.clear();
-                        rsigma_eval::compiler::eval_condition(veto, &rule.detections, &view, names)
-                    })
-            });
-            if possible && let Some(result) = evaluate_rule(rule, &view, names) {
-                out.push(result);
+            let holds = |c| rule.detections.holds(c, &view);
+            let possible = rule
+                .branches
+                .iter()
+                .any(|(bits, vetoes)| met[i] & bits == *bits && !vetoes.iter().any(holds));
+            if possible && rule.conditions.iter().any(holds) {
+                out.push(result(&rule.compiled, &view));
             }
         }
         touched.iter().for_each(|&i| met[i] = 0);
@@ -443,19 +453,12 @@ fn lower_once(detection: &mut CompiledDetection) {
     }
 }
 
-/// What `rsigma_eval::evaluate_rule` gives, without the field-by-field
-/// match details nothing downstream reads: that evaluates a matching rule
-/// twice more to collect them, as many instructions again as the match.
-fn evaluate_rule(
-    rule: &CompiledRule,
-    event: &SigmaEvent,
-    names: &mut Vec<String>,
-) -> Option<EvaluationResult> {
-    let matched = rule.conditions.iter().any(|condition| {
-        names.clear();
-        rsigma_eval::compiler::eval_condition(condition, &rule.detections, event, names)
-    });
-    matched.then(|| EvaluationResult {
+/// What `rsigma_eval::evaluate_rule` gives for a match of `rule`, without
+/// the field-by-field match details nothing downstream reads (that
+/// evaluates a matching rule twice more to collect them) nor the names of
+/// the selections matched.
+fn result(rule: &CompiledRule, event: &SigmaEvent) -> EvaluationResult {
+    EvaluationResult {
         header: RuleHeader {
             rule_title: rule.title.clone(),
             rule_id: rule.id.clone(),
@@ -465,13 +468,13 @@ fn evaluate_rule(
             enrichments: None,
         },
         body: ResultBody::Detection(DetectionBody {
-            matched_selections: std::mem::take(names),
+            matched_selections: Vec::new(),
             matched_fields: Vec::new(),
             event: rule
                 .include_event
                 .then(|| rsigma_eval::Event::to_json(event)),
         }),
-    })
+    }
 }
 
 /// Buffers reused from one event to the next.
@@ -481,8 +484,6 @@ pub struct Scratch {
     met: Vec<u32>,
     /// The rules with a clause met.
     touched: Vec<usize>,
-    /// The selections a rule matched.
-    names: Vec<String>,
 }
 
 /// Fields the adapter shows as numbers or addresses, not as strings of
@@ -560,8 +561,11 @@ fn haystack(event: &Event, scan: &mut dyn FnMut(Text)) {
     if any {
         scan(Text::Constants(constants));
     }
-    fn walk(v: &Value, scan: &mut dyn FnMut(Text)) {
+    // A string of `fields` the same as the program's name (`log.syslog.appname`
+    // of every syslog line) meets nothing the name did not meet.
+    fn walk(v: &Value, same: &str, scan: &mut dyn FnMut(Text)) {
         match v {
+            Value::String(s) if s == same => {}
             Value::String(s) => visit(s, scan),
             Value::Number(n) => match n.as_u64() {
                 // Without a formatter: a few pids and ports in most events.
@@ -569,13 +573,15 @@ fn haystack(event: &Event, scan: &mut dyn FnMut(Text)) {
                 None => scan(Text::Lying(n.to_string().as_bytes())),
             },
             Value::Bool(b) => scan(Text::Lying(if *b { b"true" } else { b"false" })),
-            Value::Array(items) => items.iter().for_each(|i| walk(i, scan)),
-            Value::Object(map) => map.values().for_each(|i| walk(i, scan)),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, same, scan)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, same, scan)),
             Value::Null => {}
         }
     }
+    // (Without a name only empty strings are skipped, which meet nothing.)
+    let same = event.process_name.as_deref().unwrap_or_default();
     for v in event.fields.values() {
-        walk(v, scan);
+        walk(v, same, scan);
     }
 }
 

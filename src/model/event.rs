@@ -88,30 +88,27 @@ pub fn ip_text(ip: IpAddr) -> String {
     s
 }
 
-/// [`ip_text`], appended to `out` (an IPv4 address digit by digit into a
-/// buffer on the stack, then copied at once).
+/// [`ip_text`], appended to `out` (an IPv4 address digit by digit: the
+/// formatter, or checking a buffer of digits as UTF-8, cost more than the
+/// digits).
 pub fn push_ip_text(out: &mut String, ip: IpAddr) {
     let IpAddr::V4(v4) = ip else {
         let _ = write!(out, "{ip}");
         return;
     };
-    let mut text = [0u8; 16];
-    let mut len = 0;
-    for octet in v4.octets() {
+    out.reserve(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
         if octet >= 100 {
-            text[len] = b'0' + octet / 100;
-            len += 1;
+            out.push(char::from(b'0' + octet / 100));
         }
         if octet >= 10 {
-            text[len] = b'0' + octet / 10 % 10;
-            len += 1;
+            out.push(char::from(b'0' + octet / 10 % 10));
         }
-        text[len] = b'0' + octet % 10;
-        text[len + 1] = b'.';
-        len += 2;
+        out.push(char::from(b'0' + octet % 10));
     }
-    // Digits and dots: ASCII.
-    out.push_str(std::str::from_utf8(&text[..len - 1]).unwrap_or_default());
 }
 
 fn is_false(b: &bool) -> bool {
