@@ -317,6 +317,10 @@ impl Correlations {
     ) -> Vec<(EvaluationResult, bool)> {
         let at = window_time(event);
         self.now = self.now.max(at);
+        // Most events match nothing: nothing to feed, nothing to chain.
+        if detections.is_empty() {
+            return Vec::new();
+        }
         let mut trusted_firings = if event.trusted {
             self.trusted.process(event, &detections, at)
         } else {
