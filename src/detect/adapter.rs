@@ -21,10 +21,10 @@ impl SigmaEvent<'_> {
     /// allocation for every correlation window fed).
     pub fn push_text(&self, path: &str, out: &mut String) -> bool {
         let e = self.0;
-        let ip = match path {
-            "host.ip" => e.host_ip,
-            "source.ip" => e.source_ip,
-            "destination.ip" => e.destination_ip,
+        let ip = match Own::of(path) {
+            Some(Own::HostIp) => e.host_ip,
+            Some(Own::SourceIp) => e.source_ip,
+            Some(Own::DestinationIp) => e.destination_ip,
             _ => {
                 return rsigma_eval::Event::get_field(self, path)
                     .is_some_and(|v| push_value(v, out));
@@ -179,7 +179,7 @@ pub enum Field {
 }
 
 /// The event's own fields, by their names below.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub enum Own {
     Message,
     Original,

@@ -281,7 +281,8 @@ pub struct Prefiltered {
 
 /// A rule the prefilter evaluates.
 struct Rule {
-    /// What its results say (its detections are in `detections`).
+    /// What its results say (its detections and conditions are taken
+    /// out into `detections` and `conditions`).
     compiled: CompiledRule,
     detections: Detections,
     conditions: Vec<Condition>,
@@ -319,12 +320,9 @@ impl Prefiltered {
                     (bits, vetoes.collect())
                 })
                 .collect();
+            let conditions = std::mem::take(&mut rule.conditions);
             compiled.push(Rule {
-                conditions: rule
-                    .conditions
-                    .iter()
-                    .map(|c| detections.condition(c))
-                    .collect(),
+                conditions: conditions.iter().map(|c| detections.condition(c)).collect(),
                 compiled: rule,
                 detections,
                 branches,
