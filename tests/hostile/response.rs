@@ -194,18 +194,30 @@ async fn audit(daemon: &Daemon) -> Vec<(String, String, Value)> {
 /// Waits for the dry run's block of `ip`: every alert before it was
 /// handled (the responder reads the outbox in order). The audit log then.
 async fn wait_dry_run_block(daemon: &Daemon, ip: IpAddr) -> Vec<(String, String, Value)> {
+    wait_audit(daemon, &format!("no dry-run block of {ip}"), |entries| {
+        entries
+            .iter()
+            .any(|(action, target, _)| action == "response.dry_run" && *target == ip.to_string())
+    })
+    .await
+}
+
+/// The audit log once `done` holds for it; `missing` says what did not
+/// come within 30 s.
+async fn wait_audit(
+    daemon: &Daemon,
+    missing: &str,
+    done: impl Fn(&[(String, String, Value)]) -> bool,
+) -> Vec<(String, String, Value)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let entries = audit(daemon).await;
-        if entries
-            .iter()
-            .any(|(action, target, _)| action == "response.dry_run" && *target == ip.to_string())
-        {
+        if done(&entries) {
             return entries;
         }
         assert!(
             Instant::now() < deadline,
-            "no dry-run block of {ip}: {entries:?}\n{}",
+            "{missing}: {entries:?}\n{}",
             daemon.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -369,6 +381,12 @@ async fn a_rule_firing_on_the_nodes_own_addresses_blocks_nothing() {
     let n = protected.len() as u64;
     let counted = refused(&daemon, "protected_address").await;
     assert!((n..=2 * n).contains(&counted), "{counted} refusals");
+    // A batch's refusals are audited when it ends, which may be after
+    // the block of its last alert.
+    let entries = wait_audit(&daemon, "no protected_address refusal audited", |entries| {
+        !refusal_entries(entries, "protected_address").is_empty()
+    })
+    .await;
     let audited = refusal_entries(&entries, "protected_address");
     assert_eq!(audited.len(), 1, "{audited:?}");
 
