@@ -477,6 +477,28 @@ async fn without_database_url_the_fleet_view_says_what_it_needs() {
     node.app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_database_no_node_wrote_to_yet_is_an_empty_fleet() {
+    use secmon::replicate::Sink;
+    use secmon::replicate::postgres::{FleetAlertFilter, Postgres};
+    let db = TestDb::create();
+    let mut sink = Postgres::new(&db.url(), 1, ulid::Ulid::generate()).unwrap();
+    let fleet = sink.fleet(None, 1).unwrap();
+    // No schema yet (the first batch creates it): no rows, not an error.
+    assert!(fleet.nodes().await.unwrap().is_empty());
+    let alerts = fleet.alerts(FleetAlertFilter::default(), 10, 0).await;
+    assert!(alerts.unwrap().is_empty());
+    sink.apply(0, &[]).await.unwrap();
+    let tables = pg(&db.url())
+        .await
+        .query_one("SELECT to_regclass('secmon.fleet_nodes') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(tables, "the first batch creates the schema");
+    assert!(fleet.nodes().await.unwrap().is_empty());
+}
+
 /// A Postgres cluster of the test's own (initdb), serving TLS with an rcgen
 /// certificate; stopped and started at will.
 struct Cluster {

@@ -1050,7 +1050,10 @@ impl Replica {
     }
 }
 
-/// Runs one query on a connection of `pool` within `timeout`.
+/// Runs one query on a connection of `pool` within `timeout`. A table
+/// that does not exist yet reads as empty: the schema is created by the
+/// first batch a node replicates, so until then the fleet has no rows
+/// (not an unavailable database).
 async fn query_on(
     pool: &Pool,
     timeout: Duration,
@@ -1062,6 +1065,9 @@ async fn query_on(
         .map_err(|_| SinkError("the fleet database did not answer in time".into()))?
         .map_err(|e| sink_error(&e))?;
     match tokio::time::timeout(timeout, client.query(sql, params)).await {
+        Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Ok(Vec::new())
+        }
         Ok(rows) => rows.map_err(|e| SinkError(describe(&e))),
         Err(_) => {
             let _ = Object::take(client);
